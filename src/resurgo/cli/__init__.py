@@ -1,0 +1,67 @@
+"""The ``resurgo`` command: a thin layer over the library and the supervisor.
+
+Sub-commands live in their own modules and are imported only when invoked, so
+``resurgo classify`` (called by other tools in loops) starts fast and does not
+load the supervisor, the dashboard or the mock API.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import Any
+
+import click
+
+# command name -> "module:attribute" of a click.Command
+_COMMANDS: dict[str, str] = {
+    "classify": "resurgo.cli._classify:classify_cmd",
+    "mock-api": "resurgo.cli._mockapi:mock_api_cmd",
+    "run": "resurgo.cli._run:run_cmd",
+    "batch": "resurgo.cli._run:batch_cmd",
+    "status": "resurgo.cli._jobs:status_cmd",
+    "jobs": "resurgo.cli._jobs:jobs_cmd",
+    "show": "resurgo.cli._jobs:show_cmd",
+    "resume": "resurgo.cli._jobs:resume_cmd",
+    "cancel": "resurgo.cli._jobs:cancel_cmd",
+    "cleanup": "resurgo.cli._jobs:cleanup_cmd",
+    "rules": "resurgo.cli._rules:rules_cmd",
+    "config": "resurgo.cli._config:config_cmd",
+    "demo": "resurgo.cli._demo:demo_cmd",
+    "dashboard": "resurgo.cli._dashboard:dashboard_cmd",
+    "chaos": "resurgo.cli._chaos:chaos_cmd",
+    "worker": "resurgo.cli._worker:worker_cmd",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(n for n in _COMMANDS if _available(n))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        mod_name, attr = target.split(":")
+        try:
+            mod = importlib.import_module(mod_name)
+        except ModuleNotFoundError as e:
+            if e.name == mod_name:
+                return None
+            raise
+        cmd: Any = getattr(mod, attr)
+        return cmd  # type: ignore[no-any-return]
+
+
+def _available(name: str) -> bool:
+    mod_name = _COMMANDS[name].split(":")[0]
+    return importlib.util.find_spec(mod_name) is not None
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="resurgo")
+def main() -> None:
+    """Make headless Claude Code runs finish anyway, and say clearly when they cannot."""
+
+
+__all__ = ["main"]
