@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Debian machine: system packages, a virtualenv with
+# resurgo and its test dependencies, and the real Claude Code CLI from npm.
+# Safe to run again: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.resurgo-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: installing resurgo and its dev dependencies into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[dev,bench]"
+  touch "$stamp"
+fi
+
+CLAUDE_BIN=.tools/npm/node_modules/.bin/claude
+if ! "$CLAUDE_BIN" --version >/dev/null 2>&1; then
+  echo "setup: installing the Claude Code CLI from npm"
+  mkdir -p .tools/npm
+  npm install --prefix .tools/npm --no-audit --no-fund --loglevel=error @anthropic-ai/claude-code >/dev/null
+  # npm 11 may skip install scripts it has not been told to allow; the native binary is
+  # linked by the package's postinstall, so run it ourselves when it did not run.
+  if ! "$CLAUDE_BIN" --version >/dev/null 2>&1; then
+    (cd .tools/npm/node_modules/@anthropic-ai/claude-code && node install.cjs)
+  fi
+fi
+echo "setup: claude $("$CLAUDE_BIN" --version)"

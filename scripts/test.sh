@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test command: set up (idempotent), then run the default suite.
+# Extra arguments go to pytest, e.g. `scripts/test.sh -m "not integration"`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export RESURGO_CLAUDE="${RESURGO_CLAUDE:-$PWD/.tools/npm/node_modules/.bin/claude}"
+export PATH="$PWD/.venv/bin:$PATH"
+.venv/bin/ruff check --quiet src tests bench scripts
+.venv/bin/mypy
+exec .venv/bin/python -m pytest "$@"
