@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: Statuses the stand-in knows realistic bodies and headers for.
-KNOWN_STATUSES: frozenset[int] = frozenset(
-    {400, 401, 402, 403, 404, 408, 409, 413, 422, 429, 500, 502, 503, 504, 529}
-)
+KNOWN_STATUSES: frozenset[int] = frozenset({400, 401, 402, 403, 404, 408, 409, 413, 422, 429, 500, 502, 503, 504, 529})
 
 #: Fault kinds other than a status code, as they appear in ``RequestRecord.fault``.
 KIND_RESET = "reset"
@@ -65,10 +63,14 @@ class Faults:
     * ``seed`` -- RNG seed, so a flaky run can be replayed (default ``None``).
     * ``nth`` -- only the n-th matching request (1-based) after the faults were
       set (default ``None``).
+    * ``skip`` -- the first N matching requests are answered normally, every
+      later one is eligible (default 0). Unlike ``nth`` the fault persists, so
+      a CLI's own retry of the failed turn fails too.
     * ``session_id`` -- only requests whose ``x-claude-code-session-id`` header
       equals this (default ``None``: any).
-    * ``paths`` -- path prefixes the faults apply to (default: the Messages
-      endpoint only, so ``count_tokens`` side requests do not eat the count).
+    * ``paths`` -- exact request paths (query excluded) the faults apply to
+      (default: ``/v1/messages`` only, so ``count_tokens`` and the CLI's
+      ``HEAD /`` probe do not eat the count).
     """
 
     status: int | None = None
@@ -83,6 +85,7 @@ class Faults:
     probability: float = 1.0
     seed: int | None = None
     nth: int | None = None
+    skip: int = 0
     session_id: str | None = None
     paths: tuple[str, ...] = field(default=("/v1/messages",))
 
@@ -95,6 +98,8 @@ class Faults:
             raise ValueError(f"Faults.count must be >= 0, got {self.count}")
         if self.nth is not None and self.nth < 1:
             raise ValueError(f"Faults.nth is 1-based and must be >= 1, got {self.nth}")
+        if self.skip < 0:
+            raise ValueError(f"Faults.skip must be >= 0, got {self.skip}")
         if not 0.0 <= self.probability <= 1.0:
             raise ValueError(f"Faults.probability must be within [0, 1], got {self.probability}")
         for name in ("event_delay", "first_byte_delay"):
@@ -186,21 +191,24 @@ class FaultState:
     def decide(self, path: str, session_id: str | None) -> Decision:
         with self._lock:
             f = self._faults
-            targeted = any(path.startswith(p) for p in f.paths) and (
-                f.session_id is None or f.session_id == session_id
-            )
+            targeted = path in f.paths and (f.session_id is None or f.session_id == session_id)
             if not targeted:
                 return Decision(None, f, 0.0, 0.0)
             self._matched += 1
             kind: str | None = None
             kinds = f.kinds
-            if kinds and (f.nth is None or f.nth == self._matched):
-                if self._remaining is None or self._remaining > 0:
-                    if f.probability >= 1.0 or self._rng.random() < f.probability:
-                        kind = kinds[0] if len(kinds) == 1 else self._rng.choice(kinds)
-                        if self._remaining is not None:
-                            self._remaining -= 1
-                        self.applied += 1
+            eligible = (
+                bool(kinds)
+                and (f.nth is None or f.nth == self._matched)
+                and self._matched > f.skip
+                and (self._remaining is None or self._remaining > 0)
+            )
+            # draw only for eligible requests, so a seed replays the same sequence
+            if eligible and (f.probability >= 1.0 or self._rng.random() < f.probability):
+                kind = kinds[0] if len(kinds) == 1 else self._rng.choice(kinds)
+                if self._remaining is not None:
+                    self._remaining -= 1
+                self.applied += 1
             return Decision(kind, f, f.event_delay, f.first_byte_delay)
 
     def snapshot(self) -> dict[str, Any]:

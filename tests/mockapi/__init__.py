@@ -1,0 +1,1 @@
+"""Tests of resurgo.mockapi (a package so the tests can share the _cli helper)."""
