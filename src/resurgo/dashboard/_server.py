@@ -1,0 +1,548 @@
+"""The dashboard's HTTP server: JSON API, server-sent events, static UI and ``/metrics``.
+
+Built on the standard library's ``http.server`` so the dashboard has no web
+framework to install and works on an air-gapped machine; every asset ships in
+``resurgo/dashboard/static``.
+
+Requests run on a bounded thread pool rather than one thread per request: the
+store hands each thread its own SQLite connection, so a thread per request
+would leak a connection (three file descriptors) per request.  Long-lived
+event streams are capped for the same reason; a refused stream makes the page
+fall back to polling.
+
+Security: bound to loopback without a token, the server also checks the
+``Host`` header (a web page elsewhere cannot reach it through DNS rebinding).
+Bound anywhere else it refuses to start without a token.  Every JSON response
+goes through :func:`resurgo.observe.redact_obj`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import re
+import socket
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from importlib import resources
+from typing import Any
+
+from resurgo.observe import (
+    error_series,
+    error_stats,
+    job_detail,
+    list_jobs,
+    recovery_stats,
+    redact_obj,
+    resolve_window,
+    summary,
+)
+from resurgo.observe._metrics import Window, breaker_stats
+from resurgo.store import Store
+from resurgo.store.schema import ensure_schema
+
+log = logging.getLogger(__name__)
+
+COOKIE = "resurgo_token"
+
+#: ``range=`` values the UI offers, in seconds; ``all`` means from the oldest record.
+RANGES: dict[str, float | None] = {
+    "15m": 900.0,
+    "1h": 3600.0,
+    "6h": 6 * 3600.0,
+    "24h": 86400.0,
+    "7d": 7 * 86400.0,
+    "30d": 30 * 86400.0,
+    "all": None,
+}
+_RANGE_RE = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+_STATIC: dict[str, str] = {
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "charts.js": "text/javascript; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+}
+
+_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+class DashboardError(RuntimeError):
+    """The dashboard cannot start as configured (unsafe bind, unusable store, busy port)."""
+
+
+class BadRequest(ValueError):
+    """A request parameter is malformed; its message is shown to the caller."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names only this machine (``localhost``, 127.0.0.0/8, ::1)."""
+    h = host.strip("[]").lower()
+    if h == "localhost" or h.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_range(params: dict[str, list[str]], now: float) -> tuple[float | None, float]:
+    """``range=1h`` (or 90m, 2d, all) / ``start=&end=`` (epoch seconds) -> (start, end)."""
+    end = now
+    if "end" in params:
+        end = _float(params["end"][0], "end")
+    if "start" in params:
+        return _float(params["start"][0], "start"), end
+    raw = (params.get("range") or ["24h"])[0].strip().lower()
+    if raw in RANGES:
+        span = RANGES[raw]
+    else:
+        m = _RANGE_RE.match(raw)
+        if not m:
+            raise BadRequest(
+                f"range must be one of {', '.join(RANGES)} or a number with s/m/h/d, got {raw!r}"
+            )
+        span = float(m.group(1)) * _UNITS[m.group(2)]
+    return (None if span is None else end - span), end
+
+
+def _float(value: str, name: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be epoch seconds, got {value!r}") from None
+
+
+class _PooledHTTPServer(HTTPServer):
+    """An HTTPServer that hands requests to a fixed pool of threads (see the module docstring)."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr: tuple[str, int], handler: type[BaseHTTPRequestHandler], workers: int) -> None:
+        host = addr[0]
+        if ":" in host.strip("[]"):
+            self.address_family = socket.AF_INET6
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="resurgo-dashboard")
+        super().__init__((host.strip("[]"), addr[1]), handler)
+        self.dashboard: Dashboard | None = None
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.pool.submit(self._work, request, client_address)
+
+    def _work(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("dashboard: error while handling %s", client_address, exc_info=True)
+
+
+class Dashboard:
+    """The dashboard server over one store.
+
+    ``token``: required on every request when set (``Authorization: Bearer``,
+    ``?token=`` which then sets a cookie, or that cookie).  Without a token only
+    a loopback ``host`` is allowed.  ``now`` is injectable so tests and
+    screenshots can pin time.  ``port=0`` picks a free port (see :attr:`port`).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        now: Callable[[], float] = time.time,
+        poll_s: float = 1.0,
+        tick_s: float = 15.0,
+        workers: int = 16,
+        max_streams: int = 8,
+    ) -> None:
+        if token is not None and not token.strip():
+            raise DashboardError("the token must not be empty")
+        if not token and not is_loopback(host):
+            raise DashboardError(
+                f"refusing to serve the dashboard on {host} without a token: anyone who can reach "
+                "that address could read it. Pass --token (or bind to 127.0.0.1)."
+            )
+        if max_streams >= workers:
+            raise DashboardError("max_streams must leave workers free for ordinary requests")
+        self.store = store
+        self.host = host
+        self.token = token
+        self.now = now
+        self.poll_s = poll_s
+        self.tick_s = tick_s
+        self.max_streams = max_streams
+        self._streams = 0
+        self._streams_lock = threading.Lock()
+        self.stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._registry: Any = None
+        try:
+            ensure_schema(store)
+        except Exception as e:
+            raise DashboardError(f"cannot use the store {store.path}: {e}") from e
+        try:
+            self.httpd = _PooledHTTPServer((host, port), _Handler, workers)
+        except OSError as e:
+            raise DashboardError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
+        self.httpd.dashboard = self
+
+    # -- lifecycle ---------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        host = self.host if ":" not in self.host else f"[{self.host.strip('[]')}]"
+        return f"http://{host}:{self.port}/"
+
+    def start(self) -> Dashboard:
+        """Serve in a background thread (tests, embedding); returns self."""
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="resurgo-dashboard", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self.httpd.serve_forever()
+
+    def shutdown(self) -> None:
+        """Stop accepting, end event streams, wait for workers, release the port."""
+        self.stopping.set()
+        if self._thread is not None:
+            self.httpd.shutdown()
+            self._thread.join(timeout=5)
+        self.httpd.pool.shutdown(wait=True, cancel_futures=True)
+        self.httpd.server_close()
+
+    def __enter__(self) -> Dashboard:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # -- streams -----------------------------------------------------------------------
+    def acquire_stream(self) -> bool:
+        with self._streams_lock:
+            if self._streams >= self.max_streams:
+                return False
+            self._streams += 1
+            return True
+
+    def release_stream(self) -> None:
+        with self._streams_lock:
+            self._streams -= 1
+
+    def fingerprint(self) -> tuple[Any, ...]:
+        """Changes whenever the supervisor writes something the dashboard shows."""
+        row = self.store.query(
+            "SELECT (SELECT COUNT(*) FROM jobs), (SELECT MAX(updated_at) FROM jobs),"
+            " (SELECT MAX(id) FROM events), (SELECT MAX(id) FROM attempts),"
+            " (SELECT COUNT(ended_at) FROM attempts), (SELECT MAX(id) FROM errors),"
+            " (SELECT MAX(id) FROM recoveries), (SELECT COUNT(restored_at) + COUNT(succeeded)"
+            " FROM recoveries), (SELECT MAX(id) FROM breaker_transitions), (SELECT MAX(id) FROM retries)"
+        )[0]
+        return tuple(row)
+
+    def metrics_registry(self) -> Any:
+        if self._registry is None:
+            from resurgo.observe._prometheus import make_registry
+
+            self._registry = make_registry(self.store, now=self.now)
+        return self._registry
+
+    # -- API ---------------------------------------------------------------------------
+    def api(self, path: str, params: dict[str, list[str]]) -> Any:
+        """Answer a JSON API request (raises BadRequest / KeyError for 400 / 404)."""
+        now = self.now()
+        if path == "/api/summary":
+            start, end = parse_range(params, now)
+            d = summary(self.store, start=start, end=end, now=now).to_dict()
+            d["now"] = now
+            return d
+        win = self._window(params, now)
+        if path == "/api/errors":
+            bucket = params.get("bucket", [""])[0]
+            series = error_series(self.store, win, bucket_s=_float(bucket, "bucket") if bucket else None)
+            return {
+                "window": _win(win),
+                "series": series.to_dict(),
+                "stats": error_stats(self.store, win).to_dict(),
+            }
+        if path == "/api/breakers":
+            return {"window": _win(win), "breakers": [b.to_dict() for b in breaker_stats(self.store, win)]}
+        if path == "/api/recoveries":
+            rows = self.store.query(
+                "SELECT r.*, j.name AS job_name FROM recoveries r LEFT JOIN jobs j ON j.id = r.job_id"
+                " WHERE r.detected_at >= ? AND r.detected_at < ? ORDER BY r.detected_at DESC LIMIT 200",
+                (win.start, win.end),
+            )
+            return {
+                "window": _win(win),
+                "stats": recovery_stats(self.store, win).to_dict(),
+                "recent": [dict(r) for r in rows],
+            }
+        if path == "/api/jobs":
+            limit = params.get("limit", ["200"])[0]
+            try:
+                n = max(1, min(int(limit), 5000))
+            except ValueError:
+                raise BadRequest(f"limit must be an integer, got {limit!r}") from None
+            state = params.get("state", [None])[0]
+            use_window = params.get("range", [""])[0] or "start" in params
+            return {
+                "window": _win(win),
+                "jobs": list_jobs(self.store, win if use_window else None, state=state, limit=n),
+            }
+        if path.startswith("/api/jobs/"):
+            job_id = urllib.parse.unquote(path[len("/api/jobs/") :])
+            detail = job_detail(self.store, job_id)
+            if detail is None:
+                raise KeyError(f"no job {job_id!r}")
+            return detail
+        raise KeyError(f"no such endpoint {path}")
+
+    def _window(self, params: dict[str, list[str]], now: float) -> Window:
+        start, end = parse_range(params, now)
+        return resolve_window(self.store, start=start, end=end, now=now)
+
+
+def _win(win: Window) -> dict[str, float]:
+    return {"start": win.start, "end": win.end, "seconds": win.seconds}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _PooledHTTPServer
+    # One request per connection: idle keep-alive connections would each pin a pool worker.
+    protocol_version = "HTTP/1.0"
+    timeout = 30
+    server_version = "resurgo-dashboard"
+    sys_version = ""
+
+    @property
+    def dash(self) -> Dashboard:
+        assert self.server.dashboard is not None
+        return self.server.dashboard
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Request lines may carry ?token=; keep them out of the default stderr log.
+        log.debug("dashboard %s: %s", self.address_string(), format % args)
+
+    # -- plumbing --------------------------------------------------------------------
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        self.send_header("Content-Security-Policy", _CSP)
+        self.send_header("Cache-Control", "no-store")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, value: Any, *, headers: dict[str, str] | None = None) -> None:
+        body = json.dumps(redact_obj(value), separators=(",", ":"), allow_nan=False).encode()
+        self._send(status, body, "application/json", headers=headers)
+
+    def _error(self, status: int, message: str, **headers: str) -> None:
+        self._json(status, {"error": message, "status": status}, headers=headers or None)
+
+    # -- auth ------------------------------------------------------------------------
+    def _authorised(self, params: dict[str, list[str]]) -> tuple[bool, bool]:
+        """(allowed, came with ?token=) for this request."""
+        token = self.dash.token
+        if not token:
+            return True, False
+        expected = token.encode()
+        auth = self.headers.get("Authorization", "")
+        if auth[:7].lower() == "bearer " and hmac.compare_digest(auth[7:].strip().encode(), expected):
+            return True, False
+        q = params.get("token")
+        if q and hmac.compare_digest(q[0].encode(), expected):
+            return True, True
+        for part in self.headers.get("Cookie", "").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == COOKIE and hmac.compare_digest(urllib.parse.unquote(value).encode(), expected):
+                return True, False
+        return False, False
+
+    def _host_ok(self) -> bool:
+        """Without a token, only loopback Host headers: defeats DNS rebinding."""
+        if self.dash.token:
+            return True
+        host = self.headers.get("Host", "")
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if host.startswith("[") and "]" in host:
+            name = host[1 : host.index("]")]
+        return is_loopback(name)
+
+    # -- routes ----------------------------------------------------------------------
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        params = urllib.parse.parse_qs(url.query, keep_blank_values=True)
+        path = url.path.rstrip("/") or "/"
+        if not self._host_ok():
+            self._error(HTTPStatus.FORBIDDEN, "this dashboard answers only to loopback host names")
+            return
+        if path.startswith("/static/") or path == "/favicon.ico":
+            # Assets hold no data, and the token page needs its stylesheet.
+            self._route(path, params, {})
+            return
+        ok, via_query = self._authorised(params)
+        if not ok:
+            if path == "/" and "text/html" in self.headers.get("Accept", ""):
+                body = _LOGIN_PAGE.encode()
+                self._send(HTTPStatus.UNAUTHORIZED, body, "text/html; charset=utf-8",
+                           headers={"WWW-Authenticate": 'Bearer realm="resurgo"'})
+            else:
+                self._error(HTTPStatus.UNAUTHORIZED, "a token is required (Authorization: Bearer, "
+                            "or ?token=)", **{"WWW-Authenticate": 'Bearer realm="resurgo"'})
+            return
+        cookie: dict[str, str] = {}
+        if via_query and self.dash.token:
+            cookie["Set-Cookie"] = (
+                f"{COOKIE}={urllib.parse.quote(self.dash.token)}; Path=/; HttpOnly; SameSite=Strict"
+            )
+            if path == "/":
+                # Drop the token from the address bar and history once the cookie is set.
+                rest = {k: v for k, v in params.items() if k != "token"}
+                location = "/" + ("?" + urllib.parse.urlencode(rest, doseq=True) if rest else "")
+                self._send(HTTPStatus.SEE_OTHER, b"", "text/plain", headers={**cookie, "Location": location})
+                return
+        try:
+            self._route(path, params, cookie)
+        except BrokenPipeError:
+            pass
+        except ConnectionResetError:
+            pass
+
+    def _route(self, path: str, params: dict[str, list[str]], cookie: dict[str, str]) -> None:
+        if path == "/":
+            self._static("index.html", cookie)
+        elif path.startswith("/static/"):
+            self._static(path[len("/static/") :], cookie)
+        elif path == "/favicon.ico":
+            self._static("favicon.svg", cookie)
+        elif path == "/metrics":
+            from prometheus_client import generate_latest
+            from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+            self._send(HTTPStatus.OK, generate_latest(self.dash.metrics_registry()), CONTENT_TYPE_LATEST,
+                       headers=cookie)
+        elif path == "/healthz":
+            self._json(HTTPStatus.OK, {"ok": True}, headers=cookie)
+        elif path == "/api/stream":
+            self._stream(params)
+        elif path.startswith("/api/"):
+            try:
+                value = self.dash.api(path, params)
+            except BadRequest as e:
+                self._error(HTTPStatus.BAD_REQUEST, str(e))
+            except ValueError as e:
+                self._error(HTTPStatus.BAD_REQUEST, str(e))
+            except KeyError as e:
+                self._error(HTTPStatus.NOT_FOUND, str(e.args[0]) if e.args else "not found")
+            except Exception as e:
+                log.exception("dashboard: %s failed", path)
+                self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(e).__name__}: {e}")
+            else:
+                self._json(HTTPStatus.OK, value, headers=cookie)
+        else:
+            self._error(HTTPStatus.NOT_FOUND, f"no such page {path}")
+
+    def _static(self, name: str, cookie: dict[str, str]) -> None:
+        ctype = _STATIC.get(name)
+        if ctype is None:
+            self._error(HTTPStatus.NOT_FOUND, f"no such asset {name}")
+            return
+        body = resources.files("resurgo.dashboard").joinpath("static", name).read_bytes()
+        self._send(HTTPStatus.OK, body, ctype, headers=cookie)
+
+    def _stream(self, params: dict[str, list[str]]) -> None:
+        """Server-sent events: ``update`` whenever the store changes, and every ``tick_s``.
+
+        Events carry no data beyond a counter: the page refetches what it shows,
+        so the stream never has to know which range or job is on screen.
+        """
+        dash = self.dash
+        if not dash.acquire_stream():
+            self._error(HTTPStatus.SERVICE_UNAVAILABLE, "too many live streams; poll instead",
+                        **{"Retry-After": "30"})
+            return
+        try:
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Accel-Buffering", "no")
+            self.end_headers()
+            n = 0
+            self.wfile.write(b"retry: 3000\n\n")
+            last = dash.fingerprint()
+            last_sent = time.monotonic()
+            self.wfile.write(f"event: update\nid: {n}\ndata: {{\"n\": {n}}}\n\n".encode())
+            self.wfile.flush()
+            while not dash.stopping.wait(dash.poll_s):
+                fp = dash.fingerprint()
+                if fp != last or time.monotonic() - last_sent >= dash.tick_s:
+                    n += 1
+                    reason = "change" if fp != last else "tick"
+                    last, last_sent = fp, time.monotonic()
+                    self.wfile.write(
+                        f"event: update\nid: {n}\ndata: {{\"n\": {n}, \"reason\": \"{reason}\"}}\n\n".encode()
+                    )
+                    self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            pass
+        finally:
+            dash.release_stream()
+
+
+_LOGIN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>resurgo</title>
+<link rel="stylesheet" href="/static/style.css"></head><body class="login">
+<main><h1>resurgo</h1><p>This dashboard needs its access token.</p>
+<p>Open it as <code>http://HOST:PORT/?token=YOUR_TOKEN</code>; the token is then kept in a cookie.</p>
+</main></body></html>"""
+
+
+def serve(store: Store, *, host: str = "127.0.0.1", port: int = 8765, token: str | None = None) -> None:
+    """Run the dashboard in the foreground until interrupted."""
+    dash = Dashboard(store, host=host, port=port, token=token)
+    try:
+        dash.serve_forever()
+    finally:
+        dash.shutdown()
