@@ -1,5 +1,26 @@
-"""Classification: what went wrong, is it worth retrying, when, and what recovery fits."""
+"""Classification: what went wrong, is it worth retrying, when, and what recovery fits.
 
+``classify(x)`` accepts a Python exception (its cause chain and exception-group
+members are examined), an :class:`Observation`, the observation's JSON dict
+form, or a bare message string, and returns an :class:`ErrorClass` as the
+contract ``shared/spec/error-taxonomy.md`` defines.  Rules are data (TOML packs
+shipped under ``packs/`` plus user files); see :class:`Classifier`.
+"""
+
+from resurgo.classify._engine import (
+    Classifier,
+    classify,
+    default_classifier,
+    is_retryable,
+    priority,
+    set_default_classifier,
+    suggest_strategy,
+)
+from resurgo.classify._learn import LearnedRule
+from resurgo.classify._patterns import HAVE_RE2, PatternError
+from resurgo.classify._rules import PACKS, Rule, RuleError, Tier, load_pack, load_rules, rules_from_toml
+from resurgo.classify._signature import make_signature, normalise
+from resurgo.classify._stats import ErrorStats
 from resurgo.classify._types import (
     DEFAULT_RETRYABLE,
     DEFAULT_SEVERITY,
@@ -17,11 +38,31 @@ __all__ = [
     "DEFAULT_RETRYABLE",
     "DEFAULT_SEVERITY",
     "DEFAULT_STRATEGY",
+    "HAVE_RE2",
+    "PACKS",
+    "Classifier",
     "ErrorClass",
+    "ErrorStats",
     "ErrorType",
+    "LearnedRule",
     "Observation",
     "ObservationError",
+    "PatternError",
     "Priority",
+    "Rule",
+    "RuleError",
     "Severity",
     "Strategy",
+    "Tier",
+    "classify",
+    "default_classifier",
+    "is_retryable",
+    "load_pack",
+    "load_rules",
+    "make_signature",
+    "normalise",
+    "priority",
+    "rules_from_toml",
+    "set_default_classifier",
+    "suggest_strategy",
 ]

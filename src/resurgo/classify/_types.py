@@ -260,5 +260,6 @@ class Observation:
         """The last ``result`` event of a CLI run, if it printed one."""
         for e in reversed(self.events):
             if e.get("type") == "result":
-                return e
+                found: Mapping[str, Any] = e
+                return found
         return None

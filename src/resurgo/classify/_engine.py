@@ -1,0 +1,573 @@
+"""The classification engine: one set of rules for Python exceptions and CLI observations.
+
+Evidence is weighed in the spec's order (``Tier``): resurgo's own kill reason,
+specific messages, the API status, structured CLI fields, the exception class
+(through its MRO and cause chain), how the process ended, message patterns,
+learned rules, and finally a low-confidence fallback.  Verdicts for exceptions
+are cached by the chain's (class, message, status) shape, so a retry loop that
+sees the same failure a million times pays for rule matching once; only the
+time-dependent parts (``retry_after``, priority) are recomputed per call.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from resurgo.classify._facts import Node, exception_nodes, observation_facts
+from resurgo.classify._learn import FALLBACK_RULE, LearnedRule, OutcomeBook
+from resurgo.classify._resets import ResetSpec, compute_retry_after, parse_message_reset
+from resurgo.classify._rules import (
+    PACKS,
+    TIER_CONFIDENCE,
+    Rule,
+    Tier,
+    check_unique,
+    load_packs,
+    load_rules,
+)
+from resurgo.classify._signature import make_signature, redact
+from resurgo.classify._stats import ErrorStats, SpreadTracker, WindowedStats
+from resurgo.classify._types import (
+    SEVERITY_PRIORITY,
+    ErrorClass,
+    ErrorType,
+    Observation,
+    Priority,
+    Severity,
+    Strategy,
+)
+from resurgo.clock import SYSTEM_CLOCK, Clock
+
+_PRIORITIES = (Priority.P0, Priority.P1, Priority.P2, Priority.P3)
+_RULE_TIERS = (Tier.SPECIFIC, Tier.STATUS, Tier.CLI, Tier.EXCEPTION, Tier.PROCESS, Tier.MESSAGE, Tier.EXIT)
+
+FALLBACK = ErrorClass(
+    type=ErrorType.INTERNAL,
+    severity=Severity.HIGH,
+    category="unknown",
+    description="no rule recognised this failure",
+    retryable=False,
+    strategy=Strategy.ABORT,
+    priority=SEVERITY_PRIORITY[Severity.HIGH],
+    rule=FALLBACK_RULE,
+    confidence=TIER_CONFIDENCE[Tier.FALLBACK],
+)
+LEARNED = ErrorClass(
+    type=ErrorType.INTERNAL,
+    severity=Severity.MEDIUM,
+    category="learned_transient",
+    description="unrecognised failure that retries have repeatedly fixed",
+    retryable=True,
+    strategy=Strategy.RETRY,
+    priority=SEVERITY_PRIORITY[Severity.MEDIUM],
+    rule="learned",
+    confidence=TIER_CONFIDENCE[Tier.LEARNED],
+)
+_KILLED = {
+    "stall_watchdog": ErrorClass(
+        type=ErrorType.TIMEOUT,
+        severity=Severity.MEDIUM,
+        category="stalled",
+        description="resurgo's stall watchdog ended a process that stopped making progress",
+        retryable=True,
+        strategy=Strategy.RESUME_SESSION,
+        priority=Priority.P2,
+        rule="killed_by.stall_watchdog",
+        confidence=1.0,
+    ),
+    "deadline": ErrorClass(
+        type=ErrorType.TIMEOUT,
+        severity=Severity.MEDIUM,
+        category="deadline",
+        description="resurgo ended a process that ran past its deadline",
+        retryable=True,
+        strategy=Strategy.RESUME_SESSION,
+        priority=Priority.P2,
+        rule="killed_by.deadline",
+        confidence=1.0,
+    ),
+    "shutdown": ErrorClass.not_an_error(
+        category="cancelled", description="resurgo shut the process down", rule="killed_by.shutdown"
+    ),
+    "user": ErrorClass.not_an_error(
+        category="cancelled", description="a user cancelled the run", rule="killed_by.user"
+    ),
+}
+_RESULT_OK = ErrorClass.not_an_error(
+    category="ok", description="the run's result event has is_error false", rule="result.ok"
+)
+_EXIT_OK = ErrorClass.not_an_error(
+    category="ok", description="the process exited 0 without an error event", rule="exit.ok"
+)
+_NO_EVIDENCE = ErrorClass.not_an_error(
+    category="no_evidence",
+    description="the observation carries no sign of a failure",
+    rule="no_evidence",
+    confidence=0.5,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    """A verdict before the time-dependent parts (retry_after, priority) are filled in."""
+
+    verdict: ErrorClass
+    signature: str
+    tier: Tier
+    reset: ResetSpec | None
+    headers: Any
+
+
+class Classifier:
+    """Rules, learned rules and statistics; thread-safe.
+
+    Keyword arguments (defaults in brackets): ``packs`` [all shipped packs] —
+    which packs to load; ``store`` [None] — a :class:`resurgo.store.Store`
+    that makes learned rules persistent; ``clock`` [system clock] — the time
+    source for ``retry_after`` and statistics; ``use_re2`` [when installed];
+    ``learn_min_successes`` [3] and ``learn_min_ratio`` [0.8] — when an
+    unknown signature counts as transient; ``recent_window`` [300 s] and
+    ``spread_thresholds`` [(3, 10)] — distinct jobs hit by one signature
+    within the window that raise priority by one / two levels;
+    ``stats_bucket`` [10 s] and ``stats_horizon`` [24 h] — statistics
+    resolution and memory; ``cache_size`` [8192] exception verdicts cached.
+    """
+
+    def __init__(
+        self,
+        rules: Iterable[Rule] = (),
+        *,
+        packs: Sequence[str] = PACKS,
+        store: Any = None,
+        clock: Clock = SYSTEM_CLOCK,
+        use_re2: bool | None = None,
+        learn_min_successes: int = 3,
+        learn_min_ratio: float = 0.8,
+        recent_window: float = 300.0,
+        spread_thresholds: tuple[int, int] = (3, 10),
+        stats_bucket: float = 10.0,
+        stats_horizon: float = 86_400.0,
+        cache_size: int = 8192,
+    ) -> None:
+        self._clock = clock
+        self._use_re2 = use_re2
+        self._pack_rules = load_packs(packs, use_re2=use_re2) if packs else []
+        self._user_rules: list[Rule] = []
+        self._book = OutcomeBook(store, min_successes=learn_min_successes, min_ratio=learn_min_ratio)
+        self._stats = WindowedStats(bucket_seconds=stats_bucket, horizon=stats_horizon)
+        self._spread = SpreadTracker()
+        self.recent_window = float(recent_window)
+        if not 0 < spread_thresholds[0] <= spread_thresholds[1]:
+            raise ValueError("spread_thresholds must be (a, b) with 0 < a <= b")
+        self.spread_thresholds = spread_thresholds
+        self._cache: dict[Any, _Decision] = {}
+        self._bumped: dict[tuple[int, Priority], tuple[ErrorClass, ErrorClass]] = {}
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        self._index()
+        self.add_rules(rules)
+
+    # -- construction ----------------------------------------------------------------
+    @classmethod
+    def from_config(cls, path: str | Path, **kwargs: Any) -> Classifier:
+        """A classifier with the shipped packs plus the user rules in the TOML file ``path``."""
+        return cls(load_rules(path, use_re2=kwargs.get("use_re2")), **kwargs)
+
+    def add_rules(self, rules: Iterable[Rule]) -> None:
+        """Add user rules; at equal tier and weight they win over the shipped packs."""
+        new = list(rules)
+        if not new:
+            return
+        check_unique([*self._user_rules, *new, *self._pack_rules])
+        with self._lock:
+            self._user_rules.extend(new)
+            self._index()
+            self._cache.clear()
+
+    def _index(self) -> None:
+        ordered = [*self._user_rules, *self._pack_rules]
+        self._rules = tuple(ordered)
+        self._tiers: dict[Tier, tuple[Rule, ...]] = {t: tuple(r for r in ordered if r.tier is t) for t in _RULE_TIERS}
+        by_status: dict[int, list[Rule]] = {}
+        generic_status: list[Rule] = []
+        for r in self._tiers[Tier.STATUS]:
+            if r.http_status:
+                for s in r.http_status:
+                    by_status.setdefault(s, []).append(r)
+            else:
+                generic_status.append(r)
+        self._by_status = {s: tuple(v) for s, v in by_status.items()}
+        self._generic_status = tuple(generic_status)
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        """All rules in precedence order of equal-weight ties (user rules first)."""
+        return self._rules
+
+    # -- the public questions --------------------------------------------------------
+    def classify(self, error: Any, *, job: str | None = None, record: bool = True) -> ErrorClass:
+        """Classify an exception, an :class:`Observation`, its dict form, or a bare message.
+
+        ``job`` identifies the job that hit the failure (priority rises when one
+        signature hits many jobs); ``record=False`` leaves statistics untouched.
+        Raises ``ObservationError`` for a dict with a malformed field and
+        ``TypeError`` for other input types; never for odd exceptions.
+        """
+        decision = self._decide(error)
+        return self._finish(decision, job=job, record=record)
+
+    def is_retryable(self, error: Any) -> bool:
+        return self.classify(error, record=False).retryable
+
+    def priority(self, error: Any, *, job: str | None = None) -> Priority:
+        return self.classify(error, job=job, record=False).priority
+
+    def suggest_strategy(self, error: Any) -> Strategy:
+        return self.classify(error, record=False).strategy
+
+    def signature(self, error: Any) -> str:
+        """The normalised signature the classifier files ``error`` under."""
+        return self._decide(error).signature
+
+    def explain(self, error: Any) -> list[str]:
+        return list(self.classify(error, record=False).evidence)
+
+    # -- learning --------------------------------------------------------------------
+    def record_outcome(self, error_or_sig: Any, retry_succeeded: bool) -> LearnedRule:
+        """Record whether retrying this failure (or this signature string) succeeded."""
+        if isinstance(error_or_sig, str):
+            sig, base, example = error_or_sig, None, ""
+        else:
+            d = self._decide(error_or_sig, learned=False)
+            if d.verdict.type is None:
+                raise ValueError("cannot record a retry outcome for something that is not an error")
+            sig, base = d.signature, d.verdict.rule
+            example = redact(sig)
+        return self._book.record(sig, bool(retry_succeeded), now=self._clock.time(), base_rule=base, example=example)
+
+    def learned_rules(self) -> list[LearnedRule]:
+        """Signatures currently learned as transient."""
+        return self._book.learned()
+
+    def outcomes(self) -> list[LearnedRule]:
+        """Every signature with recorded outcomes, learned or not."""
+        return self._book.outcomes()
+
+    def forget(self, signature_or_all: str) -> int:
+        """Forget a signature's outcomes (``"*"`` forgets all); returns how many were dropped."""
+        return self._book.forget(signature_or_all)
+
+    # -- statistics ------------------------------------------------------------------
+    def stats(self, window: float = 300.0, *, top: int = 20) -> ErrorStats:
+        """Errors by type, severity and signature in the last ``window`` seconds."""
+        with self._lock:
+            return self._stats.snapshot(self._clock.time(), window, top=top)
+
+    def reset_stats(self) -> None:
+        with self._lock:
+            self._stats.clear()
+            self._spread = SpreadTracker()
+
+    # -- engine ----------------------------------------------------------------------
+    def _decide(self, error: Any, *, learned: bool = True) -> _Decision:
+        if isinstance(error, BaseException):
+            d = self._decide_exception(error)
+        elif isinstance(error, Observation):
+            d = self._decide_observation(error)
+        elif isinstance(error, Mapping):
+            d = self._decide_observation(Observation.from_dict(error))
+        elif isinstance(error, str):
+            d = self._decide_observation(Observation(message=error))
+        else:
+            raise TypeError(
+                f"cannot classify {type(error).__name__}: pass an exception, an Observation, "
+                "a dict in the observation JSON form, or a message string"
+            )
+        if learned and d.verdict.rule == FALLBACK_RULE and self._book.is_learned(d.signature):
+            ev = (*d.verdict.evidence, f"learned: signature {d.signature!r} keeps succeeding on retry")
+            d = replace(d, verdict=replace(LEARNED, evidence=ev), tier=Tier.LEARNED)
+        return d
+
+    def _decide_exception(self, exc: BaseException) -> _Decision:
+        pairs = exception_nodes(exc)
+        nodes = [n for _, n in pairs]
+        key = tuple((type(e), n.text, n.status, n.errno, n.exit_code, n.signal) for e, n in pairs)
+        cached = self._cache.get(key)
+        if cached is not None:
+            headers = next((n.headers for n in nodes if n.headers is not None), None)
+            return cached if headers is cached.headers else replace(cached, headers=headers)
+        d = self._evaluate(nodes, headers=next((n.headers for n in nodes if n.headers is not None), None))
+        if self._cache_size > 0:
+            if len(self._cache) >= self._cache_size:
+                self._cache.clear()  # crude but bounded; hot signatures re-enter at once
+            self._cache[key] = d
+        return d
+
+    def _decide_observation(self, obs: Observation) -> _Decision:
+        f = observation_facts(obs)
+        node = f.node
+        sig = make_signature(node.label or _obs_label(node), node.primary)
+        if f.killed_by in _KILLED:
+            v = _KILLED[f.killed_by]
+            ev = (f"killed_by: resurgo ended the process ({f.killed_by})", f"signature {sig!r}")
+            return _Decision(replace(v, evidence=ev), sig, Tier.KILLED_BY, None, None)
+        if f.result_ok:
+            return _Decision(
+                replace(_RESULT_OK, evidence=("result event: is_error false",)), sig, Tier.KILLED_BY, None, None
+            )
+        if (
+            node.exit_code == 0
+            and not f.error_event
+            and not obs.exception_type
+            and (obs.http_status is None or obs.http_status < 400)
+        ):
+            return _Decision(
+                replace(_EXIT_OK, evidence=("exit code 0 and no error event",)), sig, Tier.KILLED_BY, None, None
+            )
+        if not f.has_evidence:
+            return _Decision(_NO_EVIDENCE, sig, Tier.FALLBACK, None, None)
+        d = self._evaluate([node], headers=obs.headers or None, signature=sig)
+        if f.resets_at is not None and d.verdict.retryable:
+            d = _with_resets(d, f.resets_at)
+        return d
+
+    def _evaluate(self, nodes: list[Node], *, headers: Any, signature: str | None = None) -> _Decision:
+        for tier in _RULE_TIERS:
+            best: tuple[Rule, Node, float] | None = None
+            for node in nodes:
+                hit = self._best_in_tier(tier, node)
+                if hit is None:
+                    continue
+                rule, level = hit
+                if best is None or (-rule.weight, node.depth) < (-best[0].weight, best[1].depth):
+                    best = (rule, node, level)
+            if best is not None:
+                rule, node, level = best
+                sig = signature or make_signature(node.label or _obs_label(node), node.primary)
+                ev = [f"{tier.name.lower()}: rule {rule.id} ({rule.source or 'user'}), weight {rule.weight}"]
+                ev.extend(_explain_match(rule, node, level))
+                ev.append(f"signature {sig!r}")
+                verdict = replace(rule.verdict, evidence=tuple(ev))
+                reset = None
+                if verdict.retryable and verdict.type is not None:
+                    reset = parse_message_reset(node.text)
+                    if reset is None and len(nodes) > 1:
+                        reset = next((r for r in (parse_message_reset(n.text) for n in nodes) if r), None)
+                return _Decision(verdict, sig, tier, reset, headers)
+        top = nodes[0]
+        sig = signature or make_signature(top.label or _obs_label(top), top.primary)
+        fb_ev = ("fallback: no rule matched", f"signature {sig!r}")
+        return _Decision(replace(FALLBACK, evidence=fb_ev), sig, Tier.FALLBACK, None, headers)
+
+    def _best_in_tier(self, tier: Tier, node: Node) -> tuple[Rule, float] | None:
+        if tier is Tier.STATUS:
+            if node.status is None:
+                return None
+            cands: Iterable[Rule] = self._by_status.get(node.status, ()) + self._generic_status
+        else:
+            cands = self._tiers[tier]
+        best: tuple[Rule, float] | None = None
+        for r in cands:
+            level = _match(r, node)
+            if level is None:
+                continue
+            if best is None or (level, -r.weight) < (best[1], -best[0].weight):
+                best = (r, level)
+        return best
+
+    def _finish(self, d: _Decision, *, job: str | None, record: bool) -> ErrorClass:
+        v = d.verdict
+        if v.type is None:
+            return v
+        now = self._clock.time()
+        retry_after: float | None = None
+        ra_source = ""
+        if v.retryable and (d.reset is not None or d.headers):
+            retry_after, ra_source = compute_retry_after(now=now, message_reset=d.reset, headers=d.headers)
+        with self._lock:
+            if record:
+                self._stats.record(now, v.type.value, v.severity.value if v.severity else None, d.signature)
+                self._spread.hit(d.signature, now, job)
+            jobs = self._spread.jobs(d.signature, now, self.recent_window, self.spread_thresholds[1])
+        prio = v.priority
+        bump = (jobs >= self.spread_thresholds[0]) + (jobs >= self.spread_thresholds[1])
+        if bump:
+            prio = _PRIORITIES[max(0, _PRIORITIES.index(prio) - bump)]
+        if retry_after is None:
+            if prio is v.priority:
+                return v
+            # a widespread signature: reuse the bumped verdict instead of rebuilding it per call
+            memo = self._bumped.get((id(v), prio))
+            if memo is not None and memo[0] is v:
+                return memo[1]
+        ev = v.evidence
+        if retry_after is not None:
+            ev = (*ev, f"retry_after {retry_after:.3f}s from {ra_source}")
+        if prio is not v.priority:
+            ev = (*ev, f"priority raised: signature hit {jobs}+ jobs in {self.recent_window:g}s")
+        out = replace(v, retry_after=retry_after, priority=prio, evidence=ev)
+        if retry_after is None:
+            if len(self._bumped) >= 4096:
+                self._bumped.clear()
+            self._bumped[(id(v), prio)] = (v, out)
+        return out
+
+
+def _with_resets(d: _Decision, resets_at: float) -> _Decision:
+    reset = d.reset
+    if reset is None:
+        reset = ResetSpec(epoch=resets_at, source="rate_limit_event resetsAt")
+    return replace(d, reset=reset)
+
+
+def _obs_label(node: Node) -> str:
+    if node.status is not None:
+        return f"http{node.status}"
+    if node.cli_errors:
+        return sorted(node.cli_errors)[0]
+    if node.subtype and node.result_error:
+        return node.subtype
+    if node.signal is not None:
+        return f"signal{node.signal}"
+    if node.exit_code is not None:
+        return f"exit{node.exit_code}"
+    return "obs"
+
+
+def _match(r: Rule, n: Node) -> float | None:
+    """MRO distance of the match (0 when the rule has no class condition), or None."""
+    level = 0.0
+    if r.exception:
+        names = n.names
+        if not names:
+            return None
+        best: float | None = None
+        for name in r.exception:
+            lv = names.get(name)
+            if lv is not None and (best is None or lv < best):
+                best = lv
+        if best is None:
+            for name in r.exception_bare:
+                lv = names.get(name)
+                if lv is not None and (best is None or lv + 0.5 < best):
+                    best = lv + 0.5
+        if best is None:
+            return None
+        level = best
+    if r.http_status and n.status not in r.http_status:
+        return None
+    if r.errno and n.errno not in r.errno:
+        return None
+    if r.cli_error and not (r.cli_error & n.cli_errors):
+        return None
+    if r.subtype and n.subtype not in r.subtype:
+        return None
+    if r.terminal_reason and n.terminal_reason not in r.terminal_reason:
+        return None
+    if r.signal and n.signal not in r.signal:
+        return None
+    if r.exit_code or r.exit_nonzero:
+        ec = n.exit_code
+        if ec is None or not (ec in r.exit_code or (r.exit_nonzero and ec != 0)):
+            return None
+    if r.result_error is not None and n.result_error is not r.result_error:
+        return None
+    if r.stream_incomplete is not None and n.stream_incomplete is not r.stream_incomplete:
+        return None
+    if r.matcher is not None:
+        text = n.text
+        if not text or r.matcher.search(text) is None:
+            return None
+    return level
+
+
+def _explain_match(r: Rule, n: Node, level: float) -> list[str]:
+    out: list[str] = []
+    if r.exception:
+        hit = min(
+            (name for name in (*r.exception, *r.exception_bare) if name in n.names),
+            key=lambda name: n.names[name],
+            default="?",
+        )
+        out.append(f"exception {n.label or '?'} matched {hit!r} at MRO distance {level:g}")
+    if r.http_status:
+        out.append(f"http status {n.status}")
+    if r.errno:
+        out.append(f"errno {n.errno}")
+    if r.cli_error:
+        out.append(f"assistant error {sorted(r.cli_error & n.cli_errors)}")
+    if r.subtype:
+        out.append(f"result subtype {n.subtype}")
+    if r.terminal_reason:
+        out.append(f"terminal_reason {n.terminal_reason}")
+    if r.signal:
+        out.append(f"signal {n.signal}")
+    if r.exit_code or r.exit_nonzero:
+        out.append(f"exit code {n.exit_code}")
+    if r.result_error is not None:
+        out.append(f"result is_error {n.result_error}")
+    if r.stream_incomplete is not None:
+        out.append("stream ended without a result event")
+    for p in r.patterns:
+        m = p.search(n.text)
+        if m:
+            snippet = redact(n.text[max(0, m.start() - 20) : m.end() + 20]).replace("\n", " ")
+            out.append(f"message /{p.pattern}/ matched …{snippet}…")
+            break
+    if n.depth:
+        out.append(f"found at depth {n.depth} of the exception chain")
+    return out
+
+
+# -- module-level API over a default classifier ------------------------------------
+
+_default: Classifier | None = None
+_default_lock = threading.Lock()
+
+
+def default_classifier() -> Classifier:
+    """The process-wide classifier the module-level functions use (created on first use)."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Classifier()
+    return _default
+
+
+def set_default_classifier(classifier: Classifier | None) -> None:
+    """Replace the default classifier (``None`` recreates it on next use)."""
+    global _default
+    _default = classifier
+
+
+def classify(error: Any, *, job: str | None = None) -> ErrorClass:
+    """Classify with the default classifier (see :meth:`Classifier.classify`)."""
+    return default_classifier().classify(error, job=job)
+
+
+def is_retryable(error: Any) -> bool:
+    return default_classifier().is_retryable(error)
+
+
+def priority(error: Any, *, job: str | None = None) -> Priority:
+    return default_classifier().priority(error, job=job)
+
+
+def suggest_strategy(error: Any) -> Strategy:
+    return default_classifier().suggest_strategy(error)
+
+
+__all__ = [
+    "Classifier",
+    "classify",
+    "default_classifier",
+    "is_retryable",
+    "priority",
+    "set_default_classifier",
+    "suggest_strategy",
+]

@@ -1,0 +1,38 @@
+"""Loading the labelled corpora (every tests/corpus/*.jsonl, plus the real-exception corpus)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+CORPUS_DIR = Path(__file__).resolve().parents[1] / "corpus"
+
+
+def jsonl_rows() -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for path in sorted(CORPUS_DIR.glob("*.jsonl")):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                row = json.loads(line)
+                row["_file"] = f"{path.name}:{n}"
+                rows.append(row)
+    return rows
+
+
+def exception_rows() -> list[tuple[str, BaseException | None, dict[str, Any]]]:
+    spec = importlib.util.spec_from_file_location("resurgo_exception_corpus", CORPUS_DIR / "exceptions.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows: list[tuple[str, BaseException | None, dict[str, Any]]] = mod.collect()
+    return rows
+
+
+def correct(verdict: Any, expect: dict[str, Any]) -> bool:
+    if verdict.is_error != expect["error"]:
+        return False
+    if not expect["error"]:
+        return True
+    return verdict.type == expect["type"] and verdict.retryable == expect["retryable"]
