@@ -1,0 +1,645 @@
+"""The chaos report: what a run did to the jobs, and whether the targets hold.
+
+Computed from plain records (jobs, incidents, breaker events, fault windows)
+rather than from live objects, so the same code scores a 10-second test run,
+a long benchmark read back from the store, or hand-made records in a unit test,
+and the arithmetic can be checked by hand.
+
+Definitions (the seed names the metrics but not their formulas; these are ours):
+
+* **availability** — jobs that succeeded / jobs that were meant to succeed
+  (jobs deliberately given a non-retryable fault are left out).  A clear
+  failure counts against availability just as a lost job does.
+* **automatic recovery rate** — recoverable incidents recovered without a
+  human / recoverable incidents.
+* **recovery time** — ``recovered_at - at`` of each recovered incident;
+  **MTTR** is their mean (the seed's "mean recovery time").
+* **MTBF** — uptime / number of incidents, where downtime is the union of the
+  incidents' ``[at, recovered_at]`` intervals (an unrecovered one lasts to the
+  end of the run), clipped to the run.
+* **breaker reaction** — from a breaker's threshold crossing to the first call
+  it rejected (a crossing never followed by a call is counted as unmeasured,
+  not as fast).  Breakers that report no explicit crossing use their opening.
+* **false positive** — an incident or a breaker opening at a time when no
+  fault window (plus ``grace`` seconds, since symptoms trail causes) was
+  active; the rate is over all such alarms.
+* **classification accuracy** — share of incidents (and extra labelled
+  samples) whose classified type equals the injected ground truth.
+
+A target with no data (no incidents, no breaker trip) is reported as
+"no data", which does not count as passing: a chaos run that provoked nothing
+proved nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import psutil
+from rich.console import Group, RenderableType
+from rich.table import Table
+
+from resurgo.chaos._faults import FaultLog, FaultWindow
+
+REPORT_VERSION = 1
+
+JobOutcome = Literal["succeeded", "failed", "lost"]
+BreakerEventKind = Literal["threshold_crossed", "opened", "rejected", "half_open", "closed"]
+_OUTCOMES = ("succeeded", "failed", "lost")
+_BREAKER_KINDS = ("threshold_crossed", "opened", "rejected", "half_open", "closed")
+
+
+# ---------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """One submitted job and how it ended.
+
+    ``outcome`` None means the run ended without the job reaching a terminal
+    state: it is lost, the worst result, because nobody was told.
+    ``expected_failure`` marks jobs the chaos run gave a non-retryable fault on
+    purpose; failing them clearly is correct, so availability leaves them out.
+    """
+
+    job_id: str
+    submitted_at: float
+    outcome: JobOutcome | None = None
+    finished_at: float | None = None
+    attempts: int = 1
+    expected_failure: bool = False
+
+    def __post_init__(self) -> None:
+        if self.outcome is not None and self.outcome not in _OUTCOMES:
+            raise ValueError(f"job {self.job_id!r}: unknown outcome {self.outcome!r}")
+        if self.finished_at is not None and self.finished_at < self.submitted_at:
+            raise ValueError(f"job {self.job_id!r} finished before it was submitted")
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRecord:
+    """One failure the resilience layer saw (an attempt died, a call failed).
+
+    ``error_type`` is what the classifier said; ``expected_type`` is the
+    injector's ground truth when known.  ``recovered_at`` is when the job was
+    back on track (next successful attempt or call); ``automatic`` False means
+    a human (``resurgo resume``) had to step in.
+    """
+
+    job_id: str
+    at: float
+    error_type: str
+    expected_type: str | None = None
+    recovered_at: float | None = None
+    automatic: bool = True
+    recoverable: bool = True
+
+    def __post_init__(self) -> None:
+        if self.recovered_at is not None and self.recovered_at < self.at:
+            raise ValueError(f"incident of job {self.job_id!r} recovered before it happened")
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerEvent:
+    """A breaker's transition or rejection, with its wall-clock time."""
+
+    at: float
+    breaker: str
+    kind: BreakerEventKind
+
+    def __post_init__(self) -> None:
+        if self.kind not in _BREAKER_KINDS:
+            raise ValueError(f"unknown breaker event kind {self.kind!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class ClassificationRecord:
+    """A labelled classification sample: what was injected, what was concluded."""
+
+    expected: str
+    got: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeftoverProcess:
+    """A process still alive after the run that the run started."""
+
+    pid: int
+    name: str
+    cmdline: str
+
+
+@dataclass(frozen=True, slots=True)
+class FalsePositive:
+    """An alarm raised while no fault was active (kept for the post-mortem)."""
+
+    at: float
+    what: str
+
+
+@dataclass(frozen=True, slots=True)
+class TargetCheck:
+    """One target and how the run measured against it."""
+
+    name: str
+    bar: Literal["seed", "resurgo"]
+    op: Literal[">=", "<", "=="]
+    target: float
+    value: float | None
+    status: Literal["pass", "fail", "no data"]
+
+    def line(self) -> str:
+        shown = "n/a" if self.value is None else _fmt_num(self.value)
+        return f"[{self.status.upper()}] {self.name} {self.op} {_fmt_num(self.target)} ({self.bar}): {shown}"
+
+
+# ---------------------------------------------------------------------- maths
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Linear-interpolated percentile (numpy's default), None for no data."""
+    if not 0 <= q <= 100:
+        raise ValueError("q must be within [0, 100]")
+    if not values:
+        return None
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = math.ceil(pos)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+def _union_length(intervals: Iterable[tuple[float, float]]) -> float:
+    total = 0.0
+    cur_s: float | None = None
+    cur_e = 0.0
+    for s, e in sorted(intervals):
+        if cur_s is None or s > cur_e:
+            if cur_s is not None:
+                total += cur_e - cur_s
+            cur_s, cur_e = s, e
+        else:
+            cur_e = max(cur_e, e)
+    if cur_s is not None:
+        total += cur_e - cur_s
+    return total
+
+
+def _fmt_num(v: float) -> str:
+    if v == int(v) and abs(v) >= 1:
+        return str(int(v))
+    return f"{v:.4g}"
+
+
+# ---------------------------------------------------------------------- report
+
+
+@dataclass(slots=True)
+class ChaosReport:
+    """Every number of a chaos run; JSON-serialisable, renderable with rich."""
+
+    started_at: float
+    ended_at: float
+    seed: int | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    # jobs
+    jobs_submitted: int = 0
+    jobs_succeeded: int = 0
+    jobs_failed: int = 0
+    jobs_lost: int = 0
+    jobs_expected_failures: int = 0
+    availability: float | None = None
+    # incidents and recovery
+    incidents: int = 0
+    recoverable_incidents: int = 0
+    recovered_automatically: int = 0
+    recovered_manually: int = 0
+    unrecovered: int = 0
+    auto_recovery_rate: float | None = None
+    recovery_p50: float | None = None
+    recovery_p95: float | None = None
+    recovery_max: float | None = None
+    mttr: float | None = None
+    mtbf: float | None = None
+    downtime: float = 0.0
+    # breakers
+    breaker_openings: int = 0
+    breaker_reactions: int = 0
+    breaker_unmeasured: int = 0
+    breaker_reaction_p50: float | None = None
+    breaker_reaction_max: float | None = None
+    breaker_reaction_mean: float | None = None
+    # false positives
+    alarms: int = 0
+    false_positives: int = 0
+    false_positive_rate: float | None = None
+    false_positive_samples: list[dict[str, Any]] = field(default_factory=list)
+    fp_grace: float = 0.0
+    # classification
+    classified: int = 0
+    classified_correctly: int = 0
+    classification_accuracy: float | None = None
+    # faults and leftovers
+    faults: dict[str, int] = field(default_factory=dict)
+    fault_windows: list[dict[str, Any]] = field(default_factory=list)
+    leaked_processes: list[dict[str, Any]] = field(default_factory=list)
+    leaked_temp_files: list[str] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float:
+        return self.ended_at - self.started_at
+
+    # ------------------------------------------------------------------ targets
+
+    def checks(self) -> list[TargetCheck]:
+        """The seed's acceptance targets, then resurgo's stricter bar."""
+
+        def chk(
+            name: str,
+            bar: Literal["seed", "resurgo"],
+            op: Literal[">=", "<", "=="],
+            target: float,
+            value: float | None,
+        ) -> TargetCheck:
+            if value is None:
+                status: Literal["pass", "fail", "no data"] = "no data"
+            elif op == ">=":
+                status = "pass" if value >= target else "fail"
+            elif op == "<":
+                status = "pass" if value < target else "fail"
+            else:
+                status = "pass" if value == target else "fail"
+            return TargetCheck(name, bar, op, target, value, status)
+
+        return [
+            chk("classification accuracy", "seed", ">=", 0.95, self.classification_accuracy),
+            chk("automatic recovery rate", "seed", ">=", 0.90, self.auto_recovery_rate),
+            chk("mean recovery time (s)", "seed", "<", 30.0, self.mttr),
+            chk("breaker reaction max (s)", "seed", "<", 1.0, self.breaker_reaction_max),
+            chk("false positive rate", "seed", "<", 0.05, self.false_positive_rate),
+            chk("availability", "seed", ">=", 0.99, self.availability),
+            chk("jobs lost", "resurgo", "==", 0, float(self.jobs_lost)),
+            chk("leaked processes", "resurgo", "==", 0, float(len(self.leaked_processes))),
+            chk("leaked temp files", "resurgo", "==", 0, float(len(self.leaked_temp_files))),
+            chk("automatic recovery rate", "resurgo", ">=", 0.99, self.auto_recovery_rate),
+            chk("availability", "resurgo", ">=", 0.999, self.availability),
+        ]
+
+    def check_lines(self) -> list[str]:
+        return [c.line() for c in self.checks()]
+
+    @property
+    def passed(self) -> bool:
+        """True only when every target passed; "no data" is not a pass."""
+        return all(c.status == "pass" for c in self.checks())
+
+    def passed_seed(self) -> bool:
+        return all(c.status == "pass" for c in self.checks() if c.bar == "seed")
+
+    # ------------------------------------------------------------------ JSON
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["version"] = REPORT_VERSION
+        d["duration"] = self.duration
+        d["checks"] = [asdict(c) for c in self.checks()]
+        d["passed"] = self.passed
+        return d
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=True, allow_nan=False)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the JSON atomically, so a run killed mid-save leaves no half report."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(self.to_json())
+                f.write("\n")
+            os.replace(tmp, p)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return p
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ChaosReport:
+        version = d.get("version", REPORT_VERSION)
+        if version != REPORT_VERSION:
+            raise ValueError(f"unsupported chaos report version {version!r}")
+        names = {f.name for f in fields(cls)}
+        missing = {"started_at", "ended_at"} - set(d)
+        if missing:
+            raise ValueError(f"not a chaos report: missing {sorted(missing)}")
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ChaosReport:
+        with open(path, encoding="utf-8") as f:
+            return cls.from_dict(json.load(f))
+
+    # ------------------------------------------------------------------ rich
+
+    def __rich__(self) -> RenderableType:
+        return render_report(self)
+
+
+# ---------------------------------------------------------------------- computation
+
+
+def _windows_of(fault_log: FaultLog | Iterable[FaultWindow] | None) -> list[FaultWindow]:
+    if fault_log is None:
+        return []
+    if isinstance(fault_log, FaultLog):
+        return fault_log.windows()
+    return sorted(fault_log, key=lambda w: (w.start, w.id))
+
+
+def _breaker_reactions(events: Sequence[BreakerEvent]) -> tuple[list[float], int, int]:
+    by_breaker: dict[str, list[BreakerEvent]] = {}
+    for e in events:
+        by_breaker.setdefault(e.breaker, []).append(e)
+    reactions: list[float] = []
+    unmeasured = 0
+    openings = 0
+    for evs in by_breaker.values():
+        evs.sort(key=lambda e: e.at)
+        openings += sum(1 for e in evs if e.kind == "opened")
+        trigger = "threshold_crossed" if any(e.kind == "threshold_crossed" for e in evs) else "opened"
+        crossings = [e.at for e in evs if e.kind == trigger]
+        rejections = [e.at for e in evs if e.kind == "rejected"]
+        for i, t in enumerate(crossings):
+            nxt = crossings[i + 1] if i + 1 < len(crossings) else math.inf
+            first = next((r for r in rejections if t <= r < nxt), None)
+            if first is None:
+                unmeasured += 1
+            else:
+                reactions.append(first - t)
+    return reactions, unmeasured, openings
+
+
+def compute_report(
+    *,
+    started_at: float,
+    ended_at: float,
+    jobs: Iterable[JobRecord],
+    incidents: Iterable[IncidentRecord] = (),
+    breaker_events: Iterable[BreakerEvent] = (),
+    fault_log: FaultLog | Iterable[FaultWindow] | None = None,
+    classifications: Iterable[ClassificationRecord] = (),
+    leaked_processes: Iterable[LeftoverProcess] = (),
+    leaked_temp_files: Iterable[str] = (),
+    grace: float = 5.0,
+    seed: int | None = None,
+    config: Mapping[str, Any] | None = None,
+    max_fp_samples: int = 50,
+) -> ChaosReport:
+    """Score a chaos run from its records (see the module docstring for the formulas).
+
+    ``grace`` is how long after a fault window ends an alarm is still blamed
+    on it (default 5 s: a killed CLI is noticed on the next poll, a cut stream
+    when the reader gives up).
+    """
+    if ended_at < started_at:
+        raise ValueError("the run ended before it started")
+    if grace < 0:
+        raise ValueError("grace must be >= 0")
+    jobs = list(jobs)
+    ids = [j.job_id for j in jobs]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(f"duplicate job ids: {dup[:5]}")
+    incidents = list(incidents)
+    events = list(breaker_events)
+    windows = _windows_of(fault_log)
+
+    r = ChaosReport(started_at=started_at, ended_at=ended_at, seed=seed, config=dict(config or {}))
+
+    # jobs
+    r.jobs_submitted = len(jobs)
+    r.jobs_succeeded = sum(1 for j in jobs if j.outcome == "succeeded")
+    r.jobs_failed = sum(1 for j in jobs if j.outcome == "failed")
+    r.jobs_lost = sum(1 for j in jobs if j.outcome in (None, "lost"))
+    r.jobs_expected_failures = sum(1 for j in jobs if j.expected_failure)
+    meant = [j for j in jobs if not j.expected_failure]
+    r.availability = _ratio(sum(1 for j in meant if j.outcome == "succeeded"), len(meant))
+
+    # incidents and recovery
+    r.incidents = len(incidents)
+    recoverable = [i for i in incidents if i.recoverable]
+    r.recoverable_incidents = len(recoverable)
+    r.recovered_automatically = sum(1 for i in recoverable if i.recovered_at is not None and i.automatic)
+    r.recovered_manually = sum(1 for i in incidents if i.recovered_at is not None and not i.automatic)
+    r.unrecovered = sum(1 for i in incidents if i.recovered_at is None)
+    r.auto_recovery_rate = _ratio(r.recovered_automatically, len(recoverable))
+    times = [i.recovered_at - i.at for i in incidents if i.recovered_at is not None]
+    r.recovery_p50 = percentile(times, 50)
+    r.recovery_p95 = percentile(times, 95)
+    r.recovery_max = max(times) if times else None
+    r.mttr = _mean(times)
+    intervals = []
+    for i in incidents:
+        s = max(i.at, started_at)
+        e = min(i.recovered_at if i.recovered_at is not None else ended_at, ended_at)
+        if e > s:
+            intervals.append((s, e))
+    r.downtime = _union_length(intervals)
+    r.mtbf = (r.duration - r.downtime) / len(incidents) if incidents else None
+
+    # breakers
+    reactions, unmeasured, openings = _breaker_reactions(events)
+    r.breaker_openings = openings
+    r.breaker_reactions = len(reactions)
+    r.breaker_unmeasured = unmeasured
+    r.breaker_reaction_p50 = percentile(reactions, 50)
+    r.breaker_reaction_max = max(reactions) if reactions else None
+    r.breaker_reaction_mean = _mean(reactions)
+
+    # false positives
+    alarms: list[tuple[float, str]] = [(i.at, f"incident {i.error_type} (job {i.job_id})") for i in incidents]
+    alarms += [(e.at, f"breaker {e.breaker} opened") for e in events if e.kind == "opened"]
+    fps = [
+        FalsePositive(t, what)
+        for t, what in sorted(alarms)
+        if not any(w.covers(t, grace=grace, now=ended_at) for w in windows)
+    ]
+    r.alarms = len(alarms)
+    r.false_positives = len(fps)
+    r.false_positive_rate = _ratio(len(fps), len(alarms))
+    r.false_positive_samples = [asdict(f) for f in fps[:max_fp_samples]]
+    r.fp_grace = grace
+
+    # classification
+    pairs = [(c.expected, c.got) for c in classifications]
+    pairs += [(i.expected_type, i.error_type) for i in incidents if i.expected_type is not None]
+    r.classified = len(pairs)
+    r.classified_correctly = sum(1 for exp, got in pairs if exp == got)
+    r.classification_accuracy = _ratio(r.classified_correctly, r.classified)
+
+    # faults and leftovers
+    counts: dict[str, int] = {}
+    for w in windows:
+        counts[w.kind] = counts.get(w.kind, 0) + 1
+    r.faults = counts
+    r.fault_windows = [w.to_dict() for w in windows]
+    r.leaked_processes = [asdict(p) for p in leaked_processes]
+    r.leaked_temp_files = sorted(str(f) for f in leaked_temp_files)
+    return r
+
+
+# ---------------------------------------------------------------------- leftovers
+
+_SECRET = re.compile(r"(sk-ant-[A-Za-z0-9_-]{4})[A-Za-z0-9_-]+|((?:api[_-]?key|token)=)\S+", re.I)
+
+
+def _redact(text: str) -> str:
+    return _SECRET.sub(lambda m: (m.group(1) or m.group(2)) + "…redacted", text)
+
+
+def snapshot_processes() -> dict[int, float]:
+    """pid -> create time of every process now; compare after the run with :func:`new_processes`."""
+    out: dict[int, float] = {}
+    for p in psutil.process_iter(["create_time"]):
+        ct = p.info.get("create_time")
+        if ct is not None:
+            out[p.pid] = float(ct)
+    return out
+
+
+def new_processes(
+    before: Mapping[int, float],
+    *,
+    match: Callable[[psutil.Process], bool],
+) -> list[LeftoverProcess]:
+    """Processes alive now that were not alive in ``before`` and that ``match`` claims.
+
+    Scans the whole table rather than our descendants, because a CLI whose
+    supervisor was killed is re-parented to init and is exactly the leak to
+    catch.  Zombies are not counted: they hold no resources but a pid.
+    """
+    out: list[LeftoverProcess] = []
+    for p in psutil.process_iter(["create_time", "name", "cmdline", "status"]):
+        try:
+            if p.info.get("status") == psutil.STATUS_ZOMBIE:
+                continue
+            if before.get(p.pid) == p.info.get("create_time"):
+                continue
+            if p.pid == os.getpid() or not match(p):
+                continue
+            cmd = " ".join(p.info.get("cmdline") or [])
+            out.append(LeftoverProcess(p.pid, p.info.get("name") or "", _redact(cmd)[:300]))
+        except psutil.Error:
+            continue
+    return out
+
+
+def snapshot_files(dirs: Iterable[str | os.PathLike[str]]) -> set[str]:
+    """Every file path under ``dirs`` now (missing directories are empty)."""
+    out: set[str] = set()
+    for d in dirs:
+        for root, _dirs, files in os.walk(d):
+            out.update(os.path.join(root, f) for f in files)
+    return out
+
+
+def new_files(before: set[str], dirs: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """Files under ``dirs`` that were not there in ``before``: temp files left behind."""
+    return sorted(snapshot_files(dirs) - before)
+
+
+# ---------------------------------------------------------------------- rendering
+
+
+def _s(v: float | None, unit: str = "") -> str:
+    return "n/a" if v is None else f"{v:.3f}{unit}"
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{v * 100:.2f}%"
+
+
+def render_report(r: ChaosReport) -> Group:
+    """A rich table of the metrics and one of the targets."""
+    m = Table(title=f"chaos run: {r.duration:.1f} s, seed {r.seed}", show_header=False)
+    m.add_column("metric", style="bold")
+    m.add_column("value", justify="right")
+    rows = [
+        ("jobs submitted / succeeded", f"{r.jobs_submitted} / {r.jobs_succeeded}"),
+        ("jobs failed / lost", f"{r.jobs_failed} / {r.jobs_lost}"),
+        ("availability", _pct(r.availability)),
+        ("incidents (recoverable)", f"{r.incidents} ({r.recoverable_incidents})"),
+        ("automatic recovery", _pct(r.auto_recovery_rate)),
+        (
+            "recovery p50 / p95 / max",
+            f"{_s(r.recovery_p50, ' s')} / {_s(r.recovery_p95, ' s')} / {_s(r.recovery_max, ' s')}",
+        ),
+        ("MTTR / MTBF", f"{_s(r.mttr, ' s')} / {_s(r.mtbf, ' s')}"),
+        ("breaker openings", str(r.breaker_openings)),
+        (
+            "breaker reaction p50 / max",
+            f"{_s(r.breaker_reaction_p50, ' s')} / {_s(r.breaker_reaction_max, ' s')}"
+            + (f" ({r.breaker_unmeasured} unmeasured)" if r.breaker_unmeasured else ""),
+        ),
+        ("false positives", f"{r.false_positives} of {r.alarms} ({_pct(r.false_positive_rate)})"),
+        ("classification accuracy", _pct(r.classification_accuracy)),
+        ("faults injected", ", ".join(f"{k}={v}" for k, v in sorted(r.faults.items())) or "none"),
+        ("leaked processes / temp files", f"{len(r.leaked_processes)} / {len(r.leaked_temp_files)}"),
+    ]
+    for k, v in rows:
+        m.add_row(k, v)
+    t = Table(title="targets")
+    t.add_column("target")
+    t.add_column("bar")
+    t.add_column("needed", justify="right")
+    t.add_column("measured", justify="right")
+    t.add_column("result")
+    style = {"pass": "green", "fail": "bold red", "no data": "yellow"}
+    for c in r.checks():
+        t.add_row(
+            c.name,
+            c.bar,
+            f"{c.op} {_fmt_num(c.target)}",
+            "n/a" if c.value is None else _fmt_num(c.value),
+            f"[{style[c.status]}]{c.status}[/]",
+        )
+    return Group(m, t)
+
+
+__all__ = [
+    "REPORT_VERSION",
+    "BreakerEvent",
+    "ChaosReport",
+    "ClassificationRecord",
+    "FalsePositive",
+    "IncidentRecord",
+    "JobRecord",
+    "LeftoverProcess",
+    "TargetCheck",
+    "compute_report",
+    "new_files",
+    "new_processes",
+    "percentile",
+    "render_report",
+    "snapshot_files",
+    "snapshot_processes",
+]
