@@ -7,20 +7,8 @@ contract ``shared/spec/error-taxonomy.md`` defines.  Rules are data (TOML packs
 shipped under ``packs/`` plus user files); see :class:`Classifier`.
 """
 
-from resurgo.classify._engine import (
-    Classifier,
-    classify,
-    default_classifier,
-    is_retryable,
-    priority,
-    set_default_classifier,
-    suggest_strategy,
-)
-from resurgo.classify._learn import LearnedRule
-from resurgo.classify._patterns import HAVE_RE2, PatternError
-from resurgo.classify._rules import PACKS, Rule, RuleError, Tier, load_pack, load_rules, rules_from_toml
-from resurgo.classify._signature import make_signature, normalise
-from resurgo.classify._stats import ErrorStats
+from typing import TYPE_CHECKING, Any
+
 from resurgo.classify._types import (
     DEFAULT_RETRYABLE,
     DEFAULT_SEVERITY,
@@ -33,6 +21,59 @@ from resurgo.classify._types import (
     Severity,
     Strategy,
 )
+
+# The engine (rule packs, RE2, the store glue) loads on first use, so code that only
+# needs the vocabulary above (the retrier, the breaker) imports in microseconds.
+_LAZY: dict[str, str] = {
+    "Classifier": "_engine",
+    "classify": "_engine",
+    "default_classifier": "_engine",
+    "is_retryable": "_engine",
+    "priority": "_engine",
+    "set_default_classifier": "_engine",
+    "suggest_strategy": "_engine",
+    "LearnedRule": "_learn",
+    "HAVE_RE2": "_patterns",
+    "PatternError": "_patterns",
+    "PACKS": "_rules",
+    "Rule": "_rules",
+    "RuleError": "_rules",
+    "Tier": "_rules",
+    "load_pack": "_rules",
+    "load_rules": "_rules",
+    "rules_from_toml": "_rules",
+    "make_signature": "_signature",
+    "normalise": "_signature",
+    "ErrorStats": "_stats",
+}
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'resurgo.classify' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"resurgo.classify.{mod}"), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from resurgo.classify._engine import (
+        Classifier,
+        classify,
+        default_classifier,
+        is_retryable,
+        priority,
+        set_default_classifier,
+        suggest_strategy,
+    )
+    from resurgo.classify._learn import LearnedRule
+    from resurgo.classify._patterns import HAVE_RE2, PatternError
+    from resurgo.classify._rules import PACKS, Rule, RuleError, Tier, load_pack, load_rules, rules_from_toml
+    from resurgo.classify._signature import make_signature, normalise
+    from resurgo.classify._stats import ErrorStats
 
 __all__ = [
     "DEFAULT_RETRYABLE",
