@@ -90,7 +90,11 @@ class StrategyHistory:
         self._prior = (prior_successes, prior_failures)
 
     def record(
-        self, strategy: Strategy | str, error_type: ErrorType | str | None, *, succeeded: bool,
+        self,
+        strategy: Strategy | str,
+        error_type: ErrorType | str | None,
+        *,
+        succeeded: bool,
         duration_s: float | None = None,
     ) -> None:
         key = (str(strategy), str(error_type or ""))
@@ -127,8 +131,7 @@ class StrategyHistory:
             restored, detected = r.get("restored_at"), r.get("detected_at")
             if isinstance(restored, int | float) and isinstance(detected, int | float):
                 dur = float(restored) - float(detected)
-            self.record(str(r.get("strategy")), str(r.get("error_type") or ""), succeeded=bool(ok),
-                        duration_s=dur)
+            self.record(str(r.get("strategy")), str(r.get("error_type") or ""), succeeded=bool(ok), duration_s=dur)
 
 
 # -- the strategies -------------------------------------------------------------------------
@@ -170,8 +173,9 @@ class RestartProcess(_Base):
         return ctx.error.retryable and not ctx.has_transcript
 
     def plan(self, ctx: RecoveryContext) -> RecoveryPlan:
-        return RecoveryPlan(self.name, "start", f"restart from the original prompt after {_what(ctx)}"
-                            " (no transcript to resume)")
+        return RecoveryPlan(
+            self.name, "start", f"restart from the original prompt after {_what(ctx)} (no transcript to resume)"
+        )
 
 
 @dataclass
@@ -204,15 +208,18 @@ class WaitUntilReset(_Base):
     def can_recover(self, ctx: RecoveryContext) -> bool:
         e = ctx.error
         return (
-            e.retryable and e.type is ErrorType.RESOURCE and e.retry_after is not None
+            e.retryable
+            and e.type is ErrorType.RESOURCE
+            and e.retry_after is not None
             and e.retry_after <= self.max_wait_s
         )
 
     def plan(self, ctx: RecoveryContext) -> RecoveryPlan:
         wait = max(0.0, float(ctx.error.retry_after or 0.0))
         action: Action = "resume" if ctx.has_transcript and not ctx.resume_failed else "start"
-        return RecoveryPlan(self.name, action, f"wait {wait:.0f}s for the limit to reset, then "
-                            f"{action}", wait_s=wait, server_wait=True)
+        return RecoveryPlan(
+            self.name, action, f"wait {wait:.0f}s for the limit to reset, then {action}", wait_s=wait, server_wait=True
+        )
 
 
 @dataclass
@@ -259,13 +266,10 @@ class Escalate(_Base):
     name: Strategy = Strategy.ESCALATE
 
     def can_recover(self, ctx: RecoveryContext) -> bool:
-        return not ctx.error.retryable and (
-            ctx.error.type is ErrorType.AUTH or ctx.error.strategy is Strategy.ESCALATE
-        )
+        return not ctx.error.retryable and (ctx.error.type is ErrorType.AUTH or ctx.error.strategy is Strategy.ESCALATE)
 
     def plan(self, ctx: RecoveryContext) -> RecoveryPlan:
-        return RecoveryPlan(self.name, "none", f"escalated: {ctx.error.description}", alert=True,
-                            give_up=True)
+        return RecoveryPlan(self.name, "none", f"escalated: {ctx.error.description}", alert=True, give_up=True)
 
 
 @dataclass
@@ -279,8 +283,7 @@ class Abort(_Base):
 
     def plan(self, ctx: RecoveryContext) -> RecoveryPlan:
         kind = ctx.error.type.value if ctx.error.type else "unknown"
-        return RecoveryPlan(self.name, "none", f"not recoverable ({kind}): {ctx.error.description}",
-                            give_up=True)
+        return RecoveryPlan(self.name, "none", f"not recoverable ({kind}): {ctx.error.description}", give_up=True)
 
 
 def _what(ctx: RecoveryContext) -> str:
@@ -297,8 +300,7 @@ def _session_broken(e: ErrorClass) -> bool:
     if e.strategy is Strategy.FORK_SESSION:
         return True
     text = f"{e.category} {e.description}".lower()
-    return any(k in text for k in ("tool_use", "no conversation", "context", "prompt is too long",
-                                   "session_not_found"))
+    return any(k in text for k in ("tool_use", "no conversation", "context", "prompt is too long", "session_not_found"))
 
 
 # -- restart intensity ------------------------------------------------------------------------
@@ -410,7 +412,8 @@ class RecoveryPlanner:
         pick = able[0]
         if pick.name not in (Strategy.ESCALATE, Strategy.ABORT):
             good = [
-                s for s in able
+                s
+                for s in able
                 if s.name not in (Strategy.ESCALATE, Strategy.ABORT)
                 and self.history.success_rate(s.name, ctx.error.type) >= self.min_success_rate
             ]
@@ -421,19 +424,30 @@ class RecoveryPlanner:
             return plan
         if intensity.exceeded():
             return RecoveryPlan(
-                Strategy.ABORT, "none",
+                Strategy.ABORT,
+                "none",
                 f"gave up: {intensity.recent()} recoveries within {intensity.period:.0f}s "
                 f"(limit {intensity.max_restarts}); last failure: {_what(ctx)}",
-                alert=True, give_up=True,
+                alert=True,
+                give_up=True,
             )
         backoff = intensity.next_backoff()
         wait = max(plan.wait_s, backoff)
         if ctx.error.retry_after is not None:
             wait = max(wait, float(ctx.error.retry_after))
         if wait != plan.wait_s:
-            plan = RecoveryPlan(plan.strategy, plan.action, plan.reason, wait_s=wait,
-                                server_wait=plan.server_wait, model=plan.model, endpoint=plan.endpoint,
-                                cleanup=plan.cleanup, alert=plan.alert, give_up=plan.give_up)
+            plan = RecoveryPlan(
+                plan.strategy,
+                plan.action,
+                plan.reason,
+                wait_s=wait,
+                server_wait=plan.server_wait,
+                model=plan.model,
+                endpoint=plan.endpoint,
+                cleanup=plan.cleanup,
+                alert=plan.alert,
+                give_up=plan.give_up,
+            )
         return plan
 
 

@@ -1,0 +1,1058 @@
+"""Running one Claude Code CLI attempt: spawn, stream events, watch liveness, end the whole tree.
+
+One *attempt* is one ``claude -p ... --output-format stream-json --verbose``
+process.  The recovery orchestrator decides what to run (start, resume, fork);
+this module only makes a single run observable and killable:
+
+* the CLI runs in its own session and process group (``start_new_session``) so
+  the Bash tool's children can be ended with it, and we are a child subreaper so
+  orphans come back to us (see :mod:`._reaper`);
+* stdout and stderr are drained concurrently in chunks and split into lines here,
+  so a multi-megabyte event never hits ``StreamReader``'s 64 KiB line limit and a
+  full stderr pipe never blocks the CLI;
+* liveness comes from *progress* (events), not from the process being alive:
+  a CLI waiting on a server that never answers is alive and useless.
+
+The result is an :class:`AttemptOutcome`, whose :meth:`~AttemptOutcome.to_observation`
+feeds the classifier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import os
+import shutil
+import signal as _signal
+import tempfile
+import uuid
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from resurgo.classify._types import Observation
+from resurgo.clock import SYSTEM_CLOCK, Clock
+from resurgo.supervise._reaper import (
+    TreeKillReport,
+    TreeTracker,
+    become_subreaper,
+    create_time,
+    end_tree,
+    env_marked,
+    same_process,
+)
+from resurgo.supervise._redact import redact_argv, redact_text
+
+if TYPE_CHECKING:
+    from resurgo.supervise._jobs import EventWriter, JobStore
+
+log = logging.getLogger("resurgo.supervise")
+
+KilledBy = Literal["stall_watchdog", "deadline", "shutdown", "user"]
+Mode = Literal["start", "resume", "fork"]
+
+#: Prompts longer than this go through stdin: one argv string is capped at 128 KiB on Linux.
+ARGV_PROMPT_LIMIT = 100_000
+#: Unparseable lines are kept as evidence, cut to this many characters.
+UNPARSEABLE_PREVIEW = 2_000
+_READ_CHUNK = 1 << 18
+#: Environment marker every process of an attempt inherits; finds leftovers wherever they went.
+ATTEMPT_ENV = "RESURGO_ATTEMPT"
+#: The supervisor (``host:pid:start``) that started a process; lets a restarted one find strays.
+OWNER_ENV = "RESURGO_SUPERVISOR"
+
+
+class ClaudeNotFoundError(FileNotFoundError):
+    """No Claude Code CLI where we looked; the message lists every place tried."""
+
+
+def find_claude(explicit: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None) -> str:
+    """Locate the CLI: ``explicit`` (``--claude PATH``), then ``$RESURGO_CLAUDE``, then ``PATH``.
+
+    A missing or non-executable explicit path is an error rather than a silent
+    fall-through, so a typo in ``--claude`` is reported instead of running
+    whatever ``claude`` happens to be on ``PATH``.
+    """
+    env = os.environ if env is None else env
+    tried: list[str] = []
+    for origin, cand in (("explicit path", explicit), ("RESURGO_CLAUDE", env.get("RESURGO_CLAUDE"))):
+        if cand:
+            p = os.fspath(cand)
+            resolved = p if os.sep in p else shutil.which(p, path=env.get("PATH"))
+            if resolved and os.path.isfile(resolved) and os.access(resolved, os.X_OK):
+                return resolved
+            raise ClaudeNotFoundError(f"Claude Code CLI given by {origin} is not an executable file: {p}")
+        tried.append(f"{origin} (unset)")
+    found = shutil.which("claude", path=env.get("PATH"))
+    if found:
+        return found
+    tried.append("PATH")
+    raise ClaudeNotFoundError(
+        "Claude Code CLI not found; tried "
+        + ", ".join(tried)
+        + ". Install @anthropic-ai/claude-code or pass --claude PATH / set RESURGO_CLAUDE."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Liveness:
+    """When an attempt counts as dead although its process lives. ``None`` disables a check.
+
+    * ``stall_timeout`` — seconds without any event (``system/api_retry`` counts:
+      the CLI is retrying, i.e. alive).  Default 300 s: a long tool call prints
+      nothing until it ends, so keep this above your longest expected command.
+    * ``deadline`` — wall-clock limit for the whole attempt.
+    * ``exit_after_result`` — the CLI must exit this long after its ``result``
+      event (users report hangs after the result).
+    * ``grace`` — SIGTERM to SIGKILL.
+    * ``tick`` — how often the watchdog looks; bounds detection latency.
+    """
+
+    stall_timeout: float | None = 300.0
+    deadline: float | None = None
+    exit_after_result: float | None = 10.0
+    grace: float = 3.0
+    tick: float = 0.25
+
+    def __post_init__(self) -> None:
+        for name in ("stall_timeout", "deadline", "exit_after_result"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                raise ValueError(f"Liveness.{name} must be > 0 or None, got {v!r}")
+        if not self.grace >= 0:
+            raise ValueError(f"Liveness.grace must be >= 0, got {self.grace!r}")
+        if not self.tick > 0:
+            raise ValueError(f"Liveness.tick must be > 0, got {self.tick!r}")
+
+
+class LivenessMonitor:
+    """The watchdog's decision logic, separate from processes so it is testable with FakeClock."""
+
+    __slots__ = ("_clock", "last_progress", "policy", "result_at", "started")
+
+    def __init__(self, policy: Liveness, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.policy = policy
+        self._clock = clock
+        self.started = clock.monotonic()
+        self.last_progress = self.started
+        self.result_at: float | None = None
+
+    def progress(self) -> None:
+        """Any event (including ``api_retry``) proves the CLI is making progress."""
+        self.last_progress = self._clock.monotonic()
+
+    def result_seen(self) -> None:
+        self.result_at = self._clock.monotonic()
+        self.last_progress = self.result_at
+
+    def verdict(self) -> tuple[KilledBy, str] | None:
+        """``(killed_by, reason)`` when the attempt must be ended now, else None."""
+        p = self.policy
+        now = self._clock.monotonic()
+        if p.deadline is not None and now - self.started >= p.deadline:
+            return "deadline", f"ran past its deadline of {p.deadline:g} s"
+        if self.result_at is not None:
+            if p.exit_after_result is not None and now - self.result_at >= p.exit_after_result:
+                return "deadline", f"did not exit within {p.exit_after_result:g} s after its result event"
+            return None  # after the result, silence is expected: only the exit deadline applies
+        if p.stall_timeout is not None and now - self.last_progress >= p.stall_timeout:
+            return "stall_watchdog", f"no event for {now - self.last_progress:.1f} s (limit {p.stall_timeout:g} s)"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One line of the CLI's stdout. ``data`` is None when the line is not a JSON object."""
+
+    seq: int
+    ts: float  # wall clock, epoch seconds
+    mono: float  # monotonic, for intervals
+    type: str | None
+    subtype: str | None
+    data: Mapping[str, Any] | None
+    raw: str  # the line as received (decoded), so storing it needs no re-serialisation
+
+    @property
+    def unparseable(self) -> bool:
+        return self.data is None
+
+    @property
+    def session_id(self) -> str | None:
+        sid = self.data.get("session_id") if self.data is not None else None
+        return sid if isinstance(sid, str) and sid else None
+
+    @property
+    def is_notable(self) -> bool:
+        """Events the classifier needs even when the tail has scrolled past them."""
+        if self.data is None:
+            return True
+        t, st = self.type, self.subtype
+        return (
+            t in ("result", "rate_limit_event")
+            or (t == "system" and st in ("init", "api_retry"))
+            or (t == "assistant" and "error" in self.data)
+        )
+
+    def as_evidence(self) -> Mapping[str, Any]:
+        """The mapping the classifier sees; garbage lines become ``{"type": "unparseable"}``."""
+        if self.data is not None:
+            return self.data
+        return {"type": "unparseable", "raw": self.raw[:UNPARSEABLE_PREVIEW]}
+
+
+def parse_line(line: bytes, *, seq: int, ts: float, mono: float) -> StreamEvent:
+    """Parse one stdout line; never raises (garbage is evidence, not a crash)."""
+    text = line.decode("utf-8", errors="replace")
+    data: Any = None
+    with contextlib.suppress(ValueError, RecursionError):
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        return StreamEvent(seq, ts, mono, None, None, None, text)
+    t = data.get("type")
+    st = data.get("subtype")
+    return StreamEvent(
+        seq, ts, mono, t if isinstance(t, str) else None, st if isinstance(st, str) else None, data, text
+    )
+
+
+class LineSplitter:
+    """Splits a byte stream into lines with no length limit, scanning each byte once."""
+
+    __slots__ = ("_buf", "_scan")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._scan = 0
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        buf = self._buf
+        buf += chunk
+        out: list[bytes] = []
+        pos = 0
+        nl = buf.find(b"\n", self._scan)
+        while nl >= 0:
+            line = bytes(buf[pos:nl])
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if line.strip():
+                out.append(line)
+            pos = nl + 1
+            nl = buf.find(b"\n", pos)
+        if pos:
+            del buf[:pos]
+        self._scan = len(buf)
+        return out
+
+    def close(self) -> bytes | None:
+        """The last line when the stream ended without a newline."""
+        rest = bytes(self._buf).rstrip(b"\r")
+        self._buf.clear()
+        self._scan = 0
+        return rest if rest.strip() else None
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptSpec:
+    """What to run.  ``mode`` decides the session flags:
+
+    * ``start``  — ``--session-id <session_id>`` (a fresh uuid4 when None).
+    * ``resume`` — ``--resume <session_id>``; ``prompt`` is the continuation prompt.
+    * ``fork``   — ``--resume <session_id> --fork-session --session-id <fork_session_id>``
+      (the fork's id is chosen up front too; the CLI accepts it, verified with 2.1.197).
+
+    ``env`` holds the job's overrides on top of the caller's environment
+    (``inherit_env``).  ``job_id``/``attempt_id`` make the manager persist events
+    and the process record when it has a :class:`JobStore`.
+    """
+
+    prompt: str
+    cwd: str | os.PathLike[str]
+    mode: Mode = "start"
+    session_id: str | None = None
+    claude_args: Sequence[str] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    model: str | None = None
+    liveness: Liveness = field(default_factory=Liveness)
+    job_id: str | None = None
+    attempt_id: int | None = None
+    inherit_env: bool = True
+    #: give the CLI its own TMPDIR, removed after the run, so leaked temp files cannot pile up
+    private_tmp: bool = True
+    #: the new id of a forked session (``mode="fork"``); a fresh uuid4 when None
+    fork_session_id: str | None = None
+    #: run exactly this argv instead of building a CLI command line (wrappers such as
+    #: ``timeout``/``nice``, and tests of the process mechanics); session flags are not added
+    command: Sequence[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("start", "resume", "fork"):
+            raise ValueError(f"AttemptSpec.mode must be start, resume or fork, got {self.mode!r}")
+        if self.mode != "start" and not self.session_id:
+            raise ValueError(f"AttemptSpec.mode={self.mode!r} needs the session_id to resume")
+        if not isinstance(self.prompt, str):
+            raise TypeError("AttemptSpec.prompt must be a string")
+        if isinstance(self.claude_args, str):
+            raise TypeError("AttemptSpec.claude_args must be a sequence of arguments, not one string")
+        if self.command is not None and (isinstance(self.command, str) or not self.command):
+            raise TypeError("AttemptSpec.command must be a non-empty sequence of arguments (never a shell string)")
+        for sid in (self.session_id, self.fork_session_id):
+            if sid is not None:
+                try:
+                    uuid.UUID(sid)
+                except ValueError:
+                    raise ValueError(f"session id {sid!r} is not a UUID") from None
+
+    def with_session(self) -> AttemptSpec:
+        """This spec with its session id fixed up front (a new uuid for ``start`` and for a fork)."""
+        if self.mode == "start" and self.session_id is None:
+            return replace(self, session_id=str(uuid.uuid4()))
+        if self.mode == "fork" and self.fork_session_id is None:
+            return replace(self, fork_session_id=str(uuid.uuid4()))
+        return self
+
+    @property
+    def expected_session_id(self) -> str | None:
+        """The id this attempt's transcript will have: resumed runs keep theirs, forks get the new one."""
+        return self.fork_session_id if self.mode == "fork" else self.session_id
+
+    def argv(self, claude: str) -> tuple[list[str], bytes | None]:
+        """The command line and, for very long prompts, the stdin bytes carrying the prompt.
+
+        The prompt goes last, after ``--``: ``--allowedTools`` takes several
+        values and would otherwise swallow it, and a prompt starting with ``-``
+        must not be read as an option.
+        """
+        if self.command is not None:
+            return [str(a) for a in self.command], None
+        argv = [claude, "-p", "--output-format", "stream-json", "--verbose"]
+        if self.mode == "start":
+            assert self.session_id is not None, "call with_session() first"
+            argv += ["--session-id", self.session_id]
+        else:
+            assert self.session_id is not None
+            argv += ["--resume", self.session_id]
+            if self.mode == "fork":
+                argv.append("--fork-session")
+                if self.fork_session_id:
+                    argv += ["--session-id", self.fork_session_id]
+        if self.model:
+            argv += ["--model", self.model]
+        argv += list(self.claude_args)
+        data = self.prompt.encode()
+        if len(data) > ARGV_PROMPT_LIMIT:
+            return argv, data
+        argv += ["--", self.prompt]
+        return argv, None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptOutcome:
+    """Everything known about one finished attempt; the input to classification and recovery.
+
+    ``exit_code`` is None when the process died by a signal (then ``signal`` is
+    set) or never started (then ``spawn_error`` says why and ``exit_code`` is 127/126
+    as a shell would report).  ``events`` holds the notable events (init,
+    api_retry, rate limits, errors, result, garbage lines) plus the last
+    ``tail`` events, in order; ``event_count``/``type_counts`` count all of them.
+    """
+
+    mode: Mode
+    argv: tuple[str, ...]  # redacted, for display
+    cwd: str
+    pid: int | None
+    start_time: float | None  # psutil create_time of the CLI
+    requested_session_id: str | None
+    session_id: str | None  # newest id seen (init / result), else the requested one
+    exit_code: int | None
+    signal: int | None
+    killed_by: KilledBy | None
+    kill_reason: str | None
+    started_at: float
+    ended_at: float
+    first_event_at: float | None
+    result_at: float | None
+    event_count: int
+    unparseable_count: int
+    type_counts: Mapping[str, int]
+    events: tuple[StreamEvent, ...]
+    init: Mapping[str, Any] | None
+    result: Mapping[str, Any] | None
+    stderr_tail: str
+    stderr_bytes: int
+    spawn_error: str | None = None
+    spawn_exception: str | None = None
+    cleanup: TreeKillReport = field(default_factory=TreeKillReport)
+    job_id: str | None = None
+    attempt_id: int | None = None
+
+    @property
+    def duration(self) -> float:
+        return self.ended_at - self.started_at
+
+    @property
+    def result_ok(self) -> bool:
+        """The CLI's own verdict: a result event with ``is_error: false``."""
+        r = self.result
+        return r is not None and r.get("is_error") is False
+
+    @property
+    def hung_after_result(self) -> bool:
+        """We ended a CLI that had already printed its result but would not exit."""
+        return self.killed_by == "deadline" and self.result is not None
+
+    @property
+    def succeeded(self) -> bool:
+        """Success is the result event's verdict; a forced exit after a good result is still success."""
+        if not self.result_ok:
+            return False
+        return self.exit_code == 0 or self.hung_after_result
+
+    @property
+    def cancelled(self) -> bool:
+        return self.killed_by in ("user", "shutdown")
+
+    @property
+    def orphans_left(self) -> tuple[int, ...]:
+        return self.cleanup.left
+
+    def observation_events(self, limit: int = 50) -> list[Mapping[str, Any]]:
+        evs = list(self.events)
+        if len(evs) > limit:
+            # keep the first (init) and the newest; the result is always the newest
+            evs = evs[:1] + evs[-(limit - 1) :]
+        return [e.as_evidence() for e in evs]
+
+    def to_observation(self, *, max_events: int = 50) -> Observation:
+        """The classifier's view of this attempt.
+
+        A CLI that printed a successful result and was then ended because it
+        would not exit is reported without ``killed_by`` and signal: resurgo's
+        cleanup is not the run's failure, and ``killed_by`` would otherwise
+        outrank the result (spec: "Deciding when signals disagree").
+        """
+        res = self.result
+        message: str | None = None
+        http_status: int | None = None
+        if res is not None:
+            txt = res.get("result")
+            errs = res.get("errors")
+            parts = [txt] if isinstance(txt, str) and txt else []
+            if isinstance(errs, list):
+                parts += [str(e) for e in errs if e]
+            message = redact_text("\n".join(parts)) or None
+            st = res.get("api_error_status")
+            if isinstance(st, int) and not isinstance(st, bool):
+                http_status = st
+        if self.spawn_error:
+            message = self.spawn_error
+        benign_kill = self.hung_after_result and self.result_ok
+        return Observation(
+            message=message,
+            exception_type=self.spawn_exception,
+            exit_code=None if benign_kill else self.exit_code,
+            signal=None if benign_kill else self.signal,
+            killed_by=None if benign_kill else self.killed_by,
+            http_status=http_status,
+            stderr=redact_text(self.stderr_tail) or None,
+            events=tuple(self.observation_events(max_events)),
+        )
+
+
+EventCallback = Callable[[StreamEvent], Awaitable[None] | None]
+_END = object()
+
+
+class Attempt:
+    """A running attempt: live state for health checks, an event stream, and its end.
+
+    Obtain one from :meth:`ProcessManager.start`.  Awaiting :meth:`wait` from a
+    task that gets cancelled ends the process group (``killed_by="user"``, or
+    ``"shutdown"`` during :meth:`ProcessManager.shutdown`) before the
+    ``CancelledError`` propagates; the outcome is then in :attr:`outcome`.
+    """
+
+    def __init__(
+        self,
+        manager: ProcessManager,
+        spec: AttemptSpec,
+        claude: str,
+        *,
+        on_event: EventCallback | None,
+        writer: EventWriter | None,
+        tail: int,
+    ) -> None:
+        self.manager = manager
+        self.spec = spec
+        self.claude = claude
+        self._clock = manager.clock
+        self._on_event = on_event
+        self._writer = writer
+        self._argv, self._stdin = spec.argv(claude)
+        self.argv_display: tuple[str, ...] = tuple(redact_argv(self._argv))
+        self.pid: int | None = None
+        self.start_time: float | None = None
+        self.started_at = self._clock.time()
+        self.first_event_at: float | None = None
+        self.result_at: float | None = None
+        self.session_id: str | None = spec.expected_session_id
+        self.event_count = 0
+        self.unparseable_count = 0
+        self.type_counts: Counter[str] = Counter()
+        self.monitor = LivenessMonitor(spec.liveness, self._clock)
+        self.tracker: TreeTracker | None = None
+        self.outcome: AttemptOutcome | None = None
+        self._tail: deque[StreamEvent] = deque(maxlen=max(1, tail))
+        self._notable: deque[StreamEvent] = deque(maxlen=200)
+        self._init: Mapping[str, Any] | None = None
+        self._result: Mapping[str, Any] | None = None
+        self._stderr_tail = bytearray()
+        self._stderr_bytes = 0
+        self._stderr_keep = manager.stderr_tail_bytes
+        self._subscribers: list[asyncio.Queue[object]] = []
+        self._proc: asyncio.subprocess.Process | None = None
+        self._kill: tuple[KilledBy, str] | None = None
+        self._kill_started: float | None = None
+        self._killer: asyncio.Task[None] | None = None
+        self._done = asyncio.Event()
+        self._tmpdir: str | None = None
+        self._task: asyncio.Task[AttemptOutcome] | None = None
+        self._exited = asyncio.Event()
+        #: the value of ``RESURGO_ATTEMPT`` in this attempt's environment
+        self.token = uuid.uuid4().hex
+
+    # -- public --------------------------------------------------------------------------
+    @property
+    def last_event_age(self) -> float:
+        """Seconds since the last progress (or the start), on the manager's clock."""
+        return self._clock.monotonic() - self.monitor.last_progress
+
+    @property
+    def tmpdir(self) -> str | None:
+        """The attempt's private TMPDIR (removed when it ends)."""
+        return self._tmpdir
+
+    @property
+    def running(self) -> bool:
+        return not self._done.is_set()
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    async def wait(self) -> AttemptOutcome:
+        """The outcome once the attempt ended and its tree is gone."""
+        assert self._task is not None
+        try:
+            return await asyncio.shield(self._task)
+        except asyncio.CancelledError:
+            kb: KilledBy = "shutdown" if self.manager.shutting_down else "user"
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.stop(kb, "the awaiting task was cancelled"))
+            raise
+
+    async def stop(self, killed_by: KilledBy = "user", reason: str | None = None) -> AttemptOutcome:
+        """End the attempt's whole process group and return its outcome."""
+        self.request_kill(killed_by, reason or f"stopped ({killed_by})")
+        assert self._task is not None
+        return await asyncio.shield(self._task)
+
+    def request_kill(self, killed_by: KilledBy, reason: str) -> None:
+        """Start ending the process group (SIGTERM now, SIGKILL after the grace period)."""
+        if self._kill is not None or self._done.is_set():
+            return
+        self._kill = (killed_by, reason)
+        self._kill_started = self._clock.monotonic()
+        log.info("ending attempt pid=%s: %s (%s)", self.pid, redact_text(reason), killed_by)
+        proc = self._proc
+        if proc is not None:
+            self._signal_tree(proc, _signal.SIGTERM)
+            if proc.returncode is None:
+                self._killer = asyncio.get_running_loop().create_task(self._escalate(proc))
+
+    def _signal_tree(self, proc: asyncio.subprocess.Process, sig: int) -> None:
+        """Signal the CLI's group and every descendant group we know, all at once.
+
+        At once matters: on SIGTERM the CLI kills its Bash tool's ``bash`` but not
+        that shell's children, which would be orphaned before we could see them.
+        """
+        tracker = self.tracker
+        if tracker is not None:
+            tracker.sample()  # the CLI is still alive: its tree is still linked
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, sig)
+        if tracker is None:
+            return
+        for sid in tracker.sids:
+            ct = tracker.seen.get(sid)
+            if ct is not None and same_process(sid, ct):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(sid, sig)
+        for pid in tracker.still_alive():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+
+    async def events(self) -> AsyncIterator[StreamEvent]:
+        """Events from now on, as they arrive, until the attempt ends.
+
+        Subscribe before awaiting the outcome; events printed before the
+        subscription are not replayed (use ``on_event`` to see every one).
+        """
+        q: asyncio.Queue[object] = asyncio.Queue()
+        if self._done.is_set():
+            return
+        self._subscribers.append(q)
+        try:
+            while True:
+                item = await q.get()
+                if item is _END:
+                    return
+                assert isinstance(item, StreamEvent)
+                yield item
+        finally:
+            with contextlib.suppress(ValueError):
+                self._subscribers.remove(q)
+
+    # -- internals -----------------------------------------------------------------------
+    async def _escalate(self, proc: asyncio.subprocess.Process) -> None:
+        await self._clock.asleep(self.spec.liveness.grace)
+        if proc.returncode is None:
+            self._signal_tree(proc, _signal.SIGKILL)
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ) if self.spec.inherit_env else {}
+        env.update({str(k): str(v) for k, v in self.spec.env.items()})
+        env[ATTEMPT_ENV] = self.token
+        env[OWNER_ENV] = self.manager.owner
+        if self.spec.private_tmp:
+            root = self.manager.tmp_root
+            root.mkdir(parents=True, exist_ok=True)
+            self._tmpdir = tempfile.mkdtemp(prefix=f"att-{os.getpid()}-", dir=root)
+            env["TMPDIR"] = self._tmpdir
+        return env
+
+    async def _run(self) -> AttemptOutcome:
+        spec = self.spec
+        cwd = os.fspath(spec.cwd)
+        try:
+            env = self._env()
+            loop = asyncio.get_running_loop()
+            exited = self._exited
+            transport, protocol = await loop.subprocess_exec(
+                lambda: _ExitAwareProtocol(exited, limit=1 << 20, loop=loop),
+                *self._argv,
+                cwd=cwd,
+                env=env,
+                stdin=asyncio.subprocess.PIPE if self._stdin is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+            self._proc = asyncio.subprocess.Process(transport, protocol, loop)
+        except (FileNotFoundError, PermissionError, NotADirectoryError, OSError) as e:
+            return self._finish_spawn_error(e)
+        proc = self._proc
+        self.pid = proc.pid
+        self.start_time = create_time(proc.pid)
+        self.tracker = TreeTracker(proc.pid)
+        self.monitor = LivenessMonitor(spec.liveness, self._clock)
+        self.manager._register(self)
+        if self.manager.jobs is not None:
+            self.manager.jobs.record_process(
+                pid=proc.pid,
+                start_time=self.start_time or self.started_at,
+                pgid=proc.pid,
+                job_id=spec.job_id,
+                attempt_id=spec.attempt_id,
+            )
+        if self._kill is not None:  # stop() raced the spawn
+            k = self._kill
+            self._kill = None
+            self.request_kill(*k)
+
+        t_out = asyncio.create_task(self._read_stdout(proc))
+        t_err = asyncio.create_task(self._read_stderr(proc))
+        t_in = asyncio.create_task(self._write_stdin(proc)) if self._stdin is not None else None
+        t_wd = asyncio.create_task(self._watchdog())
+        try:
+            # not proc.wait(): asyncio only returns from it once every pipe is closed too,
+            # and a leftover grandchild holding stdout would keep us waiting for it
+            await self._exited.wait()
+        except asyncio.CancelledError:
+            # the loop is going away under us (asyncio.run() ending): leave nothing behind
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, _signal.SIGKILL)
+            for t in (t_out, t_err, t_in):
+                if t is not None:
+                    t.cancel()
+            self._close()
+            raise
+        finally:
+            t_wd.cancel()
+            if self._killer is not None:
+                self._killer.cancel()
+        # the CLI is gone; anything left in its session is a leftover (Bash children, daemons)
+        grace = spec.liveness.grace
+        if self._kill_started is not None:
+            grace = max(0.0, grace - (self._clock.monotonic() - self._kill_started))
+        marked = await asyncio.to_thread(env_marked, ATTEMPT_ENV, self.token)
+        report = await end_tree(
+            {proc.pid, *self.tracker.sids},
+            extra={*self.tracker.still_alive(), *marked} - {proc.pid},
+            leader=proc.pid,
+            leader_running=False,
+            grace=grace,
+            not_before=self.start_time,
+        )
+        if report.left:
+            log.warning("attempt pid=%s left processes that would not die: %s", proc.pid, report.left)
+        # leftovers held our pipes open; now they are gone the readers reach EOF
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(proc.wait()), 2.0)
+        readers = [t for t in (t_out, t_err, t_in) if t is not None]
+        _, pending = await asyncio.wait(readers, timeout=2.0)
+        for t in pending:
+            t.cancel()
+        for t in readers:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        return self._finish(proc, report)
+
+    async def _write_stdin(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdin is not None and self._stdin is not None
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            proc.stdin.write(self._stdin)
+            await proc.stdin.drain()
+            proc.stdin.close()
+
+    async def _read_stdout(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        splitter = LineSplitter()
+        stream = proc.stdout
+        while True:
+            chunk = await stream.read(_READ_CHUNK)
+            if not chunk:
+                break
+            for line in splitter.feed(chunk):
+                await self._line(line)
+        last = splitter.close()
+        if last is not None:
+            await self._line(last)
+
+    async def _read_stderr(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stderr is not None
+        keep = self._stderr_keep
+        while True:
+            chunk = await proc.stderr.read(_READ_CHUNK)
+            if not chunk:
+                break
+            self._stderr_bytes += len(chunk)
+            self._stderr_tail += chunk
+            if len(self._stderr_tail) > keep:
+                del self._stderr_tail[: len(self._stderr_tail) - keep]
+
+    async def _line(self, line: bytes) -> None:
+        clock = self._clock
+        ev = parse_line(line, seq=self.event_count, ts=clock.time(), mono=clock.monotonic())
+        self.event_count += 1
+        self.monitor.progress()
+        if self.first_event_at is None:
+            self.first_event_at = ev.ts
+        if ev.data is None:
+            self.unparseable_count += 1
+            self.type_counts["unparseable"] += 1
+        else:
+            key = ev.type or "?"
+            if ev.subtype and ev.type in ("system", "result"):
+                key = f"{key}/{ev.subtype}"
+            self.type_counts[key] += 1
+            sid = ev.session_id
+            if ev.type == "system" and ev.subtype == "init":
+                self._init = ev.data
+                if sid:
+                    self.session_id = sid
+            elif ev.type == "result":
+                self._result = ev.data
+                self.result_at = ev.ts
+                self.monitor.result_seen()
+                if sid:
+                    self.session_id = sid
+        if ev.is_notable:
+            self._notable.append(ev)
+        self._tail.append(ev)
+        if self._writer is not None:
+            self._writer.add(ev)
+        for q in self._subscribers:
+            q.put_nowait(ev)
+        if self._on_event is not None:
+            try:
+                r = self._on_event(ev)
+                if inspect.isawaitable(r):
+                    await r
+            except Exception:  # a broken callback must not lose the run
+                log.exception("on_event callback failed for event %d", ev.seq)
+
+    async def _watchdog(self) -> None:
+        tick = self.spec.liveness.tick
+        while True:
+            await self._clock.asleep(tick)
+            if self.tracker is not None:
+                self.tracker.sample()
+            if self._kill is None:
+                v = self.monitor.verdict()
+                if v is not None:
+                    self.request_kill(*v)
+            if self._writer is not None:
+                self._writer.maybe_flush()
+
+    def _collect_events(self) -> tuple[StreamEvent, ...]:
+        seen: dict[int, StreamEvent] = {e.seq: e for e in self._notable}
+        for e in self._tail:
+            seen[e.seq] = e
+        return tuple(seen[k] for k in sorted(seen))
+
+    def _finish(self, proc: asyncio.subprocess.Process, report: TreeKillReport) -> AttemptOutcome:
+        rc = proc.returncode
+        exit_code: int | None = None
+        sig: int | None = None
+        if rc is not None:
+            if rc < 0:
+                sig = -rc
+            else:
+                exit_code = rc
+        killed_by, kill_reason = self._kill if self._kill is not None else (None, None)
+        out = AttemptOutcome(
+            mode=self.spec.mode,
+            argv=self.argv_display,
+            cwd=os.fspath(self.spec.cwd),
+            pid=proc.pid,
+            start_time=self.start_time,
+            requested_session_id=self.spec.session_id,
+            session_id=self.session_id or self.spec.expected_session_id,
+            exit_code=exit_code,
+            signal=sig,
+            killed_by=killed_by,
+            kill_reason=kill_reason,
+            started_at=self.started_at,
+            ended_at=self._clock.time(),
+            first_event_at=self.first_event_at,
+            result_at=self.result_at,
+            event_count=self.event_count,
+            unparseable_count=self.unparseable_count,
+            type_counts=dict(self.type_counts),
+            events=self._collect_events(),
+            init=self._init,
+            result=self._result,
+            stderr_tail=bytes(self._stderr_tail).decode("utf-8", errors="replace"),
+            stderr_bytes=self._stderr_bytes,
+            cleanup=report,
+            job_id=self.spec.job_id,
+            attempt_id=self.spec.attempt_id,
+        )
+        self._close()
+        jobs = self.manager.jobs
+        if jobs is not None and self.start_time is not None:
+            jobs.process_ended(proc.pid, self.start_time, out.ended_at)
+        return out
+
+    def _finish_spawn_error(self, e: OSError) -> AttemptOutcome:
+        code = 126 if isinstance(e, PermissionError) else 127
+        where = (
+            "working directory"
+            if isinstance(e, NotADirectoryError)
+            or (isinstance(e, FileNotFoundError) and e.filename == os.fspath(self.spec.cwd))
+            else "Claude Code CLI"
+        )
+        msg = f"cannot start the {where}: {e.strerror or e} ({e.filename or self.claude})"
+        out = AttemptOutcome(
+            mode=self.spec.mode,
+            argv=self.argv_display,
+            cwd=os.fspath(self.spec.cwd),
+            pid=None,
+            start_time=None,
+            requested_session_id=self.spec.session_id,
+            session_id=self.spec.expected_session_id,
+            exit_code=code,
+            signal=None,
+            killed_by=self._kill[0] if self._kill else None,
+            kill_reason=self._kill[1] if self._kill else None,
+            started_at=self.started_at,
+            ended_at=self._clock.time(),
+            first_event_at=None,
+            result_at=None,
+            event_count=0,
+            unparseable_count=0,
+            type_counts={},
+            events=(),
+            init=None,
+            result=None,
+            stderr_tail="",
+            stderr_bytes=0,
+            spawn_error=msg,
+            spawn_exception=type(e).__name__,
+            job_id=self.spec.job_id,
+            attempt_id=self.spec.attempt_id,
+        )
+        self._close()
+        return out
+
+    def _close(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.flush()
+            except Exception:
+                log.exception("could not store the last events of attempt pid=%s", self.pid)
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+        for q in self._subscribers:
+            q.put_nowait(_END)
+        self._done.set()
+        self.manager._unregister(self)
+
+
+class _ExitAwareProtocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """asyncio's stream protocol plus an event set the moment the process exits (pipes may stay open)."""
+
+    def __init__(self, exited: asyncio.Event, *, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=limit, loop=loop)
+        self._exited_event = exited
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        self._exited_event.set()
+
+
+class ProcessManager:
+    """Starts attempts and keeps the set of running ones (for health checks and shutdown).
+
+    One per supervisor.  Creating it makes this process a child subreaper on
+    Linux (``subreaper=False`` to opt out, e.g. when embedding in a program
+    that manages its own children's orphans).
+    """
+
+    def __init__(
+        self,
+        *,
+        claude: str | os.PathLike[str] | None = None,
+        jobs: JobStore | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        subreaper: bool = True,
+        tmp_root: str | os.PathLike[str] | None = None,
+        event_tail: int = 100,
+        stderr_tail_bytes: int = 16_384,
+        owner: str | None = None,
+    ) -> None:
+        self._claude_arg = claude
+        self._claude: str | None = None
+        self.jobs = jobs
+        self.clock = clock
+        self.tmp_root = Path(tmp_root) if tmp_root else Path(tempfile.gettempdir()) / f"resurgo-{os.getuid()}"
+        self.event_tail = event_tail
+        self.stderr_tail_bytes = stderr_tail_bytes
+        self.subreaper = become_subreaper() if subreaper else False
+        self.shutting_down = False
+        self.owner = owner or (jobs.owner if jobs is not None else _default_owner())
+        self._active: dict[int, Attempt] = {}
+        self._pending: set[Attempt] = set()
+
+    @property
+    def claude(self) -> str:
+        """The CLI's path, resolved on first use (raises :class:`ClaudeNotFoundError`)."""
+        if self._claude is None:
+            self._claude = find_claude(self._claude_arg)
+        return self._claude
+
+    @property
+    def active(self) -> list[Attempt]:
+        """Attempts whose process is running now."""
+        return list(self._active.values())
+
+    @property
+    def pending(self) -> list[Attempt]:
+        """Attempts started but not finished (including those still spawning)."""
+        return list(self._pending)
+
+    @property
+    def leaders(self) -> set[int]:
+        """Pids of the CLIs this manager runs now: asyncio's child watcher owns their exit status."""
+        return {a.pid for a in self._pending if a.pid is not None} | set(self._active)
+
+    def _register(self, a: Attempt) -> None:
+        if a.pid is not None:
+            self._active[a.pid] = a
+
+    def _unregister(self, a: Attempt) -> None:
+        if a.pid is not None:
+            self._active.pop(a.pid, None)
+        self._pending.discard(a)
+
+    async def start(self, spec: AttemptSpec, *, on_event: EventCallback | None = None) -> Attempt:
+        """Spawn the attempt and return at once; await :meth:`Attempt.wait` for the outcome."""
+        if self.shutting_down:
+            raise RuntimeError("the process manager is shutting down")
+        spec = spec.with_session()
+        writer = None
+        if self.jobs is not None and spec.job_id is not None:
+            writer = self.jobs.event_writer(spec.job_id, spec.attempt_id)
+        claude = spec.command[0] if spec.command is not None else self.claude
+        a = Attempt(self, spec, claude, on_event=on_event, writer=writer, tail=self.event_tail)
+        self._pending.add(a)
+        a._task = asyncio.get_running_loop().create_task(a._run(), name=f"resurgo-attempt-{spec.session_id}")
+        return a
+
+    async def run(self, spec: AttemptSpec, *, on_event: EventCallback | None = None) -> AttemptOutcome:
+        """Start and wait; cancelling the caller ends the process group (``killed_by="user"``)."""
+        a = await self.start(spec, on_event=on_event)
+        return await a.wait()
+
+    async def shutdown(self, *, reason: str = "supervisor shutting down") -> list[AttemptOutcome]:
+        """End every running attempt with ``killed_by="shutdown"``; returns their outcomes."""
+        self.shutting_down = True
+        attempts = list(self._pending | set(self._active.values()))
+        return list(await asyncio.gather(*(a.stop("shutdown", reason) for a in attempts)))
+
+
+def _default_owner() -> str:
+    from resurgo.supervise._jobs import owner_id
+
+    return owner_id()
+
+
+async def run_attempt(
+    spec: AttemptSpec,
+    *,
+    manager: ProcessManager | None = None,
+    on_event: EventCallback | None = None,
+    claude: str | os.PathLike[str] | None = None,
+) -> AttemptOutcome:
+    """Run one attempt to its end with a throw-away manager (or ``manager``)."""
+    mgr = manager or ProcessManager(claude=claude)
+    return await mgr.run(spec, on_event=on_event)
+
+
+__all__ = [
+    "ARGV_PROMPT_LIMIT",
+    "Attempt",
+    "AttemptOutcome",
+    "AttemptSpec",
+    "ClaudeNotFoundError",
+    "EventCallback",
+    "KilledBy",
+    "LineSplitter",
+    "Liveness",
+    "LivenessMonitor",
+    "Mode",
+    "ProcessManager",
+    "StreamEvent",
+    "find_claude",
+    "parse_line",
+    "run_attempt",
+]

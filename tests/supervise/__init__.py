@@ -1,0 +1,1 @@
+"""Tests of the supervision layer (process mechanics, jobs, sessions, health, cleanup)."""

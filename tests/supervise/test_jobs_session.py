@@ -1,0 +1,218 @@
+"""JobStore, redaction and session planning."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from resurgo.classify._types import ErrorClass, ErrorType, Severity
+from resurgo.clock import FakeClock
+from resurgo.store import Store
+from resurgo.supervise._jobs import JobState, JobStore, JobStoreError, owner_alive, owner_id
+from resurgo.supervise._process import AttemptOutcome, parse_line
+from resurgo.supervise._redact import REDACTED, redact_env, redact_text
+from resurgo.supervise._session import SessionManager, config_dir, project_dir_name
+
+KEY = "sk-ant-api03-" + "A1b2" * 10
+
+
+@pytest.fixture
+def jobs(tmp_path: Path) -> JobStore:
+    return JobStore(Store(tmp_path / "r.db"), clock=FakeClock())
+
+
+def test_redact_text_covers_keys_tokens_and_headers() -> None:
+    cases = {
+        f"key {KEY} end": "key sk-ant-<redacted> end",
+        "Authorization: Bearer abc.def.ghi123456": "Authorization: Bearer <redacted>",
+        '{"x-api-key": "sk-zzz"}': '{"x-api-key": "<redacted>"}',
+        "ANTHROPIC_API_KEY=foo123 ls": "ANTHROPIC_API_KEY=<redacted> ls",
+        "nothing secret here": "nothing secret here",
+    }
+    for raw, want in cases.items():
+        assert redact_text(raw) == want
+    env = redact_env(
+        {"ANTHROPIC_API_KEY": KEY, "CLAUDE_CODE_OAUTH_TOKEN": "t", "HOME": "/h", "ANTHROPIC_BASE_URL": "http://x"}
+    )
+    assert env == {
+        "ANTHROPIC_API_KEY": REDACTED,
+        "CLAUDE_CODE_OAUTH_TOKEN": REDACTED,
+        "HOME": "/h",
+        "ANTHROPIC_BASE_URL": "http://x",
+    }
+
+
+def test_create_job_is_idempotent_and_never_stores_secrets(jobs: JobStore, tmp_path: Path) -> None:
+    j = jobs.create_job(
+        "p", cwd=tmp_path, env={"ANTHROPIC_API_KEY": KEY, "FOO": "bar"}, idem_key="line-1", args=["--model", "x"]
+    )
+    again = jobs.create_job("p", cwd=tmp_path, idem_key="line-1")
+    assert again.id == j.id and j.state is JobState.PENDING and j.args == ("--model", "x")
+    raw = jobs.store.query("SELECT env_json FROM jobs WHERE id=?", (j.id,))[0][0]
+    assert KEY not in raw and json.loads(raw) == {"ANTHROPIC_API_KEY": REDACTED, "FOO": "bar"}
+    assert jobs.env_for(j.id) == {"ANTHROPIC_API_KEY": KEY, "FOO": "bar"}  # this process still knows it
+    # a restarted supervisor takes the secret from its own environment, or drops it
+    fresh = JobStore(jobs.store)
+    assert fresh.env_for(j.id, environ={"ANTHROPIC_API_KEY": "from-env"})["ANTHROPIC_API_KEY"] == "from-env"
+    assert "ANTHROPIC_API_KEY" not in fresh.env_for(j.id, environ={})
+    with pytest.raises(JobStoreError, match="non-empty prompt"):
+        jobs.create_job("  ", cwd=tmp_path)
+    with pytest.raises(JobStoreError, match="not one string"):
+        jobs.create_job("p", cwd=tmp_path, args="--model x")  # type: ignore[arg-type]
+
+
+def test_states_compare_and_set_and_terminal_is_final(jobs: JobStore, tmp_path: Path) -> None:
+    j = jobs.create_job("p", cwd=tmp_path)
+    assert jobs.set_state(j.id, JobState.RUNNING, claim=True, expect={JobState.PENDING})
+    assert not jobs.set_state(j.id, JobState.RUNNING, expect={JobState.PENDING})
+    rec = jobs.require(j.id)
+    assert rec.state is JobState.RUNNING and rec.owner == jobs.owner and rec.started_at is not None
+    err = ErrorClass(
+        type=ErrorType.AUTH, severity=Severity.CRITICAL, category="auth", description="401", retryable=False
+    )
+    jobs.finish_job(
+        j.id, JobState.FAILED, result={"type": "result", "result": f"bad key {KEY}"}, error=err, reason=f"auth {KEY}"
+    )
+    rec = jobs.require(j.id)
+    assert rec.state is JobState.FAILED and rec.error_class == err and rec.finished_at is not None
+    assert KEY not in (rec.result_text or "") and KEY not in (rec.reason or "")
+    with pytest.raises(JobStoreError, match="cannot become running"):
+        jobs.set_state(j.id, JobState.RUNNING)
+    with pytest.raises(JobStoreError, match="no job"):
+        jobs.set_state("nope", JobState.RUNNING)
+
+
+def test_attempts_events_recoveries(jobs: JobStore, tmp_path: Path) -> None:
+    j = jobs.create_job("p", cwd=tmp_path)
+    a1 = jobs.begin_attempt(j.id, kind="start", session_id=str(uuid.uuid4()))
+    w = jobs.event_writer(j.id, a1, max_rows=100)
+    for i in range(250):
+        w.add(parse_line(json.dumps({"type": "n", "i": i}).encode(), seq=i, ts=1.0, mono=1.0))
+    assert w.pending == 50 and jobs.event_count(j.id) == 200  # two full batches written
+    w.flush()
+    assert jobs.event_count(j.id) == 250
+    jobs.append_supervisor_event(j.id, "recovery", {"note": f"key {KEY}"}, attempt_id=a1)
+    last = jobs.events(j.id)[-1]
+    assert last.source == "supervisor" and KEY not in last.data_json
+    rid = jobs.record_recovery(j.id, strategy="resume_session", attempt_id=a1, error_type="timeout")
+    jobs.update_recovery(rid, started_at=2.0, restored_at=3.0, succeeded=True)
+    rec = jobs.recoveries(j.id)[0]
+    assert rec["succeeded"] == 1 and rec["restored_at"] == 3.0
+    a2 = jobs.begin_attempt(j.id, kind="resume")
+    assert [a.n for a in jobs.attempts(j.id)] == [1, 2] and a2 != a1
+    assert jobs.require(j.id).attempts == 2 and jobs.require(j.id).recoveries == 1
+    with pytest.raises(JobStoreError, match="attempt kind"):
+        jobs.begin_attempt(j.id, kind="bogus")
+
+
+def test_interrupt_orphaned_jobs_only_touches_dead_owners(jobs: JobStore, tmp_path: Path) -> None:
+    mine = jobs.create_job("a", cwd=tmp_path)
+    dead = jobs.create_job("b", cwd=tmp_path)
+    live = jobs.create_job("c", cwd=tmp_path)
+    jobs.set_state(mine.id, JobState.RUNNING, claim=True)
+    for j, owner in ((dead, "host:1:1"), (live, "other:2:2")):
+        jobs.set_state(j.id, JobState.RECOVERING)
+        jobs.store.execute("UPDATE jobs SET owner=? WHERE id=?", (owner, j.id))
+    jobs.begin_attempt(dead.id, kind="start")
+    moved = jobs.interrupt_orphaned_jobs(is_alive=lambda o: o == "other:2:2")
+    assert moved == [dead.id]
+    assert jobs.require(dead.id).state is JobState.INTERRUPTED
+    assert jobs.attempts(dead.id)[0].outcome == "lost"
+    assert jobs.require(live.id).state is JobState.RECOVERING and jobs.require(mine.id).state is JobState.RUNNING
+
+
+def test_owner_identity_survives_pid_reuse_check() -> None:
+    me = owner_id()
+    assert owner_alive(me)
+    host, pid, start = me.rsplit(":", 2)
+    assert not owner_alive(f"{host}:{pid}:{int(start) - 1000}")  # same pid, different process
+    assert not owner_alive(None) and not owner_alive("garbage")
+    assert owner_alive("some-other-host:1:1")  # cannot check: never steal
+
+
+# -- sessions --------------------------------------------------------------------------------
+
+
+def _outcome(
+    mode: str, *, result: dict[str, object] | None = None, stderr: str = "", sid: str | None = None
+) -> AttemptOutcome:
+    return AttemptOutcome(
+        mode=mode,  # type: ignore[arg-type]
+        argv=(),
+        cwd="/",
+        pid=1,
+        start_time=1.0,
+        requested_session_id=sid,
+        session_id=sid,
+        exit_code=1,
+        signal=None,
+        killed_by=None,
+        kill_reason=None,
+        started_at=0.0,
+        ended_at=1.0,
+        first_event_at=None,
+        result_at=None,
+        event_count=0,
+        unparseable_count=0,
+        type_counts={},
+        events=(),
+        init=None,
+        result=result,
+        stderr_tail=stderr,
+        stderr_bytes=len(stderr),
+    )
+
+
+def test_project_dir_and_config_dir() -> None:
+    assert project_dir_name("/tmp/my_proj.x y/a-b") == "-tmp-my-proj-x-y-a-b"
+    assert config_dir({"HOME": "/h"}) == Path("/h/.claude")
+    assert config_dir({"HOME": "/h", "CLAUDE_CONFIG_DIR": "/c"}) == Path("/c")
+
+
+def test_transcript_lookup_resolves_symlinked_cwd(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    env = {"HOME": str(tmp_path / "home")}
+    sm = SessionManager()
+    sid = str(uuid.uuid4())
+    p = sm.transcript_path(sid, link, env=env)
+    assert p.parent.name == project_dir_name(str(real))
+    assert not sm.has_transcript(sid, link, env=env)
+    p.parent.mkdir(parents=True)
+    p.write_text('{"type":"user"}\n')
+    assert sm.find_transcript(sid, link, env=env) == p
+
+
+def test_plan_start_over_resume_and_one_fallback(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path)}
+    sm = SessionManager()
+    sid = str(uuid.uuid4())
+    first = sm.plan(prompt="orig", cwd=tmp_path, env=env, session_id=sid, reason="killed")
+    assert first is not None and first.mode == "start" and first.prompt == "orig" and first.session_id != sid
+    t = sm.transcript_path(sid, tmp_path, env=env)
+    t.parent.mkdir(parents=True)
+    t.write_text("{}\n")
+    nxt = sm.plan(prompt="orig", cwd=tmp_path, env=env, session_id=sid, reason="stalled")
+    assert nxt is not None and nxt.mode == "resume" and nxt.session_id == sid and "stalled" in nxt.prompt
+    not_found = _outcome(
+        "resume",
+        result={"subtype": "error_during_execution", "errors": [f"No conversation found with session ID: {sid}"]},
+        sid=sid,
+    )
+    fb = sm.plan(prompt="orig", cwd=tmp_path, env=env, session_id=sid, last=not_found)
+    assert fb is not None and fb.mode == "start" and fb.fallback and fb.prompt == "orig"
+    assert sm.plan(prompt="orig", cwd=tmp_path, env=env, session_id=sid, last=not_found, fallback_used=True) is None
+    orphan = _outcome(
+        "resume", result={"result": "API Error: 400 `tool_use` ids were found without `tool_result` blocks"}, sid=sid
+    )
+    fk = sm.plan(prompt="orig", cwd=tmp_path, env=env, session_id=sid, last=orphan)
+    assert fk is not None and fk.mode == "fork" and fk.fallback
+    in_use = _outcome("start", stderr=f"Error: Session ID {sid} is already in use.\n", sid=sid)
+    assert SessionManager.session_failure(in_use) == "in_use"
+    spec = sm.spec(nxt, cwd=tmp_path, env=env, claude_args=["--allowedTools", "Bash"])
+    assert spec.mode == "resume" and spec.session_id == sid and spec.argv("claude")[0][5:7] == ["--resume", sid]
