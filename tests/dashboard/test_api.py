@@ -100,13 +100,13 @@ def test_secrets_never_leave_the_server(dash: Dashboard) -> None:
     assert b"SYNTHETICsecret" not in bodies
     assert SECRET_ARG.encode() not in bodies
     d = get_json(dash, "/api/jobs/j1")
-    assert d["job"]["env"]["ANTHROPIC_API_KEY"] == "[redacted]"
+    assert d["job"]["env"]["ANTHROPIC_API_KEY"] == "<redacted>"
     assert d["job"]["env"]["HOME"] == "/tmp/h"  # only secrets are hidden
-    assert d["job"]["args"] == ["--model", "opus", "--api-key", "[redacted]"]
-    assert d["events"][4]["data"]["note"] == "key was sk-ant-[redacted]"
+    assert d["job"]["args"] == ["--model", "opus", "--api-key", "<redacted>"]
+    assert d["events"][4]["data"]["note"] == "key was sk-ant-<redacted>"
     errs = get_json(dash, "/api/errors?range=all")["stats"]["by_signature"]
     auth = next(s for s in errs if s["type"] == "auth")
-    assert auth["message"] == "401 Invalid API key sk-ant-[redacted]"
+    assert auth["message"] == "401 Invalid API key sk-ant-<redacted>"
 
 
 def test_static_assets_are_local_only(dash: Dashboard) -> None:
