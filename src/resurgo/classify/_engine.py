@@ -215,8 +215,12 @@ class Classifier:
         ``job`` identifies the job that hit the failure (priority rises when one
         signature hits many jobs); ``record=False`` leaves statistics untouched.
         Raises ``ObservationError`` for a dict with a malformed field and
-        ``TypeError`` for other input types; never for odd exceptions.
+        ``TypeError`` for other input types; never for odd exceptions.  An
+        :class:`ErrorClass` is returned as it is, so a verdict can be passed on to
+        ``is_retryable`` / ``priority`` / ``suggest_strategy`` without judging twice.
         """
+        if isinstance(error, ErrorClass):
+            return error
         decision = self._decide(error)
         return self._finish(decision, job=job, record=record)
 
