@@ -1,0 +1,75 @@
+"""``resurgo worker --redis URL``: one member of a fleet that runs jobs queued in Redis.
+
+Kept apart from ``run``/``batch`` because it is a long-running service with
+its own life cycle: it serves until SIGTERM or Ctrl-C, then stops taking jobs,
+lets running ones finish for ``--grace`` seconds and hands the rest back to
+the fleet (a second signal shortens the grace to nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command("worker")
+@click.option("--redis", "redis_url", required=True, metavar="URL", help="Redis of the fleet (redis://host:6379/0).")
+@click.option("--concurrency", "-c", type=click.IntRange(min=1), default=None,
+              help="Jobs run at once [the supervisor's concurrency, 4].")
+@click.option("--name", default=None, help="Consumer name in the fleet [host:pid].")
+@click.option("--store", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="This worker's local SQLite store [resurgo's default store].")
+@click.option("--prefix", default="resurgo", show_default=True, help="Key prefix (one fleet per prefix).")
+@click.option("--lease", type=click.FloatRange(min=0.5), default=30.0, show_default=True,
+              help="Seconds a silent worker keeps its jobs before others reclaim them.")
+@click.option("--grace", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="On SIGTERM, seconds running jobs get to finish before they are handed back.")
+@click.option("--transcript-interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              help="Seconds between uploads of a growing session transcript.")
+@click.option("--claude", default=None, help="Path of the claude CLI [RESURGO_CLAUDE, else PATH].")
+@click.option("--no-share-state", is_flag=True, help="Do not share breakers, budgets and learned rules.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True)
+def worker_cmd(
+    redis_url: str, concurrency: int | None, name: str | None, store: Path | None, prefix: str, lease: float,
+    grace: float, transcript_interval: float, claude: str | None, no_share_state: bool, log_level: str,
+) -> None:
+    """Run jobs from the fleet's queue in Redis until SIGTERM / Ctrl-C."""
+    from resurgo.distributed._worker import FleetWorker
+    from resurgo.supervise import SupervisorConfig
+
+    logging.basicConfig(level=getattr(logging, log_level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise click.BadParameter("must start with redis://, rediss:// or unix://", param_hint="--redis")
+    kw: dict[str, object] = {"claude": claude, "store": store}
+    if concurrency is not None:
+        kw["concurrency"] = concurrency
+    try:
+        cfg = SupervisorConfig(**kw)  # type: ignore[arg-type]
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
+    worker = FleetWorker(
+        redis_url, config=cfg, prefix=prefix, name=name, concurrency=concurrency, lease=lease, grace=grace,
+        transcript_interval=transcript_interval, share_state=not no_share_state,
+    )
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        signals = 0
+
+        def on_signal() -> None:
+            nonlocal signals
+            signals += 1
+            worker.stop(now=signals > 1)  # asked twice: hand the running jobs back now
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        await worker.run()
+
+    asyncio.run(main())
