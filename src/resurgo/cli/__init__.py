@@ -52,6 +52,29 @@ class _LazyGroup(click.Group):
         cmd: Any = getattr(mod, attr)
         return cmd  # type: ignore[no-any-return]
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Turn an unexpected exception into exit status 6 (internal error) with one clear line.
+
+        Scripts rely on the documented statuses; a Python traceback exiting 1
+        would read as "the job failed after recovery".  Set RESURGO_DEBUG=1 for
+        the traceback.
+        """
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as e:
+            import os
+            import traceback
+
+            if os.environ.get("RESURGO_DEBUG"):
+                traceback.print_exc()
+            from resurgo.observe import redact
+
+            click.echo(f"resurgo: internal error: {type(e).__name__}: {redact(str(e))}"
+                       " (set RESURGO_DEBUG=1 for the traceback; please report it)", err=True)
+            ctx.exit(6)
+
 
 def _available(name: str) -> bool:
     mod_name = _COMMANDS[name].split(":")[0]
@@ -60,8 +83,26 @@ def _available(name: str) -> bool:
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="resurgo")
-def main() -> None:
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Extra configuration file, above the user config and the project resurgo.toml.",
+)
+@click.option(
+    "--store",
+    "store",
+    type=click.Path(),
+    default=None,
+    help="Run store (SQLite file) for every command (default: [store] path, then $RESURGO_HOME or XDG state).",
+)
+@click.pass_context
+def main(ctx: click.Context, config_file: str | None, store: str | None) -> None:
     """Make headless Claude Code runs finish anyway, and say clearly when they cannot."""
+    # Only remembered here: loading the configuration is left to the commands that need
+    # it, so `resurgo classify` in a loop stays fast.
+    ctx.obj = {"config_file": config_file, "store": store}
 
 
 __all__ = ["main"]

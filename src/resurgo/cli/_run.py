@@ -1,0 +1,626 @@
+"""``resurgo run`` and ``resurgo batch``: supervised runs with live progress.
+
+A thin layer over :class:`resurgo.supervise.Supervisor`: every decision
+(classification, backoff, breakers, budgets, resumption) is the supervisor's;
+this module turns its typed events into lines a person can follow, parses
+batch files, and maps the outcome to the documented exit statuses (see
+:mod:`resurgo.cli._common`).  Progress goes to stderr and results to stdout, so
+``resurgo run "..." > answer.txt`` keeps just the answer.
+
+Ctrl-C: the first one cancels the running jobs — the supervisor ends their CLI
+process groups and leaves the jobs ``interrupted`` (``resurgo resume`` or the
+same batch again continues them); a second one forces: every child process is
+killed at once and resurgo exits (the next supervisor start marks the jobs
+interrupted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from resurgo.cli._common import (
+    EXIT_AUTH,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_VALIDATION,
+    STATE_STYLE,
+    CliError,
+    clock_time,
+    console,
+    human_seconds,
+    open_store,
+    print_json,
+    settings,
+    store_option,
+    store_path,
+)
+
+# -- live progress -------------------------------------------------------------------------------
+
+
+def _esc(text: Any) -> str:
+    from rich.markup import escape
+
+    from resurgo.observe import redact
+
+    return escape(redact(str(text)))
+
+
+def _one_line(text: Any, n: int = 100) -> str:
+    s = " ".join(str(text or "").split())
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+class Progress:
+    """Turns the supervisor's typed events into a status line and a log of notable moments.
+
+    Notable moments (failures, recoveries, waits, breaker changes, restorations,
+    finished jobs) are printed as lines so they stay in the scroll-back and in
+    logs; the current phase of each job (starting / working with the last tool /
+    recovering / waiting until) is the live status line on a terminal, and a
+    printed line otherwise.
+    """
+
+    def __init__(self, *, names: Mapping[str, str] | None = None, total: int = 1, quiet: bool = False) -> None:
+        self.out = console(stderr=True)
+        self.live_tty = self.out.is_terminal
+        self.names = dict(names or {})
+        self.total = total
+        self.quiet = quiet
+        self.phase: dict[str, str] = {}
+        self.states: dict[str, str] = {}
+        self.finished: dict[str, Any] = {}
+        self._status: Any = None
+        self._progress: Any = None
+        self._task: Any = None
+
+    # rich widgets ----------------------------------------------------------------------
+    def __enter__(self) -> Progress:
+        if self.quiet or not self.live_tty:
+            return self
+        if self.total > 1:
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
+
+            self._progress = RichProgress(
+                TextColumn("[bold]batch"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("{task.description}"), console=self.out, transient=False,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(self._counts(), total=self.total)
+        else:
+            self._status = self.out.status("starting…")
+            self._status.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._status is not None:
+            self._status.stop()
+        if self._progress is not None:
+            self._progress.stop()
+
+    def _counts(self) -> str:
+        counts: dict[str, int] = {}
+        for s in self.states.values():
+            counts[s] = counts.get(s, 0) + 1
+        return "  ".join(f"[{STATE_STYLE.get(s, '')}]{s} {n}[/]" for s, n in sorted(counts.items()))
+
+    def _name(self, job_id: str) -> str:
+        n = self.names.get(job_id)
+        return _esc(n) if n else job_id[:8]
+
+    def log(self, job_id: str, text: str) -> None:
+        if self.quiet:
+            return
+        who = f"[dim]{clock_time(time.time())}[/] " + (f"[bold]{self._name(job_id)}[/] " if job_id else "")
+        self.out.print(who + text, highlight=False)
+
+    def _set_phase(self, job_id: str, text: str, state: str, *, print_line: bool) -> None:
+        self.phase[job_id] = text
+        self.states[job_id] = state
+        if self._status is not None:
+            self._status.update(text)
+        elif self._progress is not None:
+            self._progress.update(self._task, description=self._counts())
+        if print_line and not self.live_tty:
+            self.log(job_id, text)
+
+    # events ----------------------------------------------------------------------------------
+    def on_event(self, ev: Any) -> None:
+        kind = type(ev).__name__
+        jid = getattr(ev, "job_id", "")
+        if kind == "JobQueued":
+            if getattr(ev, "name", None):
+                self.names.setdefault(jid, ev.name)
+            self.states.setdefault(jid, "pending")
+        elif kind == "AttemptStarted":
+            what = {"start": "starting", "resume": "resuming session", "fork": "forking session",
+                    "restart": "restarting"}.get(ev.kind, ev.kind)
+            self._set_phase(jid, f"{what} (attempt {ev.n})", "running", print_line=True)
+        elif kind == "ToolStarted":
+            self._set_phase(jid, f"working: {_esc(ev.name)} {_esc(_one_line(ev.summary, 60))}".rstrip(),
+                            "running", print_line=True)
+        elif kind == "CliEvent":
+            e = ev.event
+            if e.get("type") == "system" and e.get("subtype") == "init":
+                self._set_phase(jid, "working", "running", print_line=False)
+        elif kind == "FailureDetected":
+            err = ev.error
+            t = getattr(err.type, "value", err.type) or "error"
+            self.log(jid, f"[red]attempt {ev.attempt} failed[/]: {_esc(t)} — {_esc(_one_line(err.description, 90))}")
+        elif kind == "RecoveryPlanned":
+            wait = f", after {human_seconds(ev.wait_s)}" if ev.wait_s else ""
+            server = " (the server asked)" if ev.server_wait else ""
+            self.log(jid, f"[yellow]recovering[/]: {_esc(ev.action)} — {_esc(_one_line(ev.reason, 90))}{wait}{server}")
+            self._set_phase(jid, f"recovering: {_esc(_one_line(ev.action, 60))}", "recovering", print_line=False)
+        elif kind == "Waiting":
+            until = f"until {clock_time(ev.until_ts)}" if ev.until_ts else "until the endpoint recovers"
+            text = f"waiting {until}: {_esc(_one_line(ev.reason, 80))}"
+            self.log(jid, f"[magenta]{text}[/]")
+            self._set_phase(jid, text, "waiting", print_line=False)
+        elif kind == "BreakerStateChanged":
+            colour = {"open": "red", "half_open": "yellow", "closed": "green"}.get(str(ev.to_state), "")
+            self.log("", f"breaker {_esc(ev.breaker)}: {_esc(ev.from_state)} → [{colour}]{_esc(ev.to_state)}[/]"
+                         f" ({_esc(_one_line(ev.reason, 80))})")
+        elif kind == "Restored":
+            self.log(jid, f"[green]restored[/] {human_seconds(ev.recovery_s)} after the failure")
+            self._set_phase(jid, "working", "running", print_line=False)
+        elif kind == "JobFinished":
+            res = ev.result
+            self.finished[jid] = res
+            st = res.state.value
+            self.states[jid] = st
+            why = f" — {_esc(_one_line(res.reason, 90))}" if res.reason and not res.ok else ""
+            self.log(jid, f"[{STATE_STYLE.get(st, '')}]{st}[/] after {res.attempts} attempt(s), "
+                          f"{res.recoveries} recovery(ies), {human_seconds(res.duration_s)}{why}")
+            if self._progress is not None:
+                self._progress.update(self._task, completed=len(self.finished), description=self._counts())
+
+
+# -- running the supervisor ----------------------------------------------------------------------
+
+
+def _make_supervisor(path: Path, *, concurrency: int | None = None, claude: str | None = None,
+                     overrides: Mapping[str, Any] | None = None) -> Any:
+    """A Supervisor configured from the merged settings, on the store at ``path``."""
+    from resurgo.supervise import ClaudeNotFoundError, Supervisor, SupervisorConfig, find_claude
+
+    kw = settings().supervisor_kwargs()
+    kw.update(overrides or {})
+    store = open_store(path)
+    try:  # before any job is created: a missing CLI is the user's to fix, not a failed job
+        kw["claude"] = find_claude(claude if claude is not None else kw.get("claude"))
+    except ClaudeNotFoundError as e:
+        store.close()
+        raise CliError(str(e)) from None
+    if concurrency is not None:
+        kw["concurrency"] = concurrency
+    try:
+        cfg = SupervisorConfig(store=store, **kw)
+    except ValueError as e:
+        store.close()
+        raise CliError(f"invalid supervisor configuration: {e}") from None
+    return Supervisor(config=cfg), store
+
+
+def _kill_children_now() -> None:
+    """Second Ctrl-C: SIGKILL every descendant at once (they may be in sessions of their own)."""
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+
+
+def run_supervised(
+    path: Path,
+    work: Callable[[Any], Awaitable[Any]],
+    *,
+    as_json: bool = False,
+    label: str = "run",
+    concurrency: int | None = None,
+    names: Mapping[str, str] | None = None,
+    total: int = 1,
+    quiet: bool = False,
+    claude: str | None = None,
+    on_done: Callable[[Any, Progress], int] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> int:
+    """Run ``work(supervisor)`` with live progress and Ctrl-C handling; returns the exit status.
+
+    ``work`` returns a JobResult (run, resume) or a list of them (batch);
+    ``on_done`` prints them and picks the exit status (default: one result).
+    """
+    from resurgo.supervise import ClaudeNotFoundError
+
+    try:
+        sup, store = _make_supervisor(path, concurrency=concurrency, claude=claude, overrides=overrides)
+    except ClaudeNotFoundError as e:
+        raise CliError(str(e)) from None
+    progress = Progress(names=names, total=total, quiet=quiet)
+    interrupted = False
+
+    async def main() -> Any:
+        nonlocal interrupted
+        loop = asyncio.get_running_loop()
+        async with sup:
+            consumer = asyncio.create_task(_consume(sup, progress))
+            await asyncio.sleep(0)  # subscribe before the first job starts
+            task = asyncio.ensure_future(work(sup))
+
+            def on_sigint() -> None:
+                nonlocal interrupted
+                if interrupted:
+                    progress.out.print("[red]forced stop[/]: killing every child process now")
+                    _kill_children_now()
+                    os._exit(EXIT_INTERRUPTED)
+                interrupted = True
+                progress.out.print("[yellow]stopping[/]: ending the CLI processes; the jobs stay resumable "
+                                   "(Ctrl-C again to force)")
+                for jid in list(progress.states):
+                    h = sup.handle(jid)
+                    if h is not None:
+                        h.cancel(resumable=True, reason="interrupted by the user (Ctrl-C)")
+                task.cancel()
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, on_sigint)
+            try:
+                return await task
+            except asyncio.CancelledError:
+                if not interrupted:
+                    raise
+                return None
+            finally:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+                await asyncio.sleep(0.05)  # let the last events reach the consumer
+                consumer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await consumer
+
+    try:
+        with progress:
+            result = asyncio.run(main())
+    finally:
+        store.close()
+    if interrupted:
+        _report_interrupted(progress, as_json)
+        return EXIT_INTERRUPTED
+    if on_done is not None:
+        return on_done(result, progress)
+    return _print_result(result, as_json=as_json)
+
+
+async def _consume(sup: Any, progress: Progress) -> None:
+    async for ev in sup.events():
+        try:
+            progress.on_event(ev)
+        except Exception as e:  # a display bug must never stop the run
+            progress.out.print(f"[dim](progress display error: {type(e).__name__}: {e})[/]")
+
+
+def _report_interrupted(progress: Progress, as_json: bool) -> None:
+    if as_json:
+        print_json({"interrupted": True, "jobs": [r.to_dict() for r in progress.finished.values()]})
+        return
+    ids = [j for j, s in progress.states.items() if s == "interrupted"] or list(progress.states)
+    click.echo("interrupted; continue with: " + "; ".join(f"resurgo resume {j[:12]}" for j in ids), err=True)
+
+
+def _print_result(res: Any, *, as_json: bool) -> int:
+    if as_json:
+        print_json(res.to_dict())
+        return int(res.exit_status)
+    if res.ok:
+        click.echo(res.result_text or "")
+    else:
+        err = res.error
+        what = getattr(err.type, "value", None) if err is not None else None
+        click.echo(f"resurgo: job {res.job_id} {res.state.value}" + (f" ({what})" if what else "")
+                   + f": {res.reason or 'no reason recorded'}", err=True)
+        if res.state.value == "interrupted":
+            click.echo(f"continue with: resurgo resume {res.job_id[:12]}", err=True)
+    return int(res.exit_status)
+
+
+# -- run -----------------------------------------------------------------------------------------
+
+
+@click.command("run", context_settings={"ignore_unknown_options": False})
+@click.argument("prompt")
+@click.argument("claude_args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--cwd", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="Folder the CLI works in (default: the current one).")
+@click.option("--model", default=None, help="Model for the CLI (--model).")
+@click.option("--name", default=None, help="A name for the job (shown in lists; `resurgo show NAME`).")
+@click.option("--claude", "claude", default=None, help="Claude Code CLI to run (else config, $RESURGO_CLAUDE, PATH).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@click.option("--json", "as_json", is_flag=True, help="Print the job record as JSON instead of the answer.")
+@store_option
+def run_cmd(prompt: str, claude_args: tuple[str, ...], cwd: Path | None, model: str | None, name: str | None,
+            claude: str | None, quiet: bool, as_json: bool, store_opt: Path | None) -> None:
+    """Run PROMPT through the Claude Code CLI until it finishes, recovering from failures.
+
+    Arguments after `--` go to the CLI as they are (e.g. `-- --allowedTools Bash`).
+    Exit status: 0 success; 1 failed after recovery; 2 usage error; 3 auth;
+    4 validation/billing/config; 5 interrupted (resumable); 6 internal error.
+    """
+    if not prompt.strip():
+        raise click.BadParameter("the prompt is empty", param_hint="PROMPT")
+    from resurgo.supervise import JobSpec
+
+    spec = JobSpec(prompt, cwd=str((cwd or Path.cwd()).resolve()), model=model, claude_args=tuple(claude_args),
+                   name=name)
+
+    async def work(sup: Any) -> Any:
+        return await sup.submit(spec).result()
+
+    code = run_supervised(store_path(store_opt), work, as_json=as_json, quiet=quiet, claude=claude)
+    raise SystemExit(code)
+
+
+# -- batch ---------------------------------------------------------------------------------------
+
+_JOB_KEYS = ("prompt", "id", "name", "cwd", "model", "args", "claude_args", "env")
+
+
+@dataclass(slots=True)
+class BatchJob:
+    where: str  # "line 3" / "jobs[2] (line 7)"
+    spec: dict[str, Any]
+
+
+@dataclass(slots=True)
+class BatchFile:
+    path: Path
+    jobs: list[BatchJob] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def _check_job(raw: Any, where: str, base: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """A job entry as JobSpec keywords, or why it is malformed."""
+    from resurgo.config import suggest
+
+    if isinstance(raw, str):
+        raw = {"prompt": raw}
+    if not isinstance(raw, Mapping):
+        return None, f"{where}: a job must be an object with a \"prompt\", got {type(raw).__name__}"
+    unknown = [k for k in raw if k not in _JOB_KEYS]
+    if unknown:
+        return None, f"{where}: unknown field {unknown[0]!r}" + suggest(str(unknown[0]), _JOB_KEYS)
+    prompt = raw.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        return None, f"{where}: \"prompt\" must be a non-empty string"
+    for k in ("id", "name", "cwd", "model"):
+        if k in raw and (isinstance(raw[k], bool) or not isinstance(raw[k], str | int) or raw[k] == ""):
+            return None, f"{where}: \"{k}\" must be a non-empty string"
+    args = raw.get("claude_args", raw.get("args", []))
+    if isinstance(args, str) or not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        return None, f"{where}: \"args\" must be a list of strings"
+    env = raw.get("env", {})
+    if not isinstance(env, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        return None, f"{where}: \"env\" must be an object of string values"
+    cwd = Path(os.path.expanduser(str(raw["cwd"]))) if "cwd" in raw else Path.cwd()
+    if not cwd.is_absolute():
+        cwd = base / cwd
+    if not cwd.is_dir():
+        return None, f"{where}: cwd {cwd} is not a folder"
+    spec = {"prompt": prompt, "cwd": str(cwd.resolve()), "model": raw.get("model"), "claude_args": tuple(args),
+            "env": dict(env), "name": str(raw["name"]) if "name" in raw else None}
+    if "id" in raw:
+        spec["id"] = str(raw["id"])
+    return spec, None
+
+
+def parse_batch(path: Path) -> BatchFile:
+    """Read a batch file: JSONL (one job per line), a TOML ``[[jobs]]`` array, or a YAML list.
+
+    A malformed entry is recorded with its line number and skipped, so one typo
+    does not hold up a hundred good jobs; a file that cannot be read or parsed
+    at all is a usage error.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CliError(f"batch file not found: {path}") from None
+    except IsADirectoryError:
+        raise CliError(f"batch file {path} is a folder") from None
+    except UnicodeDecodeError:
+        raise CliError(f"batch file {path} is not UTF-8 text") from None
+    except OSError as e:
+        raise CliError(f"cannot read the batch file {path}: {e.strerror or e}") from None
+    bf = BatchFile(path.resolve())
+    base = bf.path.parent
+    suffix = path.suffix.lower()
+    entries: list[tuple[str, Any]] = []
+    if suffix == ".toml":
+        import tomllib
+
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise CliError(f"{path}: invalid TOML: {e}") from None
+        jobs = doc.get("jobs")
+        extra = sorted(set(doc) - {"jobs"})
+        if extra:
+            bf.problems.append(f"unknown top-level key(s) {', '.join(extra)}; jobs go in [[jobs]] tables")
+        if not isinstance(jobs, list):
+            raise CliError(f"{path}: expected [[jobs]] tables (an array of tables named jobs)")
+        entries = [(f"jobs[{i + 1}]", j) for i, j in enumerate(jobs)]
+    elif suffix in (".yaml", ".yml"):
+        entries = _yaml_entries(path, text)
+    else:
+        for n, line in enumerate(text.splitlines(), 1):
+            s = line.strip()
+            if not s or s.startswith("#"):
+                continue
+            try:
+                entries.append((f"line {n}", json.loads(s)))
+            except ValueError as e:
+                msg = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
+                bf.problems.append(f"line {n}: not valid JSON ({msg})")
+    for where, raw in entries:
+        spec, problem = _check_job(raw, where, base)
+        if problem:
+            bf.problems.append(problem)
+        elif spec is not None:
+            bf.jobs.append(BatchJob(where, spec))
+    return bf
+
+
+def _yaml_entries(path: Path, text: str) -> list[tuple[str, Any]]:
+    try:
+        import yaml
+    except ImportError:
+        raise CliError(f"{path}: YAML batch files need PyYAML (pip install pyyaml), "
+                       "or use JSONL / TOML [[jobs]]") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise CliError(f"{path}: invalid YAML: {e}") from None
+    if isinstance(doc, dict) and "jobs" in doc and node is not None:
+        doc = doc["jobs"]
+        node = next((v for k, v in node.value if k.value == "jobs"), None)
+    if not isinstance(doc, list):
+        raise CliError(f"{path}: expected a YAML list of jobs (or a mapping with a 'jobs' list)")
+    lines = [item.start_mark.line + 1 for item in node.value] if node is not None else []
+    return [(f"line {lines[i]}" if i < len(lines) else f"item {i + 1}", j) for i, j in enumerate(doc)]
+
+
+def idem_key(path: Path, spec: Mapping[str, Any], occurrence: int) -> str:
+    """Identity of a batch entry: the same entry of the same file is the same job.
+
+    An explicit ``id`` wins (edit the prompt and keep the job); otherwise the
+    entry's content and how many identical entries came before it, so adding
+    or reordering lines does not re-run the others.
+    """
+    if "id" in spec:
+        ident = "id:" + str(spec["id"])
+    else:
+        content = {k: v for k, v in spec.items() if k != "id"}
+        ident = "content:" + json.dumps(content, sort_keys=True, default=list) + f"#{occurrence}"
+    return "batch:" + hashlib.sha256(f"{path}\0{ident}".encode()).hexdigest()[:32]
+
+
+_SEVERITY = (EXIT_INTERRUPTED, EXIT_AUTH, EXIT_VALIDATION, EXIT_FAILED)
+
+
+def batch_exit_status(statuses: Sequence[int], *, malformed: bool) -> int:
+    """The worst job status (interrupted > auth > validation > failed), else 2 for malformed lines."""
+    for code in _SEVERITY:
+        if code in statuses:
+            return code
+    other = [s for s in statuses if s != EXIT_OK]
+    if other:
+        return max(other)
+    return EXIT_USAGE if malformed else EXIT_OK
+
+
+@click.command("batch")
+@click.argument("file", type=click.Path(dir_okay=True, path_type=Path))
+@click.option("--concurrency", "-j", type=click.IntRange(1, 1024), default=None,
+              help="Jobs running at once (default: [supervisor] concurrency, 4).")
+@click.option("--claude", "claude", default=None, help="Claude Code CLI to run (else config, $RESURGO_CLAUDE, PATH).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@click.option("--json", "as_json", is_flag=True, help="Print the job records as a JSON list.")
+@store_option
+def batch_cmd(file: Path, concurrency: int | None, claude: str | None, quiet: bool, as_json: bool,
+              store_opt: Path | None) -> None:
+    """Run every job of FILE (JSONL, TOML [[jobs]] or YAML list) sharing breakers and retry budgets.
+
+    Each job: {"prompt": "...", "id"?, "name"?, "cwd"?, "model"?, "args"?: [...], "env"?: {...}}.
+    Running the same file again skips finished jobs and resumes unfinished ones
+    (a job is identified by its "id", else by its content). Malformed entries
+    are reported with their line numbers and the others still run.
+    Exit status: the worst job status (5 interrupted, 3 auth, 4 validation,
+    1 failed), else 2 if some entries were malformed, else 0.
+    """
+    from resurgo.supervise import JobSpec
+    from resurgo.supervise._jobs import JobStore
+
+    bf = parse_batch(file)
+    err = console(stderr=True)
+    for p in bf.problems:
+        err.print(f"[red]{_esc(file)}: {_esc(p)}[/] (skipped)")
+    if not bf.jobs:
+        raise CliError(f"{file}: no valid jobs to run" + (f" ({len(bf.problems)} malformed)" if bf.problems else ""))
+    seen: dict[str, int] = {}
+    specs = []
+    keys = []
+    for job in bf.jobs:
+        content = json.dumps({k: v for k, v in job.spec.items() if k != "id"}, sort_keys=True, default=list)
+        occ = seen.get(content, 0)
+        seen[content] = occ + 1
+        key = idem_key(bf.path, job.spec, occ)
+        keys.append(key)
+        kw = {k: v for k, v in job.spec.items() if k != "id"}
+        kw["name"] = kw.get("name") or f"{file.name} {job.where}"
+        specs.append(JobSpec(kw.pop("prompt"), idem_key=key, **kw))
+    path = store_path(store_opt)
+    store = open_store(path)
+    try:
+        js = JobStore(store)
+        before = {k: js.by_idem_key(k) for k in keys}
+    finally:
+        store.close()
+    done = sum(1 for r in before.values() if r is not None and r.state.terminal)
+    again = sum(1 for r in before.values() if r is not None and not r.state.terminal)
+    if (done or again) and not quiet:
+        err.print(f"{len(specs)} job(s): {done} already finished (skipped), {again} to resume, "
+                  f"{len(specs) - done - again} new")
+    names = {r.id: (r.name or f"#{i + 1}") for i, r in enumerate(before.values()) if r is not None}
+
+    async def work(sup: Any) -> Any:
+        return await sup.run_many(specs, concurrency=concurrency or sup.config.concurrency)
+
+    def done_cb(results: Any, progress: Progress) -> int:
+        return _batch_summary(results, bf, as_json=as_json)
+
+    code = run_supervised(path, work, as_json=as_json, concurrency=concurrency, names=names, total=len(specs),
+                          quiet=quiet, claude=claude, on_done=done_cb)
+    raise SystemExit(code)
+
+
+def _batch_summary(results: Sequence[Any], bf: BatchFile, *, as_json: bool) -> int:
+    statuses = [int(r.exit_status) for r in results]
+    if as_json:
+        print_json({"jobs": [r.to_dict() for r in results], "malformed": bf.problems})
+    else:
+        from rich.table import Table
+
+        t = Table(title=f"batch {bf.path.name}", title_justify="left")
+        for col in ("#", "job", "name", "state", "att", "rec", "took", "result / reason"):
+            t.add_column(col)
+        for i, (job, r) in enumerate(zip(bf.jobs, results, strict=True), 1):
+            st = r.state.value
+            text = r.result_text if r.ok else (r.reason or "")
+            t.add_row(str(i), r.job_id[:12], _esc(r.name or job.where), f"[{STATE_STYLE.get(st, '')}]{st}[/]",
+                      str(r.attempts), str(r.recoveries), human_seconds(r.duration_s), _esc(_one_line(text, 60)))
+        out = console()
+        out.print(t)
+        counts: dict[str, int] = {}
+        for r in results:
+            counts[r.state.value] = counts.get(r.state.value, 0) + 1
+        out.print("  ".join(f"{s}: {n}" for s, n in sorted(counts.items()))
+                  + (f"  malformed entries: {len(bf.problems)}" if bf.problems else ""))
+    return batch_exit_status(statuses, malformed=bool(bf.problems))
+
+
+__all__ = ["Progress", "batch_cmd", "batch_exit_status", "idem_key", "parse_batch", "run_cmd", "run_supervised"]
