@@ -50,7 +50,38 @@ _EXPORTS: dict[str, str] = {
     "JobResult": "resurgo.supervise",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [
+    "BreakerGroup",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "CircuitState",
+    "CircuitThresholds",
+    "Classifier",
+    "Clock",
+    "ErrorClass",
+    "ErrorType",
+    "FakeClock",
+    "JobResult",
+    "Observation",
+    "Priority",
+    "Retrier",
+    "RetryBudget",
+    "RetryBudgetExhausted",
+    "RetryError",
+    "RetryPolicy",
+    "Severity",
+    "Store",
+    "Strategy",
+    "Supervisor",
+    "SystemClock",
+    "__version__",
+    "classify",
+    "is_retryable",
+    "priority",
+    "retry",
+    "set_testing",
+    "suggest_strategy",
+]
 
 
 def __getattr__(name: str) -> Any:
