@@ -1,0 +1,275 @@
+"""Supervisor benchmarks with the real Claude Code CLI on the project's API stand-in.
+
+Three measurements (issue 5's goals in brackets):
+
+1. **Recovery time** -- a CLI is SIGKILLed while its Bash tool runs; recovery
+   time is "failure detected -> first event of the resumed session", taken
+   from the store (``recoveries.restored_at - detected_at - waited_s``), over
+   ``--kills`` runs: median and p95 [median < 2 s apart from server waits].
+   Also reported from the SIGKILL itself to the resumed session's first event
+   (detection happens once the dead CLI's leftover tool processes are ended).
+2. **Overhead** -- the same trivial prompt run bare (``claude -p ...`` via
+   subprocess, reading its stream-json to the end) and supervised
+   (``Supervisor.run``), interleaved, ``--runs`` each: ratio of median wall
+   times [<= 1.05], and the supervisor's own CPU time per run (this process's
+   user+sys, the stand-in runs in another process so it is not counted).
+3. **Memory** -- peak RSS of the supervisor process while ``--sessions``
+   sessions run at once (prompts that make the stand-in wait, so the CLIs
+   stay alive together); also the number of CLIs seen alive at once.
+
+Results go to ``bench/results/supervisor.json``.
+Run: ``python bench/bench_supervisor.py [--kills 10] [--runs 10] [--sessions 50]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from resurgo.store import Store
+from resurgo.supervise import Supervisor, SupervisorConfig, ToolStarted, find_claude
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _claude() -> str:
+    local = ROOT / ".tools/npm/node_modules/.bin/claude"
+    return os.environ.get("RESURGO_CLAUDE") or (str(local) if local.exists() else find_claude())
+
+
+def _pct(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (docs/metrics.md)."""
+    s = sorted(values)
+    k = max(1, -(-len(s) * p // 100))
+    return s[int(k) - 1]
+
+
+class StandIn:
+    """The Messages API stand-in in its own process, so its CPU is not charged to the supervisor."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "resurgo", "mock-api", "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        self.url = line.split()[-1] if line else ""
+        if not self.url.startswith("http"):
+            self.close()
+            raise RuntimeError(f"mock-api did not print its URL: {line!r}")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _env(home: Path, url: str) -> dict[str, str]:
+    return {
+        "HOME": str(home),
+        "ANTHROPIC_BASE_URL": url,
+        "ANTHROPIC_API_KEY": "bench",
+        "DISABLE_TELEMETRY": "1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+    }
+
+
+def _config(tmp: Path, env: dict[str, str], **kw: Any) -> SupervisorConfig:
+    base: dict[str, Any] = {
+        "claude": _claude(),
+        "store": str(tmp / "bench.db"),
+        "env": env,
+        "cli_max_retries": 0,
+        "kill_grace": 1.0,
+        "stall_timeout": 120.0,
+        "claude_args": ("--allowedTools", "Bash"),
+        "health_interval": 5.0,
+    }
+    base.update(kw)
+    return SupervisorConfig(**base)
+
+
+async def bench_recovery(tmp: Path, url: str, kills: int) -> dict[str, Any]:
+    env = _env(tmp / "home-rec", url)
+    Path(env["HOME"]).mkdir()
+    work = tmp / "work-rec"
+    work.mkdir()
+    from_kill: list[float] = []
+    async with Supervisor(_config(tmp, env, store=str(tmp / "rec.db"))) as sup:
+        for i in range(kills):
+            h = sup.submit(f"run {i} [[bash: sleep 1; echo x]] [[text: ok]]", cwd=work)
+            async for ev in h.events():
+                if isinstance(ev, ToolStarted):
+                    await asyncio.sleep(0.3)
+                    pid = sup.manager.active[0].pid
+                    assert pid is not None
+                    t_kill = time.time()
+                    os.kill(pid, signal.SIGKILL)
+                    break
+            res = await h.result()
+            if not res.ok:
+                raise RuntimeError(f"recovery run {i} did not succeed: {res.reason}")
+            (row,) = sup.store.query("SELECT restored_at FROM recoveries WHERE job_id=?", (res.job_id,))
+            from_kill.append(row["restored_at"] - t_kill)
+    st = Store(str(tmp / "rec.db"))
+    rows = st.query("SELECT detected_at, restored_at, waited_s FROM recoveries WHERE restored_at IS NOT NULL")
+    st.close()
+    vals = [max(0.0, r["restored_at"] - r["detected_at"] - r["waited_s"]) for r in rows]
+    return {
+        "kills": kills,
+        "recoveries": len(vals),
+        "median_s": round(statistics.median(vals), 3),
+        "p95_s": round(_pct(vals, 95), 3),
+        "max_s": round(max(vals), 3),
+        # stricter: from the SIGKILL itself (includes noticing the exit and ending the orphaned tool)
+        "kill_to_restored_median_s": round(statistics.median(from_kill), 3),
+        "kill_to_restored_p95_s": round(_pct(from_kill, 95), 3),
+        "goal_median_s": 2.0,
+    }
+
+
+def _bare(claude: str, env: dict[str, str], cwd: Path, prompt: str) -> float:
+    argv = [claude, "-p", "--output-format", "stream-json", "--verbose", "--session-id", str(uuid.uuid4())]
+    argv += ["--allowedTools", "Bash", "--", prompt]
+    t0 = time.perf_counter()
+    p = subprocess.run(
+        argv, cwd=cwd, env={**os.environ, **env, "CLAUDE_CODE_MAX_RETRIES": "0"}, capture_output=True, check=False
+    )
+    dt = time.perf_counter() - t0
+    if p.returncode != 0 or b'"type":"result"' not in p.stdout:
+        raise RuntimeError(f"bare run failed: {p.stderr[-500:]!r}")
+    return dt
+
+
+async def bench_overhead(tmp: Path, url: str, runs: int) -> dict[str, Any]:
+    env = _env(tmp / "home-ovh", url)
+    Path(env["HOME"]).mkdir()
+    work = tmp / "work-ovh"
+    work.mkdir()
+    claude = _claude()
+    prompt = "say hi [[text: hi]]"
+    bare: list[float] = []
+    sup_t: list[float] = []
+    cpu: list[float] = []
+    async with Supervisor(_config(tmp, env, store=str(tmp / "ovh.db"))) as sup:
+        await sup.run(prompt, cwd=work)  # warm-up: imports, classifier, store
+        await asyncio.to_thread(_bare, claude, env, work, prompt)
+        for _ in range(runs):
+            bare.append(await asyncio.to_thread(_bare, claude, env, work, prompt))
+            r0 = resource.getrusage(resource.RUSAGE_SELF)
+            t0 = time.perf_counter()
+            res = await sup.run(prompt, cwd=work)
+            sup_t.append(time.perf_counter() - t0)
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            cpu.append((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime))
+            if not res.ok:
+                raise RuntimeError(f"supervised run failed: {res.reason}")
+    mb, ms = statistics.median(bare), statistics.median(sup_t)
+    return {
+        "runs": runs,
+        "bare_median_s": round(mb, 3),
+        "supervised_median_s": round(ms, 3),
+        "wall_ratio": round(ms / mb, 3),
+        "goal_wall_ratio": 1.05,
+        "supervisor_cpu_per_run_s": round(statistics.median(cpu), 4),
+        "bare_s": [round(x, 3) for x in bare],
+        "supervised_s": [round(x, 3) for x in sup_t],
+    }
+
+
+async def bench_memory(tmp: Path, url: str, sessions: int, sleep_s: float) -> dict[str, Any]:
+    env = _env(tmp / "home-mem", url)
+    Path(env["HOME"]).mkdir()
+    work = tmp / "work-mem"
+    work.mkdir()
+    me = psutil.Process()
+    rss0 = me.memory_info().rss
+    peak = rss0
+    alive_peak = 0
+    async with Supervisor(_config(tmp, env, store=str(tmp / "mem.db"), concurrency=sessions)) as sup:
+        task = asyncio.create_task(
+            sup.run_many([f"s{i} [[sleep: {sleep_s}]] [[text: ok]]" for i in range(sessions)], concurrency=sessions)
+        )
+        while not task.done():
+            peak = max(peak, me.memory_info().rss)
+            alive_peak = max(alive_peak, len(sup.manager.active))
+            await asyncio.sleep(0.2)
+        results = task.result()
+    ok = sum(r.ok for r in results)
+    return {
+        "sessions": sessions,
+        "succeeded": ok,
+        "cli_alive_at_once_peak": alive_peak,
+        "supervisor_rss_before_mb": round(rss0 / 2**20, 1),
+        "supervisor_rss_peak_mb": round(peak / 2**20, 1),
+        "supervisor_rss_growth_mb": round((peak - rss0) / 2**20, 1),
+    }
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kills", type=int, default=10)
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--sessions", type=int, default=50)
+    ap.add_argument("--sleep", type=float, default=20.0, help="seconds the stand-in waits in the memory run")
+    ap.add_argument("--skip", action="append", default=[], choices=["recovery", "overhead", "memory"])
+    args = ap.parse_args()
+    out: dict[str, Any] = {"cpu_count": os.cpu_count(), "claude": _claude(), "ts": time.time()}
+    with tempfile.TemporaryDirectory(prefix="resurgo-bench-") as d:
+        tmp = Path(d)
+        srv = StandIn()
+        try:
+            if "recovery" not in args.skip:
+                out["recovery"] = await bench_recovery(tmp, srv.url, args.kills)
+                r = out["recovery"]
+                print(
+                    f"recovery: median {r['median_s']} s, p95 {r['p95_s']} s over {r['recoveries']} kills "
+                    f"(goal median < 2 s: ratio {r['median_s'] / 2.0:.2f}); from the SIGKILL itself: median "
+                    f"{r['kill_to_restored_median_s']} s, p95 {r['kill_to_restored_p95_s']} s"
+                )
+            if "overhead" not in args.skip:
+                out["overhead"] = await bench_overhead(tmp, srv.url, args.runs)
+                o = out["overhead"]
+                print(
+                    f"overhead: supervised/bare wall = {o['wall_ratio']} (goal <= 1.05; bare {o['bare_median_s']} s,"
+                    f" supervised {o['supervised_median_s']} s); supervisor CPU {o['supervisor_cpu_per_run_s']} s/run"
+                )
+            if "memory" not in args.skip:
+                out["memory"] = await bench_memory(tmp, srv.url, args.sessions, args.sleep)
+                m = out["memory"]
+                print(
+                    f"memory: {m['sessions']} sessions ({m['cli_alive_at_once_peak']} CLIs alive at once, "
+                    f"{m['succeeded']} succeeded): supervisor RSS peak {m['supervisor_rss_peak_mb']} MB "
+                    f"(+{m['supervisor_rss_growth_mb']} MB)"
+                )
+        finally:
+            srv.close()
+    res_dir = ROOT / "bench" / "results"
+    res_dir.mkdir(parents=True, exist_ok=True)
+    (res_dir / "supervisor.json").write_text(json.dumps(out, indent=2) + "\n")
+    print(f"written {res_dir / 'supervisor.json'}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,193 @@
+"""Alerts: tell a human when resurgo cannot fix something by itself.
+
+Escalations (bad credentials, billing), breaker openings and exhausted retry
+budgets are written as log lines and, optionally, POSTed as JSON to a webhook.
+Two properties matter more than delivery features:
+
+* **no storms** -- during a 529 storm hundreds of jobs fail the same way; the
+  same alert *key* (kind + subject) is sent at most once per
+  ``min_interval`` seconds, the suppressed ones are counted and reported with
+  the next alert of that key;
+* **no secrets** -- every text goes through :func:`redact_text` before it
+  leaves the process, and the webhook URL itself is never logged with its
+  query string (tokens often travel there).
+
+Delivery never blocks the supervisor's event loop (urllib runs in a worker
+thread) and never raises into it: a dead webhook is logged, not fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from resurgo.clock import SYSTEM_CLOCK, Clock
+from resurgo.supervise._redact import redact_text
+
+log = logging.getLogger("resurgo.alerts")
+
+#: Alert kinds resurgo raises.
+ESCALATION = "escalation"
+BREAKER_OPEN = "breaker_open"
+BUDGET_EXHAUSTED = "budget_exhausted"
+GAVE_UP = "gave_up"
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert as sent: ``key`` groups repeats for rate limiting."""
+
+    kind: str
+    subject: str
+    message: str
+    ts: float
+    severity: str = "high"
+    details: Mapping[str, Any] = field(default_factory=dict)
+    suppressed: int = 0  # alerts of the same key dropped since the previous one was sent
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.subject}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": "resurgo",
+            "kind": self.kind,
+            "subject": redact_text(self.subject),
+            "message": redact_text(self.message),
+            "severity": self.severity,
+            "ts": self.ts,
+            "suppressed": self.suppressed,
+            "details": json.loads(redact_text(json.dumps(dict(self.details), default=str))),
+        }
+
+
+def _safe_url(url: str) -> str:
+    """The URL for log lines: scheme, host and path only (tokens live in queries and userinfo)."""
+    p = urlsplit(url)
+    host = p.hostname or ""
+    port = f":{p.port}" if p.port else ""
+    return f"{p.scheme}://{host}{port}{p.path}"
+
+
+class AlertManager:
+    """Rate-limited alerts to the log and an optional webhook.
+
+    ``min_interval`` seconds between two alerts of the same key; ``timeout``
+    bounds one webhook POST.  ``sink`` (for tests and embedding) receives every
+    alert that is sent.  ``sent`` keeps the last ``history`` alerts.
+    """
+
+    def __init__(
+        self,
+        *,
+        webhook: str | None = None,
+        min_interval: float = 60.0,
+        timeout: float = 5.0,
+        clock: Clock = SYSTEM_CLOCK,
+        sink: Callable[[Alert], None] | None = None,
+        history: int = 200,
+    ) -> None:
+        if min_interval < 0 or timeout <= 0:
+            raise ValueError("AlertManager: min_interval >= 0 and timeout > 0 required")
+        self.webhook = webhook
+        self.min_interval = min_interval
+        self.timeout = timeout
+        self.clock = clock
+        self.sink = sink
+        self._history = history
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self.sent: list[Alert] = []
+        self.delivered = 0
+        self.delivery_failures = 0
+        self._tasks: set[asyncio.Future[bool]] = set()
+
+    def alert(
+        self,
+        kind: str,
+        subject: str,
+        message: str,
+        *,
+        severity: str = "high",
+        details: Mapping[str, Any] | None = None,
+    ) -> Alert | None:
+        """Raise an alert; returns it, or None when rate limiting suppressed it."""
+        now = self.clock.monotonic()
+        key = f"{kind}:{subject}"
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self.min_interval:
+                self._suppressed[key] = self._suppressed.get(key, 0) + 1
+                return None
+            self._last[key] = now
+            suppressed = self._suppressed.pop(key, 0)
+            a = Alert(kind, subject, message, self.clock.time(), severity, dict(details or {}), suppressed)
+            self.sent.append(a)
+            del self.sent[: -self._history]
+        log.warning(
+            "ALERT %s [%s] %s%s",
+            kind,
+            redact_text(subject),
+            redact_text(message),
+            f" (+{suppressed} similar suppressed)" if suppressed else "",
+        )
+        if self.sink is not None:
+            try:
+                self.sink(a)
+            except Exception:
+                log.exception("alert sink failed")
+        if self.webhook:
+            self._deliver(a)
+        return a
+
+    def _deliver(self, a: Alert) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.post(a)  # no loop: called from plain code, deliver inline
+            return
+        fut = loop.run_in_executor(None, self.post, a)
+        self._tasks.add(fut)
+        fut.add_done_callback(self._tasks.discard)
+
+    def post(self, a: Alert) -> bool:
+        """POST one alert to the webhook now (blocking); True when it answered 2xx."""
+        assert self.webhook is not None
+        body = json.dumps(a.to_dict()).encode()
+        req = urllib.request.Request(
+            self.webhook,
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "User-Agent": "resurgo-alerts"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                ok = 200 <= int(resp.status) < 300
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            ok = False
+            log.warning("alert webhook %s failed: %s", _safe_url(self.webhook), redact_text(str(e)))
+        with self._lock:
+            if ok:
+                self.delivered += 1
+            else:
+                self.delivery_failures += 1
+        return ok
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait for webhook deliveries in flight (at shutdown)."""
+        pending = list(self._tasks)
+        if pending:
+            await asyncio.wait(pending, timeout=timeout if timeout is not None else self.timeout + 1)
+
+
+__all__ = ["BREAKER_OPEN", "BUDGET_EXHAUSTED", "ESCALATION", "GAVE_UP", "Alert", "AlertManager"]

@@ -1,0 +1,212 @@
+"""Validated configuration of a :class:`~resurgo.supervise.Supervisor`.
+
+One frozen value object, checked field by field on construction, so a bad
+number in code or in a TOML table is rejected where it was written (with the
+field's name in the message) instead of surfacing an hour later as a job that
+never retries or a watchdog that never fires.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from resurgo.breaker import CircuitThresholds, ThresholdsError
+from resurgo.store import Store
+from resurgo.supervise._session import DEFAULT_CONTINUATION
+
+
+class ConfigError(ValueError):
+    """A supervisor setting is missing, of the wrong type or out of range; the message names it."""
+
+
+def default_breaker_thresholds() -> CircuitThresholds:
+    """Breaker thresholds suited to CLI runs rather than RPCs.
+
+    A CLI attempt is a "call" to its endpoint that is judged as soon as the API
+    answers (the first real assistant message) or the attempt fails, so
+    slowness is meaningless here (a long tool call is not a slow API): slow-call
+    detection is pushed out of the way.  Few calls happen per minute, so the
+    breaker decides from 4 calls, and probes one job at a time when half-open.
+    """
+    return CircuitThresholds(
+        failure_rate=0.5,
+        min_calls=4,
+        sliding_window=60.0,
+        half_open_max_calls=1,
+        half_open_lease=600.0,
+        slow_call_duration=3600.0,
+        wait_in_open=5.0,
+        wait_multiplier=2.0,
+        max_wait_in_open=120.0,
+        max_retry_after=6 * 3600.0,
+    )
+
+
+def _pos(name: str, v: Any, *, allow_none: bool = False, allow_zero: bool = False) -> float | None:
+    if v is None:
+        if allow_none:
+            return None
+        raise ConfigError(f"{name} is required")
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ConfigError(f"{name} must be a number, got {type(v).__name__} {v!r}")
+    f = float(v)
+    if not math.isfinite(f) or f < 0 or (f == 0 and not allow_zero):
+        raise ConfigError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {v!r}")
+    return f
+
+
+@dataclass(frozen=True, kw_only=True)
+class SupervisorConfig:
+    """Everything a supervisor needs to decide; defaults suit interactive use on a laptop.
+
+    claude:
+        Path of the CLI (default: ``$RESURGO_CLAUDE``, then ``PATH``).
+    store:
+        A :class:`~resurgo.store.Store`, a path, or None for
+        :func:`resurgo.store.default_store_path`.
+    concurrency:
+        Jobs running at once in ``run_many`` (default 4).
+    stall_timeout / deadline / result_exit_timeout / kill_grace:
+        Liveness of one attempt (seconds; ``deadline`` None = no limit): no
+        stream-json event for ``stall_timeout`` s ends the process group and
+        the session is resumed.
+    max_recoveries / recovery_period:
+        Restart intensity per job (OTP): more than ``max_recoveries`` in
+        ``recovery_period`` s and the job fails.  Waits imposed by the server
+        do not count.
+    backoff_base / backoff_cap:
+        CrashLoop back-off between recoveries: ``min(cap, base * 2**(n-1))``,
+        stretched while the endpoint keeps failing.
+    breaker:
+        Thresholds of the one breaker per endpoint (``ANTHROPIC_BASE_URL``).
+    retry_budget_ratio / retry_budget_min_per_sec:
+        The endpoint's shared retry budget: recoveries may be at most this
+        fraction of first attempts plus a floor per second.
+    budget_wait_max:
+        How long a recovery waits for budget tokens before going ahead anyway
+        (seconds); an exhausted budget slows retries down, it never loses a job.
+    fallback_models / fallback_endpoints:
+        Failover targets, tried in order when the API is overloaded or failing.
+    continuation_prompt:
+        Prompt of a resumed run; ``{reason}`` becomes why the previous run ended.
+    cli_max_retries:
+        Sets ``CLAUDE_CODE_MAX_RETRIES`` for the child when not None.
+    env:
+        Extra environment for every job (secrets redacted whenever shown).
+    alert_webhook / alert_min_interval:
+        URL receiving a JSON POST for escalations, breaker openings and
+        exhausted budgets; the same alert key is sent at most once per
+        ``alert_min_interval`` s.
+    health_interval / cleanup_interval:
+        Period of the health checks and of the cleanup sweep (seconds).
+    claude_args:
+        Arguments added to every job's command line (before the job's own).
+    """
+
+    claude: str | os.PathLike[str] | None = None
+    store: Store | str | os.PathLike[str] | None = None
+    concurrency: int = 4
+    stall_timeout: float | None = 120.0
+    deadline: float | None = None
+    result_exit_timeout: float | None = 10.0
+    kill_grace: float = 3.0
+    max_recoveries: int = 5
+    recovery_period: float = 600.0
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+    breaker: CircuitThresholds = field(default_factory=default_breaker_thresholds)
+    retry_budget_ratio: float = 0.2
+    retry_budget_min_per_sec: float = 1.0
+    budget_wait_max: float = 60.0
+    fallback_models: tuple[str, ...] = ()
+    fallback_endpoints: tuple[str, ...] = ()
+    continuation_prompt: str = DEFAULT_CONTINUATION
+    cli_max_retries: int | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    alert_webhook: str | None = None
+    alert_min_interval: float = 60.0
+    health_interval: float = 5.0
+    cleanup_interval: float = 60.0
+    claude_args: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) or self.concurrency < 1:
+            raise ConfigError(f"concurrency must be an integer >= 1, got {self.concurrency!r}")
+        if isinstance(self.max_recoveries, bool) or not isinstance(self.max_recoveries, int) or self.max_recoveries < 0:
+            raise ConfigError(f"max_recoveries must be an integer >= 0, got {self.max_recoveries!r}")
+        for name in ("stall_timeout", "deadline", "result_exit_timeout"):
+            set_(self, name, _pos(name, getattr(self, name), allow_none=True))
+        for name in ("recovery_period", "health_interval", "cleanup_interval"):
+            set_(self, name, _pos(name, getattr(self, name)))
+        for name in ("kill_grace", "backoff_base", "backoff_cap", "budget_wait_max", "alert_min_interval"):
+            set_(self, name, _pos(name, getattr(self, name), allow_zero=True))
+        if self.backoff_cap < self.backoff_base:
+            raise ConfigError(f"backoff_cap ({self.backoff_cap}) must be >= backoff_base ({self.backoff_base})")
+        r = _pos("retry_budget_ratio", self.retry_budget_ratio, allow_zero=True)
+        assert r is not None
+        if r > 1000:
+            raise ConfigError(f"retry_budget_ratio must be in [0, 1000], got {r}")
+        set_(self, "retry_budget_ratio", r)
+        set_(
+            self,
+            "retry_budget_min_per_sec",
+            _pos("retry_budget_min_per_sec", self.retry_budget_min_per_sec, allow_zero=True),
+        )
+        if not isinstance(self.breaker, CircuitThresholds):
+            raise ConfigError(f"breaker must be CircuitThresholds, got {type(self.breaker).__name__}")
+        if self.cli_max_retries is not None and (
+            isinstance(self.cli_max_retries, bool)
+            or not isinstance(self.cli_max_retries, int)
+            or self.cli_max_retries < 0
+        ):
+            raise ConfigError(f"cli_max_retries must be an integer >= 0 or None, got {self.cli_max_retries!r}")
+        for name in ("fallback_models", "fallback_endpoints", "claude_args"):
+            v = getattr(self, name)
+            if isinstance(v, str) or not isinstance(v, Sequence) or not all(isinstance(x, str) and x for x in v):
+                raise ConfigError(f"{name} must be a list of non-empty strings, got {v!r}")
+            set_(self, name, tuple(v))
+        for ep in self.fallback_endpoints:
+            if not ep.startswith(("http://", "https://")):
+                raise ConfigError(f"fallback_endpoints entries must be http(s) URLs, got {ep!r}")
+        if not isinstance(self.env, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.env.items()
+        ):
+            raise ConfigError("env must map strings to strings")
+        set_(self, "env", dict(self.env))
+        if not isinstance(self.continuation_prompt, str) or not self.continuation_prompt.strip():
+            raise ConfigError("continuation_prompt must be a non-empty string")
+        if self.alert_webhook is not None and (
+            not isinstance(self.alert_webhook, str) or not self.alert_webhook.startswith(("http://", "https://"))
+        ):
+            raise ConfigError(f"alert_webhook must be an http(s) URL, got {self.alert_webhook!r}")
+        if self.store is not None and not isinstance(self.store, Store | str | os.PathLike):
+            raise ConfigError(f"store must be a Store, a path or None, got {type(self.store).__name__}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SupervisorConfig:
+        """Build from a mapping (a TOML table): unknown keys are errors, ``breaker`` may be a table."""
+        if not isinstance(data, Mapping):
+            raise ConfigError("supervisor configuration must be a table/mapping")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown supervisor setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        kw = dict(data)
+        b = kw.get("breaker")
+        if isinstance(b, Mapping):
+            try:
+                kw["breaker"] = default_breaker_thresholds().replace(**dict(b))
+            except (ThresholdsError, TypeError) as e:
+                raise ConfigError(f"breaker: {e}") from e
+        for name in ("fallback_models", "fallback_endpoints", "claude_args"):
+            if isinstance(kw.get(name), list):
+                kw[name] = tuple(kw[name])
+        return cls(**kw)
+
+
+__all__ = ["ConfigError", "SupervisorConfig", "default_breaker_thresholds"]

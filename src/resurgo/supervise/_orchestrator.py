@@ -1,0 +1,867 @@
+"""The recovery orchestrator: the seed's flow, carried out for one job at a time.
+
+detect -> classify -> retryable? -> adaptive backoff -> breaker check -> choose
+and run a recovery strategy -> monitor -> restore.
+
+:class:`Orchestrator` owns nothing that outlives a supervisor but the store:
+the decisions come from :class:`~resurgo.supervise._recovery.RecoveryPlanner`,
+the mechanics of one run from :class:`~resurgo.supervise._process.ProcessManager`,
+the session choice from :class:`~resurgo.supervise._session.SessionManager`.
+What this module adds is the *order* of those steps and the bookkeeping that
+makes them observable and restartable:
+
+* every attempt, error, recovery, retry and breaker transition lands in the
+  store, so the dashboard's metrics and a restarted supervisor see the truth;
+* one breaker, one retry budget and one load tracker per endpoint
+  (``ANTHROPIC_BASE_URL``), shared by every job, so a 529 storm is met by
+  fewer requests, not by eight jobs each retrying on its own;
+* only failures that came *from the API* count against the endpoint's breaker:
+  a CLI we killed for being stuck in a long tool, or a prompt the API
+  rejected, says nothing about the endpoint's health;
+* no double retries: the CLI retries API errors itself
+  (``CLAUDE_CODE_MAX_RETRIES``); we act only on its final result or its end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from resurgo.breaker import CircuitBreaker, CircuitOpenError, Permit, StateTransition
+from resurgo.classify import Classifier
+from resurgo.classify._types import ErrorClass, ErrorType, Observation, Severity, Strategy
+from resurgo.clock import SYSTEM_CLOCK, Clock
+from resurgo.retry import AdaptiveBackoff, LoadTracker, RetryBudget
+from resurgo.supervise._alerts import BREAKER_OPEN, BUDGET_EXHAUSTED, ESCALATION, GAVE_UP, AlertManager
+from resurgo.supervise._cleanup import ResourceCleaner
+from resurgo.supervise._config import SupervisorConfig
+from resurgo.supervise._events import (
+    AttemptStarted,
+    BreakerStateChanged,
+    CliEvent,
+    FailureDetected,
+    JobFinished,
+    JobResult,
+    RecoveryPlanned,
+    Restored,
+    SupervisorEvent,
+    ToolStarted,
+    Waiting,
+)
+from resurgo.supervise._jobs import ACTIVE_STATES, JobRecord, JobState, JobStore, JobStoreError
+from resurgo.supervise._process import (
+    Attempt,
+    AttemptOutcome,
+    AttemptSpec,
+    ClaudeNotFoundError,
+    Liveness,
+    Mode,
+    ProcessManager,
+    StreamEvent,
+)
+from resurgo.supervise._recovery import RecoveryContext, RecoveryPlan, RecoveryPlanner, RestartIntensity
+from resurgo.supervise._redact import redact_text
+from resurgo.supervise._session import NextRun, SessionManager
+
+log = logging.getLogger("resurgo.supervise")
+
+DEFAULT_ENDPOINT = "https://api.anthropic.com"
+
+#: Error types that say something about the endpoint's health (when the API reported them).
+_API_TYPES = frozenset({ErrorType.RESOURCE, ErrorType.NETWORK, ErrorType.TIMEOUT, ErrorType.INTERNAL})
+
+Emit = Callable[[SupervisorEvent], None]
+
+#: Typed events also appended to the job's stored event stream (what ``resurgo show`` replays).
+_STORED: dict[type[SupervisorEvent], str] = {
+    AttemptStarted: "attempt_started",
+    FailureDetected: "failure_detected",
+    RecoveryPlanned: "recovery_planned",
+    Waiting: "waiting",
+    Restored: "restored",
+}
+
+
+class ApiFailure(Exception):
+    """An API-side failure reported to an endpoint's breaker; carries its classification."""
+
+    def __init__(self, error: ErrorClass) -> None:
+        super().__init__(error.description)
+        self.error = error
+
+
+def _breaker_classifier(exc: BaseException) -> ErrorClass:
+    if isinstance(exc, ApiFailure):
+        return exc.error
+    from resurgo.classify import classify
+
+    return classify(exc)
+
+
+@dataclass
+class Endpoint:
+    """What every job using one API endpoint shares."""
+
+    url: str
+    breaker: CircuitBreaker
+    budget: RetryBudget
+    load: LoadTracker
+
+
+class _Call:
+    """One attempt seen by the endpoint's breaker: judged once, as early as possible.
+
+    The API's first real answer (a non-synthetic assistant message) proves the
+    endpoint works, so the permit is reported then -- a half-open breaker's
+    probe must not wait for a twenty-minute session to end.  A failure that
+    comes later in the same attempt is still recorded, with a fresh permit.
+    """
+
+    __slots__ = ("breaker", "done", "permit")
+
+    def __init__(self, breaker: CircuitBreaker, permit: Permit) -> None:
+        self.breaker = breaker
+        self.permit = permit
+        self.done = False
+
+    def success(self) -> None:
+        if not self.done:
+            self.done = True
+            self.permit.on_success()
+
+    def failure(self, error: ErrorClass) -> None:
+        if not self.done:
+            self.done = True
+            self.permit.on_error(ApiFailure(error))
+            return
+        try:
+            p = self.breaker.acquire()
+        except CircuitOpenError:
+            return  # already open: the failure would not change anything
+        p.on_error(ApiFailure(error))
+
+    def release(self) -> None:
+        if not self.done:
+            self.done = True
+            self.permit.release()
+
+
+@dataclass
+class _Pending:
+    """A recovery in progress: recorded when planned, completed by the next attempt."""
+
+    rec_id: int
+    strategy: str
+    error: ErrorClass
+    observation: Observation
+    detected_at: float
+    waited_s: float = 0.0
+    restored: bool = False
+    #: a real failure the classifier judged (not a restart after our own crash): learn from it
+    learn: bool = True
+
+
+@dataclass
+class _JobRun:
+    """The mutable state of one job while this supervisor runs it."""
+
+    rec: JobRecord
+    env: dict[str, str]  # the job's overrides on top of the inherited environment
+    full_env: dict[str, str]  # what the CLI sees (HOME / CLAUDE_CONFIG_DIR decide where transcripts are)
+    endpoint: Endpoint
+    intensity: RestartIntensity
+    model: str | None
+    fallback_models: list[str]
+    fallback_endpoints: list[str]
+    attempts: int = 0
+    slept_s: float = 0.0
+    forked_once: bool = False
+    pending: _Pending | None = None
+    attempt: Attempt | None = None
+    attempt_id: int | None = None
+    call: _Call | None = None
+    interrupted_reason: str = "cancelled"
+    cancel_resumable: bool = True
+
+
+class Orchestrator:
+    """Runs jobs to their end through failures; one per supervisor, shared by all its jobs."""
+
+    def __init__(
+        self,
+        *,
+        config: SupervisorConfig,
+        jobs: JobStore,
+        manager: ProcessManager,
+        sessions: SessionManager,
+        planner: RecoveryPlanner,
+        classifier: Classifier,
+        alerts: AlertManager,
+        emit: Emit,
+        cleaner: ResourceCleaner | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self.jobs = jobs
+        self.manager = manager
+        self.sessions = sessions
+        self.planner = planner
+        self.classifier = classifier
+        self.alerts = alerts
+        self.emit = emit
+        self.cleaner = cleaner
+        self.clock = clock
+        self.environ = dict(os.environ if environ is None else environ)
+        self.endpoints: dict[str, Endpoint] = {}
+        self._runs: dict[str, _JobRun] = {}
+        self._backoff = AdaptiveBackoff(max_delay=config.backoff_cap, jitter=False)
+        self.has_subscribers: Callable[[str], bool] = lambda job_id: True
+
+    # -- endpoints --------------------------------------------------------------------------------
+    def endpoint(self, url: str) -> Endpoint:
+        """The shared breaker/budget/load of ``url``; created on first use, its transitions persisted."""
+        ep = self.endpoints.get(url)
+        if ep is None:
+            br = CircuitBreaker(
+                f"endpoint:{url}",
+                thresholds=self.config.breaker,
+                clock=self.clock,
+                classifier=_breaker_classifier,
+            )
+            br.add_listener(self._on_breaker_event)
+            ep = Endpoint(
+                url=url,
+                breaker=br,
+                budget=RetryBudget(
+                    ratio=self.config.retry_budget_ratio,
+                    min_retries_per_sec=self.config.retry_budget_min_per_sec,
+                    ttl=10.0,
+                    clock=self.clock,
+                ),
+                load=LoadTracker(clock=self.clock),
+            )
+            self.endpoints[url] = ep
+        return ep
+
+    def _on_breaker_event(self, ev: object) -> None:
+        if not isinstance(ev, StateTransition):
+            return
+        frm, to = ev.from_state.value, ev.to_state.value
+        try:
+            self.jobs.store.execute(
+                "INSERT INTO breaker_transitions(breaker, ts, from_state, to_state, reason, metrics_json)"
+                " VALUES(?,?,?,?,?,?)",
+                (ev.breaker, ev.at, frm, to, redact_text(ev.reason), _json(ev.metrics.to_dict())),
+            )
+        except Exception:
+            log.exception("could not store breaker transition %s -> %s", frm, to)
+        self.emit(
+            BreakerStateChanged(job_id="", ts=ev.at, breaker=ev.breaker, from_state=frm, to_state=to, reason=ev.reason)
+        )
+        if to in ("open", "forced_open"):
+            self.alerts.alert(
+                BREAKER_OPEN,
+                ev.breaker,
+                f"circuit breaker {ev.breaker} opened: {ev.reason}",
+                details={"from": frm, "to": to, "open_for_s": ev.open_for},
+            )
+
+    def _note(self, ev: SupervisorEvent) -> None:
+        """Emit a recovery-relevant event and keep it in the job's stored stream (``source='supervisor'``)."""
+        self.emit(ev)
+        name = _STORED.get(type(ev))
+        if name is None or not ev.job_id:
+            return
+        data: dict[str, Any] = {}
+        for f in fields(ev):
+            if f.name == "job_id":
+                continue
+            v = getattr(ev, f.name)
+            data[f.name] = v.to_dict() if isinstance(v, ErrorClass) else v
+        try:
+            self.jobs.append_supervisor_event(ev.job_id, name, data)
+        except Exception:
+            log.exception("could not store supervisor event %s of job %s", name, ev.job_id)
+
+    def endpoint_url(self, env: Mapping[str, str]) -> str:
+        return env.get("ANTHROPIC_BASE_URL") or DEFAULT_ENDPOINT
+
+    # -- the job loop -----------------------------------------------------------------------------
+    def _job_env(self, rec: JobRecord) -> dict[str, str]:
+        env = dict(self.config.env)
+        env.update(self.jobs.env_for(rec.id, environ=self.environ))
+        if self.config.cli_max_retries is not None:
+            env["CLAUDE_CODE_MAX_RETRIES"] = str(self.config.cli_max_retries)
+        return env
+
+    def _liveness(self) -> Liveness:
+        c = self.config
+        return Liveness(
+            stall_timeout=c.stall_timeout,
+            deadline=c.deadline,
+            exit_after_result=c.result_exit_timeout,
+            grace=c.kill_grace,
+            tick=min(0.25, (c.stall_timeout or 1.0) / 8),
+        )
+
+    def request_cancel(self, job_id: str, *, resumable: bool, reason: str) -> None:
+        run = self._runs.get(job_id)
+        if run is not None:
+            run.cancel_resumable = resumable
+            run.interrupted_reason = reason
+
+    async def run_job(self, job_id: str, *, reason: str | None = None) -> JobResult:
+        """Run (or continue) ``job_id`` until it succeeds, fails for good, or is cancelled.
+
+        A job that already ran attempts (interrupted, or explicitly resumed)
+        continues its session when a transcript exists.  Cancelling the task
+        ends the attempt's process group and leaves the job ``interrupted``
+        (resumable); the ``CancelledError`` propagates.
+        """
+        rec = self.jobs.require(job_id)
+        if rec.state.terminal:
+            return JobResult.from_record(rec)
+        if job_id in self._runs:
+            raise JobStoreError(f"job {job_id} is already running in this supervisor")
+        env = self._job_env(rec)
+        full_env = {**self.environ, **env}
+        url = self.endpoint_url(full_env)
+        run = _JobRun(
+            rec=rec,
+            env=env,
+            full_env=full_env,
+            endpoint=self.endpoint(url),
+            intensity=RestartIntensity(
+                max_restarts=self.config.max_recoveries,
+                period=self.config.recovery_period,
+                backoff_base=self.config.backoff_base,
+                backoff_cap=self.config.backoff_cap,
+                clock=self.clock,
+            ),
+            model=rec.model,
+            fallback_models=list(self.config.fallback_models),
+            fallback_endpoints=[e for e in self.config.fallback_endpoints if e != url],
+        )
+        self._runs[job_id] = run
+        try:
+            return await self._run(run, reason)
+        except asyncio.CancelledError:
+            await self._interrupted(run)
+            raise
+        except ClaudeNotFoundError as e:  # a configuration problem: say so, do not retry
+            err = ErrorClass(
+                ErrorType.PROCESS, Severity.CRITICAL, "binary_missing", str(e), False, strategy=Strategy.ABORT
+            )
+            if run.attempt_id is not None:
+                self.store_attempt_error(run.attempt_id, err)
+            self.jobs.finish_job(job_id, JobState.FAILED, error=err, reason=str(e))
+            self._retries_row(run, succeeded=False, give_up=str(e))
+            return self._result(job_id)
+        except Exception as e:  # a bug of ours: never lose the job, leave it resumable
+            log.exception("internal error while running job %s", job_id)
+            await self._stop_attempt(run, "user", f"resurgo internal error: {e}")
+            with contextlib.suppress(Exception):
+                self.jobs.set_state(
+                    job_id,
+                    JobState.INTERRUPTED,
+                    reason=f"resurgo internal error: {e!r}",
+                    expect=ACTIVE_STATES | {JobState.PENDING, JobState.INTERRUPTED},
+                )
+            res = JobResult.from_record(self.jobs.require(job_id), internal=True)
+            self.emit(JobFinished(job_id=job_id, ts=self.clock.time(), result=res))
+            return res
+        finally:
+            self._runs.pop(job_id, None)
+
+    async def _run(self, run: _JobRun, reason: str | None) -> JobResult:
+        rec = run.rec
+        jid = rec.id
+        nxt = self._first_run(run, reason)
+        if rec.attempts == 0:
+            run.endpoint.budget.deposit()  # a first call earns retry budget; recoveries spend it
+        while True:
+            # -- breaker check: while the endpoint is open, this job waits (and sends nothing)
+            run.call = await self._admit(run)
+            outcome = await self._attempt(run, nxt)
+            # -- detect
+            if outcome.succeeded:
+                self._finish_attempt_row(run, outcome)
+                if run.call is not None:
+                    run.call.success()
+                run.endpoint.load.record(False)
+                return self._succeeded(run, outcome)
+            if outcome.cancelled:
+                self._finish_attempt_row(run, outcome)
+                run.attempt_id = None
+                if run.call is not None:
+                    run.call.release()
+                raise asyncio.CancelledError  # handled by run_job: the job becomes interrupted
+            # -- classify
+            obs = outcome.to_observation()
+            err = self._classify(obs, outcome, jid)
+            self._finish_attempt_row(run, outcome, err)
+            self._record_error(jid, err, obs)
+            api_side = self._api_side(err, outcome)
+            if run.call is not None:
+                if api_side:
+                    run.call.failure(err)
+                else:
+                    run.call.release()
+            if api_side:
+                run.endpoint.load.record(True)
+            self._close_pending(run, succeeded=False)
+            self._note(FailureDetected(job_id=jid, ts=outcome.ended_at, error=err, attempt=run.attempts))
+            # -- choose a strategy
+            sf = self.sessions.session_failure(outcome) if outcome.mode != "start" else None
+            sid = outcome.session_id
+            # a transcript the CLI could not find ("No conversation found") is as good as none
+            has_tx = sf != "not_found" and self.sessions.has_transcript(sid, rec.cwd, env=run.full_env)
+            ctx = RecoveryContext(
+                job_id=jid,
+                error=err,
+                observation=obs,
+                session_id=sid,
+                has_transcript=has_tx,
+                resume_failed=sf is not None,
+                forked_once=run.forked_once,
+                fallback_models=tuple(run.fallback_models),
+                fallback_endpoints=tuple(run.fallback_endpoints),
+                local_resource=_local_resource(err, outcome),
+            )
+            plan = self.planner.choose(ctx, run.intensity)
+            self._note(
+                RecoveryPlanned(
+                    job_id=jid,
+                    ts=self.clock.time(),
+                    strategy=plan.strategy.value,
+                    action=plan.action,
+                    reason=plan.reason,
+                    wait_s=plan.wait_s,
+                    server_wait=plan.server_wait,
+                )
+            )
+            if plan.give_up:
+                return self._failed(run, err, plan, outcome)
+            if not plan.server_wait:
+                run.intensity.record()
+            # -- record the recovery (detected now; restored by the next attempt's first event)
+            rec_id = self.jobs.record_recovery(
+                jid,
+                strategy=plan.strategy.value,
+                attempt_id=run.attempt_id,
+                error_type=err.type.value if err.type else None,
+                signature=_signature(self.classifier, obs),
+                reason=plan.reason,
+                detected_at=outcome.ended_at,
+            )
+            run.pending = _Pending(rec_id, plan.strategy.value, err, obs, outcome.ended_at)
+            self.jobs.set_state(jid, JobState.RECOVERING, reason=plan.reason)
+            # -- budget, then backoff / server wait
+            await self._spend_budget(run)
+            wait = plan.wait_s
+            if wait > 0 and not plan.server_wait:
+                wait = max(wait, self._backoff.adjust_for_load(wait, run.endpoint.load.load()))
+            if wait > 0:
+                await self._wait(run, wait, plan.reason)
+                if plan.server_wait:
+                    run.pending.waited_s += wait
+            if plan.cleanup and self.cleaner is not None:
+                try:
+                    await self.cleaner.sweep()
+                except Exception:
+                    log.exception("cleanup before recovering job %s failed", jid)
+            # -- fail over
+            if plan.model:
+                run.model = plan.model
+                with contextlib.suppress(ValueError):
+                    run.fallback_models.remove(plan.model)
+            if plan.endpoint:
+                run.env["ANTHROPIC_BASE_URL"] = plan.endpoint
+                run.full_env["ANTHROPIC_BASE_URL"] = plan.endpoint
+                run.endpoint = self.endpoint(plan.endpoint)
+                with contextlib.suppress(ValueError):
+                    run.fallback_endpoints.remove(plan.endpoint)
+            if plan.strategy is Strategy.FORK_SESSION:
+                run.forked_once = True
+            nxt = self._next_run(run, plan, outcome)
+
+    # -- steps --------------------------------------------------------------------------------------
+    def _first_run(self, run: _JobRun, reason: str | None) -> NextRun:
+        rec = run.rec
+        if rec.attempts == 0:
+            return NextRun("start", str(uuid.uuid4()), rec.prompt, "first attempt")
+        why = reason or rec.reason or "the supervisor was interrupted"
+        nxt = self.sessions.plan(
+            prompt=rec.prompt, cwd=rec.cwd, env=run.full_env, session_id=rec.session_id, reason=why
+        )
+        assert nxt is not None  # without a failed attempt to inspect, plan() always has an answer
+        strategy = Strategy.RESUME_SESSION if nxt.mode == "resume" else Strategy.RESTART_PROCESS
+        now = self.clock.time()
+        rec_id = self.jobs.record_recovery(
+            rec.id,
+            strategy=strategy.value,
+            error_type=ErrorType.PROCESS.value,
+            reason=f"{why}; {nxt.reason}",
+            detected_at=now,
+        )
+        err = ErrorClass(
+            type=ErrorType.PROCESS,
+            severity=None,
+            category="interrupted",
+            description=why,
+            retryable=True,
+            strategy=strategy,
+        )
+        run.pending = _Pending(rec_id, strategy.value, err, Observation(message=why), now, learn=False)
+        return nxt
+
+    def _next_run(self, run: _JobRun, plan: RecoveryPlan, outcome: AttemptOutcome) -> NextRun:
+        rec = run.rec
+        sid = outcome.session_id or run.rec.session_id
+        why = plan.reason
+        if plan.action in ("resume", "fork") and sid:
+            mode: Mode = plan.action  # type: ignore[assignment]
+            return NextRun(mode, sid, self.sessions.continuation_prompt(_short(outcome)), why)
+        return NextRun("start", str(uuid.uuid4()), rec.prompt, why)
+
+    async def _admit(self, run: _JobRun) -> _Call:
+        """A breaker permit for the next attempt; waits (state ``waiting``) while the breaker is open."""
+        br = run.endpoint.breaker
+        announced = False
+        t0 = self.clock.monotonic()
+        while True:
+            try:
+                permit = br.acquire()
+            except CircuitOpenError as e:
+                ra = e.retry_after
+                # open: sleep until it may half-open; half-open and full: poll for the probe's verdict
+                delay = min(max(ra, 0.05), 5.0) if ra else 0.25
+                if not announced:
+                    announced = True
+                    self.jobs.set_state(
+                        run.rec.id, JobState.WAITING, reason=f"circuit breaker of {run.endpoint.url} is {e.state.value}"
+                    )
+                    self._note(
+                        Waiting(
+                            job_id=run.rec.id,
+                            ts=self.clock.time(),
+                            until_ts=self.clock.time() + ra if ra else None,
+                            reason=f"breaker {br.name} is {e.state.value}",
+                        )
+                    )
+                await self.clock.asleep(delay)
+                continue
+            waited = self.clock.monotonic() - t0
+            if announced:
+                run.slept_s += waited
+                if run.pending is not None:
+                    run.pending.waited_s += waited  # imposed by the endpoint's condition, not by us
+            return _Call(br, permit)
+
+    async def _spend_budget(self, run: _JobRun) -> None:
+        """Take one retry from the endpoint's shared budget; when it is empty, wait (bounded)."""
+        ep = run.endpoint
+        if ep.budget.try_withdraw():
+            return
+        self.alerts.alert(
+            BUDGET_EXHAUSTED,
+            ep.url,
+            f"retry budget of {ep.url} exhausted: recoveries are being slowed down",
+            details={"job_id": run.rec.id, "stats": ep.budget.stats().__repr__()},
+        )
+        self._note(
+            Waiting(
+                job_id=run.rec.id, ts=self.clock.time(), until_ts=None, reason=f"retry budget of {ep.url} exhausted"
+            )
+        )
+        self.jobs.set_state(run.rec.id, JobState.WAITING, reason=f"retry budget of {ep.url} exhausted")
+        t0 = self.clock.monotonic()
+        while self.clock.monotonic() - t0 < self.config.budget_wait_max:
+            await self.clock.asleep(0.5)
+            if ep.budget.try_withdraw():
+                run.slept_s += self.clock.monotonic() - t0
+                return
+        run.slept_s += self.clock.monotonic() - t0
+        log.warning(
+            "job %s: retry budget still empty after %.0f s; recovering anyway", run.rec.id, self.config.budget_wait_max
+        )
+
+    async def _wait(self, run: _JobRun, seconds: float, why: str) -> None:
+        now = self.clock.time()
+        self.jobs.set_state(run.rec.id, JobState.WAITING, reason=why)
+        self._note(Waiting(job_id=run.rec.id, ts=now, until_ts=now + seconds, reason=why))
+        await self.clock.asleep(seconds)
+        run.slept_s += seconds
+
+    async def _attempt(self, run: _JobRun, nxt: NextRun) -> AttemptOutcome:
+        rec = run.rec
+        jid = rec.id
+        run.attempts += 1
+        n = rec.attempts + run.attempts
+        kind = nxt.mode if nxt.mode != "start" else ("start" if n == 1 else "restart")
+        spec = AttemptSpec(
+            prompt=nxt.prompt,
+            cwd=rec.cwd,
+            mode=nxt.mode,
+            session_id=nxt.session_id,
+            claude_args=(*self.config.claude_args, *rec.args),
+            env=run.env,
+            model=run.model,
+            liveness=self._liveness(),
+            job_id=jid,
+        ).with_session()
+        run.attempt_id = self.jobs.begin_attempt(jid, kind=kind, session_id=spec.expected_session_id)
+        spec = replace(spec, attempt_id=run.attempt_id)
+        self.jobs.set_state(jid, JobState.RUNNING, claim=True, session_id=spec.expected_session_id)
+        self._note(
+            AttemptStarted(job_id=jid, ts=self.clock.time(), n=n, kind=kind, session_id=spec.expected_session_id)
+        )
+        if run.pending is not None:
+            self.jobs.update_recovery(run.pending.rec_id, started_at=self.clock.time(), waited_s=run.pending.waited_s)
+        try:
+            run.attempt = await self.manager.start(spec, on_event=self._event_handler(run))
+        except RuntimeError as e:  # the manager is shutting down
+            raise asyncio.CancelledError from e
+        outcome = await run.attempt.wait()  # on cancellation run.attempt stays set for _interrupted()
+        run.attempt = None
+        return outcome
+
+    def store_attempt_error(self, attempt_id: int, err: ErrorClass) -> None:
+        """Close an attempt row that never got a process (the CLI could not be found)."""
+        self.jobs.store.execute(
+            "UPDATE attempts SET ended_at=?, outcome='failed', error_json=? WHERE id=?",
+            (self.clock.time(), err.to_json(), attempt_id),
+        )
+
+    def _finish_attempt_row(self, run: _JobRun, outcome: AttemptOutcome, error: ErrorClass | None = None) -> None:
+        if run.attempt_id is None:
+            return
+        if error is None and not outcome.succeeded and not outcome.cancelled:
+            error = self._classify(outcome.to_observation(), outcome, run.rec.id, record=False)
+        self.jobs.finish_attempt(run.attempt_id, outcome, error=error)
+
+    def _event_handler(self, run: _JobRun) -> Callable[[StreamEvent], None]:
+        jid = run.rec.id
+        first = [True]
+
+        def on_event(ev: StreamEvent) -> None:
+            if first[0]:
+                first[0] = False
+                p = run.pending
+                if p is not None and not p.restored:
+                    p.restored = True
+                    self.jobs.update_recovery(p.rec_id, restored_at=ev.ts)
+                    self._note(Restored(job_id=jid, ts=ev.ts, recovery_s=max(0.0, ev.ts - p.detected_at)))
+            data = ev.data
+            if ev.type == "assistant" and data is not None:
+                msg = data.get("message")
+                if isinstance(msg, Mapping):
+                    if "error" not in data and msg.get("model") != "<synthetic>" and run.call is not None:
+                        run.call.success()  # the API answered: the endpoint is healthy
+                    content = msg.get("content")
+                    if isinstance(content, list) and self.has_subscribers(jid):
+                        for b in content:
+                            if isinstance(b, Mapping) and b.get("type") == "tool_use":
+                                inp = b.get("input")
+                                summary = (
+                                    inp.get("command") or inp.get("description") if isinstance(inp, Mapping) else inp
+                                )
+                                self.emit(
+                                    ToolStarted(
+                                        job_id=jid,
+                                        ts=ev.ts,
+                                        name=str(b.get("name") or "?"),
+                                        summary=redact_text(str(summary or ""))[:200],
+                                    )
+                                )
+            if self.has_subscribers(jid):
+                self.emit(CliEvent(job_id=jid, ts=ev.ts, event=ev.as_evidence()))
+
+        return on_event
+
+    # -- judgement ----------------------------------------------------------------------------------
+    def _classify(self, obs: Observation, outcome: AttemptOutcome, job_id: str, *, record: bool = True) -> ErrorClass:
+        try:
+            err = self.classifier.classify(obs, job=job_id, record=record)
+        except Exception:
+            log.exception("classifier failed on job %s; treating the failure as a process crash", job_id)
+            err = ErrorClass(ErrorType.PROCESS, None, "unclassified", "the classifier failed on this failure", True)
+        if err.type is None:
+            # not an error by the evidence, yet the attempt did not succeed (e.g. exit 1 without a
+            # result): a process failure, worth another attempt
+            desc = f"the CLI ended without a successful result (exit {outcome.exit_code}, signal {outcome.signal})"
+            err = ErrorClass(ErrorType.PROCESS, None, "no_result", desc, True, strategy=Strategy.RESTART_PROCESS)
+        return err
+
+    def _api_side(self, err: ErrorClass, outcome: AttemptOutcome) -> bool:
+        """Did this failure come from the API (and so say something about the endpoint)?"""
+        if err.type not in _API_TYPES:
+            return False
+        if outcome.killed_by == "stall_watchdog":
+            # silent while a request was in flight (last event: init or a tool result) -> the API hung;
+            # silent while a tool ran (last event: assistant tool_use) -> the tool, not the API
+            last = outcome.events[-1] if outcome.events else None
+            return last is None or last.type in ("system", "user")
+        if outcome.killed_by is not None or outcome.signal is not None:
+            return False
+        r = outcome.result
+        if r is not None and r.get("is_error") is True:
+            if isinstance(r.get("api_error_status"), int):
+                return True
+            text = str(r.get("result") or "")
+            return text.startswith("API Error") or "the API" in text
+        return any(
+            (e.type == "assistant" and e.data is not None and "error" in e.data)
+            or (e.type == "system" and e.subtype == "api_retry")
+            for e in outcome.events
+        )
+
+    def _record_error(self, job_id: str, err: ErrorClass, obs: Observation) -> None:
+        try:
+            self.jobs.store.execute(
+                "INSERT INTO errors(ts, job_id, type, severity, retryable, rule, signature, message)"
+                " VALUES(?,?,?,?,?,?,?,?)",
+                (
+                    self.clock.time(),
+                    job_id,
+                    err.type.value if err.type else "internal",
+                    err.severity.value if err.severity else None,
+                    1 if err.retryable else 0,
+                    err.rule or None,
+                    _signature(self.classifier, obs),
+                    redact_text(err.description)[:2000],
+                ),
+            )
+        except Exception:
+            log.exception("could not store the error of job %s", job_id)
+
+    def _close_pending(self, run: _JobRun, *, succeeded: bool) -> None:
+        """The attempt after a recovery ended: that recovery worked or not; learn from it."""
+        p = run.pending
+        if p is None:
+            return
+        run.pending = None
+        self.jobs.update_recovery(p.rec_id, succeeded=succeeded)
+        now = self.clock.time()
+        self.planner.history.record(
+            p.strategy, p.error.type, succeeded=succeeded, duration_s=max(0.0, now - p.detected_at - p.waited_s)
+        )
+        if p.learn:
+            with contextlib.suppress(Exception):
+                self.classifier.record_outcome(p.observation, succeeded)
+
+    # -- endings ------------------------------------------------------------------------------------
+    def _succeeded(self, run: _JobRun, outcome: AttemptOutcome) -> JobResult:
+        jid = run.rec.id
+        self._close_pending(run, succeeded=True)
+        self.jobs.finish_job(jid, JobState.SUCCEEDED, result=outcome.result, session_id=outcome.session_id)
+        self.jobs.store.execute("UPDATE jobs SET reason=NULL WHERE id=?", (jid,))  # recovered: no failure to explain
+        self._retries_row(run, succeeded=True, give_up=None)
+        return self._result(jid)
+
+    def _failed(self, run: _JobRun, err: ErrorClass, plan: RecoveryPlan, outcome: AttemptOutcome) -> JobResult:
+        jid = run.rec.id
+        if plan.alert:
+            self.alerts.alert(
+                ESCALATION if plan.strategy is Strategy.ESCALATE else GAVE_UP,
+                f"job:{jid}",
+                plan.reason,
+                severity="critical" if err.type is ErrorType.AUTH else "high",
+                details={"job_id": jid, "error": err.to_dict(), "endpoint": run.endpoint.url},
+            )
+        self.jobs.finish_job(
+            jid, JobState.FAILED, result=outcome.result, error=err, reason=plan.reason, session_id=outcome.session_id
+        )
+        self._retries_row(run, succeeded=False, give_up=plan.reason)
+        return self._result(jid)
+
+    def _result(self, job_id: str) -> JobResult:
+        res = JobResult.from_record(self.jobs.require(job_id))
+        self.emit(JobFinished(job_id=job_id, ts=self.clock.time(), result=res))
+        return res
+
+    def _retries_row(self, run: _JobRun, *, succeeded: bool, give_up: str | None) -> None:
+        try:
+            self.jobs.store.execute(
+                "INSERT INTO retries(ts, scope, attempts, succeeded, give_up_reason, slept_s) VALUES(?,?,?,?,?,?)",
+                (
+                    self.clock.time(),
+                    f"job:{run.rec.id}",
+                    max(1, run.attempts),
+                    1 if succeeded else 0,
+                    redact_text(give_up) if give_up else None,
+                    round(run.slept_s, 6),
+                ),
+            )
+        except Exception:
+            log.exception("could not store the retries row of job %s", run.rec.id)
+
+    async def _stop_attempt(self, run: _JobRun, killed_by: Any, reason: str) -> None:
+        a = run.attempt
+        run.attempt = None
+        if a is None:
+            return
+        with contextlib.suppress(Exception):
+            out = await asyncio.shield(a.stop(killed_by, reason))
+            self._finish_attempt_row(run, out)
+
+    async def _interrupted(self, run: _JobRun) -> None:
+        """Cancelled (Ctrl-C, task cancel, shutdown, ``cancel()``): end the processes, keep the job."""
+        jid = run.rec.id
+        kb = "shutdown" if self.manager.shutting_down else "user"
+        await self._stop_attempt(run, kb, run.interrupted_reason)
+        if run.call is not None:
+            run.call.release()
+        p = run.pending
+        if p is not None:
+            self.jobs.update_recovery(p.rec_id, reason=f"{run.interrupted_reason} before it completed")
+        state = JobState.INTERRUPTED if run.cancel_resumable else JobState.CANCELLED
+        with contextlib.suppress(Exception):
+            if state is JobState.CANCELLED:
+                self.jobs.finish_job(jid, state, reason=run.interrupted_reason)
+            else:
+                self.jobs.set_state(
+                    jid, state, reason=run.interrupted_reason, expect=ACTIVE_STATES | {JobState.PENDING}
+                )
+        with contextlib.suppress(Exception):
+            res = JobResult.from_record(self.jobs.require(jid))
+            self.emit(JobFinished(job_id=jid, ts=self.clock.time(), result=res))
+
+
+def _short(outcome: AttemptOutcome) -> str:
+    """Why the previous run ended, in words, for the continuation prompt."""
+    if outcome.killed_by:
+        return f"ended by the {outcome.killed_by.replace('_', ' ')}: {outcome.kill_reason or ''}".strip(": ")
+    if outcome.signal:
+        return f"the process was killed by signal {outcome.signal}"
+    r = outcome.result
+    if r is not None and isinstance(r.get("result"), str) and r.get("result"):
+        return redact_text(str(r["result"]))[:200]
+    return f"exit status {outcome.exit_code}"
+
+
+def _local_resource(err: ErrorClass, outcome: AttemptOutcome) -> bool:
+    text = f"{err.category} {err.description} {outcome.stderr_tail[-2000:]}".lower()
+    return any(k in text for k in ("out of memory", "heap out of memory", "emfile", "too many open files", "enospc"))
+
+
+def _signature(classifier: Classifier, obs: Observation) -> str | None:
+    try:
+        return classifier.signature(obs)
+    except Exception:
+        return None
+
+
+def _json(d: Mapping[str, Any]) -> str:
+    return json.dumps(d, default=str)
+
+
+__all__ = ["DEFAULT_ENDPOINT", "ApiFailure", "Endpoint", "Orchestrator"]

@@ -1,0 +1,592 @@
+"""The public Supervisor API: supervised Claude Code runs as an asyncio library, and its sync facade.
+
+The ``resurgo`` commands, the chaos runner and the Redis worker are thin
+layers over this class, so there is one implementation of supervision, one
+store, one breaker per endpoint and one retry budget per endpoint per process.
+
+Life cycle: entering ``async with Supervisor(...)`` reconciles the store with
+reality (jobs of a supervisor that died become ``interrupted`` and the
+processes it left are ended, matched by pid and start time), then runs the
+health checks and the cleanup sweep in the background.  Leaving it (or
+:meth:`Supervisor.aclose`) ends every process group and leaves unfinished jobs
+``interrupted`` -- resumable, never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from resurgo.breaker import CircuitBreaker
+from resurgo.classify import Classifier
+from resurgo.clock import SYSTEM_CLOCK, Clock
+from resurgo.store import Store, default_store_path
+from resurgo.supervise._alerts import AlertManager
+from resurgo.supervise._cleanup import ResourceCleaner
+from resurgo.supervise._config import SupervisorConfig
+from resurgo.supervise._events import CliEvent, JobFinished, JobQueued, JobResult, SupervisorEvent
+from resurgo.supervise._health import HealthChecker
+from resurgo.supervise._jobs import ACTIVE_STATES, JobState, JobStore, JobStoreError
+from resurgo.supervise._orchestrator import Orchestrator
+from resurgo.supervise._process import ProcessManager
+from resurgo.supervise._recovery import RecoveryPlanner, StrategyHistory
+from resurgo.supervise._session import SessionManager
+
+log = logging.getLogger("resurgo.supervise")
+
+T = TypeVar("T")
+
+#: Typed events a handle keeps for late subscribers (raw CLI events included).
+HANDLE_REPLAY = 5_000
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """One job to run: the prompt and how to run it.
+
+    ``idem_key`` makes submission idempotent: a second submission with the
+    same key returns the first job (finished: its stored result; unfinished:
+    it is resumed), which is what lets a batch be re-run after a crash.
+    """
+
+    prompt: str
+    cwd: str | os.PathLike[str] = "."
+    model: str | None = None
+    claude_args: Sequence[str] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    name: str | None = None
+    idem_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise ValueError("JobSpec.prompt must be a non-empty string")
+        if isinstance(self.claude_args, str):
+            raise TypeError("JobSpec.claude_args must be a list of arguments, not one string")
+
+
+class _Bus:
+    """Fan-out of typed events to async subscribers (all jobs, or one job)."""
+
+    def __init__(self) -> None:
+        self._subs: list[tuple[str | None, asyncio.Queue[SupervisorEvent | None]]] = []
+        self._per_job: dict[str, int] = {}
+        self._all = 0
+
+    def has_subscribers(self, job_id: str) -> bool:
+        return self._all > 0 or self._per_job.get(job_id, 0) > 0
+
+    def subscribe(self, job_id: str | None) -> asyncio.Queue[SupervisorEvent | None]:
+        q: asyncio.Queue[SupervisorEvent | None] = asyncio.Queue()
+        self._subs.append((job_id, q))
+        if job_id is None:
+            self._all += 1
+        else:
+            self._per_job[job_id] = self._per_job.get(job_id, 0) + 1
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue[SupervisorEvent | None]) -> None:
+        for i, (jid, qq) in enumerate(self._subs):
+            if qq is q:
+                del self._subs[i]
+                if jid is None:
+                    self._all -= 1
+                else:
+                    self._per_job[jid] -= 1
+                    if not self._per_job[jid]:
+                        del self._per_job[jid]
+                return
+
+    def publish(self, ev: SupervisorEvent) -> None:
+        for jid, q in self._subs:
+            if jid is None or jid == ev.job_id or not ev.job_id:  # breaker events concern every job
+                q.put_nowait(ev)
+
+    def close(self) -> None:
+        for _, q in self._subs:
+            q.put_nowait(None)
+
+
+class JobHandle:
+    """A submitted job: await :meth:`result`, watch :meth:`events`, or :meth:`cancel` it."""
+
+    def __init__(self, sup: Supervisor, job_id: str, task: asyncio.Task[JobResult]) -> None:
+        self.supervisor = sup
+        self.job_id = job_id
+        self._task = task
+        self._events: list[SupervisorEvent] = []
+        self._changed = asyncio.Event()
+        #: raw CLI events not kept because the buffer was full (typed events are always kept)
+        self.dropped = 0
+
+    def done(self) -> bool:
+        return self._task.done()
+
+    async def result(self) -> JobResult:
+        """The job's result.  Cancelling the caller cancels the job (it becomes ``interrupted``)."""
+        try:
+            return await self._task
+        except asyncio.CancelledError:
+            cur = asyncio.current_task()
+            if cur is not None and cur.cancelling():
+                raise  # our caller is being cancelled: propagate
+            return JobResult.from_record(self.supervisor.jobs.require(self.job_id))
+
+    def cancel(self, *, resumable: bool = True, reason: str = "cancelled by the user") -> None:
+        """End the job's process group now; the job becomes ``interrupted`` (or ``cancelled``)."""
+        self.supervisor._orch.request_cancel(self.job_id, resumable=resumable, reason=reason)
+        self._task.cancel()
+
+    async def events(self) -> AsyncIterator[SupervisorEvent]:
+        """Typed events of this job from its submission on, ending with :class:`JobFinished`.
+
+        Events are kept from submission, so iterating late loses nothing but raw
+        CLI events beyond the first 5,000 (counted in :attr:`dropped`).  Breaker
+        transitions of every endpoint are included (``job_id == ""``).
+        Several readers may iterate at once.
+        """
+        i = 0
+        while True:
+            while i < len(self._events):
+                ev = self._events[i]
+                i += 1
+                yield ev
+                if isinstance(ev, JobFinished):
+                    return
+            if self._task.done():
+                return
+            self._changed.clear()
+            await self._changed.wait()
+
+    def _push(self, ev: SupervisorEvent) -> None:
+        if isinstance(ev, CliEvent) and len(self._events) >= HANDLE_REPLAY:
+            self.dropped += 1
+            return
+        self._events.append(ev)
+        self._changed.set()
+
+
+class Supervisor:
+    """Supervised Claude Code runs (asyncio).  See the module docstring for the life cycle.
+
+    ``clock`` is injectable for tests (backoffs and waits then run on virtual
+    time); ``classifier`` defaults to one whose learned rules live in the
+    supervisor's store.  ``environ`` replaces ``os.environ`` for deciding the
+    endpoint and restoring secret overrides; ``manager`` replaces the process
+    manager (embedding, tests).
+    """
+
+    def __init__(
+        self,
+        config: SupervisorConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        classifier: Classifier | None = None,
+        environ: Mapping[str, str] | None = None,
+        manager: ProcessManager | None = None,
+    ) -> None:
+        self.config = config or SupervisorConfig()
+        self.clock = clock or SYSTEM_CLOCK
+        st = self.config.store
+        self._own_store = not isinstance(st, Store)
+        self.store: Store = st if isinstance(st, Store) else Store(os.fspath(st) if st else default_store_path())
+        self.jobs = JobStore(self.store, clock=self.clock)
+        self.manager = manager or ProcessManager(claude=self.config.claude, jobs=self.jobs, clock=self.clock)
+        if self.manager.jobs is None:
+            self.manager.jobs = self.jobs
+        self.sessions = SessionManager(continuation=self.config.continuation_prompt)
+        history = StrategyHistory()
+        try:
+            history.load(
+                dict(r)
+                for r in self.store.query(
+                    "SELECT strategy, error_type, succeeded, detected_at, restored_at FROM recoveries"
+                    " WHERE succeeded IS NOT NULL ORDER BY id DESC LIMIT 5000"
+                )
+            )
+        except Exception:
+            log.exception("could not seed strategy history from the store")
+        self.planner = RecoveryPlanner(history=history)
+        # learned rules ("this unknown failure is transient") persist in the run store, so a restarted
+        # supervisor keeps what it learned
+        self.classifier = classifier or Classifier(store=self.store, clock=self.clock)
+        self.alerts = AlertManager(
+            webhook=self.config.alert_webhook, min_interval=self.config.alert_min_interval, clock=self.clock
+        )
+        self.cleaner = ResourceCleaner(self.jobs, manager=self.manager, grace=self.config.kill_grace, clock=self.clock)
+        self._bus = _Bus()
+        self._handles: dict[str, JobHandle] = {}
+        self._orch = Orchestrator(
+            config=self.config,
+            jobs=self.jobs,
+            manager=self.manager,
+            sessions=self.sessions,
+            planner=self.planner,
+            classifier=self.classifier,
+            alerts=self.alerts,
+            emit=self._emit,
+            cleaner=self.cleaner,
+            clock=self.clock,
+            environ=environ,
+        )
+        self._orch.has_subscribers = lambda jid: jid in self._handles or self._bus.has_subscribers(jid)
+        self.health = HealthChecker(manager=self.manager, clock=self.clock)
+        self._tasks: dict[str, asyncio.Task[JobResult]] = {}
+        self._background: list[asyncio.Task[None]] = []
+        self._started = False
+        self._start_lock: asyncio.Lock | None = None
+        self._closed = False
+
+    # -- life cycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Reconcile the store after a possible crash and start the background loops (idempotent)."""
+        if self._started:
+            return
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self._started:
+                return
+            if self._closed:
+                raise RuntimeError("this supervisor is closed")
+            rep = await self.cleaner.startup()
+            if rep.interrupted_jobs or rep.ended_processes:
+                log.warning(
+                    "start-up: %d job(s) of a dead supervisor marked interrupted, %d leftover process(es) ended",
+                    len(rep.interrupted_jobs),
+                    len(rep.ended_processes),
+                )
+            self.health.endpoints = sorted({self._orch.endpoint_url({**self._orch.environ, **self.config.env})})
+            self._background = [
+                asyncio.create_task(self.health.run(self.config.health_interval), name="resurgo-health"),
+                asyncio.create_task(self._cleanup_loop(), name="resurgo-cleanup"),
+            ]
+            self._started = True
+
+    async def _cleanup_loop(self) -> None:
+        while True:
+            await self.clock.asleep(self.config.cleanup_interval)
+            try:
+                await self.cleaner.sweep()
+            except Exception:
+                log.exception("cleanup sweep failed")
+
+    async def __aenter__(self) -> Supervisor:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """End every running job's process group; unfinished jobs become ``interrupted``."""
+        if self._closed:
+            return
+        self._closed = True
+        self.manager.shutting_down = True
+        tasks = [t for t in self._tasks.values() if not t.done()]
+        for jid in list(self._tasks):
+            self._orch.request_cancel(jid, resumable=True, reason="the supervisor shut down")
+        for jt in tasks:
+            jt.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await self.manager.shutdown()
+        for t in self._background:
+            t.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.alerts.drain()
+        self._bus.close()
+        if self._own_store:
+            self.store.close()
+
+    # -- jobs -------------------------------------------------------------------------------------
+    def _emit(self, ev: SupervisorEvent) -> None:
+        self._bus.publish(ev)
+        if ev.job_id:
+            h = self._handles.get(ev.job_id)
+            if h is not None:
+                h._push(ev)
+        else:
+            for h in self._handles.values():
+                h._push(ev)
+
+    def _create(self, spec: JobSpec, batch_id: str | None = None) -> str:
+        env = {**self.config.env, **dict(spec.env)}
+        url = self._orch.endpoint_url({**self._orch.environ, **env})
+        rec = self.jobs.create_job(
+            spec.prompt,
+            cwd=os.path.abspath(os.fspath(spec.cwd)),
+            args=list(spec.claude_args),
+            env=dict(spec.env),
+            model=spec.model,
+            endpoint=url,
+            idem_key=spec.idem_key,
+            name=spec.name,
+            batch_id=batch_id,
+        )
+        return rec.id
+
+    def submit(self, spec: JobSpec | str, **kw: Any) -> JobHandle:
+        """Start a job now (a :class:`JobSpec`, or a prompt plus JobSpec's keywords); returns its handle."""
+        if self._closed:
+            raise RuntimeError("this supervisor is closed")
+        if isinstance(spec, str):
+            spec = JobSpec(spec, **kw)
+        elif kw:
+            raise TypeError("pass either a JobSpec or a prompt with keywords, not both")
+        job_id = self._create(spec)
+        return self._launch(job_id)
+
+    def _launch(self, job_id: str, *, reason: str | None = None, sem: asyncio.Semaphore | None = None) -> JobHandle:
+        h = self._handles.get(job_id)
+        if h is not None and not h.done():
+            return h
+        rec = self.jobs.require(job_id)
+        self._bus.publish(JobQueued(job_id=job_id, ts=self.clock.time(), name=rec.name))
+        task = asyncio.get_running_loop().create_task(self._job(job_id, reason, sem), name=f"resurgo-job-{job_id}")
+        self._tasks[job_id] = task
+        h = JobHandle(self, job_id, task)
+        self._handles[job_id] = h
+        h._push(JobQueued(job_id=job_id, ts=self.clock.time(), name=rec.name))
+        task.add_done_callback(functools.partial(self._forget, job_id))
+        return h
+
+    def _forget(self, job_id: str, _task: object = None) -> None:
+        self._tasks.pop(job_id, None)
+        h = self._handles.pop(job_id, None)
+        if h is not None:
+            h._changed.set()  # wake readers: the task is done
+
+    async def _job(self, job_id: str, reason: str | None, sem: asyncio.Semaphore | None) -> JobResult:
+        await self.start()
+        if sem is None:
+            return await self._orch.run_job(job_id, reason=reason)
+        async with sem:
+            return await self._orch.run_job(job_id, reason=reason)
+
+    async def run(
+        self,
+        prompt: str,
+        *,
+        cwd: str | os.PathLike[str] = ".",
+        model: str | None = None,
+        claude_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        name: str | None = None,
+        idem_key: str | None = None,
+        check: bool = False,
+    ) -> JobResult:
+        """Run one prompt to its end; ``check=True`` raises :class:`JobFailedError` unless it succeeded."""
+        spec = JobSpec(
+            prompt,
+            cwd=cwd,
+            model=model,
+            claude_args=tuple(claude_args),
+            env=dict(env or {}),
+            name=name,
+            idem_key=idem_key,
+        )
+        res = await self.run_spec(spec)
+        return res.raise_for_status() if check else res
+
+    async def run_spec(self, spec: JobSpec) -> JobResult:
+        job_id = self._create(spec)
+        rec = self.jobs.require(job_id)
+        if rec.state.terminal:
+            return JobResult.from_record(rec)
+        return await self._launch(job_id).result()
+
+    async def run_many(
+        self,
+        specs: Iterable[JobSpec | str],
+        *,
+        concurrency: int | None = None,
+        batch_id: str | None = None,
+    ) -> list[JobResult]:
+        """Run many jobs, at most ``concurrency`` at once; results in input order.
+
+        Idempotent by ``idem_key``: a job that already finished is not run
+        again (its stored result is returned), an unfinished one is resumed.
+        """
+        n = concurrency or self.config.concurrency
+        if n < 1:
+            raise ValueError(f"concurrency must be >= 1, got {n}")
+        await self.start()
+        sem = asyncio.Semaphore(n)
+        ids: list[str] = []
+        for s in specs:
+            spec = JobSpec(s) if isinstance(s, str) else s
+            ids.append(self._create(spec, batch_id=batch_id))
+        waits: list[asyncio.Future[JobResult]] = []
+        for jid in ids:
+            rec = self.jobs.require(jid)
+            if rec.state.terminal:
+                fut: asyncio.Future[JobResult] = asyncio.get_running_loop().create_future()
+                fut.set_result(JobResult.from_record(rec))
+                waits.append(fut)
+            elif jid in self._tasks:
+                waits.append(asyncio.ensure_future(self._handles[jid].result()))
+            else:
+                self._claim_check(jid)
+                waits.append(asyncio.ensure_future(self._launch(jid, sem=sem).result()))
+        try:
+            return list(await asyncio.gather(*waits))
+        except asyncio.CancelledError:
+            for w in waits:
+                w.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+            raise
+
+    def _claim_check(self, job_id: str) -> None:
+        """Refuse to run a job another live supervisor is running right now."""
+        from resurgo.supervise._jobs import owner_alive
+
+        rec = self.jobs.require(job_id)
+        if rec.state in ACTIVE_STATES and rec.owner not in (None, self.jobs.owner) and owner_alive(rec.owner):
+            raise JobStoreError(f"job {job_id} is being run by another supervisor ({rec.owner})")
+
+    async def resume(self, job_id: str, *, reason: str = "resumed on request") -> JobResult:
+        """Continue an interrupted or failed job, in the same session when its transcript exists."""
+        await self.start()
+        if job_id in self._tasks:
+            return await self._handles[job_id].result()
+        rec = self.jobs.require(job_id)
+        if rec.state is JobState.SUCCEEDED:
+            return JobResult.from_record(rec)
+        self._claim_check(job_id)
+        if rec.state in (JobState.FAILED, JobState.CANCELLED):
+            # an explicit request to try again: the job leaves its final state (the store forbids it
+            # for everything else, so a finished job never restarts by accident)
+            self.store.execute(
+                "UPDATE jobs SET state=?, finished_at=NULL, error_json=NULL, updated_at=?, reason=? WHERE id=?",
+                (JobState.INTERRUPTED.value, self.clock.time(), reason, job_id),
+            )
+        return await self._launch(job_id, reason=reason).result()
+
+    async def cancel(self, job_id: str, *, resumable: bool = True, reason: str = "cancelled by the user") -> JobResult:
+        """End a job's processes; it becomes ``interrupted`` (``resumable``) or ``cancelled``."""
+        h = self._handles.get(job_id)
+        if h is not None and not h.done():
+            h.cancel(resumable=resumable, reason=reason)
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([h._task])
+            return JobResult.from_record(self.jobs.require(job_id))
+        rec = self.jobs.require(job_id)
+        if not rec.state.terminal:
+            if resumable:
+                self.jobs.set_state(job_id, JobState.INTERRUPTED, reason=reason)
+            else:
+                self.jobs.finish_job(job_id, JobState.CANCELLED, reason=reason)
+        return JobResult.from_record(self.jobs.require(job_id))
+
+    @property
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        """The breaker of every endpoint used so far (shared by all jobs of that endpoint)."""
+        return {url: ep.breaker for url, ep in self._orch.endpoints.items()}
+
+    @property
+    def orchestrator(self) -> Orchestrator:
+        """The recovery orchestrator (endpoints, budgets); for instrumentation and tests."""
+        return self._orch
+
+    def handle(self, job_id: str) -> JobHandle | None:
+        """The handle of a job running in this supervisor."""
+        return self._handles.get(job_id)
+
+    def result(self, job_id: str) -> JobResult:
+        """The job's result as stored now (running jobs included)."""
+        return JobResult.from_record(self.jobs.require(job_id))
+
+    async def events(self) -> AsyncIterator[SupervisorEvent]:
+        """Every job's typed events from now on, until the supervisor closes."""
+        q = self._bus.subscribe(None)
+        try:
+            while True:
+                item = await q.get()
+                if item is None:
+                    return
+                yield item
+        finally:
+            self._bus.unsubscribe(q)
+
+
+class SyncSupervisor:
+    """The same supervisor for synchronous code: an event loop in a daemon thread.
+
+    Ctrl-C while waiting cancels the jobs being waited for (their process
+    groups end, the jobs become ``interrupted``) before ``KeyboardInterrupt``
+    propagates.  Always :meth:`close` it (or use it as a context manager).
+    """
+
+    def __init__(self, config: SupervisorConfig | None = None, **kw: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="resurgo-supervisor", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        self.supervisor: Supervisor = self._call(self._make(config, kw))
+        self._call(self.supervisor.start())
+
+    async def _make(self, config: SupervisorConfig | None, kw: dict[str, Any]) -> Supervisor:
+        return Supervisor(config, **kw)
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.call_soon(self._ready.set)
+        self._loop.run_forever()
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return fut.result()
+        except KeyboardInterrupt:
+            fut.cancel()
+            with contextlib.suppress(BaseException):
+                fut.result(timeout=30)
+            raise
+        except concurrent.futures.CancelledError:
+            raise
+
+    def run(self, prompt: str, **kw: Any) -> JobResult:
+        return self._call(self.supervisor.run(prompt, **kw))
+
+    def run_many(self, specs: Iterable[JobSpec | str], **kw: Any) -> list[JobResult]:
+        specs = list(specs)
+        return self._call(self.supervisor.run_many(specs, **kw))
+
+    def resume(self, job_id: str, **kw: Any) -> JobResult:
+        return self._call(self.supervisor.resume(job_id, **kw))
+
+    def cancel(self, job_id: str, **kw: Any) -> JobResult:
+        return self._call(self.supervisor.cancel(job_id, **kw))
+
+    def result(self, job_id: str) -> JobResult:
+        return self.supervisor.result(job_id)
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        try:
+            self._call(self.supervisor.aclose())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            with contextlib.suppress(RuntimeError):
+                self._loop.close()
+
+    def __enter__(self) -> SyncSupervisor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["JobHandle", "JobSpec", "Supervisor", "SyncSupervisor"]

@@ -1,0 +1,417 @@
+"""The recovery orchestrator's decisions and bookkeeping, on virtual time, without processes.
+
+A scripted process manager stands in for :class:`ProcessManager`: each attempt
+ends with an :class:`AttemptOutcome` built from real CLI evidence (the result
+events the real CLI printed, taken from the labelled corpus), so the real
+classifier, planner, breaker, budget and store do the work.  Waits run on a
+:class:`FakeClock`, so a one-hour quota reset takes microseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resurgo.breaker import CircuitThresholds
+from resurgo.classify import Classifier
+from resurgo.clock import FakeClock
+from resurgo.store import Store
+from resurgo.supervise import JobState, SupervisorConfig
+from resurgo.supervise._alerts import AlertManager
+from resurgo.supervise._events import SupervisorEvent, Waiting
+from resurgo.supervise._jobs import JobStore
+from resurgo.supervise._orchestrator import Orchestrator
+from resurgo.supervise._process import AttemptOutcome, AttemptSpec, StreamEvent, parse_line
+from resurgo.supervise._recovery import RecoveryPlanner
+from resurgo.supervise._session import SessionManager
+
+URL = "http://127.0.0.1:9"
+
+R_529 = {
+    "type": "result",
+    "subtype": "success",
+    "is_error": True,
+    "api_error_status": 529,
+    "result": "API Error: 529 Overloaded. This is a server-side issue, usually temporary.",
+}
+R_401 = {
+    "type": "result",
+    "subtype": "success",
+    "is_error": True,
+    "api_error_status": 401,
+    "result": "Invalid API key \u00b7 Fix external API key",
+}
+R_OK = {"type": "result", "subtype": "success", "is_error": False, "api_error_status": None, "result": "done"}
+
+
+def r_missing(sid: str) -> dict[str, Any]:
+    return {
+        "type": "result",
+        "subtype": "error_during_execution",
+        "is_error": True,
+        "api_error_status": None,
+        "result": None,
+        "errors": [f"No conversation found with session ID: {sid}"],
+    }
+
+
+def r_usage_limit(reset_in: float) -> dict[str, Any]:
+    msg = f"API Error: Request rejected (429) \u00b7 Claude AI usage limit reached|{int(time.time() + reset_in)}"
+    return {"type": "result", "subtype": "success", "is_error": True, "api_error_status": 429, "result": msg}
+
+
+Script = Callable[[AttemptSpec, int], dict[str, Any]]
+
+
+class FakeAttempt:
+    def __init__(self, mgr: FakeManager, spec: AttemptSpec, out: AttemptOutcome, hang: bool) -> None:
+        self.mgr = mgr
+        self.spec = spec
+        self._out = out
+        self._hang = hang
+        self._stopped = asyncio.Event()
+        self._done = False
+        self.pid = 4242
+
+    def done(self) -> bool:
+        return self._done
+
+    async def wait(self) -> AttemptOutcome:
+        if self._hang:
+            await self._stopped.wait()
+        else:
+            await self.mgr.clock.asleep(self._out.duration)
+        self._done = True
+        return self._out
+
+    async def stop(self, killed_by: Any = "user", reason: str | None = None) -> AttemptOutcome:
+        if not self._done:
+            self._out = _outcome(self.spec, self.mgr.clock, killed_by=killed_by, signal=15)
+            self._stopped.set()
+            self._done = True
+        return self._out
+
+
+def _outcome(
+    spec: AttemptSpec,
+    clock: FakeClock,
+    *,
+    exit_code: int | None = None,
+    signal: int | None = None,
+    result: dict[str, Any] | None = None,
+    killed_by: Any = None,
+    events: tuple[StreamEvent, ...] = (),
+    stderr: str = "",
+    duration: float = 1.0,
+) -> AttemptOutcome:
+    now = clock.time()
+    sid = spec.expected_session_id
+    evs = list(events)
+    if result is not None:
+        evs.append(parse_line(json.dumps({**result, "session_id": sid}).encode(), seq=len(evs), ts=now, mono=0))
+    return AttemptOutcome(
+        mode=spec.mode,
+        argv=("claude",),
+        cwd=str(spec.cwd),
+        pid=4242,
+        start_time=1.0,
+        requested_session_id=spec.session_id,
+        session_id=sid,
+        exit_code=exit_code,
+        signal=signal,
+        killed_by=killed_by,
+        kill_reason=None,
+        started_at=now,
+        ended_at=now + duration,
+        first_event_at=now if evs else None,
+        result_at=now if result else None,
+        event_count=len(evs),
+        unparseable_count=0,
+        type_counts={},
+        events=tuple(evs),
+        init=None,
+        result={**result, "session_id": sid} if result else None,
+        stderr_tail=stderr,
+        stderr_bytes=len(stderr),
+    )
+
+
+class FakeManager:
+    """Plays ``script(spec, n) -> outcome kwargs`` for the n-th attempt (1-based) of all jobs."""
+
+    def __init__(self, clock: FakeClock, script: Script, home: Path) -> None:
+        self.clock = clock
+        self.script = script
+        self.home = home
+        self.shutting_down = False
+        self.specs: list[AttemptSpec] = []
+        self.jobs: Any = None
+        # what the supervisor's cleaner and health checker look at
+        self.active: list[Any] = []
+        self.pending: list[Any] = []
+        self.leaders: set[int] = set()
+        self.tmp_root = home / "tmp"
+
+    async def shutdown(self, *, reason: str = "") -> list[AttemptOutcome]:
+        self.shutting_down = True
+        return []
+
+    async def start(self, spec: AttemptSpec, *, on_event: Any = None) -> FakeAttempt:
+        self.specs.append(spec)
+        kw = dict(self.script(spec, len(self.specs)))
+        hang = kw.pop("hang", False)
+        transcript = kw.pop("transcript", True)
+        sid = spec.expected_session_id
+        assert sid is not None
+        if transcript:  # what the CLI does once it has run a turn
+            d = self.home / ".claude" / "projects" / _proj(spec.cwd)
+            d.mkdir(parents=True, exist_ok=True)
+            (d / f"{sid}.jsonl").write_text("{}\n")
+        out = _outcome(spec, self.clock, **kw)
+        if on_event is not None:
+            init = parse_line(
+                json.dumps({"type": "system", "subtype": "init", "session_id": sid}).encode(),
+                seq=0,
+                ts=self.clock.time(),
+                mono=0,
+            )
+            on_event(init)
+            for ev in out.events:
+                on_event(ev)
+        return FakeAttempt(self, spec, out, hang)
+
+
+def _proj(cwd: Any) -> str:
+    import os
+    import re
+
+    return re.sub(r"[^A-Za-z0-9]", "-", os.path.realpath(str(cwd)))
+
+
+class Rig:
+    def __init__(self, tmp_path: Path, script: Script, **cfg: Any) -> None:
+        self.clock = FakeClock()
+        self.home = tmp_path / "home"
+        self.home.mkdir()
+        self.cwd = tmp_path / "work"
+        self.cwd.mkdir()
+        self.store = Store(":memory:")
+        self.jobs = JobStore(self.store, clock=self.clock)
+        self.manager = FakeManager(self.clock, script, self.home)
+        base: dict[str, Any] = {"backoff_base": 1.0, "backoff_cap": 8.0, "max_recoveries": 3, "recovery_period": 600.0}
+        base.update(cfg)
+        self.config = SupervisorConfig(**base)
+        self.alerts = AlertManager(clock=self.clock, min_interval=60.0)
+        self.events: list[SupervisorEvent] = []
+        self.orch = Orchestrator(
+            config=self.config,
+            jobs=self.jobs,
+            manager=self.manager,
+            sessions=SessionManager(),  # type: ignore[arg-type]
+            planner=RecoveryPlanner(),
+            classifier=Classifier(),
+            alerts=self.alerts,
+            emit=self.events.append,
+            clock=self.clock,
+            environ={"HOME": str(self.home), "ANTHROPIC_BASE_URL": URL},
+        )
+
+    def job(self, prompt: str = "do it") -> str:
+        return self.jobs.create_job(prompt, cwd=self.cwd, endpoint=URL).id
+
+    def rows(self, sql: str) -> list[Any]:
+        return [dict(r) for r in self.store.query(sql)]
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+async def test_success_on_the_first_attempt_records_one_retries_row(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, lambda spec, n: {"exit_code": 0, "result": R_OK})
+    res = await rig.orch.run_job(rig.job())
+    assert res.ok and res.exit_status == 0 and res.attempts == 1 and res.recoveries == 0
+    assert res.result_text == "done"
+    assert rig.rows("SELECT attempts, succeeded, slept_s FROM retries") == [
+        {"attempts": 1, "succeeded": 1, "slept_s": 0.0}
+    ]
+    assert rig.clock.sleeps == [1.0]  # only the attempt itself; no backoff
+
+
+async def test_a_killed_cli_is_resumed_in_the_same_session_without_backoff(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, lambda spec, n: {"signal": 9} if n == 1 else {"exit_code": 0, "result": R_OK})
+    res = await rig.orch.run_job(rig.job("the original prompt"))
+    assert res.ok and res.attempts == 2 and res.recoveries == 1
+    s1, s2 = rig.manager.specs
+    assert (s1.mode, s2.mode) == ("start", "resume")
+    assert s2.session_id == s1.session_id
+    assert s2.prompt != "the original prompt" and "interrupted" in s2.prompt  # the continuation prompt
+    (rec,) = rig.rows("SELECT strategy, error_type, succeeded, restored_at, detected_at, waited_s FROM recoveries")
+    assert rec["strategy"] == "resume_session" and rec["error_type"] == "process" and rec["succeeded"] == 1
+    assert rec["restored_at"] >= rec["detected_at"] and rec["waited_s"] == 0
+    assert rig.clock.sleeps == [1.0, 1.0]  # first recovery: no back-off (OTP intensity starts at zero)
+    (err,) = rig.rows("SELECT type, retryable FROM errors")
+    assert err == {"type": "process", "retryable": 1}
+    # a signal on a healthy API says nothing about the endpoint
+    assert rig.orch.endpoints[URL].breaker.metrics().failures == 0
+
+
+async def test_a_crash_before_any_transcript_starts_over_with_the_original_prompt(tmp_path: Path) -> None:
+    rig = Rig(
+        tmp_path, lambda spec, n: {"signal": 9, "transcript": False} if n == 1 else {"exit_code": 0, "result": R_OK}
+    )
+    res = await rig.orch.run_job(rig.job("original"))
+    assert res.ok
+    s1, s2 = rig.manager.specs
+    assert s2.mode == "start" and s2.prompt == "original" and s2.session_id != s1.session_id
+    assert [a.kind for a in rig.jobs.attempts(res.job_id)] == ["start", "restart"]
+
+
+async def test_401_gives_up_at_once_escalates_and_exits_with_status_3(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, lambda spec, n: {"exit_code": 1, "result": R_401})
+    res = await rig.orch.run_job(rig.job())
+    assert res.state is JobState.FAILED and res.exit_status == 3
+    assert res.attempts == 1 and res.recoveries == 0
+    assert res.error is not None and res.error.type is not None and res.error.type.value == "auth"
+    assert [a.kind for a in rig.alerts.sent] == ["escalation"]
+    assert rig.orch.endpoints[URL].breaker.metrics().failures == 0
+    assert rig.rows("SELECT attempts, succeeded FROM retries") == [{"attempts": 1, "succeeded": 0}]
+
+
+async def test_restart_intensity_limit_fails_the_job_with_a_clear_reason(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, lambda spec, n: {"signal": 11}, max_recoveries=3, backoff_base=1.0, backoff_cap=8.0)
+    res = await rig.orch.run_job(rig.job())
+    assert res.state is JobState.FAILED and res.exit_status == 1
+    assert res.attempts == 4 and res.recoveries == 3
+    assert res.reason is not None and "3 recoveries" in res.reason and "limit 3" in res.reason
+    # each attempt takes 1 s; CrashLoop back-off between recoveries: 0, then 1, then 2
+    assert rig.clock.sleeps == [1.0, 1.0, 1.0, 1.0, 2.0, 1.0]
+    assert [a.kind for a in rig.alerts.sent] == ["gave_up"]
+    assert rig.rows("SELECT succeeded FROM recoveries") == [{"succeeded": 0}] * 3
+
+
+async def test_a_quota_reset_is_waited_for_and_does_not_count_as_a_crash(tmp_path: Path) -> None:
+    rig = Rig(
+        tmp_path,
+        lambda spec, n: {"exit_code": 1, "result": r_usage_limit(3600)} if n <= 4 else {"exit_code": 0, "result": R_OK},
+        max_recoveries=1,
+    )
+    res = await rig.orch.run_job(rig.job())
+    # four server-imposed waits in a row, although only one crash-recovery is allowed
+    assert res.ok and res.recoveries == 4
+    long_waits = [s for s in rig.clock.sleeps if s > 3000]
+    assert len(long_waits) == 4
+    recs = rig.rows("SELECT strategy, waited_s FROM recoveries")
+    assert {r["strategy"] for r in recs} == {"wait_until"}
+    assert all(r["waited_s"] > 3000 for r in recs)
+    assert any(isinstance(e, Waiting) and e.until_ts is not None for e in rig.events)
+
+
+async def test_resume_that_finds_no_conversation_starts_fresh_once(tmp_path: Path) -> None:
+    def script(spec: AttemptSpec, n: int) -> dict[str, Any]:
+        if n == 1:
+            return {"signal": 9}
+        if n == 2:
+            return {"exit_code": 1, "result": r_missing(spec.session_id or ""), "transcript": False}
+        return {"exit_code": 0, "result": R_OK}
+
+    rig = Rig(tmp_path, script)
+    res = await rig.orch.run_job(rig.job("original"))
+    assert res.ok
+    modes = [(s.mode, s.prompt == "original") for s in rig.manager.specs]
+    assert modes == [("start", True), ("resume", False), ("start", True)]
+    assert [r["strategy"] for r in rig.rows("SELECT strategy FROM recoveries")] == ["resume_session", "fork_session"]
+
+
+async def test_529s_open_the_shared_breaker_and_other_jobs_wait_for_it(tmp_path: Path) -> None:
+    calls = {"n": 0}
+
+    def script(spec: AttemptSpec, n: int) -> dict[str, Any]:
+        calls["n"] += 1
+        return {"exit_code": 1, "result": R_529} if calls["n"] <= 6 else {"exit_code": 0, "result": R_OK}
+
+    br = CircuitThresholds(
+        min_calls=4,
+        failure_rate=0.5,
+        wait_in_open=10.0,
+        half_open_max_calls=1,
+        slow_call_duration=600.0,
+        half_open_lease=600.0,
+    )
+    rig = Rig(tmp_path, script, breaker=br, max_recoveries=10, retry_budget_min_per_sec=10.0)
+    ids = [rig.job(f"job {i}") for i in range(4)]
+    results = await asyncio.gather(*(rig.orch.run_job(j) for j in ids))
+    assert all(r.ok for r in results)
+    trans = [(r["from_state"], r["to_state"]) for r in rig.rows("SELECT from_state, to_state FROM breaker_transitions")]
+    assert trans[0] == ("closed", "open") and trans[-1] == ("half_open", "closed")
+    assert [a.kind for a in rig.alerts.sent].count("breaker_open") == 1  # rate limited: one per key per minute
+    waits = [e for e in rig.events if isinstance(e, Waiting) and "breaker" in e.reason]
+    assert waits
+    # waiting for the breaker is recorded as imposed wait, not as our recovery time
+    assert any(r["waited_s"] >= 10.0 for r in rig.rows("SELECT waited_s FROM recoveries"))
+    assert rig.orch.endpoints[URL].breaker.metrics().failures >= 4
+
+
+async def test_an_empty_retry_budget_alerts_once_and_waits_instead_of_failing(tmp_path: Path) -> None:
+    rig = Rig(
+        tmp_path,
+        lambda spec, n: {"signal": 9} if n <= 2 else {"exit_code": 0, "result": R_OK},
+        retry_budget_ratio=0.0,
+        retry_budget_min_per_sec=0.0,
+        budget_wait_max=5.0,
+        max_recoveries=5,
+    )
+    res = await rig.orch.run_job(rig.job())
+    assert res.ok and res.recoveries == 2
+    assert [a.kind for a in rig.alerts.sent] == ["budget_exhausted"]  # the second is rate limited
+    assert (rig.rows("SELECT slept_s FROM retries")[0]["slept_s"]) >= 10.0  # two bounded waits of 5 s
+
+
+async def test_cancelling_a_waiting_job_leaves_it_interrupted_and_resumable(tmp_path: Path) -> None:
+    rig = Rig(
+        tmp_path,
+        lambda spec, n: {"exit_code": 1, "result": r_usage_limit(3600)} if n == 1 else {"exit_code": 0, "result": R_OK},
+    )
+    jid = rig.job()
+    real = rig.clock.asleep
+
+    async def slow_asleep(s: float) -> None:  # a long wait yields for real, so the test can cancel it
+        if s > 1000:
+            await asyncio.sleep(10)
+        await real(s)
+
+    rig.clock.asleep = slow_asleep  # type: ignore[method-assign]
+    t = asyncio.create_task(rig.orch.run_job(jid))
+    for _ in range(100):
+        await asyncio.sleep(0)
+        if rig.jobs.require(jid).state is JobState.WAITING:
+            break
+    assert rig.jobs.require(jid).state is JobState.WAITING
+    t.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await t
+    assert rig.jobs.require(jid).state is JobState.INTERRUPTED
+    rig.clock.asleep = real  # type: ignore[method-assign]
+    res = await rig.orch.run_job(jid)
+    assert res.ok and rig.manager.specs[-1].mode == "resume"
+
+
+async def test_cancelling_a_running_attempt_stops_it_and_keeps_the_job(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, lambda spec, n: {"hang": True})
+    jid = rig.job()
+    t = asyncio.create_task(rig.orch.run_job(jid))
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert rig.jobs.require(jid).state is JobState.RUNNING
+    t.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await t
+    rec = rig.jobs.require(jid)
+    assert rec.state is JobState.INTERRUPTED
+    (a,) = rig.jobs.attempts(jid)
+    assert a.outcome == "cancelled" and a.killed_by == "user"

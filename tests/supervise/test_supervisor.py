@@ -1,0 +1,259 @@
+"""The public Supervisor API without the CLI: configuration, alerts, handles, events, idempotency, sync facade.
+
+Processes are played by the scripted manager of ``test_orchestrator`` (real
+classifier, planner, breaker and store); the real CLI is exercised in
+``test_supervisor_integration``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resurgo.classify import ErrorClass, ErrorType
+from resurgo.clock import SYSTEM_CLOCK, FakeClock
+from resurgo.store import Store
+from resurgo.supervise import (
+    AlertManager,
+    AttemptStarted,
+    ConfigError,
+    JobFailedError,
+    JobFinished,
+    JobQueued,
+    JobSpec,
+    JobState,
+    Supervisor,
+    SupervisorConfig,
+    SyncSupervisor,
+    exit_status_for,
+)
+
+from .test_orchestrator import R_401, R_OK, URL, FakeManager, Script
+
+# -- configuration -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kw", "needle"),
+    [
+        ({"concurrency": 0}, "concurrency"),
+        ({"stall_timeout": -1}, "stall_timeout"),
+        ({"backoff_base": 5.0, "backoff_cap": 1.0}, "backoff_cap"),
+        ({"kill_grace": float("nan")}, "kill_grace"),
+        ({"fallback_endpoints": ["ftp://x"]}, "fallback_endpoints"),
+        ({"fallback_models": "opus"}, "fallback_models"),
+        ({"alert_webhook": "file:///etc/passwd"}, "alert_webhook"),
+        ({"cli_max_retries": -2}, "cli_max_retries"),
+        ({"env": {"A": 1}}, "env"),
+    ],
+)
+def test_config_rejects_bad_values_naming_the_field(kw: dict[str, Any], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        SupervisorConfig(**kw)
+
+
+def test_config_from_dict_checks_keys_and_takes_a_breaker_table() -> None:
+    cfg = SupervisorConfig.from_dict({"concurrency": 2, "breaker": {"min_calls": 7}, "fallback_models": ["m"]})
+    assert cfg.concurrency == 2 and cfg.breaker.min_calls == 7 and cfg.fallback_models == ("m",)
+    assert cfg.breaker.slow_call_duration == 3600.0  # the supervisor's defaults, not the library's
+    with pytest.raises(ConfigError, match=r"unknown supervisor setting.*concurrancy"):
+        SupervisorConfig.from_dict({"concurrancy": 2})
+    with pytest.raises(ConfigError, match=r"breaker.*failure_rate"):
+        SupervisorConfig.from_dict({"breaker": {"failure_rate": 50}})
+
+
+def test_exit_statuses_say_how_a_job_ended() -> None:
+    auth = ErrorClass(ErrorType.AUTH, None, "credentials", "bad key", False)
+    bad = ErrorClass(ErrorType.VALIDATION, None, "invalid_request", "bad", False)
+    flaky = ErrorClass(ErrorType.NETWORK, None, "connection", "reset", True)
+    assert exit_status_for(JobState.SUCCEEDED, None) == 0
+    assert exit_status_for(JobState.FAILED, flaky) == 1
+    assert exit_status_for(JobState.FAILED, auth) == 3
+    assert exit_status_for(JobState.FAILED, bad) == 4
+    assert exit_status_for(JobState.INTERRUPTED, None) == 5
+    assert exit_status_for(JobState.CANCELLED, None) == 5
+    assert exit_status_for(JobState.INTERRUPTED, None, internal=True) == 6
+
+
+# -- alerts ------------------------------------------------------------------------------------------
+
+
+class _Hook(http.server.BaseHTTPRequestHandler):
+    got: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:
+        n = int(self.headers.get("content-length") or 0)
+        _Hook.got.append(json.loads(self.rfile.read(n)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *a: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def hook_url() -> Iterator[str]:
+    _Hook.got = []
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}/alerts"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        t.join(5)
+
+
+def test_alerts_are_rate_limited_per_key_redacted_and_posted(hook_url: str) -> None:
+    clock = FakeClock()
+    am = AlertManager(webhook=hook_url, min_interval=60.0, clock=clock, timeout=2.0)
+    secret = "sk-ant-api03-" + "x" * 30
+    assert am.alert("escalation", "job:1", f"bad key {secret}") is not None
+    for _ in range(999):  # a storm of the same alert
+        assert am.alert("escalation", "job:1", "again") is None
+    assert am.alert("breaker_open", "endpoint:a", "opened") is not None  # another key is not suppressed
+    clock.advance(61)
+    a = am.alert("escalation", "job:1", "still failing")
+    assert a is not None and a.suppressed == 999
+    assert len(_Hook.got) == 3 and am.delivered == 3
+    assert secret not in json.dumps(_Hook.got)
+    assert _Hook.got[0]["message"].startswith("bad key sk-ant-<redacted>")
+    assert _Hook.got[2]["suppressed"] == 999
+
+
+def test_a_dead_webhook_is_logged_not_fatal() -> None:
+    am = AlertManager(webhook="http://127.0.0.1:9/none?token=abc", timeout=0.5)
+    assert am.alert("escalation", "x", "y") is not None
+    assert am.delivery_failures == 1 and am.delivered == 0
+
+
+# -- the Supervisor over scripted attempts -----------------------------------------------------------
+
+
+def _sup(tmp_path: Path, script: Script, **cfg: Any) -> tuple[Supervisor, FakeManager]:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    mgr = FakeManager(SYSTEM_CLOCK, script, home)  # type: ignore[arg-type]
+    base: dict[str, Any] = {"store": Store(str(tmp_path / "s.db")), "backoff_base": 0.01, "backoff_cap": 0.05}
+    base.update(cfg)
+    sup = Supervisor(
+        SupervisorConfig(**base),
+        manager=mgr,  # type: ignore[arg-type]
+        environ={"HOME": str(home), "ANTHROPIC_BASE_URL": URL},
+    )
+    return sup, mgr
+
+
+def ok(spec: Any, n: int) -> dict[str, Any]:
+    return {"exit_code": 0, "result": R_OK, "duration": 0.01}
+
+
+async def test_run_many_is_idempotent_by_key_and_keeps_input_order(tmp_path: Path) -> None:
+    sup, mgr = _sup(tmp_path, ok)
+    specs = [JobSpec(f"p{i}", cwd=tmp_path, idem_key=f"k{i}") for i in range(5)]
+    async with sup:
+        first = await sup.run_many(specs, concurrency=2)
+        assert [r.ok for r in first] == [True] * 5
+        assert len(mgr.specs) == 5
+        again = await sup.run_many([*specs, JobSpec("p5", cwd=tmp_path, idem_key="k5")])
+    assert [r.job_id for r in again[:5]] == [r.job_id for r in first]
+    assert len(mgr.specs) == 6  # only the new job ran
+    assert [r.idem_key for r in again] == [f"k{i}" for i in range(6)]
+
+
+async def test_handle_events_are_typed_and_end_with_the_result(tmp_path: Path) -> None:
+    sup, _ = _sup(tmp_path, lambda s, n: {"signal": 9, "duration": 0.01} if n == 1 else ok(s, n))
+    async with sup:
+        h = sup.submit("go", cwd=tmp_path)
+        evs = [ev async for ev in h.events()]
+        res = await h.result()
+    kinds = [type(e).__name__ for e in evs]
+    assert kinds[0] == "JobQueued" and kinds[-1] == "JobFinished"
+    for k in ("AttemptStarted", "CliEvent", "FailureDetected", "RecoveryPlanned", "Restored"):
+        assert k in kinds
+    starts = [e for e in evs if isinstance(e, AttemptStarted)]
+    assert [(s.n, s.kind) for s in starts] == [(1, "start"), (2, "resume")]
+    fin = evs[-1]
+    assert isinstance(fin, JobFinished) and fin.result == res and res.ok
+
+
+async def test_handle_cancel_ends_the_attempt_and_leaves_the_job_resumable(tmp_path: Path) -> None:
+    sup, mgr = _sup(tmp_path, lambda s, n: {"hang": True} if n == 1 else ok(s, n))
+    async with sup:
+        h = sup.submit("go", cwd=tmp_path)
+        while not mgr.specs:
+            await asyncio.sleep(0.01)
+        h.cancel()
+        res = await h.result()
+        assert res.state is JobState.INTERRUPTED and res.exit_status == 5
+        again = await sup.resume(h.job_id)
+    assert again.ok and mgr.specs[-1].mode == "resume"
+
+
+async def test_a_failed_job_can_be_resumed_on_request_and_run_check_raises(tmp_path: Path) -> None:
+    sup, _mgr = _sup(tmp_path, lambda s, n: {"exit_code": 1, "result": R_401, "duration": 0.01} if n == 1 else ok(s, n))
+    async with sup:
+        with pytest.raises(JobFailedError) as ei:
+            await sup.run("go", cwd=tmp_path, check=True)
+        assert ei.value.result.exit_status == 3
+        assert ei.value.error_class is not None and ei.value.error_class.type is ErrorType.AUTH
+        res = await sup.resume(ei.value.result.job_id)
+    assert res.ok and res.attempts == 2
+
+
+async def test_aclose_interrupts_running_jobs_and_never_loses_them(tmp_path: Path) -> None:
+    sup, mgr = _sup(tmp_path, lambda s, n: {"hang": True})
+    await sup.start()
+    hs = [sup.submit(f"p{i}", cwd=tmp_path) for i in range(3)]
+    while len(mgr.specs) < 3:
+        await asyncio.sleep(0.01)
+    await sup.aclose()
+    states = {sup.jobs.require(h.job_id).state for h in hs}
+    assert states == {JobState.INTERRUPTED}
+
+
+async def test_supervisor_events_stream_every_job(tmp_path: Path) -> None:
+    sup, _ = _sup(tmp_path, ok)
+    seen: list[Any] = []
+    async with sup:
+
+        async def listen() -> None:
+            async for ev in sup.events():
+                seen.append(ev)
+
+        t = asyncio.create_task(listen())
+        await asyncio.sleep(0)
+        await sup.run_many([JobSpec(f"p{i}", cwd=tmp_path) for i in range(2)])
+        await asyncio.sleep(0)
+        t.cancel()
+    assert len([e for e in seen if isinstance(e, JobQueued)]) == 2
+    assert len([e for e in seen if isinstance(e, JobFinished)]) == 2
+
+
+def test_sync_supervisor_runs_jobs_from_plain_code(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    mgr = FakeManager(SYSTEM_CLOCK, ok, home)  # type: ignore[arg-type]
+    cfg = SupervisorConfig(store=str(tmp_path / "s.db"))
+    with SyncSupervisor(cfg, manager=mgr, environ={"HOME": str(home), "ANTHROPIC_BASE_URL": URL}) as sup:
+        r = sup.run("hello", cwd=str(tmp_path))
+        rs = sup.run_many(["a", "b"])
+        assert r.ok and [x.ok for x in rs] == [True, True]
+        assert sup.result(r.job_id).state is JobState.SUCCEEDED
+
+
+async def test_a_missing_cli_fails_the_job_with_a_clear_configuration_error(tmp_path: Path) -> None:
+    cfg = SupervisorConfig(store=str(tmp_path / "s.db"), claude=str(tmp_path / "no-such-claude"))
+    async with Supervisor(cfg, environ={"HOME": str(tmp_path), "ANTHROPIC_BASE_URL": URL}) as sup:
+        res = await sup.run("hello", cwd=tmp_path)
+    assert res.state is JobState.FAILED and res.exit_status == 4
+    assert res.reason is not None and "no-such-claude" in res.reason
+    assert res.error is not None and res.error.category == "binary_missing"
