@@ -27,11 +27,15 @@ from resurgo.chaos._report import (
     snapshot_files,
     snapshot_processes,
 )
+from resurgo.chaos._runner import ChaosConfig, ChaosError, ChaosRunner, run_chaos
 
 __all__ = [
     "BreakerEvent",
     "Candidate",
+    "ChaosConfig",
+    "ChaosError",
     "ChaosReport",
+    "ChaosRunner",
     "ClassificationRecord",
     "FaultConfig",
     "FaultLog",
@@ -53,6 +57,7 @@ __all__ = [
     "new_processes",
     "percentile",
     "render_report",
+    "run_chaos",
     "snapshot_files",
     "snapshot_processes",
     "stress_ng_path",

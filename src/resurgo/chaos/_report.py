@@ -238,6 +238,10 @@ class ChaosReport:
     recovery_max: float | None = None
     mttr: float | None = None
     mtbf: float | None = None
+    # job-seconds of operation per incident (set by the chaos runner, which knows when each job
+    # really started): with many jobs at once, the system-wide MTBF above shrinks towards zero
+    # as concurrency grows, this one does not
+    mtbf_job: float | None = None
     downtime: float = 0.0
     # breakers
     breaker_openings: int = 0
@@ -261,6 +265,8 @@ class ChaosReport:
     fault_windows: list[dict[str, Any]] = field(default_factory=list)
     leaked_processes: list[dict[str, Any]] = field(default_factory=list)
     leaked_temp_files: list[str] = field(default_factory=list)
+    # how each incident was explained (chaos runner: causes, confusion pairs, unexplained ones)
+    attribution: dict[str, Any] = field(default_factory=dict)
 
     @property
     def duration(self) -> float:
@@ -594,6 +600,7 @@ def render_report(r: ChaosReport) -> Group:
             f"{_s(r.recovery_p50, ' s')} / {_s(r.recovery_p95, ' s')} / {_s(r.recovery_max, ' s')}",
         ),
         ("MTTR / MTBF", f"{_s(r.mttr, ' s')} / {_s(r.mtbf, ' s')}"),
+        *([("MTBF per job (job-s per incident)", _s(r.mtbf_job, " s"))] if r.mtbf_job is not None else []),
         ("breaker openings", str(r.breaker_openings)),
         (
             "breaker reaction p50 / max",
