@@ -8,6 +8,8 @@ the general resilience library never drags in the Claude-specific supervisor.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -84,13 +86,55 @@ __all__ = [
 ]
 
 
+class _CallableModule(types.ModuleType):
+    """``resurgo.classify`` / ``resurgo.retry``: a sub-package that is also the function of its name.
+
+    Importing a sub-package (any ``import resurgo.retry`` or ``from resurgo.retry
+    import ...``, which the supervisor does) makes Python set the attribute
+    ``resurgo.retry`` to the module, replacing the re-exported function, so
+    ``resurgo.retry(max_attempts=5)`` would fail with "module is not callable"
+    depending on import order.  Calling these two modules calls their function,
+    so both spellings work whatever was imported first.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self, self.__name__.rpartition(".")[2])(*args, **kwargs)
+
+
+def _callable(module: types.ModuleType) -> types.ModuleType:
+    if not isinstance(module, _CallableModule):
+        module.__class__ = _CallableModule
+    return module
+
+
+#: Public names that are both a function and the sub-package defining it.
+_CALLABLE_SUBPACKAGES = ("classify", "retry")
+
+
 def __getattr__(name: str) -> Any:
     mod = _EXPORTS.get(name)
     if mod is None:
         raise AttributeError(f"module 'resurgo' has no attribute {name!r}")
-    value = getattr(importlib.import_module(mod), name)
+    module = importlib.import_module(mod)
+    value = _callable(module) if name in _CALLABLE_SUBPACKAGES else getattr(module, name)
     globals()[name] = value
     return value
+
+
+class _Package(types.ModuleType):
+    """This package's module type: the import system's ``setattr(resurgo, "retry", module)``
+    after a sub-package import makes that module callable (see :class:`_CallableModule`)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _CALLABLE_SUBPACKAGES and isinstance(value, types.ModuleType):
+            value = _callable(value)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+for _name in _CALLABLE_SUBPACKAGES:  # imported before this module finished (unusual, but possible)
+    if f"{__name__}.{_name}" in sys.modules:
+        setattr(sys.modules[__name__], _name, sys.modules[f"{__name__}.{_name}"])
 
 
 def __dir__() -> list[str]:

@@ -5,6 +5,8 @@ numbers agree wherever they are shown (dashboard, ``/metrics``, scripts) and
 survive supervisor restarts.  Definitions: ``docs/metrics.md``.
 """
 
+from typing import TYPE_CHECKING
+
 from resurgo.observe._jobs import job_detail, list_jobs
 from resurgo.observe._metrics import (
     RECOVERY_BUCKETS,
@@ -32,6 +34,9 @@ from resurgo.observe._metrics import (
     summary,
 )
 from resurgo.observe._redact import REDACTED, is_secret_name, redact, redact_obj
+
+if TYPE_CHECKING:  # typed for users; imported lazily at run time (below)
+    from resurgo.observe._prometheus import ResurgoCollector, make_registry, metrics_text, start_metrics_server
 
 __all__ = [
     "RECOVERY_BUCKETS",

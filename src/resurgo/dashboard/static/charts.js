@@ -69,11 +69,23 @@ const Charts = (() => {
     node.addEventListener("mouseleave", () => { const t = tip(); if (t) t.classList.remove("show"); });
   }
 
-  function niceMax(v) {
-    if (v <= 0) return 1;
-    const p = Math.pow(10, Math.floor(Math.log10(v)));
-    for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
-    return 10 * p;
+  /* A count axis: whole-number ticks (a count of 2.5 errors means nothing), at most 5 steps. */
+  function countScale(v) {
+    if (v <= 0) return { top: 1, step: 1 };
+    let step = 1;
+    for (let p = 1; ; p *= 10) {
+      const s = [1, 2, 5].map((m) => m * p).find((x) => Math.ceil(v / x) <= 5);
+      if (s) { step = s; break; }
+    }
+    return { top: Math.ceil(v / step) * step, step };
+  }
+
+  function countGrid(svg, m, W, H, scale) {
+    for (let v = 0; v <= scale.top; v += scale.step) {
+      const y = m.t + H - (H * v) / scale.top;
+      el("line", { x1: m.l, x2: m.l + W, y1: y, y2: y, class: "grid-line" }, svg);
+      text(svg, m.l - 6, y + 4, String(v), { "text-anchor": "end" });
+    }
   }
 
   function fmtClock(ts, span) {
@@ -105,13 +117,9 @@ const Charts = (() => {
     const m = { l: 34, r: 8, t: 10, b: 26 };
     const H = (height || 230) - m.t - m.b;
     const W = width - m.l - m.r;
-    const max = niceMax(Math.max(...buckets.map((b) => Object.values(b.counts).reduce((a, c) => a + c, 0))));
-    for (let i = 0; i <= 4; i++) {
-      const y = m.t + H - (H * i) / 4;
-      el("line", { x1: m.l, x2: m.l + W, y1: y, y2: y, class: "grid-line" }, svg);
-      const v = (max * i) / 4;
-      text(svg, m.l - 6, y + 4, Number.isInteger(v) ? String(v) : v.toFixed(1), { "text-anchor": "end" });
-    }
+    const scale = countScale(Math.max(...buckets.map((b) => Object.values(b.counts).reduce((a, c) => a + c, 0))));
+    const max = scale.top;
+    countGrid(svg, m, W, H, scale);
     const span = end - start;
     const bw = (W * bucketS) / span;
     const gap = Math.min(2, bw * 0.2);
@@ -132,6 +140,14 @@ const Charts = (() => {
     timeAxis(svg, m.l, m.l + W, m.t + H, start, end);
   }
 
+  /* A breaker's name fitted to its label column: the supervisor's "endpoint:" + base URL
+   * shows as "host:port" (the whole name is in the tooltip), and anything still too long is cut. */
+  function shortName(name, px) {
+    const s = String(name).replace(/^endpoint:/, "").replace(/^https?:\/\//, "").replace(/\/$/, "");
+    const max = Math.max(4, Math.floor(px / 7.2));
+    return s.length > max ? s.slice(0, max - 1) + "…" : s;
+  }
+
   /* Coloured state bands, one row per breaker: rows [{name, segments: [{state, start, end}]}]. */
   function stateTimeline(container, { rows, start, end, colors, fmtDur }) {
     if (!rows.length) return empty(container, "No circuit breaker has changed state yet.");
@@ -141,7 +157,9 @@ const Charts = (() => {
     const x0 = labelW, x1 = width - 8, W = x1 - x0, span = Math.max(end - start, 1e-9);
     rows.forEach((row, i) => {
       const y = 4 + i * (rowH + gap);
-      text(svg, 0, y + rowH / 2 + 4, row.name, { class: "label-strong", "data-breaker": row.name });
+      const label = text(svg, 0, y + rowH / 2 + 4, shortName(row.name, labelW - 8), { class: "label-strong",
+        "data-breaker": row.name });
+      hover(label, row.name);
       text(svg, 0, y + rowH / 2 + 17, row.subtitle || "", {});
       el("rect", { x: x0, y, width: W, height: rowH, fill: "#10161d", rx: 4 }, svg);
       for (const s of row.segments) {
@@ -160,22 +178,34 @@ const Charts = (() => {
     const total = bins.reduce((s, b) => s + b.count, 0);
     if (!total) return empty(container, "No completed recovery in this range.");
     const { svg, width } = svgFor(container, height || 220);
-    const m = { l: 30, r: 8, t: 16, b: 30 };
+    // the top strip holds the marker labels, above the count printed on the tallest bar
+    const m = { l: 30, r: 8, t: 30, b: 30 };
     const H = (height || 220) - m.t - m.b, W = width - m.l - m.r;
-    const max = niceMax(Math.max(...bins.map((b) => b.count)));
-    for (let i = 0; i <= 4; i++) {
-      const y = m.t + H - (H * i) / 4;
-      el("line", { x1: m.l, x2: m.l + W, y1: y, y2: y, class: "grid-line" }, svg);
-      const v = (max * i) / 4;
-      text(svg, m.l - 6, y + 4, Number.isInteger(v) ? String(v) : v.toFixed(1), { "text-anchor": "end" });
-    }
+    const scale = countScale(Math.max(...bins.map((b) => b.count)));
+    const max = scale.top;
+    countGrid(svg, m, W, H, scale);
     const bw = W / bins.length;
-    // Markers first, so bars and their counts are drawn over the dashed lines.
+    // Markers first, so bars and their counts are drawn over the dashed lines.  Markers in the
+    // same bin (p50 and p95 often are, with few recoveries) share one line and one label, or
+    // their texts would be drawn over each other.
+    const byBin = new Map();
     for (const mk of markers || []) {
       if (mk.bin == null) continue;
-      const x = m.l + (mk.bin + 0.5) * bw;
-      el("line", { x1: x, x2: x, y1: m.t - 6, y2: m.t + H, stroke: mk.color, class: "marker" }, svg);
-      text(svg, x + 4, m.t - 4, mk.label, { fill: mk.color });
+      if (!byBin.has(mk.bin)) byBin.set(mk.bin, []);
+      byBin.get(mk.bin).push(mk);
+    }
+    let labelEnd = -Infinity;
+    for (const [bin, mks] of [...byBin.entries()].sort((a, b) => a[0] - b[0])) {
+      const x = m.l + (bin + 0.5) * bw;
+      el("line", { x1: x, x2: x, y1: 8, y2: m.t + H, stroke: mks[0].color, class: "marker" }, svg);
+      const right = x > m.l + W * 0.7;  // near the right edge: the label goes to the left of its line
+      const t = el("text", { x: right ? x - 4 : Math.max(x + 4, labelEnd + 8), y: 10, class: "marker-label",
+        "text-anchor": right ? "end" : "start" }, svg);
+      mks.forEach((mk, i) => {
+        const span = el("tspan", { fill: mk.color }, t);
+        span.textContent = (i ? " · " : "") + mk.label;
+      });
+      labelEnd = right ? x : Math.max(x + 4, labelEnd + 8) + t.getComputedTextLength();
     }
     bins.forEach((b, i) => {
       const h = (H * b.count) / max;
