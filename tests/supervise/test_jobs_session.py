@@ -216,3 +216,37 @@ def test_plan_start_over_resume_and_one_fallback(tmp_path: Path) -> None:
     assert SessionManager.session_failure(in_use) == "in_use"
     spec = sm.spec(nxt, cwd=tmp_path, env=env, claude_args=["--allowedTools", "Bash"])
     assert spec.mode == "resume" and spec.session_id == sid and spec.argv("claude")[0][5:7] == ["--resume", sid]
+
+
+def test_reopen_is_the_one_explicit_way_out_of_failed_or_cancelled(jobs: JobStore, tmp_path: Path) -> None:
+    err = ErrorClass(type=ErrorType.AUTH, severity=Severity.CRITICAL, category="auth", description="401",
+                     retryable=False)
+    f = jobs.create_job("p", cwd=tmp_path)
+    jobs.set_state(f.id, JobState.RUNNING, claim=True)
+    jobs.finish_job(f.id, JobState.FAILED, error=err, reason="gave up")
+    assert jobs.reopen(f.id, reason=f"again, key {KEY}")
+    rec = jobs.require(f.id)
+    assert rec.state is JobState.INTERRUPTED and rec.finished_at is None and rec.error is None
+    assert rec.reason is not None and rec.reason.startswith("again") and KEY not in rec.reason
+    assert jobs.set_state(f.id, JobState.RUNNING, expect={JobState.INTERRUPTED})  # runnable again
+    assert not jobs.reopen(f.id)  # not final: nothing to re-open
+    c = jobs.create_job("p", cwd=tmp_path)
+    jobs.set_state(c.id, JobState.CANCELLED)
+    assert jobs.reopen(c.id) and jobs.require(c.id).state is JobState.INTERRUPTED
+    s = jobs.create_job("p", cwd=tmp_path)
+    jobs.finish_job(s.id, JobState.SUCCEEDED, result={"type": "result", "result": "ok"})
+    with pytest.raises(JobStoreError, match="succeeded"):
+        jobs.reopen(s.id)
+    assert jobs.require(s.id).state is JobState.SUCCEEDED
+    with pytest.raises(JobStoreError, match="no job"):
+        jobs.reopen("nope")
+
+
+def test_finish_job_with_expect_does_not_overwrite_a_cancel_from_elsewhere(jobs: JobStore, tmp_path: Path) -> None:
+    j = jobs.create_job("p", cwd=tmp_path)
+    jobs.set_state(j.id, JobState.RUNNING, claim=True)
+    JobStore(jobs.store, clock=jobs.clock, owner="other:1:1").set_state(j.id, JobState.CANCELLED, reason="by hand")
+    assert not jobs.finish_job(j.id, JobState.SUCCEEDED, result={"type": "result", "result": "late"},
+                               expect={JobState.RUNNING})
+    rec = jobs.require(j.id)
+    assert rec.state is JobState.CANCELLED and rec.result_text is None and rec.reason == "by hand"

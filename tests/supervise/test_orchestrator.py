@@ -78,6 +78,7 @@ class FakeAttempt:
         self._stopped = asyncio.Event()
         self._done = False
         self.pid = 4242
+        self.outcome: AttemptOutcome | None = None  # as Attempt: set once it ended
 
     def done(self) -> bool:
         return self._done
@@ -88,6 +89,7 @@ class FakeAttempt:
         else:
             await self.mgr.clock.asleep(self._out.duration)
         self._done = True
+        self.outcome = self._out
         return self._out
 
     async def stop(self, killed_by: Any = "user", reason: str | None = None) -> AttemptOutcome:
@@ -95,6 +97,7 @@ class FakeAttempt:
             self._out = _outcome(self.spec, self.mgr.clock, killed_by=killed_by, signal=15)
             self._stopped.set()
             self._done = True
+            self.outcome = self._out
         return self._out
 
 
@@ -415,3 +418,92 @@ async def test_cancelling_a_running_attempt_stops_it_and_keeps_the_job(tmp_path:
     assert rec.state is JobState.INTERRUPTED
     (a,) = rig.jobs.attempts(jid)
     assert a.outcome == "cancelled" and a.killed_by == "user"
+
+
+# -- the stored state changed under the supervisor (``resurgo cancel`` from another process) -----------
+
+
+def _cancel_elsewhere(rig: Rig, jid: str) -> None:
+    """What ``resurgo cancel`` does from another process: its own JobStore, the job marked cancelled."""
+    other = JobStore(rig.store, clock=rig.clock, owner="otherhost:1:1")
+    assert other.set_state(jid, JobState.CANCELLED, reason="cancelled with `resurgo cancel`",
+                           expect=[s for s in JobState if not s.terminal])
+
+
+async def test_an_attempt_killed_by_a_cancel_elsewhere_is_not_recovered_and_the_job_stays_cancelled(
+    tmp_path: Path,
+) -> None:
+    jid_box: list[str] = []
+
+    def script(spec: AttemptSpec, n: int) -> dict[str, Any]:
+        _cancel_elsewhere(rig, jid_box[0])  # the cancel lands while the attempt runs and SIGTERMs it
+        return {"signal": 15}
+
+    rig = Rig(tmp_path, script)
+    jid_box.append(rig.job())
+    res = await rig.orch.run_job(jid_box[0])
+    assert res.state is JobState.CANCELLED and res.exit_status == 5 and res.recoveries == 0
+    assert res.reason == "cancelled with `resurgo cancel`"
+    assert len(rig.manager.specs) == 1  # no recovery attempt
+    (a,) = rig.jobs.attempts(jid_box[0])
+    assert a.outcome == "cancelled" and a.killed_by == "user"
+    assert rig.rows("SELECT COUNT(*) AS n FROM recoveries")[0]["n"] == 0
+    assert rig.rows("SELECT COUNT(*) AS n FROM errors")[0]["n"] == 0  # not classified as a failure
+
+
+async def test_a_success_after_a_cancel_elsewhere_leaves_the_job_cancelled(tmp_path: Path) -> None:
+    jid_box: list[str] = []
+
+    def script(spec: AttemptSpec, n: int) -> dict[str, Any]:
+        _cancel_elsewhere(rig, jid_box[0])
+        return {"exit_code": 0, "result": R_OK}
+
+    rig = Rig(tmp_path, script)
+    jid_box.append(rig.job())
+    res = await rig.orch.run_job(jid_box[0])
+    assert res.state is JobState.CANCELLED and res.exit_status == 5
+    assert rig.rows("SELECT COUNT(*) AS n FROM retries")[0]["n"] == 0  # no success recorded
+
+
+async def test_check_stored_ends_a_running_attempt_cancelled_elsewhere(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, lambda spec, n: {"hang": True})
+    jid = rig.job()
+    t = asyncio.create_task(rig.orch.run_job(jid))
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert rig.jobs.require(jid).state is JobState.RUNNING
+    assert rig.orch.check_stored() == []  # nothing changed yet
+    _cancel_elsewhere(rig, jid)
+    assert rig.orch.check_stored() == [jid]
+    res = await asyncio.wait_for(t, 5)
+    assert res.state is JobState.CANCELLED and len(rig.manager.specs) == 1
+    (a,) = rig.jobs.attempts(jid)
+    assert a.outcome == "cancelled" and a.killed_by == "user"
+
+
+async def test_check_stored_wakes_a_job_waiting_for_a_quota_reset(tmp_path: Path) -> None:
+    rig = Rig(
+        tmp_path,
+        lambda spec, n: {"exit_code": 1, "result": r_usage_limit(3600)} if n == 1 else {"exit_code": 0, "result": R_OK},
+    )
+    jid = rig.job()
+    real = rig.clock.asleep
+
+    async def slow_asleep(s: float) -> None:  # the hour-long wait yields for real, so it can be interrupted
+        if s > 1000:
+            await asyncio.sleep(30)
+        await real(s)
+
+    rig.clock.asleep = slow_asleep  # type: ignore[method-assign]
+    t = asyncio.create_task(rig.orch.run_job(jid))
+    for _ in range(100):
+        await asyncio.sleep(0)
+        if rig.jobs.require(jid).state is JobState.WAITING:
+            break
+    assert rig.jobs.require(jid).state is JobState.WAITING
+    _cancel_elsewhere(rig, jid)
+    assert rig.orch.check_stored() == [jid]
+    res = await asyncio.wait_for(t, 5)  # not 30 s: the wait was cut short
+    assert res.state is JobState.CANCELLED and len(rig.manager.specs) == 1
+    (rec,) = rig.jobs.recoveries(jid)
+    assert rec["succeeded"] is None and "outside this supervisor" in rec["reason"]

@@ -282,10 +282,22 @@ async def test_cancelling_the_awaiting_task_ends_the_group_as_user(pm: ProcessMa
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
-    assert a.outcome is None or a.outcome.killed_by == "user"
+    # the cancelled waiter stopped the attempt before it gave up: the outcome is there, no stop() needed
+    assert a.outcome is not None and a.outcome.killed_by == "user" and a.done()
     out = await a.wait()
-    assert out.killed_by == "user" and out.cancelled
+    assert out is a.outcome and out.killed_by == "user" and out.cancelled
     assert marked(a.token) == []
+
+
+async def test_attempt_outcome_is_set_when_the_attempt_finishes(pm: ProcessManager, tmp_path: Path) -> None:
+    a = await pm.start(sh("sleep 0.3; echo '{\"type\":\"tick\"}'", tmp_path))
+    await asyncio.sleep(0.05)
+    assert a.outcome is None and not a.done()  # still running
+    out = await a.wait()
+    assert a.outcome is out and out.exit_code == 0 and out.event_count == 1
+    missing = await pm.start(AttemptSpec(prompt="x", cwd=tmp_path, command=[str(tmp_path / "no-such-claude")]))
+    out = await missing.wait()
+    assert missing.outcome is out and out.exit_code == 127
 
 
 async def test_shutdown_ends_everything_with_killed_by_shutdown(pm: ProcessManager, tmp_path: Path) -> None:

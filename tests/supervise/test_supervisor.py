@@ -257,3 +257,68 @@ async def test_a_missing_cli_fails_the_job_with_a_clear_configuration_error(tmp_
     assert res.state is JobState.FAILED and res.exit_status == 4
     assert res.reason is not None and "no-such-claude" in res.reason
     assert res.error is not None and res.error.category == "binary_missing"
+
+
+# -- public hooks for embedding (the fleet worker uses these instead of private attributes) ------------
+
+
+async def test_budget_factory_and_endpoint_breaker(tmp_path: Path) -> None:
+    from resurgo.retry import RetryBudget
+
+    asked: list[str] = []
+    budgets: dict[str, RetryBudget] = {}
+
+    def factory(url: str) -> RetryBudget | None:
+        asked.append(url)
+        if url == URL:
+            budgets[url] = RetryBudget(ratio=0.5, min_retries_per_sec=0.0)
+            return budgets[url]
+        return None  # the default local budget
+
+    home = tmp_path / "home"
+    home.mkdir()
+    sup = Supervisor(SupervisorConfig(store=Store(str(tmp_path / "s.db"))),
+                     manager=FakeManager(SYSTEM_CLOCK, ok, home),  # type: ignore[arg-type]
+                     environ={"HOME": str(home), "ANTHROPIC_BASE_URL": URL}, budget_factory=factory)
+    async with sup:
+        assert sup.endpoint_url() == URL
+        assert sup.endpoint_url({"ANTHROPIC_BASE_URL": "http://127.0.0.1:8"}) == "http://127.0.0.1:8"
+        br = sup.endpoint_breaker(URL)
+        assert br is sup.endpoint_breaker(URL) and sup.breakers == {URL: br}
+        res = await sup.run("go", cwd=tmp_path)
+        assert res.ok
+        assert sup.orchestrator.endpoints[URL].budget is budgets[URL]
+        other = sup.endpoint_breaker("http://127.0.0.1:8")
+        assert other is not br and isinstance(sup.orchestrator.endpoints["http://127.0.0.1:8"].budget, RetryBudget)
+    assert asked == [URL, "http://127.0.0.1:8"]  # once per endpoint, when first used
+
+
+async def test_adopt_job_resumes_a_session_that_ran_elsewhere(tmp_path: Path) -> None:
+    import uuid
+
+    from resurgo.supervise._session import SessionManager
+
+    sup, mgr = _sup(tmp_path, lambda s, n: {**ok(s, n), "transcript": False})
+    sid = str(uuid.uuid4())
+    async with sup:
+        h = sup.adopt_job(JobSpec("long task", cwd=tmp_path, name="moved"), sid, transcript='{"type":"user"}\n',
+                          reason="reclaimed from host b")
+        res = await h.result()
+        path = SessionManager().transcript_path(sid, tmp_path, env={"HOME": str(tmp_path / "home")})
+        assert path.read_text() == '{"type":"user"}\n'
+        assert res.ok and res.session_id == sid and res.name == "moved"
+        (spec,) = mgr.specs
+        assert spec.mode == "resume" and spec.session_id == sid
+        with pytest.raises(ValueError, match="session id"):
+            sup.adopt_job(JobSpec("x", cwd=tmp_path), " ")
+
+
+async def test_alerts_are_kept_in_the_store_as_supervisor_events(tmp_path: Path) -> None:
+    sup, _ = _sup(tmp_path, lambda s, n: {"exit_code": 1, "result": R_401, "duration": 0.01})
+    async with sup:
+        res = await sup.run("go", cwd=tmp_path)
+        evs = [e for e in sup.jobs.events(res.job_id) if e.source == "supervisor" and e.type == "alert"]
+    assert res.exit_status == 3
+    (ev,) = evs
+    data = ev.data()
+    assert ev.subtype == "escalation" and data["kind"] == "escalation" and data["severity"] == "critical"

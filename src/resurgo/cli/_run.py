@@ -20,10 +20,11 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,19 @@ class Progress:
         who = f"[dim]{clock_time(time.time())}[/] " + (f"[bold]{self._name(job_id)}[/] " if job_id else "")
         self.out.print(who + text, highlight=False)
 
+    def alert(self, record: logging.LogRecord) -> None:
+        """One concise line for an alert of the ``resurgo.alerts`` logger (nothing with ``-q``)."""
+        a = getattr(record, "alert", None)
+        if a is None:  # e.g. a webhook that failed: the logged text is already redacted
+            self.log("", f"[red]alert[/]: {_esc(_one_line(record.getMessage(), 120))}")
+            return
+        d = a.to_dict()  # redacted
+        jid = d["details"].get("job_id") if isinstance(d.get("details"), dict) else None
+        if not isinstance(jid, str):
+            jid = d["subject"][4:] if str(d["subject"]).startswith("job:") else ""
+        more = f" (+{a.suppressed} similar)" if a.suppressed else ""
+        self.log(jid, f"[red]alert[/] {_esc(a.kind)}: {_esc(_one_line(d['message'], 100))}{more}")
+
     def _set_phase(self, job_id: str, text: str, state: str, *, print_line: bool) -> None:
         self.phase[job_id] = text
         self.states[job_id] = state
@@ -192,6 +206,39 @@ class Progress:
 
 
 # -- running the supervisor ----------------------------------------------------------------------
+
+
+class _AlertLines(logging.Handler):
+    """Routes the ``resurgo.alerts`` logger into the live progress while a command runs.
+
+    Without it Python's last-resort handler would print every alert's log
+    record to stderr, ``-q`` or not; the alerts are in the store regardless.
+    """
+
+    def __init__(self, progress: Progress) -> None:
+        super().__init__(logging.INFO)
+        self.progress = progress
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.progress.alert(record)
+        except Exception:
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def _alerts_to(progress: Progress) -> Iterator[None]:
+    logger = logging.getLogger("resurgo.alerts")
+    handler = _AlertLines(progress)
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
 
 
 def _make_supervisor(path: Path, *, concurrency: int | None = None, claude: str | None = None,
@@ -295,7 +342,7 @@ def run_supervised(
                     await consumer
 
     try:
-        with progress:
+        with progress, _alerts_to(progress):
             result = asyncio.run(main())
     finally:
         store.close()

@@ -194,6 +194,7 @@ def _supervisor_keys() -> dict[str, Key]:
         "env": Key(str_map(), {}, "extra environment for every job (secret values redacted)", secret=True),
         "health_interval": Key(duration(), 5.0, "seconds between health checks"),
         "cleanup_interval": Key(duration(), 60.0, "seconds between cleanup sweeps"),
+        "state_check_interval": Key(duration(), 1.0, "seconds between checks for jobs cancelled elsewhere"),
         "budget_wait_max": Key(duration(positive=False), 60.0, "longest wait for retry-budget tokens"),
         "alert_min_interval": Key(duration(positive=False), 60.0, "same alert at most once per this many s"),
         "claude_args": Key(str_list(), [], "arguments added to every job's claude command line"),

@@ -11,10 +11,11 @@ How (and why so):
   ``Classifier.outcomes()`` with the counts it already accounted for and pushes
   the differences with ``HINCRBY`` (per-signature success / failure hashes),
   so whatever code calls ``record_outcome`` is shared unchanged.
-* **Remote outcomes are replayed into the local book** (with the signature's
-  base rule, so a signature an explicit rule matches can never become
-  learned), so the local classifier decides exactly as before, from counts
-  that now include the fleet's.  A changed-notice on pub/sub makes the others
+* **Remote outcomes are merged into the local book** with
+  ``Classifier.merge_outcomes`` (with the signature's base rule, so a
+  signature an explicit rule matches can never become learned), so the
+  local classifier decides exactly as before, from counts that now include
+  the fleet's.  A changed-notice on pub/sub makes the others
   sync at once rather than at the next poll.
 * **Redis down:** outcomes accumulate locally and are pushed as differences on
   reconnect; nothing is lost.  If Redis came back *empty*, every worker
@@ -201,8 +202,6 @@ class RedisLearning:
         if r is None:
             return
         shared_s, shared_f, meta = r
-        book = self.classifier._book  # the one private reach: replaying counts needs the book's base rule
-        now = self.classifier._clock.time()
         for sig in set(shared_s) | set(shared_f):
             ss, sf = int(shared_s.get(sig, 0)), int(shared_f.get(sig, 0))
             bs, bf = self._base.get(sig, (0, 0))
@@ -215,8 +214,8 @@ class RedisLearning:
                 m = {}
             base_rule = m.get("base_rule") if isinstance(m, dict) else None
             example = str(m.get("example") or "") if isinstance(m, dict) else ""
-            for _ in range(rs):
-                book.record(sig, True, now=now, base_rule=base_rule, example=example)
-            for _ in range(rf):
-                book.record(sig, False, now=now, base_rule=base_rule, example=example)
+            self.classifier.merge_outcomes(
+                sig, successes=rs, failures=rf, base_rule=base_rule if isinstance(base_rule, str) else None,
+                example=example,
+            )
             self._base[sig] = (bs + rs, bf + rf)

@@ -29,7 +29,7 @@ import json
 import logging
 import os
 import time
-import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,7 +156,8 @@ class FleetWorker:
         self._slot_freed = asyncio.Event()
         await self._ensure_group()
         classifier = Classifier()
-        self.sup = Supervisor(config=self.config, classifier=classifier, environ=self.environ)
+        self.sup = Supervisor(config=self.config, classifier=classifier, environ=self.environ,
+                              budget_factory=self._fleet_budget if self.share_state else None)
         await self.sup.start()
         if self.share_state:
             from resurgo.distributed._breaker import RedisBreakerSync
@@ -165,7 +166,7 @@ class FleetWorker:
             self.link = RedisLink(self.url, prefix=self.prefix, name=self.name)
             self._breakers = RedisBreakerSync(self.link)
             self._learning = RedisLearning(self.link, classifier)
-            self._share_endpoint({**self.environ, **self.config.env})
+            self._share_endpoint({})
         events = asyncio.create_task(self._watch_events(), name="resurgo-worker-events")
         log.info("worker %s serving %s (concurrency %d, lease %.1fs)", self.name, self.stream, self.concurrency,
                  self.lease)
@@ -273,13 +274,14 @@ class FleetWorker:
         key = f"{self.prefix}:job:{run.job_id}"
         try:
             spec = run.spec
-            self._share_endpoint({**self.environ, **self.config.env, **run.env})
+            self._share_endpoint(run.env)
             run.extra.append(asyncio.create_task(self._beat(run)))
             if resume and run.session_id:
-                run.local_id = await self._seed_resume(run, key)
+                h = await self._adopt(run, key)
+                run.local_id = h.job_id
                 self._by_local[run.local_id] = run
                 run.extra.append(asyncio.create_task(self._uploads(run)))
-                res = await self.sup.resume(run.local_id, reason=f"reclaimed by fleet worker {self.name}")
+                res = await h.result()
             else:
                 h = self.sup.submit(JobSpec(spec.prompt, cwd=spec.cwd, model=spec.model,
                                             claude_args=tuple(spec.claude_args), env=run.env, name=spec.name))
@@ -348,32 +350,25 @@ class FleetWorker:
             self.released += 1
             log.info("job %s released for another worker (%s)", run.job_id, reason)
 
-    async def _seed_resume(self, run: _Running, key: str) -> str:
-        """Put the uploaded transcript where this host's CLI looks, and the job in the local store."""
-        from resurgo.supervise import JobState
-        from resurgo.supervise._session import SessionManager
+    async def _adopt(self, run: _Running, key: str) -> Any:
+        """Continue a reclaimed job here: its uploaded transcript and session, through ``Supervisor.adopt_job``."""
+        from resurgo.supervise import JobSpec
 
         assert run.session_id is not None
         content = await self.r.get(f"{key}:transcript")
         spec = run.spec
-        full_env = {**self.environ, **self.config.env, **run.env}
-        path = SessionManager().transcript_path(run.session_id, spec.cwd, env=full_env)
-        path.parent.mkdir(parents=True, exist_ok=True)
         Path(spec.cwd).mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".part")
-        tmp.write_text(content or "", encoding="utf-8")
-        os.replace(tmp, path)
         run.uploaded = (run.session_id, len((content or "").encode()))
-        jobs = self.sup.jobs
-        local = uuid.uuid4().hex
-        jobs.create_job(spec.prompt, cwd=spec.cwd, args=list(spec.claude_args), env=run.env, model=spec.model,
-                        name=spec.name, job_id=local)
-        jobs.begin_attempt(local, kind="start", session_id=run.session_id)  # "it ran before": resume, not start
-        jobs.set_state(local, JobState.INTERRUPTED, session_id=run.session_id,
-                       reason=f"its fleet worker stopped; reclaimed by {self.name}")
+        h = self.sup.adopt_job(
+            JobSpec(spec.prompt, cwd=spec.cwd, model=spec.model, claude_args=tuple(spec.claude_args), env=run.env,
+                    name=spec.name),
+            run.session_id,
+            transcript=content or "",
+            reason=f"its fleet worker stopped; reclaimed by {self.name}",
+        )
         log.info("job %s: resuming session %s (%d bytes of transcript) on %s", run.job_id, run.session_id,
                  run.uploaded[1], self.name)
-        return local
+        return h
 
     async def _beat(self, run: _Running) -> None:
         """Keep our pending entry fresh; if the lease moved on, stop running the job here."""
@@ -451,24 +446,23 @@ class FleetWorker:
                         await self.sup.cancel(run.local_id, resumable=True, reason="the fleet worker is stopping")
             await asyncio.wait(pending, timeout=self.grace + 10)
 
-    def _share_endpoint(self, env: dict[str, str]) -> None:
-        """Attach the endpoint's breaker to the fleet and give it the fleet's retry budget.
-
-        Reaches into the supervisor's endpoint table (``_orch.endpoint``): the
-        Supervisor API has no hook for replacing an endpoint's budget.
-        """
+    def _fleet_budget(self, url: str) -> Any:
+        """The fleet's retry budget of ``url`` (the supervisor asks when the endpoint is first used)."""
         if self.link is None:
-            return
-        orch = self.sup._orch
-        url = orch.endpoint_url(env)
-        if url in self._shared_endpoints:
-            return
-        self._shared_endpoints.add(url)
+            return None  # not connected yet: a local budget
         from resurgo.distributed._budget import RedisRetryBudget
 
-        ep = orch.endpoint(url)
-        self._breakers.attach(ep.breaker)
-        ep.budget = RedisRetryBudget(
+        return RedisRetryBudget(
             self.link, f"endpoint:{url}", ratio=self.config.retry_budget_ratio,
             min_retries_per_sec=self.config.retry_budget_min_per_sec, ttl=10.0,
         )
+
+    def _share_endpoint(self, env: Mapping[str, str]) -> None:
+        """Attach the breaker of the endpoint a job with overrides ``env`` uses to the fleet's breaker sync."""
+        if self.link is None:
+            return
+        url = self.sup.endpoint_url(env)
+        if url in self._shared_endpoints:
+            return
+        self._shared_endpoints.add(url)
+        self._breakers.attach(self.sup.endpoint_breaker(url))

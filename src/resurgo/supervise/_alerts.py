@@ -1,7 +1,13 @@
 """Alerts: tell a human when resurgo cannot fix something by itself.
 
 Escalations (bad credentials, billing), breaker openings and exhausted retry
-budgets are written as log lines and, optionally, POSTed as JSON to a webhook.
+budgets are logged on the ``resurgo.alerts`` logger and, optionally, POSTed as
+JSON to a webhook.  Logging is the only channel to a screen: what is shown, and
+how, is the application's choice (the ``resurgo`` command shows a short line in
+its live progress and nothing with ``-q``; a library user configures logging
+as usual).  Each log record carries the :class:`Alert` as ``record.alert``, so
+a handler can format it without parsing text.  The supervisor also keeps every
+alert in the store, as a ``supervisor`` event of the jobs it concerns.
 Two properties matter more than delivery features:
 
 * **no storms** -- during a 529 storm hundreds of jobs fail the same way; the
@@ -140,6 +146,7 @@ class AlertManager:
             redact_text(subject),
             redact_text(message),
             f" (+{suppressed} similar suppressed)" if suppressed else "",
+            extra={"alert": a},
         )
         if self.sink is not None:
             try:

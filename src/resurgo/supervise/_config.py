@@ -103,6 +103,10 @@ class SupervisorConfig:
         ``alert_min_interval`` s.
     health_interval / cleanup_interval:
         Period of the health checks and of the cleanup sweep (seconds).
+    state_check_interval:
+        How often running jobs are compared with the store (seconds, default
+        1): a job cancelled from another process (``resurgo cancel``) has its
+        attempt ended and stops waiting within about this time.
     claude_args:
         Arguments added to every job's command line (before the job's own).
     """
@@ -131,6 +135,7 @@ class SupervisorConfig:
     alert_min_interval: float = 60.0
     health_interval: float = 5.0
     cleanup_interval: float = 60.0
+    state_check_interval: float = 1.0
     claude_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -141,7 +146,7 @@ class SupervisorConfig:
             raise ConfigError(f"max_recoveries must be an integer >= 0, got {self.max_recoveries!r}")
         for name in ("stall_timeout", "deadline", "result_exit_timeout"):
             set_(self, name, _pos(name, getattr(self, name), allow_none=True))
-        for name in ("recovery_period", "health_interval", "cleanup_interval"):
+        for name in ("recovery_period", "health_interval", "cleanup_interval", "state_check_interval"):
             set_(self, name, _pos(name, getattr(self, name)))
         for name in ("kill_grace", "backoff_base", "backoff_cap", "budget_wait_max", "alert_min_interval"):
             set_(self, name, _pos(name, getattr(self, name), allow_zero=True))

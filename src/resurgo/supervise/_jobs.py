@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import socket
+import sqlite3
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -402,9 +403,26 @@ class JobStore:
 
         Returns False when the job was not in an expected state.  A terminal
         state is final: leaving it raises, so a finished job cannot silently
-        start running again.  ``claim`` records this supervisor as the owner.
+        start running again (:meth:`reopen` is the one explicit way back).
+        ``claim`` records this supervisor as the owner.
         """
-        new = JobState(state)
+        with self.store.transaction() as conn:
+            return self._transition(
+                conn, job_id, JobState(state), reason=reason, session_id=session_id, expect=expect, claim=claim
+            )
+
+    def _transition(
+        self,
+        conn: sqlite3.Connection,
+        job_id: str,
+        new: JobState,
+        *,
+        reason: str | None = None,
+        session_id: str | None = None,
+        expect: Collection[JobState | str] | None = None,
+        claim: bool = False,
+    ) -> bool:
+        """The state change of :meth:`set_state`, inside the caller's transaction."""
         now = self.clock.time()
         sets = ["state=?", "updated_at=?"]
         params: list[Any] = [new.value, now]
@@ -423,16 +441,15 @@ class JobStore:
         if new.terminal:
             sets.append("finished_at=?")
             params.append(now)
-        with self.store.transaction() as conn:
-            row = conn.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()
-            if row is None:
-                raise JobStoreError(f"no job with id {job_id!r}")
-            cur = JobState(row[0])
-            if expect is not None and cur not in {JobState(s) for s in expect}:
-                return False
-            if cur.terminal and new is not cur:
-                raise JobStoreError(f"job {job_id} is {cur.value}; it cannot become {new.value}")
-            conn.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id=?", (*params, job_id))
+        row = conn.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()
+        if row is None:
+            raise JobStoreError(f"no job with id {job_id!r}")
+        cur = JobState(row[0])
+        if expect is not None and cur not in {JobState(s) for s in expect}:
+            return False
+        if cur.terminal and new is not cur:
+            raise JobStoreError(f"job {job_id} is {cur.value}; it cannot become {new.value}")
+        conn.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id=?", (*params, job_id))
         return True
 
     def finish_job(
@@ -444,24 +461,61 @@ class JobStore:
         error: ErrorClass | None = None,
         reason: str | None = None,
         session_id: str | None = None,
-    ) -> None:
-        """Record the final state, the final ``result`` event and the error that ended it."""
+        expect: Collection[JobState | str] | None = None,
+    ) -> bool:
+        """Record the final state, the final ``result`` event and the error that ended it.
+
+        With ``expect``, nothing is written unless the job is in one of those
+        states (returns False): a supervisor recording its own ending must not
+        overwrite a ``resurgo cancel`` from another process.  State and result
+        change in one transaction, so no reader sees one without the other.
+        """
         st = JobState(state)
         if not st.terminal:
             raise JobStoreError(f"finish_job needs a final state, got {st.value}")
         text = result.get("result") if result is not None else None
-        self.store.execute(
-            "UPDATE jobs SET result_text=?, result_json=?, error_json=?, session_id=COALESCE(?, session_id) WHERE id=?",
-            (
-                redact_text(text) if isinstance(text, str) else None,
-                json.dumps(result) if result is not None else None,
-                error.to_json() if error is not None else None,
-                session_id,
-                job_id,
-            ),
-        )
-        self.set_state(job_id, st, reason=reason)
+        with self.store.transaction() as conn:
+            if not self._transition(conn, job_id, st, reason=reason, expect=expect):
+                return False
+            conn.execute(
+                "UPDATE jobs SET result_text=?, result_json=?, error_json=?, session_id=COALESCE(?, session_id)"
+                " WHERE id=?",
+                (
+                    redact_text(text) if isinstance(text, str) else None,
+                    json.dumps(result) if result is not None else None,
+                    error.to_json() if error is not None else None,
+                    session_id,
+                    job_id,
+                ),
+            )
         self._secrets.pop(job_id, None)
+        return True
+
+    def reopen(self, job_id: str, *, reason: str = "re-opened on request") -> bool:
+        """Take a ``failed`` or ``cancelled`` job out of its final state, to ``interrupted``.
+
+        The one explicit exception to "a final state is final", for a person
+        asking to try again (``resurgo resume`` / ``Supervisor.resume``): the
+        finish time and the error are cleared, attempts and events are kept.
+        Returns True when the job was re-opened, False when it was not final
+        (nothing to do).  A ``succeeded`` job is never re-opened: that would
+        run finished work again, so it raises :class:`JobStoreError`.
+        """
+        now = self.clock.time()
+        with self.store.transaction() as conn:
+            row = conn.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()
+            if row is None:
+                raise JobStoreError(f"no job with id {job_id!r}")
+            cur = JobState(row[0])
+            if cur is JobState.SUCCEEDED:
+                raise JobStoreError(f"job {job_id} succeeded; a finished job is not re-opened")
+            if not cur.terminal:
+                return False
+            conn.execute(
+                "UPDATE jobs SET state=?, finished_at=NULL, error_json=NULL, updated_at=?, reason=? WHERE id=?",
+                (JobState.INTERRUPTED.value, now, redact_text(reason), job_id),
+            )
+        return True
 
     def note_recovery(self, job_id: str) -> None:
         self.store.execute(

@@ -31,8 +31,8 @@ import logging
 import os
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
-from typing import Any
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Protocol
 
 from resurgo.breaker import CircuitBreaker, CircuitOpenError, Permit, StateTransition
 from resurgo.classify import Classifier
@@ -89,6 +89,19 @@ _STORED: dict[type[SupervisorEvent], str] = {
 }
 
 
+class _TakenAway(Exception):
+    """The job's stored state changed under this supervisor (``resurgo cancel`` from another process, ...).
+
+    Raised out of the job loop so nothing more is recorded as this
+    supervisor's doing: the job keeps the state someone else gave it.
+    """
+
+    def __init__(self, record: JobRecord, outcome: AttemptOutcome | None = None) -> None:
+        super().__init__(f"job {record.id} is {record.state.value} elsewhere")
+        self.record = record
+        self.outcome = outcome
+
+
 class ApiFailure(Exception):
     """An API-side failure reported to an endpoint's breaker; carries its classification."""
 
@@ -105,13 +118,27 @@ def _breaker_classifier(exc: BaseException) -> ErrorClass:
     return classify(exc)
 
 
+class EndpointBudget(Protocol):
+    """The retry budget of one endpoint, as the orchestrator uses it (a :class:`RetryBudget` or a fleet's)."""
+
+    def deposit(self) -> None: ...
+
+    def try_withdraw(self) -> bool: ...
+
+    def stats(self) -> Any: ...
+
+
+#: ``factory(url)`` -> the retry budget shared by that endpoint's jobs, or None for the default local one.
+BudgetFactory = Callable[[str], EndpointBudget | None]
+
+
 @dataclass
 class Endpoint:
     """What every job using one API endpoint shares."""
 
     url: str
     breaker: CircuitBreaker
-    budget: RetryBudget
+    budget: EndpointBudget
     load: LoadTracker
 
 
@@ -189,6 +216,13 @@ class _JobRun:
     call: _Call | None = None
     interrupted_reason: str = "cancelled"
     cancel_resumable: bool = True
+    #: this supervisor moved the job to ``running`` (from then on only it moves the job, among active states)
+    claimed: bool = False
+    #: the stored job as someone else left it (cancelled, interrupted, claimed by another owner)
+    taken: JobRecord | None = None
+    #: set with ``taken``: wakes the job from its waits
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    stopper: asyncio.Task[Any] | None = None
 
 
 class Orchestrator:
@@ -208,6 +242,7 @@ class Orchestrator:
         cleaner: ResourceCleaner | None = None,
         clock: Clock = SYSTEM_CLOCK,
         environ: Mapping[str, str] | None = None,
+        budget_factory: BudgetFactory | None = None,
     ) -> None:
         self.config = config
         self.jobs = jobs
@@ -221,9 +256,97 @@ class Orchestrator:
         self.clock = clock
         self.environ = dict(os.environ if environ is None else environ)
         self.endpoints: dict[str, Endpoint] = {}
+        self.budget_factory = budget_factory
         self._runs: dict[str, _JobRun] = {}
         self._backoff = AdaptiveBackoff(max_delay=config.backoff_cap, jitter=False)
         self.has_subscribers: Callable[[str], bool] = lambda job_id: True
+
+    # -- the stored state may change under us -------------------------------------------------------
+    def _stored_change(self, run: _JobRun) -> JobRecord | None:
+        """The stored job when someone else changed it since this supervisor claimed it, else None.
+
+        Once claimed, a job this supervisor runs stays in an active state owned
+        by it until it ends; anything else (``resurgo cancel`` marked it
+        cancelled, another supervisor's ``cancel()`` marked it interrupted,
+        another owner claimed it) means it is no longer ours to run.
+        """
+        if run.taken is not None:
+            return run.taken
+        if not run.claimed:
+            return None
+        rec = self.jobs.get(run.rec.id)
+        if rec is None:
+            return None
+        if rec.state in ACTIVE_STATES and rec.owner in (None, self.jobs.owner):
+            return None
+        return rec
+
+    def _take_away(self, run: _JobRun, rec: JobRecord) -> None:
+        """Note the change, wake the job's waits and end its running attempt (as the user's doing)."""
+        if run.taken is not None:
+            return
+        run.taken = rec
+        run.stop.set()
+        log.info("job %s became %s outside this supervisor; stopping it", rec.id, rec.state.value)
+        a = run.attempt
+        if a is not None and run.stopper is None:
+            run.stopper = asyncio.ensure_future(a.stop("user", _taken_reason(rec)))
+
+    def _check(self, run: _JobRun) -> None:
+        rec = self._stored_change(run)
+        if rec is not None:
+            self._take_away(run, rec)
+            raise _TakenAway(rec)
+
+    def _set(self, run: _JobRun, state: JobState, *, reason: str | None = None, **kw: Any) -> None:
+        """Move the job, unless someone else moved it first (compare-and-set; then :class:`_TakenAway`)."""
+        expect = ACTIVE_STATES if run.claimed else ACTIVE_STATES | {JobState.PENDING, JobState.INTERRUPTED}
+        if not self.jobs.set_state(run.rec.id, state, reason=reason, expect=expect, **kw):
+            rec = self.jobs.require(run.rec.id)
+            self._take_away(run, rec)
+            raise _TakenAway(rec)
+
+    def check_stored(self) -> list[str]:
+        """Compare every running job with the store now; stop the ones changed elsewhere.
+
+        Returns their ids.  :class:`~resurgo.supervise.Supervisor` calls this
+        every ``state_check_interval`` seconds, so a ``resurgo cancel`` from
+        another shell ends the attempt's process group within about that time,
+        and a job waiting out a backoff or a quota stops waiting.
+        """
+        changed: list[str] = []
+        for run in list(self._runs.values()):
+            if run.taken is not None:
+                continue
+            try:
+                rec = self._stored_change(run)
+            except Exception:
+                log.exception("could not read the stored state of job %s", run.rec.id)
+                continue
+            if rec is not None:
+                self._take_away(run, rec)
+                changed.append(rec.id)
+        return changed
+
+    async def watch_store(self, interval: float) -> None:
+        """Run :meth:`check_stored` every ``interval`` seconds (until cancelled)."""
+        while True:
+            await self.clock.asleep(interval)
+            self.check_stored()
+
+    async def _sleep(self, run: _JobRun, seconds: float) -> None:
+        """Sleep, unless the job is taken away meanwhile (then :class:`_TakenAway` at once)."""
+        if run.taken is None:
+            sleeper = asyncio.ensure_future(self.clock.asleep(seconds))
+            waker = asyncio.ensure_future(run.stop.wait())
+            try:
+                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for t in (sleeper, waker):
+                    t.cancel()
+                await asyncio.gather(sleeper, waker, return_exceptions=True)
+        if run.taken is not None:
+            raise _TakenAway(run.taken)
 
     # -- endpoints --------------------------------------------------------------------------------
     def endpoint(self, url: str) -> Endpoint:
@@ -237,19 +360,21 @@ class Orchestrator:
                 classifier=_breaker_classifier,
             )
             br.add_listener(self._on_breaker_event)
-            ep = Endpoint(
-                url=url,
-                breaker=br,
-                budget=RetryBudget(
+            budget = self.budget_factory(url) if self.budget_factory is not None else None
+            if budget is None:
+                budget = RetryBudget(
                     ratio=self.config.retry_budget_ratio,
                     min_retries_per_sec=self.config.retry_budget_min_per_sec,
                     ttl=10.0,
                     clock=self.clock,
-                ),
-                load=LoadTracker(clock=self.clock),
-            )
+                )
+            ep = Endpoint(url=url, breaker=br, budget=budget, load=LoadTracker(clock=self.clock))
             self.endpoints[url] = ep
         return ep
+
+    def running_endpoints(self) -> dict[str, Endpoint]:
+        """The endpoint each job running in this orchestrator uses now (by job id)."""
+        return {jid: run.endpoint for jid, run in self._runs.items()}
 
     def _on_breaker_event(self, ev: object) -> None:
         if not isinstance(ev, StateTransition):
@@ -353,6 +478,8 @@ class Orchestrator:
         self._runs[job_id] = run
         try:
             return await self._run(run, reason)
+        except _TakenAway as t:
+            return await self._ended_elsewhere(run, t)
         except asyncio.CancelledError:
             await self._interrupted(run)
             raise
@@ -391,6 +518,11 @@ class Orchestrator:
             # -- breaker check: while the endpoint is open, this job waits (and sends nothing)
             run.call = await self._admit(run)
             outcome = await self._attempt(run, nxt)
+            # -- still ours? (cancelled from another shell: neither success nor a failure to recover from)
+            taken = self._stored_change(run)
+            if taken is not None:
+                self._take_away(run, taken)
+                raise _TakenAway(taken, outcome)
             # -- detect
             if outcome.succeeded:
                 self._finish_attempt_row(run, outcome)
@@ -463,7 +595,7 @@ class Orchestrator:
                 detected_at=outcome.ended_at,
             )
             run.pending = _Pending(rec_id, plan.strategy.value, err, obs, outcome.ended_at)
-            self.jobs.set_state(jid, JobState.RECOVERING, reason=plan.reason)
+            self._set(run, JobState.RECOVERING, reason=plan.reason)
             # -- budget, then backoff / server wait
             await self._spend_budget(run)
             wait = plan.wait_s
@@ -546,9 +678,7 @@ class Orchestrator:
                 delay = min(max(ra, 0.05), 5.0) if ra else 0.25
                 if not announced:
                     announced = True
-                    self.jobs.set_state(
-                        run.rec.id, JobState.WAITING, reason=f"circuit breaker of {run.endpoint.url} is {e.state.value}"
-                    )
+                    self._set(run, JobState.WAITING, reason=f"circuit breaker of {run.endpoint.url} is {e.state.value}")
                     self._note(
                         Waiting(
                             job_id=run.rec.id,
@@ -557,7 +687,7 @@ class Orchestrator:
                             reason=f"breaker {br.name} is {e.state.value}",
                         )
                     )
-                await self.clock.asleep(delay)
+                await self._sleep(run, delay)
                 continue
             waited = self.clock.monotonic() - t0
             if announced:
@@ -582,10 +712,10 @@ class Orchestrator:
                 job_id=run.rec.id, ts=self.clock.time(), until_ts=None, reason=f"retry budget of {ep.url} exhausted"
             )
         )
-        self.jobs.set_state(run.rec.id, JobState.WAITING, reason=f"retry budget of {ep.url} exhausted")
+        self._set(run, JobState.WAITING, reason=f"retry budget of {ep.url} exhausted")
         t0 = self.clock.monotonic()
         while self.clock.monotonic() - t0 < self.config.budget_wait_max:
-            await self.clock.asleep(0.5)
+            await self._sleep(run, 0.5)
             if ep.budget.try_withdraw():
                 run.slept_s += self.clock.monotonic() - t0
                 return
@@ -596,10 +726,13 @@ class Orchestrator:
 
     async def _wait(self, run: _JobRun, seconds: float, why: str) -> None:
         now = self.clock.time()
-        self.jobs.set_state(run.rec.id, JobState.WAITING, reason=why)
+        self._set(run, JobState.WAITING, reason=why)
         self._note(Waiting(job_id=run.rec.id, ts=now, until_ts=now + seconds, reason=why))
-        await self.clock.asleep(seconds)
-        run.slept_s += seconds
+        t0 = self.clock.monotonic()
+        try:
+            await self._sleep(run, seconds)
+        finally:
+            run.slept_s += min(seconds, max(0.0, self.clock.monotonic() - t0))
 
     async def _attempt(self, run: _JobRun, nxt: NextRun) -> AttemptOutcome:
         rec = run.rec
@@ -618,9 +751,11 @@ class Orchestrator:
             liveness=self._liveness(),
             job_id=jid,
         ).with_session()
+        self._check(run)  # before a recovery starts: a job cancelled while it waited stays cancelled
+        self._set(run, JobState.RUNNING, claim=True, session_id=spec.expected_session_id)
+        run.claimed = True
         run.attempt_id = self.jobs.begin_attempt(jid, kind=kind, session_id=spec.expected_session_id)
         spec = replace(spec, attempt_id=run.attempt_id)
-        self.jobs.set_state(jid, JobState.RUNNING, claim=True, session_id=spec.expected_session_id)
         self._note(
             AttemptStarted(job_id=jid, ts=self.clock.time(), n=n, kind=kind, session_id=spec.expected_session_id)
         )
@@ -630,6 +765,8 @@ class Orchestrator:
             run.attempt = await self.manager.start(spec, on_event=self._event_handler(run))
         except RuntimeError as e:  # the manager is shutting down
             raise asyncio.CancelledError from e
+        if run.taken is not None and run.stopper is None:  # taken away while the process started
+            run.stopper = asyncio.ensure_future(run.attempt.stop("user", _taken_reason(run.taken)))
         outcome = await run.attempt.wait()  # on cancellation run.attempt stays set for _interrupted()
         run.attempt = None
         return outcome
@@ -762,13 +899,26 @@ class Orchestrator:
     def _succeeded(self, run: _JobRun, outcome: AttemptOutcome) -> JobResult:
         jid = run.rec.id
         self._close_pending(run, succeeded=True)
-        self.jobs.finish_job(jid, JobState.SUCCEEDED, result=outcome.result, session_id=outcome.session_id)
+        if not self.jobs.finish_job(
+            jid, JobState.SUCCEEDED, result=outcome.result, session_id=outcome.session_id, expect=ACTIVE_STATES
+        ):
+            raise _TakenAway(self.jobs.require(jid))  # cancelled in the last instant: it stays so
         self.jobs.store.execute("UPDATE jobs SET reason=NULL WHERE id=?", (jid,))  # recovered: no failure to explain
         self._retries_row(run, succeeded=True, give_up=None)
         return self._result(jid)
 
     def _failed(self, run: _JobRun, err: ErrorClass, plan: RecoveryPlan, outcome: AttemptOutcome) -> JobResult:
         jid = run.rec.id
+        if not self.jobs.finish_job(
+            jid,
+            JobState.FAILED,
+            result=outcome.result,
+            error=err,
+            reason=plan.reason,
+            session_id=outcome.session_id,
+            expect=ACTIVE_STATES,
+        ):
+            raise _TakenAway(self.jobs.require(jid))
         if plan.alert:
             self.alerts.alert(
                 ESCALATION if plan.strategy is Strategy.ESCALATE else GAVE_UP,
@@ -777,9 +927,6 @@ class Orchestrator:
                 severity="critical" if err.type is ErrorType.AUTH else "high",
                 details={"job_id": jid, "error": err.to_dict(), "endpoint": run.endpoint.url},
             )
-        self.jobs.finish_job(
-            jid, JobState.FAILED, result=outcome.result, error=err, reason=plan.reason, session_id=outcome.session_id
-        )
         self._retries_row(run, succeeded=False, give_up=plan.reason)
         return self._result(jid)
 
@@ -805,13 +952,46 @@ class Orchestrator:
             log.exception("could not store the retries row of job %s", run.rec.id)
 
     async def _stop_attempt(self, run: _JobRun, killed_by: Any, reason: str) -> None:
+        """End the attempt still in flight (if any) and record how it ended."""
         a = run.attempt
         run.attempt = None
         if a is None:
             return
         with contextlib.suppress(Exception):
-            out = await asyncio.shield(a.stop(killed_by, reason))
+            # an attempt whose wait() was cancelled has already been stopped: its outcome is there
+            out = a.outcome if a.outcome is not None else await asyncio.shield(a.stop(killed_by, reason))
             self._finish_attempt_row(run, out)
+
+    async def _ended_elsewhere(self, run: _JobRun, t: _TakenAway) -> JobResult:
+        """The job was cancelled (or claimed) from outside: end what runs, record it, change nothing else.
+
+        The attempt that the change ended is recorded as stopped by the user
+        (``resurgo cancel`` signals the process group itself, so the CLI may
+        have died of that SIGTERM before we asked): it is neither classified
+        nor recovered from, and the job keeps the state it was given.
+        """
+        jid = run.rec.id
+        rec = t.record
+        why = _taken_reason(rec)
+        if run.stopper is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(run.stopper)
+        await self._stop_attempt(run, "user", why)
+        out = t.outcome
+        if out is not None and run.attempt_id is not None:
+            if not out.succeeded and not out.cancelled:
+                out = replace(out, killed_by="user", kill_reason=why)
+            with contextlib.suppress(Exception):
+                self._finish_attempt_row(run, out)
+        run.attempt_id = None
+        if run.call is not None:
+            run.call.release()
+        p = run.pending
+        if p is not None:
+            with contextlib.suppress(Exception):
+                self.jobs.update_recovery(p.rec_id, reason=f"{why} before it completed")
+        log.info("job %s: %s; not recovering it", jid, why)
+        return self._result(jid)
 
     async def _interrupted(self, run: _JobRun) -> None:
         """Cancelled (Ctrl-C, task cancel, shutdown, ``cancel()``): end the processes, keep the job."""
@@ -826,7 +1006,9 @@ class Orchestrator:
         state = JobState.INTERRUPTED if run.cancel_resumable else JobState.CANCELLED
         with contextlib.suppress(Exception):
             if state is JobState.CANCELLED:
-                self.jobs.finish_job(jid, state, reason=run.interrupted_reason)
+                self.jobs.finish_job(
+                    jid, state, reason=run.interrupted_reason, expect=ACTIVE_STATES | {JobState.PENDING}
+                )
             else:
                 self.jobs.set_state(
                     jid, state, reason=run.interrupted_reason, expect=ACTIVE_STATES | {JobState.PENDING}
@@ -834,6 +1016,12 @@ class Orchestrator:
         with contextlib.suppress(Exception):
             res = JobResult.from_record(self.jobs.require(jid))
             self.emit(JobFinished(job_id=jid, ts=self.clock.time(), result=res))
+
+
+def _taken_reason(rec: JobRecord) -> str:
+    return f"the job became {rec.state.value} outside this supervisor" + (
+        f" ({redact_text(rec.reason)})" if rec.reason else ""
+    )
 
 
 def _short(outcome: AttemptOutcome) -> str:
@@ -864,4 +1052,4 @@ def _json(d: Mapping[str, Any]) -> str:
     return json.dumps(d, default=str)
 
 
-__all__ = ["DEFAULT_ENDPOINT", "ApiFailure", "Endpoint", "Orchestrator"]
+__all__ = ["DEFAULT_ENDPOINT", "ApiFailure", "BudgetFactory", "Endpoint", "EndpointBudget", "Orchestrator"]

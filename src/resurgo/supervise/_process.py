@@ -509,6 +509,7 @@ class Attempt:
         self.type_counts: Counter[str] = Counter()
         self.monitor = LivenessMonitor(spec.liveness, self._clock)
         self.tracker: TreeTracker | None = None
+        #: how the attempt ended; set once it has ended and its tree is gone (None while it runs)
         self.outcome: AttemptOutcome | None = None
         self._tail: deque[StreamEvent] = deque(maxlen=max(1, tail))
         self._notable: deque[StreamEvent] = deque(maxlen=200)
@@ -857,6 +858,7 @@ class Attempt:
             job_id=self.spec.job_id,
             attempt_id=self.spec.attempt_id,
         )
+        self.outcome = out  # before _close() wakes anyone waiting on done()
         self._close()
         jobs = self.manager.jobs
         if jobs is not None and self.start_time is not None:
@@ -901,6 +903,7 @@ class Attempt:
             job_id=self.spec.job_id,
             attempt_id=self.spec.attempt_id,
         )
+        self.outcome = out
         self._close()
         return out
 

@@ -29,13 +29,13 @@ from resurgo.breaker import CircuitBreaker
 from resurgo.classify import Classifier
 from resurgo.clock import SYSTEM_CLOCK, Clock
 from resurgo.store import Store, default_store_path
-from resurgo.supervise._alerts import AlertManager
+from resurgo.supervise._alerts import Alert, AlertManager
 from resurgo.supervise._cleanup import ResourceCleaner
 from resurgo.supervise._config import SupervisorConfig
 from resurgo.supervise._events import CliEvent, JobFinished, JobQueued, JobResult, SupervisorEvent
 from resurgo.supervise._health import HealthChecker
 from resurgo.supervise._jobs import ACTIVE_STATES, JobState, JobStore, JobStoreError
-from resurgo.supervise._orchestrator import Orchestrator
+from resurgo.supervise._orchestrator import BudgetFactory, Orchestrator
 from resurgo.supervise._process import ProcessManager
 from resurgo.supervise._recovery import RecoveryPlanner, StrategyHistory
 from resurgo.supervise._session import SessionManager
@@ -180,7 +180,11 @@ class Supervisor:
     time); ``classifier`` defaults to one whose learned rules live in the
     supervisor's store.  ``environ`` replaces ``os.environ`` for deciding the
     endpoint and restoring secret overrides; ``manager`` replaces the process
-    manager (embedding, tests).
+    manager (embedding, tests).  ``budget_factory(url)`` supplies the retry
+    budget every job of an endpoint shares, when the endpoint is first used
+    (e.g. one shared by a fleet of hosts); returning None, or no factory,
+    means a local budget from ``retry_budget_ratio`` /
+    ``retry_budget_min_per_sec``.
     """
 
     def __init__(
@@ -191,6 +195,7 @@ class Supervisor:
         classifier: Classifier | None = None,
         environ: Mapping[str, str] | None = None,
         manager: ProcessManager | None = None,
+        budget_factory: BudgetFactory | None = None,
     ) -> None:
         self.config = config or SupervisorConfig()
         self.clock = clock or SYSTEM_CLOCK
@@ -218,7 +223,10 @@ class Supervisor:
         # supervisor keeps what it learned
         self.classifier = classifier or Classifier(store=self.store, clock=self.clock)
         self.alerts = AlertManager(
-            webhook=self.config.alert_webhook, min_interval=self.config.alert_min_interval, clock=self.clock
+            webhook=self.config.alert_webhook,
+            min_interval=self.config.alert_min_interval,
+            clock=self.clock,
+            sink=self._store_alert,
         )
         self.cleaner = ResourceCleaner(self.jobs, manager=self.manager, grace=self.config.kill_grace, clock=self.clock)
         self._bus = _Bus()
@@ -235,6 +243,7 @@ class Supervisor:
             cleaner=self.cleaner,
             clock=self.clock,
             environ=environ,
+            budget_factory=budget_factory,
         )
         self._orch.has_subscribers = lambda jid: jid in self._handles or self._bus.has_subscribers(jid)
         self.health = HealthChecker(manager=self.manager, clock=self.clock)
@@ -267,6 +276,7 @@ class Supervisor:
             self._background = [
                 asyncio.create_task(self.health.run(self.config.health_interval), name="resurgo-health"),
                 asyncio.create_task(self._cleanup_loop(), name="resurgo-cleanup"),
+                asyncio.create_task(self._state_loop(), name="resurgo-state-check"),
             ]
             self._started = True
 
@@ -277,6 +287,15 @@ class Supervisor:
                 await self.cleaner.sweep()
             except Exception:
                 log.exception("cleanup sweep failed")
+
+    async def _state_loop(self) -> None:
+        """Notice jobs cancelled (or claimed) by another process while this one runs them."""
+        while True:
+            await self.clock.asleep(self.config.state_check_interval)
+            try:
+                self._orch.check_stored()
+            except Exception:
+                log.exception("checking the stored job states failed")
 
     async def __aenter__(self) -> Supervisor:
         await self.start()
@@ -306,6 +325,27 @@ class Supervisor:
         self._bus.close()
         if self._own_store:
             self.store.close()
+
+    def _store_alert(self, a: Alert) -> None:
+        """Keep an alert in the store as a ``supervisor`` event (type ``alert``) of every job it concerns.
+
+        A job's own alert (gave up, escalation, its budget wait) goes to that job; a
+        breaker opening goes to every job this supervisor runs on that endpoint.
+        """
+        ids: list[str] = []
+        jid = a.details.get("job_id")
+        if isinstance(jid, str) and jid:
+            ids.append(jid)
+        elif a.subject.startswith("job:"):
+            ids.append(a.subject[4:])
+        else:
+            ids += [j for j, ep in self._orch.running_endpoints().items() if a.subject in (ep.url, ep.breaker.name)]
+        data = a.to_dict()  # redacted
+        for j in ids:
+            try:
+                self.jobs.append_supervisor_event(j, "alert", data, subtype=a.kind)
+            except Exception:
+                log.exception("could not store alert %s for job %s", a.kind, j)
 
     # -- jobs -------------------------------------------------------------------------------------
     def _emit(self, ev: SupervisorEvent) -> None:
@@ -463,12 +503,8 @@ class Supervisor:
             return JobResult.from_record(rec)
         self._claim_check(job_id)
         if rec.state in (JobState.FAILED, JobState.CANCELLED):
-            # an explicit request to try again: the job leaves its final state (the store forbids it
-            # for everything else, so a finished job never restarts by accident)
-            self.store.execute(
-                "UPDATE jobs SET state=?, finished_at=NULL, error_json=NULL, updated_at=?, reason=? WHERE id=?",
-                (JobState.INTERRUPTED.value, self.clock.time(), reason, job_id),
-            )
+            # an explicit request to try again: the one way out of a final state
+            self.jobs.reopen(job_id, reason=reason)
         return await self._launch(job_id, reason=reason).result()
 
     async def cancel(self, job_id: str, *, resumable: bool = True, reason: str = "cancelled by the user") -> JobResult:
@@ -486,6 +522,55 @@ class Supervisor:
             else:
                 self.jobs.finish_job(job_id, JobState.CANCELLED, reason=reason)
         return JobResult.from_record(self.jobs.require(job_id))
+
+    def endpoint_url(self, env: Mapping[str, str] | None = None) -> str:
+        """The API endpoint (``ANTHROPIC_BASE_URL``) a job with these environment overrides talks to."""
+        return self._orch.endpoint_url({**self._orch.environ, **self.config.env, **dict(env or {})})
+
+    def endpoint_breaker(self, url: str) -> CircuitBreaker:
+        """The breaker every job of endpoint ``url`` shares; the endpoint is set up on first use.
+
+        For attaching it elsewhere (listeners, a fleet-wide breaker sync); its
+        state transitions are stored and emitted as :class:`BreakerStateChanged`.
+        """
+        return self._orch.endpoint(url).breaker
+
+    def adopt_job(
+        self,
+        spec: JobSpec,
+        session_id: str,
+        *,
+        transcript: str | bytes | None = None,
+        reason: str = "adopted from another supervisor",
+    ) -> JobHandle:
+        """Continue here a job whose session ran elsewhere (another host, another store); returns its handle.
+
+        ``transcript`` (the session's JSONL as the CLI wrote it) is put where
+        this host's CLI looks for ``session_id`` (same cwd and HOME rules as
+        the job's environment), so the first attempt resumes that session
+        instead of starting over; without it, or if the CLI cannot find the
+        session, the usual fallbacks apply (fresh start with the prompt).  The
+        job is new in this supervisor's store, recorded as having run before
+        (one attempt elsewhere) and ``interrupted`` with ``reason``.
+        """
+        if self._closed:
+            raise RuntimeError("this supervisor is closed")
+        if not isinstance(session_id, str) or not session_id.strip():
+            raise ValueError("adopt_job needs the session id of the job's previous run")
+        if transcript is not None:
+            env = {**self._orch.environ, **self.config.env, **dict(spec.env)}
+            path = self.sessions.transcript_path(session_id, os.path.abspath(os.fspath(spec.cwd)), env=env)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            data = transcript.encode() if isinstance(transcript, str) else transcript
+            tmp = path.with_suffix(".part")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        job_id = self._create(spec)
+        rec = self.jobs.require(job_id)
+        if rec.attempts == 0 and not rec.state.terminal:
+            self.jobs.begin_attempt(job_id, kind="start", session_id=session_id)  # it ran before: resume it
+            self.jobs.set_state(job_id, JobState.INTERRUPTED, session_id=session_id, reason=reason)
+        return self._launch(job_id, reason=reason)
 
     @property
     def breakers(self) -> dict[str, CircuitBreaker]:
