@@ -151,9 +151,9 @@ async def run(spec: Mapping[str, Any]) -> int:
             # The endpoint breakers are created on first use; create them now so the
             # listener sees the first crossing.  (The orchestrator has no public
             # accessor for its endpoints; this is the one place chaos reaches in.)
-            urls = {sup._orch.endpoint_url({**sup._orch.environ, **config.env, **dict(s.env)}) for s in specs}
+            urls = {sup.endpoint_url(s.env) for s in specs}
             for url in sorted(urls):
-                writer.watch(sup._orch.endpoint(url).breaker)
+                writer.watch(sup.endpoint_breaker(url))
             results = await sup.run_many(specs, concurrency=int(spec.get("concurrency", config.concurrency)))
         except asyncio.CancelledError:
             await sup.aclose()
