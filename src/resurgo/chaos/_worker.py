@@ -149,8 +149,7 @@ async def run(spec: Mapping[str, Any]) -> int:
         try:
             await sup.start()
             # The endpoint breakers are created on first use; create them now so the
-            # listener sees the first crossing.  (The orchestrator has no public
-            # accessor for its endpoints; this is the one place chaos reaches in.)
+            # listener sees the first crossing.
             urls = {sup.endpoint_url(s.env) for s in specs}
             for url in sorted(urls):
                 writer.watch(sup.endpoint_breaker(url))
