@@ -7,7 +7,9 @@ every tests/corpus/*.jsonl plus the real-exception corpus, with accuracy on type
 (2) exceptions/s: classify() on the corpus' real exceptions, round-robin, with the default
 verdict cache (the realistic case: a retry loop sees the same failure again and again) and
 with the cache disabled; (3) observations/s: the same JSON lines ``resurgo classify`` reads
-(parse + classify + serialise, no process start-up).  Single thread; pin with ``taskset -c 0``.
+(parse + classify + serialise, no process start-up), with and without the verdict cache
+(the corpus lines repeat round-robin, so "cache on" is the recurring-failure case).
+Single thread; pin with ``taskset -c 0``.
 """
 
 from __future__ import annotations
@@ -91,9 +93,17 @@ def main() -> None:
         json.dumps(obs_clf.classify(obs).to_dict())
 
     ops = rate(one_line, lines, args.seconds)
+    obs_cold = Classifier(cache_size=0)
+
+    def one_line_cold(line: str) -> None:
+        obs = json.loads(line)
+        json.dumps(obs_cold.classify(obs).to_dict())
+
+    ops_cold = rate(one_line_cold, lines, args.seconds / 2)
     print(f"exceptions/s (verdict cache on, {len(exceptions)} distinct): {eps:,.0f}  (target 100,000)")
     print(f"exceptions/s (verdict cache off):                  {eps_cold:,.0f}")
-    print(f"CLI observations/s (json in -> classify -> json out): {ops:,.0f}")
+    print(f"CLI observations/s (json in -> classify -> json out, cache on, {len(lines)} distinct): {ops:,.0f}")
+    print(f"CLI observations/s (verdict cache off):             {ops_cold:,.0f}")
 
 
 if __name__ == "__main__":

@@ -17,8 +17,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from resurgo.classify._describe import describe, describe_fallback, wait_text
 from resurgo.classify._facts import Node, exception_nodes, observation_facts
 from resurgo.classify._learn import FALLBACK_RULE, LearnedRule, OutcomeBook
+from resurgo.classify._patterns import HAVE_RE2, PatternSet
 from resurgo.classify._resets import ResetSpec, compute_retry_after, parse_message_reset
 from resurgo.classify._rules import (
     PACKS,
@@ -42,6 +44,8 @@ from resurgo.classify._types import (
 )
 from resurgo.clock import SYSTEM_CLOCK, Clock
 
+#: Observations with more text than this are not cached (bounds the cache's memory).
+_OBS_CACHE_TEXT = 4096
 _PRIORITIES = (Priority.P0, Priority.P1, Priority.P2, Priority.P3)
 _RULE_TIERS = (Tier.SPECIFIC, Tier.STATUS, Tier.CLI, Tier.EXCEPTION, Tier.PROCESS, Tier.MESSAGE, Tier.EXIT)
 
@@ -112,6 +116,15 @@ _NO_EVIDENCE = ErrorClass.not_an_error(
 
 
 @dataclass(frozen=True, slots=True)
+class _TierIndex:
+    """How a tier's candidate rules are found (idents index ``Classifier._rules``)."""
+
+    by_name: dict[str, tuple[int, ...]]  # exception class name -> rules naming it
+    msg: frozenset[int]  # message-only rules answered by the pattern set
+    always: tuple[int, ...]  # rules tried on every node
+
+
+@dataclass(frozen=True, slots=True)
 class _Decision:
     """A verdict before the time-dependent parts (retry_after, priority) are filled in."""
 
@@ -134,7 +147,8 @@ class Classifier:
     ``spread_thresholds`` [(3, 10)] — distinct jobs hit by one signature
     within the window that raise priority by one / two levels;
     ``stats_bucket`` [10 s] and ``stats_horizon`` [24 h] — statistics
-    resolution and memory; ``cache_size`` [8192] exception verdicts cached.
+    resolution and memory; ``cache_size`` [8192] verdicts cached per kind (exceptions
+    by their chain's shape, observations by their facts; 0 disables caching).
     """
 
     def __init__(
@@ -165,6 +179,7 @@ class Classifier:
             raise ValueError("spread_thresholds must be (a, b) with 0 < a <= b")
         self.spread_thresholds = spread_thresholds
         self._cache: dict[Any, _Decision] = {}
+        self._obs_cache: dict[Any, _Decision] = {}
         self._bumped: dict[tuple[int, Priority], tuple[ErrorClass, ErrorClass]] = {}
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -187,20 +202,58 @@ class Classifier:
             self._user_rules.extend(new)
             self._index()
             self._cache.clear()
+            self._obs_cache.clear()
 
     def _index(self) -> None:
+        """Precompute, per tier, which rules a node can possibly match.
+
+        Every rule gets an ident (its position in precedence order).  Rules with an
+        exception condition are reached through the node's class names, message-only
+        rules through one :class:`PatternSet` scan of the node's text, and only the
+        rest are tried on every node; candidates are then confirmed in precedence
+        order, so the verdict is the one a rule-by-rule scan would give.
+        """
         ordered = [*self._user_rules, *self._pack_rules]
         self._rules = tuple(ordered)
-        self._tiers: dict[Tier, tuple[Rule, ...]] = {t: tuple(r for r in ordered if r.tier is t) for t in _RULE_TIERS}
-        by_status: dict[int, list[Rule]] = {}
-        generic_status: list[Rule] = []
-        for r in self._tiers[Tier.STATUS]:
+        pset = PatternSet() if HAVE_RE2 else None
+        in_set = [False] * len(ordered)
+        if pset is not None:
+            for i, r in enumerate(ordered):
+                if r.matcher is not None:
+                    in_set[i] = pset.add(r.matcher, i)
+            if not pset.compile():
+                pset, in_set = None, [False] * len(ordered)
+        self._pset = pset
+        self._in_set = tuple(in_set)
+        self._tiers: dict[Tier, _TierIndex] = {}
+        for t in _RULE_TIERS:
+            by_name: dict[str, list[int]] = {}
+            msg: list[int] = []
+            always: list[int] = []
+            for i, r in enumerate(ordered):
+                if r.tier is not t:
+                    continue
+                if r.exception:
+                    for name in r.exception | r.exception_bare:
+                        by_name.setdefault(name, []).append(i)
+                elif in_set[i]:
+                    msg.append(i)
+                else:
+                    always.append(i)
+            self._tiers[t] = _TierIndex(
+                by_name={k: tuple(v) for k, v in by_name.items()}, msg=frozenset(msg), always=tuple(always)
+            )
+        by_status: dict[int, list[int]] = {}
+        generic_status: list[int] = []
+        for i, r in enumerate(ordered):
+            if r.tier is not Tier.STATUS:
+                continue
             if r.http_status:
-                for s in r.http_status:
-                    by_status.setdefault(s, []).append(r)
+                for st in r.http_status:
+                    by_status.setdefault(st, []).append(i)
             else:
-                generic_status.append(r)
-        self._by_status = {s: tuple(v) for s, v in by_status.items()}
+                generic_status.append(i)
+        self._by_status = {st: tuple(v) for st, v in by_status.items()}
         self._generic_status = tuple(generic_status)
 
     @property
@@ -253,6 +306,35 @@ class Classifier:
             example = redact(sig)
         return self._book.record(sig, bool(retry_succeeded), now=self._clock.time(), base_rule=base, example=example)
 
+    def merge_outcomes(
+        self,
+        signature: str,
+        *,
+        successes: int = 0,
+        failures: int = 0,
+        base_rule: str | None = None,
+        example: str = "",
+    ) -> LearnedRule:
+        """Add retry outcomes of ``signature`` that were observed elsewhere (another process or host).
+
+        For sharing what a fleet learned: the counts are added to this
+        classifier's own (and written through to its store), timestamped with
+        its clock, and the signature becomes learned when the totals cross the
+        thresholds, exactly as if they had been recorded here.  ``base_rule``
+        is the rule the failure matched before learning (kept for
+        ``resurgo rules``); ``example`` is a redacted sample text.
+        """
+        if not isinstance(signature, str) or not signature:
+            raise ValueError("merge_outcomes needs a non-empty signature")
+        return self._book.add(
+            signature,
+            successes=int(successes),
+            failures=int(failures),
+            now=self._clock.time(),
+            base_rule=base_rule,
+            example=redact(example)[:300] if example else "",
+        )
+
     def learned_rules(self) -> list[LearnedRule]:
         """Signatures currently learned as transient."""
         return self._book.learned()
@@ -299,12 +381,17 @@ class Classifier:
     def _decide_exception(self, exc: BaseException) -> _Decision:
         pairs = exception_nodes(exc)
         nodes = [n for _, n in pairs]
-        key = tuple((type(e), n.text, n.status, n.errno, n.exit_code, n.signal) for e, n in pairs)
+        key = tuple(
+            (type(e), n.text, n.status, n.errno, n.exit_code, n.signal, n.subtype, n.terminal_reason, n.result_error)
+            for e, n in pairs
+        )
+        headers = next((n.headers for n in nodes if n.headers is not None), None)
         cached = self._cache.get(key)
         if cached is not None:
-            headers = next((n.headers for n in nodes if n.headers is not None), None)
-            return cached if headers is cached.headers else replace(cached, headers=headers)
-        d = self._evaluate(nodes, headers=next((n.headers for n in nodes if n.headers is not None), None))
+            if headers is cached.headers:
+                return cached
+            return _Decision(cached.verdict, cached.signature, cached.tier, cached.reset, headers)
+        d = self._evaluate(nodes, headers=headers)
         if self._cache_size > 0:
             if len(self._cache) >= self._cache_size:
                 self._cache.clear()  # crude but bounded; hot signatures re-enter at once
@@ -334,12 +421,40 @@ class Classifier:
             )
         if not f.has_evidence:
             return _Decision(_NO_EVIDENCE, sig, Tier.FALLBACK, None, None)
-        d = self._evaluate([node], headers=obs.headers or None, signature=sig)
+        key = (
+            obs.exception_type,
+            node.text,
+            node.primary,
+            node.status,
+            node.exit_code,
+            node.signal,
+            node.cli_errors,
+            node.subtype,
+            node.terminal_reason,
+            node.result_error,
+            node.stream_incomplete,
+        )
+        headers = obs.headers or None
+        cached = self._obs_cache.get(key)
+        if cached is None:
+            d = self._evaluate([node], headers=headers, signature=sig, observed=True)
+            if self._cache_size > 0 and len(node.text) <= _OBS_CACHE_TEXT:
+                if len(self._obs_cache) >= self._cache_size:
+                    self._obs_cache.clear()
+                self._obs_cache[key] = d
+        else:
+            d = (
+                cached
+                if headers is cached.headers
+                else _Decision(cached.verdict, cached.signature, cached.tier, cached.reset, headers)
+            )
         if f.resets_at is not None and d.verdict.retryable:
             d = _with_resets(d, f.resets_at)
         return d
 
-    def _evaluate(self, nodes: list[Node], *, headers: Any, signature: str | None = None) -> _Decision:
+    def _evaluate(
+        self, nodes: list[Node], *, headers: Any, signature: str | None = None, observed: bool = False
+    ) -> _Decision:
         for tier in _RULE_TIERS:
             best: tuple[Rule, Node, float] | None = None
             for node in nodes:
@@ -355,7 +470,7 @@ class Classifier:
                 ev = [f"{tier.name.lower()}: rule {rule.id} ({rule.source or 'user'}), weight {rule.weight}"]
                 ev.extend(_explain_match(rule, node, level))
                 ev.append(f"signature {sig!r}")
-                verdict = replace(rule.verdict, evidence=tuple(ev))
+                verdict = replace(rule.verdict, evidence=tuple(ev), description=_describe(rule, node, observed))
                 reset = None
                 if verdict.retryable and verdict.type is not None:
                     reset = parse_message_reset(node.text)
@@ -365,18 +480,42 @@ class Classifier:
         top = nodes[0]
         sig = signature or make_signature(top.label or _obs_label(top), top.primary)
         fb_ev = ("fallback: no rule matched", f"signature {sig!r}")
-        return _Decision(replace(FALLBACK, evidence=fb_ev), sig, Tier.FALLBACK, None, headers)
+        desc = describe_fallback(top, from_cli=observed)
+        return _Decision(replace(FALLBACK, evidence=fb_ev, description=desc), sig, Tier.FALLBACK, None, headers)
+
+    def _hits(self, node: Node) -> frozenset[int]:
+        """Idents of set-indexed rules whose message pattern matches the node (one scan, memoised)."""
+        hits = node.hits
+        if hits is None:
+            hits = self._pset.matching(node.text) if self._pset is not None and node.text else frozenset()
+            node.hits = hits
+        return hits
 
     def _best_in_tier(self, tier: Tier, node: Node) -> tuple[Rule, float] | None:
         if tier is Tier.STATUS:
             if node.status is None:
                 return None
-            cands: Iterable[Rule] = self._by_status.get(node.status, ()) + self._generic_status
+            cands: Iterable[int] = self._by_status.get(node.status, ()) + self._generic_status
         else:
-            cands = self._tiers[tier]
+            ti = self._tiers[tier]
+            found = set(ti.always)
+            if ti.by_name and node.names:
+                get = ti.by_name.get
+                for name in node.names:
+                    ids = get(name)
+                    if ids:
+                        found.update(ids)
+            if ti.msg and node.text:
+                found.update(ti.msg & self._hits(node))
+            if not found:
+                return None
+            cands = sorted(found)
+        rules = self._rules
+        in_set = self._in_set
         best: tuple[Rule, float] | None = None
-        for r in cands:
-            level = _match(r, node)
+        for i in cands:
+            r = rules[i]
+            level = _match(r, node, (i in self._hits(node)) if in_set[i] else None)
             if level is None:
                 continue
             if best is None or (level, -r.weight) < (best[1], -best[0].weight):
@@ -395,8 +534,9 @@ class Classifier:
         with self._lock:
             if record:
                 self._stats.record(now, v.type.value, v.severity.value if v.severity else None, d.signature)
-                self._spread.hit(d.signature, now, job)
-            jobs = self._spread.jobs(d.signature, now, self.recent_window, self.spread_thresholds[1])
+                jobs = self._spread.hit_and_count(d.signature, now, job, self.recent_window, self.spread_thresholds[1])
+            else:
+                jobs = self._spread.jobs(d.signature, now, self.recent_window, self.spread_thresholds[1])
         prio = v.priority
         bump = (jobs >= self.spread_thresholds[0]) + (jobs >= self.spread_thresholds[1])
         if bump:
@@ -409,16 +549,28 @@ class Classifier:
             if memo is not None and memo[0] is v:
                 return memo[1]
         ev = v.evidence
+        desc = v.description
         if retry_after is not None:
             ev = (*ev, f"retry_after {retry_after:.3f}s from {ra_source}")
+            try:
+                desc = f"{desc}; {wait_text(retry_after, ra_source, d.reset, now)}"
+            except Exception:  # words are a courtesy; the verdict must still be returned
+                desc = f"{desc}; retry in {retry_after:.0f}s"
         if prio is not v.priority:
             ev = (*ev, f"priority raised: signature hit {jobs}+ jobs in {self.recent_window:g}s")
-        out = replace(v, retry_after=retry_after, priority=prio, evidence=ev)
+        out = replace(v, retry_after=retry_after, priority=prio, evidence=ev, description=desc)
         if retry_after is None:
             if len(self._bumped) >= 4096:
                 self._bumped.clear()
             self._bumped[(id(v), prio)] = (v, out)
         return out
+
+
+def _describe(rule: Rule, node: Node, observed: bool) -> str:
+    try:
+        return describe(rule, node, from_cli=observed)
+    except Exception:  # classification runs on the failure path: never fail for want of words
+        return rule.verdict.description
 
 
 def _with_resets(d: _Decision, resets_at: float) -> _Decision:
@@ -442,8 +594,12 @@ def _obs_label(node: Node) -> str:
     return "obs"
 
 
-def _match(r: Rule, n: Node) -> float | None:
-    """MRO distance of the match (0 when the rule has no class condition), or None."""
+def _match(r: Rule, n: Node, set_hit: bool | None = None) -> float | None:
+    """MRO distance of the match (0 when the rule has no class condition), or None.
+
+    ``set_hit`` is the pattern set's answer for the rule's message condition
+    (``None``: the rule is not in the set, so its own pattern is searched).
+    """
     level = 0.0
     if r.exception:
         names = n.names
@@ -484,7 +640,12 @@ def _match(r: Rule, n: Node) -> float | None:
         return None
     if r.matcher is not None:
         text = n.text
-        if not text or r.matcher.search(text) is None:
+        if not text:
+            return None
+        if set_hit is None:
+            if r.matcher.search(text) is None:
+                return None
+        elif not set_hit:
             return None
     return level
 
@@ -494,7 +655,7 @@ def _explain_match(r: Rule, n: Node, level: float) -> list[str]:
     if r.exception:
         hit = min(
             (name for name in (*r.exception, *r.exception_bare) if name in n.names),
-            key=lambda name: n.names[name],
+            key=lambda name: (n.names[name], name),  # deterministic on ties
             default="?",
         )
         out.append(f"exception {n.label or '?'} matched {hit!r} at MRO distance {level:g}")

@@ -45,6 +45,7 @@ class Node:
     headers: Any = None
     primary: str = ""  # the short text a signature is built from
     label: str = ""  # the exception type name shown in signatures and evidence
+    hits: frozenset[int] | None = None  # rules whose message pattern matched (set by the engine)
 
 
 # -- exceptions ----------------------------------------------------------------------
@@ -96,26 +97,50 @@ def safe_str(exc: BaseException) -> str:
     return s if len(s) <= MAX_TEXT else cap_text(s)
 
 
-def _status_of(exc: BaseException) -> int | None:
-    for attr in ("status_code", "status", "code"):
-        v = getattr(exc, attr, None)
-        if isinstance(v, int) and not isinstance(v, bool) and 100 <= v <= 599:
-            return v
-    resp = getattr(exc, "response", None)
-    if resp is not None:
-        for attr in ("status_code", "status"):
-            v = getattr(resp, attr, None)
-            if isinstance(v, int) and not isinstance(v, bool) and 100 <= v <= 599:
-                return v
+#: Attributes through which exceptions carry structured evidence (the observation fields of
+#: the spec): HTTP statuses, a response with status and headers, process exit codes and
+#: stderr, and an attached CLI ``result`` (claude_agent_sdk's ResultError ``data``).
+_STATUS_ATTRS = ("status_code", "status", "http_status", "api_error_status", "code")
+_RESULT_ATTRS = ("data", "result", "result_message")
+_OTHER_ATTRS = ("response", "headers", "returncode", "exit_code", "stderr", "subtype", "terminal_reason")
+_EVIDENCE_ATTRS = frozenset((*_STATUS_ATTRS, *_RESULT_ATTRS, *_OTHER_ATTRS))
+_CLASS_ATTRS: dict[type, frozenset[str]] = {}
+
+
+def _class_attrs(cls: type) -> frozenset[str]:
+    """Evidence attributes a class defines itself (properties, slots); cached per class.
+
+    With the instance ``__dict__`` this tells which attributes an exception can
+    have before asking, so a plain ``ValueError`` costs no failed lookups.
+    """
+    found = _CLASS_ATTRS.get(cls)
+    if found is None:
+        found = frozenset(a for a in _EVIDENCE_ATTRS if any(a in vars(c) for c in cls.__mro__))
+        if len(_CLASS_ATTRS) < 10_000:
+            _CLASS_ATTRS[cls] = found
+    return found
+
+
+def _http_status(v: Any) -> int | None:
+    if isinstance(v, int) and not isinstance(v, bool) and 100 <= v <= 599:
+        return v
     return None
 
 
-def _headers_of(exc: BaseException) -> Any:
-    resp = getattr(exc, "response", None)
-    h = getattr(resp, "headers", None) if resp is not None else None
-    if h is None:
-        h = getattr(exc, "headers", None)
-    return h if h is not None and hasattr(h, "get") else None
+def _result_of(v: Any) -> Mapping[str, Any] | None:
+    """An attached CLI result event (dict, or an object such as the SDK's ResultMessage)."""
+    if isinstance(v, Mapping):
+        if v.get("type") == "result" or "is_error" in v or "api_error_status" in v:
+            return v
+        return None
+    if v is None or isinstance(v, str | bytes | int | float) or not hasattr(v, "is_error"):
+        return None
+    out: dict[str, Any] = {}
+    for k in ("is_error", "subtype", "terminal_reason", "api_error_status", "result", "errors"):
+        x = getattr(v, k, None)
+        if x is not None:
+            out[k] = x
+    return out
 
 
 def _text_attr(v: Any) -> str:
@@ -124,29 +149,89 @@ def _text_attr(v: Any) -> str:
     return v[-MAX_TEXT:] if isinstance(v, str) else ""
 
 
+def _structured(exc: BaseException, node: Node, present: Any) -> None:
+    """Fill ``node`` from the exception's structured attributes (see ``_EVIDENCE_ATTRS``).
+
+    Precedence follows the spec's observation fields: a status on the exception
+    itself, then on its ``response``, then the attached result's
+    ``api_error_status``; ``returncode``/``exit_code`` give the exit code (a
+    negative one is a signal); ``stderr`` and the result's texts join the text.
+    """
+    msg = node.text
+    status: int | None = None
+    for a in _STATUS_ATTRS:
+        if a in present:
+            status = _http_status(getattr(exc, a, None))
+            if status is not None:
+                break
+    resp = getattr(exc, "response", None) if "response" in present else None
+    if status is None and resp is not None:
+        for a in ("status_code", "status"):
+            status = _http_status(getattr(resp, a, None))
+            if status is not None:
+                break
+    result: Mapping[str, Any] | None = None
+    for a in _RESULT_ATTRS:
+        if a in present:
+            result = _result_of(getattr(exc, a, None))
+            if result is not None:
+                break
+    extra: list[str] = []
+    if result is not None:
+        node.result_error = bool(result.get("is_error"))
+        st = result.get("subtype")
+        node.subtype = st if isinstance(st, str) else None
+        tr = result.get("terminal_reason")
+        node.terminal_reason = tr if isinstance(tr, str) else None
+        if node.result_error:
+            if status is None:
+                status = _http_status(result.get("api_error_status"))
+            texts: list[str] = []
+            _collect_text(result.get("result"), texts)
+            _collect_text(result.get("errors"), texts)
+            extra.extend(t for t in texts if t not in msg)
+    for a in ("subtype", "terminal_reason"):
+        if a in present and getattr(node, a) is None:
+            v = getattr(exc, a, None)
+            if isinstance(v, str) and v:
+                setattr(node, a, v)
+    node.status = status
+    if status is not None:
+        h = getattr(resp, "headers", None) if resp is not None else None
+        if h is None and "headers" in present:
+            h = getattr(exc, "headers", None)
+        node.headers = h if h is not None and hasattr(h, "get") else None
+    rc = getattr(exc, "returncode", None) if "returncode" in present else None
+    if rc is None and "exit_code" in present:
+        rc = getattr(exc, "exit_code", None)
+    if isinstance(rc, int) and not isinstance(rc, bool):
+        if rc < 0:
+            node.signal = -rc
+        else:
+            node.exit_code = rc
+    if "stderr" in present:
+        err = getattr(exc, "stderr", None)
+        if err:
+            tail = _text_attr(err)
+            if tail:
+                extra.append(tail)
+    if extra:
+        node.text = "\n".join([msg, *extra]) if msg else "\n".join(extra)
+
+
 def exception_node(exc: BaseException, depth: int) -> Node:
     cls = type(exc)
     msg = safe_str(exc)
     node = Node(names=class_names(cls), text=msg, primary=msg, label=cls.__name__, depth=depth)
     try:
-        node.status = _status_of(exc)
-        if node.status is not None:
-            node.headers = _headers_of(exc)
         if isinstance(exc, OSError) and isinstance(exc.errno, int):
             node.errno = _errno.errorcode.get(exc.errno)
-        rc = getattr(exc, "returncode", None)
-        if rc is None:
-            rc = getattr(exc, "exit_code", None)
-        if isinstance(rc, int) and not isinstance(rc, bool):
-            if rc < 0:
-                node.signal = -rc
-            else:
-                node.exit_code = rc
-        err = getattr(exc, "stderr", None)
-        if err:
-            tail = _text_attr(err)
-            if tail:
-                node.text = f"{msg}\n{tail}" if msg else tail
+        present = _class_attrs(cls)
+        d = getattr(exc, "__dict__", None)
+        if d:
+            present = present | (d.keys() & _EVIDENCE_ATTRS)
+        if present:
+            _structured(exc, node, present)
     except Exception:  # a property that raises must not break classification
         pass
     return node
@@ -154,6 +239,13 @@ def exception_node(exc: BaseException, depth: int) -> Node:
 
 def exception_nodes(exc: BaseException) -> list[tuple[BaseException, Node]]:
     """The exception, its cause/context chain and group members, breadth first, cycle-safe."""
+    if (
+        exc.__cause__ is None
+        and (exc.__context__ is None or exc.__suppress_context__)
+        and not isinstance(exc, BaseExceptionGroup)
+        and not isinstance(getattr(exc, "reason", None), BaseException)
+    ):
+        return [(exc, exception_node(exc, 0))]  # the common case: a lone exception
     out: list[tuple[BaseException, Node]] = []
     seen: set[int] = set()
     queue: list[tuple[BaseException, int]] = [(exc, 0)]

@@ -106,6 +106,17 @@ class OutcomeBook:
     def record(
         self, signature: str, succeeded: bool, *, now: float, base_rule: str | None, example: str
     ) -> LearnedRule:
+        return self.add(
+            signature, successes=int(succeeded), failures=int(not succeeded), now=now, base_rule=base_rule,
+            example=example,
+        )
+
+    def add(
+        self, signature: str, *, successes: int, failures: int, now: float, base_rule: str | None, example: str
+    ) -> LearnedRule:
+        """Add counts at once (one store write): what :meth:`record` does, for outcomes seen elsewhere."""
+        if successes < 0 or failures < 0:
+            raise ValueError("outcome counts cannot be negative")
         with self._lock:
             row = self._rows.get(signature)
             if row is None:
@@ -113,10 +124,8 @@ class OutcomeBook:
                 self._rows[signature] = row
             elif base_rule is not None:
                 row.base_rule = base_rule
-            if succeeded:
-                row.successes += 1
-            else:
-                row.failures += 1
+            row.successes += successes
+            row.failures += failures
             row.last_seen = now
             self._update(signature, row)
             if self._store is not None:

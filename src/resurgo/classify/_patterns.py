@@ -95,6 +95,57 @@ def combine_patterns(parts: list[str], *, rule_id: str, use_re2: bool | None = N
     return re.compile(joined, re.IGNORECASE)
 
 
+class PatternSet:
+    """Many rules' patterns scanned in one pass (RE2 ``Set``): which of them match ``text``.
+
+    The classifier's rules are mostly message patterns; searching them one by one
+    costs a Python-level RE2 call (and a UTF-8 encode of the text) per rule, which
+    dominated classification time.  A set answers "which patterns match anywhere"
+    in a single linear scan, after which only the winning candidates are examined.
+    Only patterns compiled by RE2 are accepted (:meth:`add` returns ``False`` for
+    others), so the set never changes what a rule's own pattern would have matched.
+    """
+
+    __slots__ = ("_compiled", "_ids", "_set")
+
+    def __init__(self) -> None:
+        if _re2 is None:  # pragma: no cover - callers check HAVE_RE2
+            raise RuntimeError("PatternSet needs google-re2")
+        self._set: Any = _re2.Set.SearchSet(_RE2_OPTIONS)
+        self._ids: list[int] = []
+        self._compiled = False
+
+    def add(self, pattern: Pattern, ident: int) -> bool:
+        """Add a pattern compiled by :func:`compile_pattern` on RE2; ``False`` when it cannot be."""
+        if self._compiled or _re2 is None or isinstance(pattern, re.Pattern):
+            return False
+        try:
+            self._set.Add(pattern.pattern)
+        except Exception:  # re2.error: keep the rule on its own pattern instead
+            return False
+        self._ids.append(ident)
+        return True
+
+    def compile(self) -> bool:
+        """Freeze the set; ``False`` (and the set unusable) if RE2 could not build it."""
+        if not self._ids:
+            return False
+        try:
+            self._set.Compile()
+        except Exception:  # pragma: no cover - only on RE2 memory limits
+            return False
+        self._compiled = True
+        return True
+
+    def matching(self, text: str) -> frozenset[int]:
+        """Idents of the patterns that match somewhere in ``text``."""
+        found = self._set.Match(text)
+        if not found:
+            return frozenset()
+        ids = self._ids
+        return frozenset(ids[i] for i in found)
+
+
 _REPEATS = {_sre_c.MAX_REPEAT, _sre_c.MIN_REPEAT, getattr(_sre_c, "POSSESSIVE_REPEAT", None)}
 _MAXREPEAT = _sre_c.MAXREPEAT
 #: More unbounded repeats than this in one pattern can cost O(n^k) on crafted input.
@@ -163,6 +214,7 @@ __all__ = [
     "MAX_TEXT",
     "Pattern",
     "PatternError",
+    "PatternSet",
     "cap_text",
     "check_backtracking",
     "compile_pattern",

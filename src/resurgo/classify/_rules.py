@@ -246,9 +246,7 @@ def compile_rule(d: Mapping[str, Any], *, source: str = "", use_re2: bool | None
     if isinstance(conf, bool) or not isinstance(conf, int | float) or not 0.0 <= conf <= 1.0:
         raise RuleError(f"rule {rid!r}: 'confidence' must be a number from 0 to 1")
     category = d.get("category") or rid.rsplit(".", 1)[-1]
-    description = d.get("description") or (
-        f"{tname if etype is not None else 'not an error'}: {category.replace('_', ' ')}"
-    )
+    description = d.get("description") or _default_description(category, tname if etype is not None else None)
     if etype is None:
         verdict = ErrorClass.not_an_error(category=category, description=description, rule=rid, confidence=float(conf))
     else:
@@ -268,6 +266,37 @@ def compile_rule(d: Mapping[str, Any], *, source: str = "", use_re2: bool | None
             confidence=float(conf),
         )
     return Rule(id=rid, tier=tier, verdict=verdict, weight=weight, source=source, raw=dict(d), **conds)
+
+
+#: What a rule without its own description says, by category: words a user understands.
+_CATEGORY_TEXT = {
+    "authentication_failed": "authentication failed: the credentials were rejected",
+    "credentials": "credentials missing, invalid, expired or without permission",
+    "billing": "credits or billing exhausted: retrying will not help until someone pays",
+    "rate_limit": "rate limited: wait for the reset",
+    "invalid_request": "the request is invalid and will fail again unchanged",
+    "client_error": "the server rejected the request",
+    "timeout": "the request timed out",
+    "overloaded": "the service is overloaded; back off and retry",
+    "server_error": "the server failed on its side; retry",
+    "bad_gateway": "a gateway or proxy could not reach the server; retry",
+    "conflict": "the request conflicted with another one; retry",
+    "connection": "the connection could not be made or broke",
+    "memory": "memory exhausted; clean up and retry",
+    "interrupted": "the call was interrupted",
+    "disk_full": "disk full: retrying will fail until space is freed",
+    "file_descriptors": "out of file descriptors; clean up and retry",
+    "binary_missing": "the program is missing or not executable",
+    "programming_error": "a bug in the calling code; retrying runs the same bug again",
+}
+
+
+def _default_description(category: str, type_name: str | None) -> str:
+    known = _CATEGORY_TEXT.get(category)
+    if known:
+        return known
+    words = category.replace("_", " ")
+    return f"{type_name} error: {words}" if type_name else f"not an error: {words}"
 
 
 def _type_names() -> str:

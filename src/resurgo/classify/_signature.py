@@ -56,12 +56,25 @@ def redact(text: str) -> str:
     return _SUBS[1][0].sub(r"\1 <secret>", s)
 
 
+#: Signatures remembered by (label, message prefix); the same failures recur, and
+#: fourteen substitutions per message were a large share of classification time.
+_CACHE: dict[tuple[str, str], str] = {}
+_CACHE_SIZE = 4096
+
+
 def make_signature(label: str, message: str) -> str:
     """``"<label>:<normalised message>"``, bounded in length; equal for "the same" error."""
-    sig = f"{label or '-'}:{normalise(message)}"
+    key = (label, message[:SIGNATURE_TEXT])
+    sig = _CACHE.get(key)
+    if sig is not None:
+        return sig
+    sig = f"{label or '-'}:{normalise(key[1])}"
     if len(sig) > MAX_SIGNATURE:
         digest = hashlib.blake2b(sig.encode("utf-8", "replace"), digest_size=6).hexdigest()
         sig = f"{sig[: MAX_SIGNATURE - 14]}…#{digest}"
+    if len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.clear()  # bounded; recurring signatures re-enter at once
+    _CACHE[key] = sig
     return sig
 
 

@@ -115,10 +115,9 @@ class SpreadTracker:
     """How many distinct jobs hit a signature recently (LRU-bounded), for priority."""
 
     def __init__(self, *, max_signatures: int = 4096, per_signature: int = 64) -> None:
-        self._hits: OrderedDict[str, deque[tuple[float, str]]] = OrderedDict()
+        self._hits: OrderedDict[str, deque[tuple[float, str | None]]] = OrderedDict()
         self.max_signatures = max_signatures
         self.per_signature = per_signature
-        self._anon = 0
 
     def hit(self, signature: str, now: float, job: str | None) -> None:
         q = self._hits.get(signature)
@@ -129,25 +128,44 @@ class SpreadTracker:
                 self._hits.popitem(last=False)
         else:
             self._hits.move_to_end(signature)
-        if job is None:  # without a job id every occurrence counts as its own job
-            self._anon += 1
-            job = f"\0{self._anon}"
-        q.append((now, job))
+        q.append((now, job))  # without a job id (None) every occurrence counts as its own job
+
+    def hit_and_count(self, signature: str, now: float, job: str | None, window: float, cap: int) -> int:
+        """:meth:`hit` then :meth:`jobs` with one lookup (the classifier's per-error path)."""
+        hits = self._hits
+        q = hits.get(signature)
+        if q is None:
+            q = deque(maxlen=self.per_signature)
+            hits[signature] = q
+            if len(hits) > self.max_signatures:
+                hits.popitem(last=False)
+        else:
+            hits.move_to_end(signature)
+        q.append((now, job))  # None: an anonymous occurrence, a job of its own
+        return self._count(q, now - window, cap)
+
+    @staticmethod
+    def _count(q: deque[tuple[float, str | None]], cutoff: float, cap: int) -> int:
+        n = 0
+        seen: set[str] = set()
+        for t, job in reversed(q):
+            if t < cutoff:
+                break
+            if job is None:
+                n += 1
+            elif job not in seen:
+                seen.add(job)
+                n += 1
+            if n >= cap:
+                break
+        return n
 
     def jobs(self, signature: str, now: float, window: float, cap: int = 1 << 30) -> int:
         """Distinct jobs within ``window``; stops counting at ``cap`` (the caller's threshold)."""
         q = self._hits.get(signature)
         if not q:
             return 0
-        cutoff = now - window
-        seen: set[str] = set()
-        for t, job in reversed(q):
-            if t < cutoff:
-                break
-            seen.add(job)
-            if len(seen) >= cap:
-                break
-        return len(seen)
+        return self._count(q, now - window, cap)
 
 
 __all__ = ["OTHER", "ErrorStats", "SpreadTracker", "WindowedStats"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -144,12 +144,26 @@ class ErrorClass:
         return replace(self, **changes)
 
     def to_dict(self, *, explain: bool = False) -> dict[str, Any]:
-        """The JSON form of the spec and of ``resurgo classify``: fixed field names."""
-        d = asdict(self)
-        d.pop("evidence")
-        out: dict[str, Any] = {"error": self.is_error}
-        for k, v in d.items():
-            out[k] = v.value if isinstance(v, StrEnum) else v
+        """The JSON form of the spec and of ``resurgo classify``: fixed field names.
+
+        Written out field by field (not ``dataclasses.asdict``, which deep-copies
+        every value): ``resurgo classify`` serialises one verdict per input line.
+        """
+        t = self.type
+        sev = self.severity
+        out: dict[str, Any] = {
+            "error": t is not None,
+            "type": _plain(t),
+            "severity": _plain(sev),
+            "category": self.category,
+            "description": self.description,
+            "retryable": self.retryable,
+            "retry_after": self.retry_after,
+            "strategy": _plain(self.strategy),
+            "priority": _plain(self.priority),
+            "rule": self.rule,
+            "confidence": self.confidence,
+        }
         if explain:
             out["evidence"] = list(self.evidence)
         return out
@@ -173,6 +187,10 @@ class ErrorClass:
             rule=str(d.get("rule", "")),
             confidence=float(d.get("confidence", 1.0)),
         )
+
+
+def _plain(v: Any) -> Any:
+    return v.value if isinstance(v, StrEnum) else v
 
 
 KILLED_BY_VALUES = frozenset({"stall_watchdog", "deadline", "shutdown", "user"})
