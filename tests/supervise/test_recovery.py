@@ -46,6 +46,14 @@ def test_validation_aborts() -> None:
     assert plan.strategy is Strategy.ABORT and plan.give_up and "bad option" in plan.reason
 
 
+def test_description_words_alone_do_not_make_a_session_broken() -> None:
+    """A bad request whose message merely mentions 'context' is not a context overflow."""
+    e = err(ErrorType.VALIDATION, retryable=False, desc="invalid request: context_management is not allowed",
+            category="invalid_request", strategy=Strategy.ABORT)
+    plan = RecoveryPlanner().choose(ctx(e, has_transcript=True))
+    assert plan.strategy is Strategy.ABORT and plan.give_up
+
+
 def test_rate_limit_with_reset_waits_and_is_not_a_crash() -> None:
     clock = FakeClock()
     intensity = RestartIntensity(max_restarts=1, period=60, clock=clock)
@@ -58,7 +66,8 @@ def test_rate_limit_with_reset_waits_and_is_not_a_crash() -> None:
 
 
 def test_no_conversation_found_starts_fresh_once_then_gives_up() -> None:
-    e = err(ErrorType.VALIDATION, retryable=False, desc="No conversation found with session ID: s1")
+    e = err(ErrorType.VALIDATION, retryable=False, desc="No conversation found with session ID: s1",
+            category="session_not_found", strategy=Strategy.FORK_SESSION)
     planner = RecoveryPlanner()
     first = planner.choose(ctx(e, has_transcript=False, resume_failed=True))
     assert (first.strategy, first.action) == (Strategy.FORK_SESSION, "start")
@@ -67,8 +76,8 @@ def test_no_conversation_found_starts_fresh_once_then_gives_up() -> None:
 
 
 def test_orphan_tool_use_forks_when_a_transcript_exists() -> None:
-    e = err(ErrorType.VALIDATION, retryable=False,
-            desc="tool_use ids were found without tool_result blocks")
+    e = err(ErrorType.VALIDATION, retryable=False, desc="tool_use ids were found without tool_result blocks",
+            category="orphan_tool_use", strategy=Strategy.FORK_SESSION)
     plan = RecoveryPlanner().choose(ctx(e, has_transcript=True))
     assert (plan.strategy, plan.action) == (Strategy.FORK_SESSION, "fork")
 

@@ -1036,9 +1036,16 @@ def _short(outcome: AttemptOutcome) -> str:
     return f"exit status {outcome.exit_code}"
 
 
+#: Classifier categories of local exhaustion that cleaning up leftovers can relieve.
+_LOCAL_RESOURCE = frozenset({"memory", "file_descriptors", "process_limit"})
+
+
 def _local_resource(err: ErrorClass, outcome: AttemptOutcome) -> bool:
-    text = f"{err.category} {err.description} {outcome.stderr_tail[-2000:]}".lower()
-    return any(k in text for k in ("out of memory", "heap out of memory", "emfile", "too many open files", "enospc"))
+    """Did a local resource run out?  The verdict's category first, then the CLI's own stderr."""
+    if err.category in _LOCAL_RESOURCE:
+        return True
+    tail = outcome.stderr_tail[-2000:].lower()
+    return any(k in tail for k in ("heap out of memory", "emfile", "too many open files"))
 
 
 def _signature(classifier: Classifier, obs: Observation) -> str | None:

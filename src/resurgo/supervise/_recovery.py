@@ -292,15 +292,20 @@ def _what(ctx: RecoveryContext) -> str:
 
 
 def _no_conversation(e: ErrorClass) -> bool:
-    return "no conversation" in e.description.lower() or e.category == "session_not_found"
+    return e.category == "session_not_found"
+
+
+#: Classifier categories meaning the session itself cannot continue as it is.
+_BROKEN_SESSION = frozenset({"orphan_tool_use", "context_overflow", "session_not_found"})
 
 
 def _session_broken(e: ErrorClass) -> bool:
-    """The session itself cannot continue: orphan tool_use, context overflow, missing transcript."""
-    if e.strategy is Strategy.FORK_SESSION:
-        return True
-    text = f"{e.category} {e.description}".lower()
-    return any(k in text for k in ("tool_use", "no conversation", "context", "prompt is too long", "session_not_found"))
+    """The session itself cannot continue: orphan tool_use, context overflow, missing transcript.
+
+    Keyed on the classifier's category and strategy, never on description words,
+    which quote whatever the API or the CLI said.
+    """
+    return e.strategy is Strategy.FORK_SESSION or e.category in _BROKEN_SESSION
 
 
 # -- restart intensity ------------------------------------------------------------------------
