@@ -28,14 +28,13 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
-
+from resurgo._procs import session as spawn
 from resurgo.mockapi import Faults, MockServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -416,46 +415,6 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def kill_strays(root: Path) -> list[int]:
-    """SIGKILL every process whose cwd is under ``root``; returns their pids.
-
-    Needed because the CLI starts each Bash tool in its own session (setsid):
-    killing the CLI's process group leaves the tool's ``bash`` and children
-    running, re-parented to init. Their cwd is still the run's directory.
-    """
-    killed: list[int] = []
-    prefix = str(root.resolve())
-    for p in psutil.process_iter(["pid"]):
-        with contextlib.suppress(psutil.Error):
-            cwd = p.cwd()
-            if (cwd == prefix or cwd.startswith(prefix + os.sep)) and p.pid != os.getpid():
-                p.kill()
-                killed.append(p.pid)
-    return killed
-
-
-@contextlib.contextmanager
-def spawn(cmd: list[str], env: dict[str, str], cwd: Path) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen(  # noqa: S603 - argv list, no shell; the CLI under test
-        cmd,
-        env=env,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(Exception):
-            proc.communicate(timeout=10)
-        kill_strays(cwd)  # Bash tools live in their own sessions
 
 
 def wait_for(pred: Callable[[], bool], timeout: float = 20) -> None:

@@ -14,8 +14,6 @@ import pytest
 
 from resurgo.mockapi import MockServer
 
-_DEFAULT_CLAUDE = Path("/work/main/.tools/npm/node_modules/.bin/claude")
-
 
 def find_claude() -> str | None:
     """The real CLI: $RESURGO_CLAUDE, else the repo's npm install, else PATH."""
@@ -23,9 +21,8 @@ def find_claude() -> str | None:
     if env:
         return env
     local = Path(__file__).resolve().parents[1] / ".tools/npm/node_modules/.bin/claude"
-    for cand in (local, _DEFAULT_CLAUDE):
-        if cand.exists():
-            return str(cand)
+    if local.exists():
+        return str(local)
     return shutil.which("claude")
 
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import get_args
 
 import pytest
 
+import resurgo.breaker
 from resurgo.breaker import (
     AllBackendsOpenError,
     BreakerGroup,
     CircuitBreaker,
     CircuitOpenError,
     CircuitState,
+    GroupStrategy,
 )
 from resurgo.clock import FakeClock
 
@@ -20,10 +23,10 @@ from ._helpers import AuthErr, BadRequest, NetErr, classifier, count_thresholds
 S = CircuitState
 
 
-def group(clock: FakeClock, strategy: str = "priority", **kw: object) -> BreakerGroup[str]:
+def group(clock: FakeClock, strategy: GroupStrategy = "priority", **kw: object) -> BreakerGroup[str]:
     return BreakerGroup(
         {"a": "http://a", "b": "http://b", "c": "http://c"},
-        strategy=strategy,  # type: ignore[arg-type]
+        strategy=strategy,
         thresholds=count_thresholds(min_calls=1, **kw),
         clock=clock,
         classifier=classifier,
@@ -130,6 +133,10 @@ def test_membership_validation(clock) -> None:
         g.add("d", "x", weight=0)
     with pytest.raises(ValueError, match="strategy"):
         BreakerGroup(strategy="random")  # type: ignore[arg-type]
+    for name in get_args(GroupStrategy):  # every name the type allows is accepted
+        assert BreakerGroup(strategy=name).strategy == name
+    # the group's strategy is not confused with resurgo.classify.Strategy (recovery strategies)
+    assert not hasattr(resurgo.breaker, "Strategy")
     own = CircuitBreaker("mine", clock=clock, classifier=classifier)
     assert g.add("d", "http://d", breaker=own).breaker is own
     g.remove("d")

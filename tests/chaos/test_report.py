@@ -34,10 +34,11 @@ T0 = 1_000.0
 
 
 def _jobs() -> list[JobRecord]:
-    jobs = [JobRecord(f"ok{i}", T0 + i, "succeeded", T0 + 50) for i in range(8)]
-    jobs.append(JobRecord("bad", T0, "failed", T0 + 20))
-    jobs.append(JobRecord("gone", T0))  # never finished: lost
-    jobs.append(JobRecord("auth", T0, "failed", T0 + 1, expected_failure=True))
+    jobs = [JobRecord(f"ok{i}", T0 + i, "succeeded", T0 + 80, started_at=T0 + i) for i in range(8)]
+    jobs.append(JobRecord("bad", T0, "failed", T0 + 20, started_at=T0))
+    jobs.append(JobRecord("gone", T0, started_at=T0 + 5))  # never finished: lost
+    jobs.append(JobRecord("auth", T0, "failed", T0 + 1, expected_failure=True, started_at=T0))
+    jobs.append(JobRecord("queued", T0))  # never started: lost, and no run time
     return jobs
 
 
@@ -91,23 +92,106 @@ def _report(**kw: object) -> ChaosReport:
 
 def test_job_counts_and_availability() -> None:
     r = _report()
-    assert (r.jobs_submitted, r.jobs_succeeded, r.jobs_failed, r.jobs_lost) == (11, 8, 2, 1)
+    assert (r.jobs_submitted, r.jobs_succeeded, r.jobs_failed, r.jobs_lost) == (12, 8, 2, 2)
     assert r.jobs_expected_failures == 1
-    assert r.availability == pytest.approx(8 / 10)  # the deliberate auth failure is left out
+    assert r.availability == pytest.approx(8 / 11)  # the deliberate auth failure is left out
 
 
 def test_recovery_rate_times_mttr_and_mtbf() -> None:
     r = _report()
     assert (r.incidents, r.recovered_automatically, r.unrecovered) == (5, 4, 1)
     assert r.auto_recovery_rate == pytest.approx(4 / 5)
-    # recovery times 1, 2, 3, 10
-    assert r.recovery_p50 == pytest.approx(2.5)
-    assert r.recovery_p95 == pytest.approx(3 + 7 * 0.85)
+    # recovery times 1, 2, 3, 10; nearest rank: p50 is the 2nd, p95 the 4th (ceil(3.8))
+    assert r.recovery_p50 == pytest.approx(2.0)
+    assert r.recovery_p95 == pytest.approx(10.0)
     assert r.recovery_max == pytest.approx(10)
     assert r.mttr == pytest.approx(4.0)
-    # downtime: [10,12.5] + [50,53] + [60,70] + [90,100 (end of run)] = 2.5 + 3 + 10 + 10
-    assert r.downtime == pytest.approx(25.5)
-    assert r.mtbf == pytest.approx((100 - 25.5) / 5)
+    # job time: ok0..ok7 run 80-i s each (612), bad 20, gone 95 (5 -> end of run), auth 1;
+    # queued never started.  Down: ok0 1, ok1 2, ok2 3, ok3 10, gone 10 (90 -> end, unrecovered).
+    assert r.run_job_s == pytest.approx(728.0)
+    assert r.down_job_s == pytest.approx(26.0)
+    assert r.availability_time == pytest.approx(1 - 26 / 728)
+    # failures: 5 incidents + bad and auth, which failed without an incident
+    assert r.failures == 7
+    assert r.mtbf == pytest.approx((728 - 26) / 7)
+    # system-wide: down while any job recovers, [10,12.5] + [50,53] + [60,70] + [90,100] = 25.5
+    assert r.downtime_system == pytest.approx(25.5)
+    assert r.mtbf_system == pytest.approx((100 - 25.5) / 5)
+
+
+def test_job_mtbf_does_not_shrink_with_parallel_jobs() -> None:
+    # Four jobs all running 0..100, each down for 25 s, one after the other: the system
+    # is "down" the whole run, yet each job made progress 75 % of its time.
+    jobs = [JobRecord(f"j{k}", T0, "succeeded", T0 + 100, started_at=T0) for k in range(4)]
+    incidents = [
+        IncidentRecord(f"j{k}", T0 + 25 * k, "network", "network", recovered_at=T0 + 25 * (k + 1))
+        for k in range(4)
+    ]
+    r = compute_report(started_at=T0, ended_at=T0 + 100, jobs=jobs, incidents=incidents)
+    assert r.downtime_system == pytest.approx(100.0)
+    assert r.mtbf_system == pytest.approx(0.0)
+    assert (r.run_job_s, r.down_job_s, r.failures) == (pytest.approx(400.0), pytest.approx(100.0), 4)
+    assert r.mtbf == pytest.approx(300 / 4)
+    assert r.availability_time == pytest.approx(0.75)
+
+
+def test_job_time_clips_to_the_run_and_chains_failed_recoveries() -> None:
+    jobs = [
+        JobRecord("a", T0 - 10, "succeeded", T0 + 40, started_at=T0 - 10),  # run clipped to 0..40
+        JobRecord("b", T0, None, T0 + 30, started_at=T0 + 20),  # cancelled: finished, no outcome
+    ]
+    incidents = [
+        IncidentRecord("a", T0 - 5, "network", recovered_at=T0 + 2),  # before the run: down 0..2
+        IncidentRecord("a", T0 + 10, "network"),  # a recovery that failed, then one that
+        IncidentRecord("a", T0 + 12, "network", recovered_at=T0 + 15),  # worked: down 10..15 once
+        IncidentRecord("b", T0 + 25, "timeout"),  # unrecovered: down to b's end (30)
+    ]
+    r = compute_report(started_at=T0, ended_at=T0 + 100, jobs=jobs, incidents=incidents)
+    assert r.run_job_s == pytest.approx(40 + 10)
+    assert r.down_job_s == pytest.approx(2 + 5 + 5)
+    assert r.mtbf == pytest.approx((50 - 12) / 4)
+
+
+def test_chaos_and_observe_agree_on_availability_and_mtbf() -> None:
+    """The same history scored by the chaos report and by resurgo.observe (the dashboard)."""
+    from resurgo.observe import availability
+    from resurgo.observe._metrics import Window
+    from resurgo.store import Store
+    from resurgo.store.schema import ensure_schema
+
+    jobs = [
+        JobRecord("x", T0, "succeeded", T0 + 60, started_at=T0 + 5),
+        JobRecord("y", T0, "failed", T0 + 50, started_at=T0 + 10),
+        JobRecord("z", T0, "failed", T0 + 30, started_at=T0 + 20),
+    ]
+    incidents = [
+        IncidentRecord("x", T0 + 10, "network", recovered_at=T0 + 14),
+        IncidentRecord("x", T0 + 30, "rate_limit"),
+        IncidentRecord("x", T0 + 33, "rate_limit", recovered_at=T0 + 40),
+        IncidentRecord("y", T0 + 45, "timeout"),
+    ]
+    r = compute_report(started_at=T0, ended_at=T0 + 100, jobs=jobs, incidents=incidents)
+    s = Store(":memory:")
+    ensure_schema(s)
+    for j in jobs:
+        s.execute(
+            "INSERT INTO jobs(id, prompt, cwd, state, created_at, started_at, finished_at, updated_at)"
+            " VALUES(?, 'p', '/', ?, ?, ?, ?, ?)",
+            (j.job_id, j.outcome, j.submitted_at, j.started_at, j.finished_at, j.finished_at),
+        )
+    for i in incidents:
+        s.execute(
+            "INSERT INTO recoveries(job_id, strategy, detected_at, restored_at, succeeded)"
+            " VALUES(?, 'restart_process', ?, ?, ?)",
+            (i.job_id, i.at, i.recovered_at, i.recovered_at is not None),
+        )
+    a = availability(s, Window(T0, T0 + 100))
+    # by hand: run 55 + 40 + 10 = 105; down x 10..14 + 30..40, y 45..50 = 19;
+    # failures 4 incidents + z (failed without one) = 5
+    assert (a.run_s, a.down_s, a.failures) == (pytest.approx(105.0), pytest.approx(19.0), 5)
+    assert (r.run_job_s, r.down_job_s, r.failures) == (a.run_s, a.down_s, a.failures)
+    assert r.mtbf == a.mtbf_s == pytest.approx(86 / 5)
+    assert r.availability_time == a.time_ratio == pytest.approx(1 - 19 / 105)
 
 
 def test_manual_and_unrecoverable_incidents() -> None:
@@ -166,12 +250,12 @@ def test_classification_accuracy_from_incidents_and_samples() -> None:
 def test_checks_list_seed_and_resurgo_bars() -> None:
     r = _report()
     lines = {(c.name, c.bar): c for c in r.checks()}
-    assert lines[("availability", "seed")].status == "fail"  # 80 %
+    assert lines[("availability", "seed")].status == "fail"  # 8 of 11
     assert lines[("mean recovery time (s)", "seed")].status == "pass"  # 4 s < 30 s
     assert lines[("breaker reaction max (s)", "seed")].status == "pass"  # 0.9 s < 1 s
     assert lines[("jobs lost", "resurgo")].status == "fail"
     assert not r.passed
-    assert any(line.startswith("[FAIL] jobs lost == 0 (resurgo): 1") for line in r.check_lines())
+    assert any(line.startswith("[FAIL] jobs lost == 0 (resurgo): 2") for line in r.check_lines())
 
 
 def test_a_clean_run_passes_every_target() -> None:
@@ -212,7 +296,7 @@ def test_json_round_trip_and_atomic_save(tmp_path: Path) -> None:
     r = _report(config={"jobs": 11, "fault_rate": 0.2})
     path = r.save(tmp_path / "out" / "report.json")
     data = json.loads(path.read_text())
-    assert data["version"] == 1 and data["passed"] is False
+    assert data["version"] == 2 and data["passed"] is False
     assert data["duration"] == pytest.approx(100)
     assert len(data["checks"]) == len(r.checks())
     back = ChaosReport.load(path)
@@ -224,13 +308,25 @@ def test_json_round_trip_and_atomic_save(tmp_path: Path) -> None:
         ChaosReport.from_dict({"jobs_lost": 0})
 
 
+def test_a_version_1_report_loads_with_its_mtbf_fields_renamed() -> None:
+    # version 1 called the system-wide MTBF "mtbf" and the job-based one "mtbf_job"
+    old = {"version": 1, "started_at": T0, "ended_at": T0 + 300, "mtbf": 0.01, "mtbf_job": 3.47, "downtime": 297.0}
+    r = ChaosReport.from_dict(old)
+    assert (r.mtbf, r.mtbf_system, r.downtime_system) == (3.47, 0.01, 297.0)
+    assert r.run_job_s is None and r.availability_time is None  # not recorded by version 1
+
+
 def test_rich_rendering_shows_metrics_and_verdicts() -> None:
     console = Console(record=True, width=140, color_system=None)
     console.print(_report())
     text = console.export_text()
-    assert "availability" in text and "80.00%" in text
+    assert "availability (jobs succeeded)" in text and "72.73%" in text
+    assert "availability (time, per job-second)" in text and f"{(1 - 26 / 728) * 100:.2f}%" in text
     assert "fail" in text and "pass" in text
-    assert "MTTR / MTBF" in text and "4.000 s / 14.900 s" in text
+    assert "MTTR" in text and "4.000 s" in text
+    assert "MTBF (job-s of operation per failure)" in text and f"{702 / 7:.3f} s" in text
+    assert "MTBF, system-wide" in text and "14.900 s" in text
+    assert "728.0 / 26.0 job-s" in text
 
 
 def test_bad_records_get_clear_errors() -> None:
@@ -246,12 +342,15 @@ def test_bad_records_get_clear_errors() -> None:
         BreakerEvent(T0, "api", "exploded")  # type: ignore[arg-type]
 
 
-def test_percentile_matches_linear_interpolation() -> None:
+def test_percentile_is_observes_nearest_rank() -> None:
+    from resurgo.observe import percentile as observe_percentile
+
+    assert percentile is observe_percentile  # one definition for the report and the dashboard
     assert percentile([], 50) is None
     assert percentile([3.0], 95) == 3.0
-    assert percentile([1, 2, 3, 4], 50) == pytest.approx(2.5)
+    assert percentile([1, 2, 3, 4], 50) == 2  # the 2nd of 4: always a value that occurred
     assert percentile([10, 1, 2], 100) == 10
-    assert percentile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 95) == pytest.approx(9.55)
+    assert percentile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 95) == 10  # ceil(9.5) = 10th
     with pytest.raises(ValueError):
         percentile([1], 101)
 

@@ -22,7 +22,7 @@ from resurgo.breaker._events import (
     StateTransition,
     ThresholdExceeded,
 )
-from resurgo.breaker._group import AllBackendsOpenError, Backend, BreakerGroup, Strategy
+from resurgo.breaker._group import AllBackendsOpenError, Backend, BreakerGroup, GroupStrategy
 from resurgo.breaker._window import (
     CountWindow,
     SlidingWindow,
@@ -43,13 +43,13 @@ __all__ = [
     "CircuitThresholds",
     "Classifier",
     "CountWindow",
+    "GroupStrategy",
     "Listener",
     "Outcome",
     "Permit",
     "RecoveryReport",
     "SlidingWindow",
     "StateTransition",
-    "Strategy",
     "ThresholdExceeded",
     "ThresholdsError",
     "TimeWindow",

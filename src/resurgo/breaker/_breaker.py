@@ -966,6 +966,31 @@ class CircuitBreaker:
             st.kind, self._state.kind, actions, probes, passed, closed, tuple(errors), note
         )
 
+    async def _recover(self, st: State, invoke: _Invoke) -> RecoveryReport:
+        """The recovery procedure, written once: the actions, then the probes, each run
+        through ``invoke(is_probe, fn)``, which calls ``fn`` and, for the async driver,
+        awaits what it returns.  The sync driver's ``invoke`` never suspends, so it can
+        run this coroutine to its end with a single ``send`` and no event loop."""
+        errors: list[str] = []
+        actions = probes = passed = 0
+        for fn in self._recovery_actions:
+            actions += 1
+            try:
+                await invoke(False, fn)
+            except Exception as e:
+                errors.append(f"action {_name(fn)}: {type(e).__name__}: {e}")
+        if not (isinstance(st, ForcedOpenState) and not st.probeable):
+            for fn in self._health_probes:
+                probes += 1
+                try:
+                    r = await invoke(True, fn)
+                    ok = r is None or bool(r)
+                except Exception as e:  # asyncio.TimeoutError is an Exception
+                    errors.append(f"probe {_name(fn)}: {type(e).__name__}: {e}")
+                    ok = False
+                passed += ok
+        return self._recovery_finish(st, actions, probes, passed, errors)
+
     def execute_recovery(self) -> RecoveryReport:
         """While open, run the recovery actions, then the health probes; close at once
         if every probe passes, instead of waiting for the timer.
@@ -976,31 +1001,14 @@ class CircuitBreaker:
         st, done = self._recovery_start()
         if done is not None:
             return done
-        errors: list[str] = []
-        actions = probes = passed = 0
-        for fn in self._recovery_actions:
-            actions += 1
-            try:
-                r = fn()
-                if inspect.isawaitable(r):
-                    _close_awaitable(r)
-                    raise TypeError(f"{fn!r} is async; use execute_recovery_async()")
-            except Exception as e:
-                errors.append(f"action {_name(fn)}: {type(e).__name__}: {e}")
-        if not (isinstance(st, ForcedOpenState) and not st.probeable):
-            for fn in self._health_probes:
-                probes += 1
-                try:
-                    r = fn()
-                    if inspect.isawaitable(r):
-                        _close_awaitable(r)
-                        raise TypeError(f"{fn!r} is async; use execute_recovery_async()")
-                    ok = r is None or bool(r)
-                except Exception as e:
-                    errors.append(f"probe {_name(fn)}: {type(e).__name__}: {e}")
-                    ok = False
-                passed += ok
-        return self._recovery_finish(st, actions, probes, passed, errors)
+        coro = self._recover(st, _invoke_sync)
+        try:
+            coro.send(None)
+        except StopIteration as end:
+            report: RecoveryReport = end.value
+            return report
+        coro.close()  # unreachable: _invoke_sync never suspends
+        raise RuntimeError("the synchronous recovery suspended")
 
     async def execute_recovery_async(self, *, probe_timeout: float | None = None) -> RecoveryReport:
         """``execute_recovery`` for asyncio: awaits async actions and probes, with an
@@ -1008,29 +1016,14 @@ class CircuitBreaker:
         st, done = self._recovery_start()
         if done is not None:
             return done
-        errors: list[str] = []
-        actions = probes = passed = 0
-        for fn in self._recovery_actions:
-            actions += 1
-            try:
-                r = fn()
-                if inspect.isawaitable(r):
-                    await r
-            except Exception as e:
-                errors.append(f"action {_name(fn)}: {type(e).__name__}: {e}")
-        if not (isinstance(st, ForcedOpenState) and not st.probeable):
-            for fn in self._health_probes:
-                probes += 1
-                try:
-                    r = fn()
-                    if inspect.isawaitable(r):
-                        r = await asyncio.wait_for(_as_coro(r), probe_timeout)
-                    ok = r is None or bool(r)
-                except Exception as e:  # asyncio.TimeoutError is an Exception
-                    errors.append(f"probe {_name(fn)}: {type(e).__name__}: {e}")
-                    ok = False
-                passed += ok
-        return self._recovery_finish(st, actions, probes, passed, errors)
+
+        async def invoke(probe: bool, fn: Callable[[], object]) -> object:
+            r = fn()
+            if inspect.isawaitable(r):
+                return await (asyncio.wait_for(_as_coro(r), probe_timeout) if probe else r)
+            return r
+
+        return await self._recover(st, invoke)
 
     async def recover_until_closed(
         self, *, interval: float = 1.0, max_rounds: int | None = None,
@@ -1055,6 +1048,18 @@ class CircuitBreaker:
 
 def _name(fn: object) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+_Invoke = Callable[[bool, Callable[[], object]], Awaitable[object]]
+
+
+async def _invoke_sync(probe: bool, fn: Callable[[], object]) -> object:
+    """``execute_recovery``'s step: call ``fn``; an async one is closed and refused."""
+    r = fn()
+    if inspect.isawaitable(r):
+        _close_awaitable(r)
+        raise TypeError(f"{fn!r} is async; use execute_recovery_async()")
+    return r
 
 
 def _close_awaitable(aw: object) -> None:

@@ -13,21 +13,21 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Generic, Literal, TypeVar
+from typing import Generic, Literal, TypeGuard, TypeVar
 
 from resurgo.breaker._breaker import CircuitBreaker, Classifier, Permit
 from resurgo.breaker._config import CircuitThresholds
 from resurgo.breaker._events import CircuitOpenError, CircuitState, Outcome
 from resurgo.clock import Clock
 
-__all__ = ["AllBackendsOpenError", "Backend", "BreakerGroup", "Strategy"]
+__all__ = ["AllBackendsOpenError", "Backend", "BreakerGroup", "GroupStrategy"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-Strategy = Literal["priority", "round_robin", "weighted"]
+GroupStrategy = Literal["priority", "round_robin", "weighted"]
 _STRATEGIES = ("priority", "round_robin", "weighted")
 _CLOSED_LIKE = (CircuitState.CLOSED, CircuitState.METRICS_ONLY, CircuitState.DISABLED)
 _FAILOVER_OUTCOMES = (Outcome.FAILURE, Outcome.FORCED_OPEN, Outcome.RATE_LIMITED, Outcome.STALE)
@@ -72,7 +72,7 @@ class BreakerGroup(Generic[T]):
         backends: Mapping[str, T] | Iterable[tuple[str, T]] = (),
         *,
         name: str = "group",
-        strategy: Strategy = "priority",
+        strategy: GroupStrategy = "priority",
         thresholds: CircuitThresholds | None = None,
         clock: Clock | None = None,
         classifier: Classifier | None = None,
@@ -80,7 +80,7 @@ class BreakerGroup(Generic[T]):
         if strategy not in _STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(_STRATEGIES)}, got {strategy!r}")
         self.name = name
-        self.strategy: Strategy = strategy
+        self.strategy: GroupStrategy = strategy
         self._thresholds = thresholds
         self._clock = clock
         self._classifier = classifier
@@ -135,12 +135,20 @@ class BreakerGroup(Generic[T]):
     # ------------------------------------------------------------------ routing
     def order(self) -> list[Backend[T]]:
         """Members in the order the next call will try them."""
-        members = self._members
-        by_state = [(m, m.breaker.state) for m in members]
-        closed = [m for m, s in by_state if s in _CLOSED_LIKE]
-        half = [m for m, s in by_state if s is CircuitState.HALF_OPEN]
-        opened = [m for m, s in by_state if s is CircuitState.OPEN]
-        forced = [m for m, s in by_state if s is CircuitState.FORCED_OPEN]
+        closed: list[Backend[T]] = []
+        half: list[Backend[T]] = []
+        opened: list[Backend[T]] = []
+        forced: list[Backend[T]] = []
+        for m in self._members:  # one pass: this runs on every call
+            s = m.breaker.state
+            if s in _CLOSED_LIKE:
+                closed.append(m)
+            elif s is CircuitState.HALF_OPEN:
+                half.append(m)
+            elif s is CircuitState.OPEN:
+                opened.append(m)
+            elif s is CircuitState.FORCED_OPEN:
+                forced.append(m)
         if len(closed) > 1:
             if self.strategy == "round_robin":
                 k = next(self._rr) % len(closed)
@@ -157,7 +165,8 @@ class BreakerGroup(Generic[T]):
                     best._current -= total
                 closed.remove(best)
                 closed.insert(0, best)
-        opened.sort(key=lambda m: m.breaker.retry_after or 0.0)
+        if len(opened) > 1:
+            opened.sort(key=lambda m: m.breaker.retry_after or 0.0)
         # Half-open members go first: their probes are bounded (half_open_max_calls)
         # and are the only way they can close again; behind closed members they would
         # never see a call and stay half-open for ever.
@@ -177,14 +186,22 @@ class BreakerGroup(Generic[T]):
             errors[m.name] = CircuitOpenError(br.name, br.state, br.retry_after)
         return AllBackendsOpenError(self.name, errors)
 
+    def _permits(self, errors: dict[str, CircuitOpenError]) -> Iterator[tuple[Backend[T], Permit]]:
+        """Each member in :meth:`order` whose breaker grants a permit, with the permit;
+        the rejections are collected in ``errors`` for :class:`AllBackendsOpenError`."""
+        for m in self.order():
+            try:
+                permit = m.breaker.acquire()
+            except CircuitOpenError as e:
+                errors[m.name] = e
+            else:
+                yield m, permit
+
     def acquire(self) -> tuple[Backend[T], Permit]:
         """A member and a permit on its breaker; raises :class:`AllBackendsOpenError`."""
         errors: dict[str, CircuitOpenError] = {}
-        for m in self.order():
-            try:
-                return m, m.breaker.acquire()
-            except CircuitOpenError as e:
-                errors[m.name] = e
+        for got in self._permits(errors):
+            return got
         raise AllBackendsOpenError(self.name, errors)
 
     def call(self, fn: Callable[[T], R], *, failover_on_error: bool = False) -> R:
@@ -196,27 +213,17 @@ class BreakerGroup(Generic[T]):
         """
         errors: dict[str, CircuitOpenError] = {}
         last: Exception | None = None
-        for m in self.order():
-            try:
-                permit = m.breaker.acquire()
-            except CircuitOpenError as e:
-                errors[m.name] = e
-                continue
+        for m, permit in self._permits(errors):
             try:
                 result = fn(m.target)
             except BaseException as exc:
-                outcome = permit.on_error(exc)
-                if failover_on_error and isinstance(exc, Exception) and (
-                    outcome in _FAILOVER_OUTCOMES
-                ):
+                if _fails_over(exc, permit, failover_on_error):
                     last = exc
                     continue
                 raise
             permit.on_success(result, check_result=True)
             return result
-        if last is not None:
-            raise last
-        raise AllBackendsOpenError(self.name, errors)
+        raise last if last is not None else AllBackendsOpenError(self.name, errors)
 
     async def call_async(
         self, fn: Callable[[T], Awaitable[R]], *, failover_on_error: bool = False
@@ -224,24 +231,21 @@ class BreakerGroup(Generic[T]):
         """``await fn(target)`` on a healthy member; see :meth:`call`."""
         errors: dict[str, CircuitOpenError] = {}
         last: Exception | None = None
-        for m in self.order():
-            try:
-                permit = m.breaker.acquire()
-            except CircuitOpenError as e:
-                errors[m.name] = e
-                continue
+        for m, permit in self._permits(errors):
             try:
                 result = await fn(m.target)
             except BaseException as exc:
-                outcome = permit.on_error(exc)
-                if failover_on_error and isinstance(exc, Exception) and (
-                    outcome in _FAILOVER_OUTCOMES
-                ):
+                if _fails_over(exc, permit, failover_on_error):
                     last = exc
                     continue
                 raise
             permit.on_success(result, check_result=True)
             return result
-        if last is not None:
-            raise last
-        raise AllBackendsOpenError(self.name, errors)
+        raise last if last is not None else AllBackendsOpenError(self.name, errors)
+
+
+def _fails_over(exc: BaseException, permit: Permit, failover_on_error: bool) -> TypeGuard[Exception]:
+    """Record ``exc`` on the member's permit; whether the call should move on to the next
+    member (only errors the breaker counted against the member, and only when asked)."""
+    outcome = permit.on_error(exc)
+    return failover_on_error and isinstance(exc, Exception) and outcome in _FAILOVER_OUTCOMES

@@ -21,11 +21,11 @@ import signal
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import psutil
 
+from resurgo._lifecycle import StartStop
 from resurgo.chaos._faults import FaultLog
 from resurgo.clock import SYSTEM_CLOCK, Clock
 
@@ -96,7 +96,7 @@ def _protected() -> set[int]:
     return pids
 
 
-class ProcessKiller:
+class ProcessKiller(StartStop):
     """Sends random fatal signals to processes under the given roots.
 
     Args:
@@ -247,32 +247,14 @@ class ProcessKiller:
             sig = self._rng.choice(self.signals)
         proc = self._still_contained(victim)
         now = self._clock.time()
-        if proc is None:
-            rec = KillRecord(
-                victim.pid,
-                victim.name,
-                now,
-                sig.name,
-                victim.depth,
-                victim.root,
-                ok=False,
-                error="no longer under the roots",
-            )
-        else:
+        error = "no longer under the roots"
+        if proc is not None:
             try:
                 proc.send_signal(sig)
-                rec = KillRecord(victim.pid, victim.name, now, sig.name, victim.depth, victim.root, ok=True)
+                error = ""
             except psutil.Error as e:
-                rec = KillRecord(
-                    victim.pid,
-                    victim.name,
-                    now,
-                    sig.name,
-                    victim.depth,
-                    victim.root,
-                    ok=False,
-                    error=type(e).__name__,
-                )
+                error = type(e).__name__
+        rec = KillRecord(victim.pid, victim.name, now, sig.name, victim.depth, victim.root, ok=not error, error=error)
         with self._lock:
             self._records.append(rec)
         if rec.ok and self._log is not None:
@@ -315,7 +297,7 @@ class ProcessKiller:
                 kills += 1
         return self.records
 
-    def start(self) -> ProcessKiller:
+    def start(self) -> Self:
         """Run :meth:`run` in a daemon thread (never keeps a test process alive)."""
         if self._thread is not None and self._thread.is_alive():
             raise RuntimeError("the killer is already running")
@@ -345,17 +327,6 @@ class ProcessKiller:
     def records(self) -> list[KillRecord]:
         with self._lock:
             return list(self._records)
-
-    def __enter__(self) -> ProcessKiller:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 __all__ = ["Candidate", "KillRecord", "ProcessKiller"]

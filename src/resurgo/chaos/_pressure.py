@@ -29,11 +29,11 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Literal
+from typing import Literal, Self
 
 import psutil
 
+from resurgo._lifecycle import StartStop
 from resurgo.chaos._faults import FaultLog
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class PressurePlan:
     duration: float
 
 
-class Pressure:
+class Pressure(StartStop):
     """Bounded CPU and memory load for a chaos run.
 
     Args:
@@ -174,7 +174,7 @@ class Pressure:
 
     # ------------------------------------------------------------------ life cycle
 
-    def start(self) -> Pressure:
+    def start(self) -> Self:
         """Start the workers; raises if already started."""
         if self._procs:
             raise RuntimeError("pressure already started")
@@ -315,17 +315,6 @@ class Pressure:
             for wid in self._windows:
                 self._log.close(wid)
         self._windows.clear()
-
-    def __enter__(self) -> Pressure:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 __all__ = ["Pressure", "PressurePlan", "memory_cap_mb", "stress_ng_path"]

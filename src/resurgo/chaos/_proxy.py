@@ -29,8 +29,9 @@ import struct
 import threading
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
+from resurgo._lifecycle import LoopThread, StartStop
 from resurgo.chaos._faults import FaultLog
 
 
@@ -163,7 +164,7 @@ class _Conn:
         self.down = 0
 
 
-class FaultProxy:
+class FaultProxy(StartStop):
     """Loopback TCP relay with runtime-switchable faults.
 
     Use it from synchronous code (its own event loop in a daemon thread)::
@@ -233,16 +234,10 @@ class FaultProxy:
         self._log = fault_log
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
-        self._config = FaultConfig(
-            mode=_mode(mode),
-            probability=probability,
-            delay=delay,
-            jitter=jitter,
-            cut_bytes=cut_bytes,
-            bandwidth=bandwidth,
-        )
         self._window: int | None = None
-        self._log_window(self._config)
+        self._config = self.set_mode(
+            mode, probability=probability, delay=delay, jitter=jitter, cut_bytes=cut_bytes, bandwidth=bandwidth
+        )
         # statistics (guarded by _lock)
         self._connections = 0
         self._bytes_up = 0
@@ -254,7 +249,7 @@ class FaultProxy:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._conns: set[_Conn] = set()
-        self._thread: threading.Thread | None = None
+        self._runner: LoopThread | None = None
         self._port: int | None = None
 
     # ------------------------------------------------------------------ config
@@ -425,75 +420,24 @@ class FaultProxy:
 
     # ------------------------------------------------------------------ threaded life cycle
 
-    def start(self, *, timeout: float = 5.0) -> FaultProxy:
+    def start(self, *, timeout: float = 5.0) -> Self:
         """Run the proxy on its own event loop in a daemon thread.
 
         A daemon thread so that a forgotten proxy never keeps a test process
         alive; :meth:`stop` is still the clean way out.
         """
-        if self._thread is not None or self._server is not None:
+        if self._runner is not None or self._server is not None:
             raise RuntimeError("the proxy is already started")
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(self.astart())
-            except BaseException as e:  # reported to the caller of start()
-                failure.append(e)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                with contextlib.suppress(Exception):
-                    loop.run_until_complete(self.astop())
-                with contextlib.suppress(Exception):
-                    loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.close()
-
-        thread = threading.Thread(target=run, name=f"resurgo-{self.name}", daemon=True)
-        self._thread = thread
-        thread.start()
-        if not ready.wait(timeout):
-            self._thread = None
-            loop.call_soon_threadsafe(loop.stop)
-            raise RuntimeError(f"the proxy did not start within {timeout} s")
-        if failure:
-            self._thread = None
-            thread.join(timeout)
-            raise failure[0]
+        runner = LoopThread(f"resurgo-{self.name}", self.astart, self.astop)
+        runner.start(timeout=timeout)
+        self._runner = runner
         return self
 
     def stop(self, *, timeout: float = 5.0) -> None:
         """Stop the threaded proxy, closing every connection; idempotent."""
-        thread, self._thread = self._thread, None
-        loop = self._loop
-        if thread is None or loop is None:
-            return
-        if loop.is_running():
-            fut = asyncio.run_coroutine_threadsafe(self.astop(), loop)
-            with contextlib.suppress(Exception):
-                fut.result(timeout)
-            loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout)
-        if thread.is_alive():
+        runner, self._runner = self._runner, None
+        if runner is not None and not runner.stop(timeout=timeout):
             raise RuntimeError(f"the proxy thread did not stop within {timeout} s")
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ network cut
 

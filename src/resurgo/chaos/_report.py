@@ -7,16 +7,34 @@ and the arithmetic can be checked by hand.
 
 Definitions (the seed names the metrics but not their formulas; these are ours):
 
-* **availability** — jobs that succeeded / jobs that were meant to succeed
-  (jobs deliberately given a non-retryable fault are left out).  A clear
-  failure counts against availability just as a lost job does.
+* **availability** (job-based, the target) — jobs that succeeded / jobs that
+  were meant to succeed (jobs deliberately given a non-retryable fault are left
+  out).  A clear failure counts against availability just as a lost job does.
+  This is the seed's target: under injected chaos, time lost to faults measures
+  how hard the run was hit more than how well resurgo coped.
 * **automatic recovery rate** — recoverable incidents recovered without a
   human / recoverable incidents.
 * **recovery time** — ``recovered_at - at`` of each recovered incident;
-  **MTTR** is their mean (the seed's "mean recovery time").
-* **MTBF** — uptime / number of incidents, where downtime is the union of the
-  incidents' ``[at, recovered_at]`` intervals (an unrecovered one lasts to the
-  end of the run), clipped to the run.
+  **MTTR** is their mean (the seed's "mean recovery time"); p50/p95 are
+  nearest-rank, as in ``resurgo.observe``.
+
+Time is counted in **job-seconds**, exactly as ``resurgo.observe`` counts it for
+the dashboard (``docs/metrics.md``, and the same functions compute it): a job
+runs from ``started_at`` to ``finished_at`` (to the end of the run if it did not
+finish; a job that never started has no run time), clipped to the run; it is
+down from each incident's ``at`` until the first ``recovered_at`` at or after it
+among the job's incidents, else until its run ends.
+
+* **availability_time** — ``1 - down_job_s / run_job_s``: the share of job
+  time spent making progress.
+* **MTBF** — ``(run_job_s - down_job_s) / failures``: job-seconds of operation
+  per failure, where failures are the incidents plus failed jobs that had none.
+  It does not shrink as more jobs run at once.
+* **mtbf_system** (secondary) — system uptime / incidents, with the system down
+  whenever *any* job is recovering (the union of the incidents' intervals,
+  ``downtime_system``).  With jobs in parallel nearly the whole run is "down"
+  and this tends to zero (a 60-job run scored 0.01 s), so it is kept only as
+  context for runs of one job at a time.
 * **breaker reaction** — from a breaker's threshold crossing to the first call
   it rejected (a crossing never followed by a call is counted as unmeasured,
   not as fast).  Breakers that report no explicit crossing use their opening.
@@ -49,8 +67,12 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 
 from resurgo.chaos._faults import FaultLog, FaultWindow
+from resurgo.observe._metrics import down_time, mtbf, percentile, time_availability, union_length
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2
+# Version 1 named the system-level MTBF ``mtbf`` and its downtime ``downtime``, and kept the
+# job-based MTBF as ``mtbf_job``; loading such a file renames them rather than misreading them.
+_V1_RENAMES = {"mtbf": "mtbf_system", "downtime": "downtime_system", "mtbf_job": "mtbf"}
 
 JobOutcome = Literal["succeeded", "failed", "lost"]
 BreakerEventKind = Literal["threshold_crossed", "opened", "rejected", "half_open", "closed"]
@@ -69,6 +91,9 @@ class JobRecord:
     state: it is lost, the worst result, because nobody was told.
     ``expected_failure`` marks jobs the chaos run gave a non-retryable fault on
     purpose; failing them clearly is correct, so availability leaves them out.
+    ``started_at`` is when its first attempt began (None: it never ran, so it
+    has no run time); ``finished_at`` may be set without an outcome (a job
+    cancelled at shutdown), which ends its run time there.
     """
 
     job_id: str
@@ -77,12 +102,15 @@ class JobRecord:
     finished_at: float | None = None
     attempts: int = 1
     expected_failure: bool = False
+    started_at: float | None = None
 
     def __post_init__(self) -> None:
         if self.outcome is not None and self.outcome not in _OUTCOMES:
             raise ValueError(f"job {self.job_id!r}: unknown outcome {self.outcome!r}")
         if self.finished_at is not None and self.finished_at < self.submitted_at:
             raise ValueError(f"job {self.job_id!r} finished before it was submitted")
+        if self.started_at is not None and self.finished_at is not None and self.finished_at < self.started_at:
+            raise ValueError(f"job {self.job_id!r} finished before it started")
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,41 +193,12 @@ class TargetCheck:
 # ---------------------------------------------------------------------- maths
 
 
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Linear-interpolated percentile (numpy's default), None for no data."""
-    if not 0 <= q <= 100:
-        raise ValueError("q must be within [0, 100]")
-    if not values:
-        return None
-    xs = sorted(values)
-    pos = (len(xs) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = math.ceil(pos)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
 def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
 def _ratio(num: int, den: int) -> float | None:
     return num / den if den else None
-
-
-def _union_length(intervals: Iterable[tuple[float, float]]) -> float:
-    total = 0.0
-    cur_s: float | None = None
-    cur_e = 0.0
-    for s, e in sorted(intervals):
-        if cur_s is None or s > cur_e:
-            if cur_s is not None:
-                total += cur_e - cur_s
-            cur_s, cur_e = s, e
-        else:
-            cur_e = max(cur_e, e)
-    if cur_s is not None:
-        total += cur_e - cur_s
-    return total
 
 
 def _fmt_num(v: float) -> str:
@@ -237,12 +236,16 @@ class ChaosReport:
     recovery_p95: float | None = None
     recovery_max: float | None = None
     mttr: float | None = None
+    # job-seconds (see the module docstring): the primary MTBF and the time-based availability
+    # (None in reports read back from version 1, which did not record them)
+    run_job_s: float | None = None
+    down_job_s: float | None = None
+    failures: int | None = None
     mtbf: float | None = None
-    # job-seconds of operation per incident (set by the chaos runner, which knows when each job
-    # really started): with many jobs at once, the system-wide MTBF above shrinks towards zero
-    # as concurrency grows, this one does not
-    mtbf_job: float | None = None
-    downtime: float = 0.0
+    availability_time: float | None = None
+    # secondary, system-level: down whenever any job is recovering (meaningless with parallel jobs)
+    downtime_system: float = 0.0
+    mtbf_system: float | None = None
     # breakers
     breaker_openings: int = 0
     breaker_reactions: int = 0
@@ -351,7 +354,11 @@ class ChaosReport:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ChaosReport:
         version = d.get("version", REPORT_VERSION)
-        if version != REPORT_VERSION:
+        if version == 1:
+            d = {k: v for k, v in d.items() if k not in _V1_RENAMES} | {
+                new: d[old] for old, new in _V1_RENAMES.items() if old in d
+            }
+        elif version != REPORT_VERSION:
             raise ValueError(f"unsupported chaos report version {version!r}")
         names = {f.name for f in fields(cls)}
         missing = {"started_at", "ended_at"} - set(d)
@@ -463,14 +470,27 @@ def compute_report(
     r.recovery_p95 = percentile(times, 95)
     r.recovery_max = max(times) if times else None
     r.mttr = _mean(times)
-    intervals = []
+    by_job: dict[str, list[tuple[float, float | None]]] = {}
     for i in incidents:
-        s = max(i.at, started_at)
-        e = min(i.recovered_at if i.recovered_at is not None else ended_at, ended_at)
-        if e > s:
-            intervals.append((s, e))
-    r.downtime = _union_length(intervals)
-    r.mtbf = (r.duration - r.downtime) / len(incidents) if incidents else None
+        by_job.setdefault(i.job_id, []).append((i.at, i.recovered_at))
+    run_s = down_s = 0.0
+    for j in jobs:
+        if j.started_at is None:
+            continue
+        rs = max(j.started_at, started_at)
+        re_ = min(j.finished_at if j.finished_at is not None else ended_at, ended_at)
+        if re_ > rs:
+            run_s += re_ - rs
+            down_s += down_time(rs, re_, by_job.get(j.job_id, []))
+    failures = len(incidents) + sum(1 for j in jobs if j.outcome == "failed" and j.job_id not in by_job)
+    r.run_job_s, r.down_job_s, r.failures = run_s, down_s, failures
+    r.mtbf = mtbf(run_s, down_s, failures)
+    r.availability_time = time_availability(run_s, down_s)
+    r.downtime_system = union_length(
+        (max(i.at, started_at), min(ended_at if i.recovered_at is None else i.recovered_at, ended_at))
+        for i in incidents
+    )
+    r.mtbf_system = (r.duration - r.downtime_system) / len(incidents) if incidents else None
 
     # breakers
     reactions, unmeasured, openings = _breaker_reactions(events)
@@ -592,15 +612,22 @@ def render_report(r: ChaosReport) -> Group:
     rows = [
         ("jobs submitted / succeeded", f"{r.jobs_submitted} / {r.jobs_succeeded}"),
         ("jobs failed / lost", f"{r.jobs_failed} / {r.jobs_lost}"),
-        ("availability", _pct(r.availability)),
+        ("availability (jobs succeeded)", _pct(r.availability)),
+        ("availability (time, per job-second)", _pct(r.availability_time)),
         ("incidents (recoverable)", f"{r.incidents} ({r.recoverable_incidents})"),
         ("automatic recovery", _pct(r.auto_recovery_rate)),
         (
             "recovery p50 / p95 / max",
             f"{_s(r.recovery_p50, ' s')} / {_s(r.recovery_p95, ' s')} / {_s(r.recovery_max, ' s')}",
         ),
-        ("MTTR / MTBF", f"{_s(r.mttr, ' s')} / {_s(r.mtbf, ' s')}"),
-        *([("MTBF per job (job-s per incident)", _s(r.mtbf_job, " s"))] if r.mtbf_job is not None else []),
+        ("MTTR", _s(r.mttr, " s")),
+        ("MTBF (job-s of operation per failure)", _s(r.mtbf, " s")),
+        (
+            "job time run / down",
+            "n/a" if r.run_job_s is None or r.down_job_s is None
+            else f"{r.run_job_s:.1f} / {r.down_job_s:.1f} job-s",
+        ),
+        ("MTBF, system-wide (down while any job recovers)", _s(r.mtbf_system, " s")),
         ("breaker openings", str(r.breaker_openings)),
         (
             "breaker reaction p50 / max",

@@ -882,8 +882,8 @@ class ChaosRunner:
             outcome = state if state in ("succeeded", "failed") else None
             jobs.append(JobRecord(
                 job_id=j["id"], submitted_at=j["created_at"], outcome=outcome,
-                finished_at=j["finished_at"] if outcome else None, attempts=max(1, j["attempts"] or 1),
-                expected_failure=j["id"] in expected_fail,
+                finished_at=j["finished_at"], attempts=max(1, j["attempts"] or 1),
+                expected_failure=j["id"] in expected_fail, started_at=j["started_at"],
             ))
         missing = c.jobs - len(jobs)  # jobs the store never saw (the supervisor died before creating them)
         for i in range(max(0, missing)):
@@ -954,7 +954,6 @@ class ChaosRunner:
             seed=c.seed,
             config={k: v for k, v in c.to_dict().items() if k not in ("workdir",)},
         )
-        report.mtbf_job = _mtbf_job(art, incidents)
         report.attribution = {
             "causes": dict(sorted(causes.items())),
             "confusion": dict(sorted(confusion.items())),
@@ -974,33 +973,6 @@ class ChaosRunner:
 def _is_tool(c: Candidate) -> bool:
     """A process the CLI's Bash tool started (not the CLI's own helpers, whose death says little)."""
     return c.depth >= 1 and c.name in ("bash", "sh", "sleep", "dash", "zsh")
-
-
-def _mtbf_job(art: RunArtifacts, incidents: list[IncidentRecord]) -> float | None:
-    """Job-seconds of operation (started -> finished, minus each job's own recoveries) per incident."""
-    if not incidents:
-        return None
-    down: dict[str, list[tuple[float, float]]] = {}
-    for i in incidents:
-        down.setdefault(i.job_id, []).append((i.at, i.recovered_at if i.recovered_at is not None else art.ended_at))
-    op = 0.0
-    for j in art.jobs:
-        start = j["started_at"] if j["started_at"] is not None else j["created_at"]
-        end = j["finished_at"] if j["finished_at"] is not None else art.ended_at
-        spans = sorted(down.get(j["id"], []))
-        merged = 0.0
-        cur_s, cur_e = None, None
-        for s, e in spans:
-            if cur_e is None or s > cur_e:
-                if cur_e is not None and cur_s is not None:
-                    merged += cur_e - cur_s
-                cur_s, cur_e = s, e
-            else:
-                cur_e = max(cur_e, e)
-        if cur_e is not None and cur_s is not None:
-            merged += cur_e - cur_s
-        op += max(0.0, end - start - merged)
-    return op / len(incidents)
 
 
 def _job_reaction(events: list[BreakerEvent]) -> dict[str, Any]:

@@ -18,9 +18,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
+from resurgo._lifecycle import LoopThread, StartStop
 from resurgo.mockapi._errors import error_response, reason_phrase
 from resurgo.mockapi._faults import KIND_CUT, KIND_HANG, KIND_RESET, Decision, Faults, FaultState
 from resurgo.mockapi._script import estimate_tokens, next_reply
@@ -57,7 +58,7 @@ class _BadRequest(Exception):
     pass
 
 
-class MockServer:
+class MockServer(StartStop):
     """A fault-injecting stand-in for the Anthropic Messages API.
 
     ``host``/``port``: where to listen (port 0 picks a free port, read it back
@@ -83,7 +84,7 @@ class MockServer:
         self._records_lock = threading.Lock()
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._runner: LoopThread | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping: asyncio.Event | None = None
@@ -178,56 +179,24 @@ class MockServer:
             await asyncio.wait_for(self._server.wait_closed(), 2.0)
         self._server = None
 
-    def start(self) -> MockServer:
-        """Run on a private loop in a daemon thread; returns once listening."""
-        if self._thread is not None:
+    def start(self, *, timeout: float = 10.0) -> Self:
+        """Run on a private loop in a daemon thread; returns once listening.
+
+        Raises what listening raised (a port in use), or RuntimeError after
+        ``timeout`` seconds.
+        """
+        if self._runner is not None:
             raise RuntimeError("MockServer already started")
-        ready = threading.Event()
-        errors: list[BaseException] = []
-        loop = asyncio.new_event_loop()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(self.start_async())
-            except BaseException as e:  # reported to the starting thread
-                errors.append(e)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                loop.close()
-
-        self._thread = threading.Thread(target=run, name=f"resurgo-mockapi-{id(self):x}", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if errors:
-            self._thread.join()
-            self._thread = None
-            raise errors[0]
+        runner = LoopThread(f"resurgo-mockapi-{id(self):x}", self.start_async, self.stop_async)
+        runner.start(timeout=timeout)
+        self._runner = runner
         return self
 
-    def stop(self) -> None:
+    def stop(self, *, timeout: float = 10.0) -> None:
         """Stop the threaded server; safe to call twice or after a failed start."""
-        thread, loop = self._thread, self._loop
-        if thread is None or loop is None:
-            return
-        if loop.is_running():
-            fut = asyncio.run_coroutine_threadsafe(self.stop_async(), loop)
-            with contextlib.suppress(Exception):
-                fut.result(timeout=10)
-            loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        self._thread = None
-
-    def __enter__(self) -> MockServer:
-        return self.start()
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.stop(timeout=timeout)
 
     async def __aenter__(self) -> MockServer:
         await self.start_async()

@@ -504,8 +504,8 @@ class Availability:
         return asdict(self)
 
 
-def _merge(intervals: list[tuple[float, float]]) -> float:
-    """Total length of the union of intervals."""
+def union_length(intervals: Iterable[tuple[float, float]]) -> float:
+    """Total length of the union of intervals (empty or reversed ones count for nothing)."""
     total = 0.0
     cur_s: float | None = None
     cur_e = 0.0
@@ -521,6 +521,39 @@ def _merge(intervals: list[tuple[float, float]]) -> float:
     if cur_s is not None:
         total += cur_e - cur_s
     return total
+
+
+def down_time(start: float, end: float, failures: Sequence[tuple[float, float | None]]) -> float:
+    """A job's down time within ``[start, end)``, its run interval already clipped to the window.
+
+    ``failures`` are ``(detected, restored)`` pairs (``restored`` None: not
+    restored) of *all* the job's failures, earlier ones included.  Each is down
+    from ``detected`` until the first restoration at or after it among them, so
+    a failed recovery followed by a successful one counts once, else until
+    ``end``; the intervals are clipped to the run and merged.  The chaos report
+    calls this too, so both use one definition of down time.
+    """
+    restores = sorted(r for _, r in failures if r is not None)
+    downs: list[tuple[float, float]] = []
+    for detected, _ in failures:
+        back = next((x for x in restores if x >= detected), None)
+        downs.append((max(detected, start), min(end if back is None else back, end)))
+    return union_length(downs)
+
+
+def time_availability(run_s: float, down_s: float) -> float | None:
+    """``1 - down_s / run_s`` over job-seconds; None without run time."""
+    return 1.0 - down_s / run_s if run_s > 0 else None
+
+
+def mtbf(run_s: float, down_s: float, failures: int) -> float | None:
+    """Job-seconds of operation (run minus down time) per failure; None without failures.
+
+    Summed over jobs rather than measured on the system's clock: with jobs in
+    parallel, "down while any job is recovering" covers nearly all of a busy
+    run, and that MTBF shrinks with concurrency instead of measuring resilience.
+    """
+    return _ratio(max(0.0, run_s - down_s), failures)
 
 
 def _run_end(job: Any, win: Window) -> float | None:
@@ -562,15 +595,11 @@ def availability(store: Store, win: Window) -> Availability:
         if re_ <= rs:
             continue
         run_s += re_ - rs
-        rec = recs.get(str(job["id"]), [])
-        restores = sorted(float(r["restored_at"]) for r in rec if r["restored_at"] is not None)
-        downs: list[tuple[float, float]] = []
-        for r in rec:
-            d = float(r["detected_at"])
-            back = next((x for x in restores if x >= d), None)
-            down_end = back if back is not None else end
-            downs.append((max(d, rs), min(down_end, re_)))
-        down_s += _merge(downs)
+        fails = [
+            (float(r["detected_at"]), None if r["restored_at"] is None else float(r["restored_at"]))
+            for r in recs.get(str(job["id"]), [])
+        ]
+        down_s += down_time(rs, re_, fails)
     fin = store.query(
         "SELECT COUNT(*) AS n, SUM(state = 'succeeded') AS s, SUM(state = 'failed') AS f,"
         " SUM(state = 'failed' AND NOT EXISTS (SELECT 1 FROM recoveries r WHERE r.job_id = jobs.id)) AS fx"
@@ -589,7 +618,7 @@ def availability(store: Store, win: Window) -> Availability:
         run_s=run_s,
         down_s=down_s,
         up_s=up_s,
-        time_ratio=(1.0 - down_s / run_s) if run_s > 0 else None,
+        time_ratio=time_availability(run_s, down_s),
         jobs_finished=n,
         jobs_succeeded=s,
         jobs_failed=f,
@@ -597,7 +626,7 @@ def availability(store: Store, win: Window) -> Availability:
         failures=failures,
         mttr_s=rstats.time.mean,
         mttr_active_s=rstats.active_time.mean,
-        mtbf_s=_ratio(up_s, failures),
+        mtbf_s=mtbf(run_s, down_s, failures),
     )
 
 
