@@ -31,6 +31,8 @@ _NOT_SECRET = frozenset(
         "API_TIMEOUT_MS",
         "SSH_AUTH_SOCK",
         "XAUTHORITY",
+        "IDEM_KEY",  # a batch line's identity, shown so users can match jobs to lines
+        "SORT_KEY",
     }
 )
 

@@ -55,7 +55,6 @@ import contextlib
 import json
 import math
 import os
-import re
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -66,6 +65,7 @@ import psutil
 from rich.console import Group, RenderableType
 from rich.table import Table
 
+from resurgo._redact import redact_text
 from resurgo.chaos._faults import FaultLog, FaultWindow
 from resurgo.observe._metrics import down_time, mtbf, percentile, time_availability, union_length
 
@@ -535,13 +535,6 @@ def compute_report(
 
 # ---------------------------------------------------------------------- leftovers
 
-_SECRET = re.compile(r"(sk-ant-[A-Za-z0-9_-]{4})[A-Za-z0-9_-]+|((?:api[_-]?key|token)=)\S+", re.I)
-
-
-def _redact(text: str) -> str:
-    return _SECRET.sub(lambda m: (m.group(1) or m.group(2)) + "…redacted", text)
-
-
 def snapshot_processes() -> dict[int, float]:
     """pid -> create time of every process now; compare after the run with :func:`new_processes`."""
     out: dict[int, float] = {}
@@ -573,7 +566,7 @@ def new_processes(
             if p.pid == os.getpid() or not match(p):
                 continue
             cmd = " ".join(p.info.get("cmdline") or [])
-            out.append(LeftoverProcess(p.pid, p.info.get("name") or "", _redact(cmd)[:300]))
+            out.append(LeftoverProcess(p.pid, p.info.get("name") or "", redact_text(cmd)[:300]))
         except psutil.Error:
             continue
     return out

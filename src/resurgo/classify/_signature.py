@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+from resurgo._redact import redact_text as redact
+
 # Applied in order; every pattern is linear (no nested quantifiers) and runs on a
 # short prefix of the message only.
 _SUBS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -48,12 +50,6 @@ def normalise(message: str) -> str:
     for pat, rep in _SUBS:
         s = pat.sub(rep, s)
     return s.strip().lower()
-
-
-def redact(text: str) -> str:
-    """Remove API keys and bearer tokens from text that will be stored or shown."""
-    s = _SUBS[0][0].sub("<secret>", text)
-    return _SUBS[1][0].sub(r"\1 <secret>", s)
 
 
 #: Signatures remembered by (label, message prefix); the same failures recur, and

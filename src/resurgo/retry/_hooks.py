@@ -7,20 +7,9 @@ looks like an API key or a bearer token is masked before it reaches a log.
 from __future__ import annotations
 
 import logging
-import re
 
+from resurgo._redact import redact_text as redact
 from resurgo.retry._events import GiveUpEvent, RetryEvent
-
-_SECRET = re.compile(
-    r"(sk-ant-[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]+"
-    r"|((?:x-api-key|authorization|api[_-]?key)[\"']?\s*[:=]\s*[\"']?(?:Bearer\s+)?)[^\s\"',}]+",
-    re.IGNORECASE,
-)
-
-
-def redact(text: str) -> str:
-    """Mask API keys and bearer tokens, keeping a short prefix to tell keys apart."""
-    return _SECRET.sub(lambda m: (m.group(1) or m.group(2) or "") + "***", text)
 
 
 def _describe(exc: BaseException | None, limit: int = 200) -> str:
