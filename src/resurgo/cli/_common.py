@@ -51,7 +51,8 @@ class CliError(click.ClickException):
         from resurgo.observe import redact
 
         super().__init__(redact(message))
-        self.exit_code = exit_code
+        # click >= 8.5 types ``exit_code`` as a ClassVar; click still reads it per instance.
+        object.__setattr__(self, "exit_code", exit_code)
 
     def show(self, file: Any = None) -> None:
         click.echo(f"resurgo: error: {self.format_message()}", err=True)
@@ -203,6 +204,7 @@ def resolve_job(store: Store, ref: str) -> str:
 
 STATE_STYLE = {
     "pending": "dim",
+    "queued": "dim",
     "running": "cyan",
     "recovering": "yellow",
     "waiting": "magenta",
@@ -210,6 +212,7 @@ STATE_STYLE = {
     "failed": "red",
     "cancelled": "bright_black",
     "interrupted": "yellow",
+    "lost": "red",  # a fleet job whose record vanished from Redis (batch --redis)
 }
 
 __all__ = [
