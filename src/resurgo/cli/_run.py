@@ -66,6 +66,12 @@ def _one_line(text: Any, n: int = 100) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
+def _styled(state: str) -> str:
+    """A state in its colour (rich markup); an unknown state plain, never an empty ``[]`` tag."""
+    style = STATE_STYLE.get(state)
+    return f"[{style}]{_esc(state)}[/]" if style else _esc(state)
+
+
 class Progress:
     """Turns the supervisor's typed events into a status line and a log of notable moments.
 
@@ -203,6 +209,33 @@ class Progress:
                           f"{res.recoveries} recovery(ies), {human_seconds(res.duration_s)}{why}")
             if self._progress is not None:
                 self._progress.update(self._task, completed=len(self.finished), description=self._counts())
+
+    def on_fleet(self, job_id: str, state: str, *, worker: str | None, claims: int, reason: str | None,
+                 final: bool) -> None:
+        """A fleet job's state read from its Redis hash (``batch --redis``: no supervisor events here).
+
+        Called on every change only; a job claimed again (its worker died or
+        stopped) says so, because that is the moment a fleet earns its keep.
+        """
+        prev = self.states.get(job_id)
+        self.states[job_id] = state
+        st = _styled(state)
+        if final:
+            self.finished[job_id] = state
+            why = f" — {_esc(_one_line(reason, 90))}" if reason and state != "succeeded" else ""
+            by = f" by {_esc(worker)}" if worker else ""
+            self.log(job_id, f"{st}{by} (claimed {claims}x){why}")
+        elif state == "running" and claims > 1:
+            self.log(job_id, f"[yellow]claimed again[/] by {_esc(worker or '?')} (claim {claims})"
+                             + (f": {_esc(_one_line(reason, 80))}" if reason else ""))
+        elif state == "queued" and prev == "running":
+            self.log(job_id, "[yellow]back in the queue[/]" + (f": {_esc(_one_line(reason, 80))}" if reason else ""))
+        elif not self.live_tty and state != prev:
+            self.log(job_id, st + (f" on {_esc(worker)}" if worker and state == "running" else ""))
+        if self._progress is not None:
+            self._progress.update(self._task, completed=len(self.finished), description=self._counts())
+        elif self._status is not None:
+            self._status.update(f"{state}" + (f" on {_esc(worker)}" if worker and not final else ""))
 
 
 # -- running the supervisor ----------------------------------------------------------------------
@@ -580,46 +613,101 @@ def batch_exit_status(statuses: Sequence[int], *, malformed: bool) -> int:
     return EXIT_USAGE if malformed else EXIT_OK
 
 
-@click.command("batch")
-@click.argument("file", type=click.Path(dir_okay=True, path_type=Path))
-@click.option("--concurrency", "-j", type=click.IntRange(1, 1024), default=None,
-              help="Jobs running at once (default: [supervisor] concurrency, 4).")
-@click.option("--claude", "claude", default=None, help="Claude Code CLI to run (else config, $RESURGO_CLAUDE, PATH).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
-@click.option("--json", "as_json", is_flag=True, help="Print the job records as a JSON list.")
-@store_option
-def batch_cmd(file: Path, concurrency: int | None, claude: str | None, quiet: bool, as_json: bool,
-              store_opt: Path | None) -> None:
-    """Run every job of FILE (JSONL, TOML [[jobs]] or YAML list) sharing breakers and retry budgets.
+def batch_specs(file: Path, bf: BatchFile) -> list[dict[str, Any]]:
+    """Each valid entry as JobSpec keywords (``prompt`` included) with its idempotency key.
 
-    Each job: {"prompt": "...", "id"?, "name"?, "cwd"?, "model"?, "args"?: [...], "env"?: {...}}.
-    Running the same file again skips finished jobs and resumes unfinished ones
-    (a job is identified by its "id", else by its content). Malformed entries
-    are reported with their line numbers and the others still run.
-    Exit status: the worst job status (5 interrupted, 3 auth, 4 validation,
-    1 failed), else 2 if some entries were malformed, else 0.
+    Shared by the local run and ``--redis`` so both identify a batch entry the
+    same way: the fleet dedups on the same ``idem_key`` the store does.
     """
-    from resurgo.supervise import JobSpec
-    from resurgo.supervise._jobs import JobStore
+    seen: dict[str, int] = {}
+    specs = []
+    for job in bf.jobs:
+        content = json.dumps({k: v for k, v in job.spec.items() if k != "id"}, sort_keys=True, default=list)
+        occ = seen.get(content, 0)
+        seen[content] = occ + 1
+        kw = {k: v for k, v in job.spec.items() if k != "id"}
+        kw["name"] = kw.get("name") or f"{file.name} {job.where}"
+        kw["idem_key"] = idem_key(bf.path, job.spec, occ)
+        specs.append(kw)
+    return specs
 
+
+def load_batch(file: Path) -> tuple[BatchFile, list[dict[str, Any]]]:
+    """Parse FILE, report its malformed entries on stderr, and refuse a file with no valid job."""
     bf = parse_batch(file)
     err = console(stderr=True)
     for p in bf.problems:
         err.print(f"[red]{_esc(file)}: {_esc(p)}[/] (skipped)")
     if not bf.jobs:
         raise CliError(f"{file}: no valid jobs to run" + (f" ({len(bf.problems)} malformed)" if bf.problems else ""))
-    seen: dict[str, int] = {}
-    specs = []
-    keys = []
-    for job in bf.jobs:
-        content = json.dumps({k: v for k, v in job.spec.items() if k != "id"}, sort_keys=True, default=list)
-        occ = seen.get(content, 0)
-        seen[content] = occ + 1
-        key = idem_key(bf.path, job.spec, occ)
-        keys.append(key)
-        kw = {k: v for k, v in job.spec.items() if k != "id"}
-        kw["name"] = kw.get("name") or f"{file.name} {job.where}"
-        specs.append(JobSpec(kw.pop("prompt"), idem_key=key, **kw))
+    return bf, batch_specs(file, bf)
+
+
+@click.command("batch")
+@click.argument("file", type=click.Path(dir_okay=True, path_type=Path))
+@click.option("--concurrency", "-j", type=click.IntRange(1, 1024), default=None,
+              help="Jobs running at once (default: [supervisor] concurrency, 4).")
+@click.option("--claude", "claude", default=None, help="Claude Code CLI to run (else config, $RESURGO_CLAUDE, PATH).")
+@click.option("--redis", "redis_url", metavar="URL", default=None,
+              help="Submit the jobs to the fleet at this Redis (run by `resurgo worker --redis URL`) instead of "
+                   "running them here (default: [redis] url if set, else run here).")
+@click.option("--local", is_flag=True, help="Run here on the SQLite store even if [redis] url is set.")
+@click.option("--prefix", default="resurgo", show_default=True, help="With --redis: key prefix of the fleet "
+              "(the workers' --prefix).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="With --redis: stop waiting after SECONDS (the jobs keep running in the fleet; "
+                   "run the same batch again to wait for them) [wait until all are finished].")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"jobs": [job records], "malformed": [problems]} as JSON instead of the table.')
+@store_option
+def batch_cmd(file: Path, concurrency: int | None, claude: str | None, redis_url: str | None, local: bool,
+              prefix: str, timeout: float | None, quiet: bool, as_json: bool, store_opt: Path | None) -> None:
+    """Run every job of FILE (JSONL, TOML [[jobs]] or YAML list) sharing breakers and retry budgets.
+
+    Each job: {"prompt": "...", "id"?, "name"?, "cwd"?, "model"?, "args"?: [...], "env"?: {...}}.
+    Running the same file again skips finished jobs and resumes unfinished ones
+    (a job is identified by its "id", else by its content). Malformed entries
+    are reported with their line numbers and the others still run.
+
+    With --redis URL (or [redis] url) the jobs go to the fleet's queue and
+    `resurgo worker` processes run them; this command shows their progress and
+    the summary (with the worker that finished each job and how many times it
+    was claimed). Submitting the same file again queues nothing new.
+
+    Exit status: the worst job status (5 interrupted, or still unfinished
+    with --redis; 3 auth; 4 validation; 1 failed), else 2 if some entries were
+    malformed, else 0. An unreachable Redis is a usage error (2): nothing is
+    submitted.
+    """
+    from resurgo.supervise import JobSpec
+    from resurgo.supervise._jobs import JobStore
+
+    if redis_url is not None and local:
+        raise click.UsageError("--redis and --local exclude each other")
+    source = "--redis"
+    if redis_url is None and not local:
+        cfg = settings()
+        redis_url = cfg.get("redis", "url")
+        source = f"[redis] url ({cfg.source('redis', 'url')})"
+    if redis_url is not None:
+        ignored = [o for o, v in (("--concurrency", concurrency), ("--claude", claude), ("--store", store_opt))
+                   if v is not None]
+        if ignored:
+            verb = "applies" if len(ignored) == 1 else "apply"
+            raise click.UsageError(f"{', '.join(ignored)} {verb} to runs on this machine; with Redis ({source}) "
+                                   "each `resurgo worker` has its own (or pass --local)")
+        from resurgo.cli._batch_redis import batch_via_redis
+
+        raise SystemExit(batch_via_redis(redis_url, file, prefix=prefix, timeout=timeout, quiet=quiet,
+                                         as_json=as_json, source=source))
+    if timeout is not None:
+        raise click.UsageError("--timeout applies to --redis batches only")
+
+    bf, kws = load_batch(file)
+    specs = [JobSpec(kw["prompt"], **{k: v for k, v in kw.items() if k != "prompt"}) for kw in kws]
+    keys = [kw["idem_key"] for kw in kws]
+    err = console(stderr=True)
     path = store_path(store_opt)
     store = open_store(path)
     try:
@@ -638,36 +726,78 @@ def batch_cmd(file: Path, concurrency: int | None, claude: str | None, quiet: bo
         return await sup.run_many(specs, concurrency=concurrency or sup.config.concurrency)
 
     def done_cb(results: Any, progress: Progress) -> int:
-        return _batch_summary(results, bf, as_json=as_json)
+        rows = [SummaryRow(job_id=r.job_id, name=r.name or job.where, state=r.state.value, attempts=r.attempts,
+                           recoveries=r.recoveries, duration_s=r.duration_s,
+                           text=(r.result_text if r.ok else r.reason) or "", exit_status=int(r.exit_status))
+                for job, r in zip(bf.jobs, results, strict=True)]
+        return print_batch_summary(rows, [r.to_dict() for r in results], bf, as_json=as_json)
 
     code = run_supervised(path, work, as_json=as_json, concurrency=concurrency, names=names, total=len(specs),
                           quiet=quiet, claude=claude, on_done=done_cb)
     raise SystemExit(code)
 
 
-def _batch_summary(results: Sequence[Any], bf: BatchFile, *, as_json: bool) -> int:
-    statuses = [int(r.exit_status) for r in results]
+@dataclass(frozen=True, slots=True)
+class SummaryRow:
+    """One line of the batch summary, whoever ran the job (this machine or a fleet worker).
+
+    ``worker`` and ``claims`` are set for fleet jobs only (they add two columns);
+    ``None`` figures are shown as ``-`` (a fleet job that never finished has none).
+    """
+
+    job_id: str
+    name: str
+    state: str
+    attempts: int | None
+    recoveries: int | None
+    duration_s: float | None
+    text: str
+    exit_status: int
+    worker: str | None = None
+    claims: int | None = None
+
+
+def print_batch_summary(rows: Sequence[SummaryRow], records: Sequence[Mapping[str, Any]], bf: BatchFile, *,
+                        as_json: bool, fleet: bool = False, note: str | None = None) -> int:
+    """The summary table (or ``{"jobs": records, "malformed": [...]}``) and the batch's exit status."""
     if as_json:
-        print_json({"jobs": [r.to_dict() for r in results], "malformed": bf.problems})
+        print_json({"jobs": list(records), "malformed": bf.problems})
     else:
         from rich.table import Table
 
         t = Table(title=f"batch {bf.path.name}", title_justify="left")
-        for col in ("#", "job", "name", "state", "att", "rec", "took", "result / reason"):
+        cols = ["#", "job", "name", "state", *(("worker", "claims") if fleet else ()), "att", "rec", "took",
+                "result / reason"]
+        for col in cols:
             t.add_column(col)
-        for i, (job, r) in enumerate(zip(bf.jobs, results, strict=True), 1):
-            st = r.state.value
-            text = r.result_text if r.ok else (r.reason or "")
-            t.add_row(str(i), r.job_id[:12], _esc(r.name or job.where), f"[{STATE_STYLE.get(st, '')}]{st}[/]",
-                      str(r.attempts), str(r.recoveries), human_seconds(r.duration_s), _esc(_one_line(text, 60)))
+        for i, r in enumerate(rows, 1):
+            fleet_cols = (_esc(r.worker or "-"), "-" if r.claims is None else str(r.claims)) if fleet else ()
+            t.add_row(str(i), r.job_id[:12], _esc(r.name), _styled(r.state),
+                      *fleet_cols, "-" if r.attempts is None else str(r.attempts),
+                      "-" if r.recoveries is None else str(r.recoveries), human_seconds(r.duration_s),
+                      _esc(_one_line(r.text, 60)))
         out = console()
         out.print(t)
         counts: dict[str, int] = {}
-        for r in results:
-            counts[r.state.value] = counts.get(r.state.value, 0) + 1
+        for r in rows:
+            counts[r.state] = counts.get(r.state, 0) + 1
         out.print("  ".join(f"{s}: {n}" for s, n in sorted(counts.items()))
                   + (f"  malformed entries: {len(bf.problems)}" if bf.problems else ""))
-    return batch_exit_status(statuses, malformed=bool(bf.problems))
+        if note:
+            out.print(note)
+    return batch_exit_status([r.exit_status for r in rows], malformed=bool(bf.problems))
 
 
-__all__ = ["Progress", "batch_cmd", "batch_exit_status", "idem_key", "parse_batch", "run_cmd", "run_supervised"]
+__all__ = [
+    "Progress",
+    "SummaryRow",
+    "batch_cmd",
+    "batch_exit_status",
+    "batch_specs",
+    "idem_key",
+    "load_batch",
+    "parse_batch",
+    "print_batch_summary",
+    "run_cmd",
+    "run_supervised",
+]

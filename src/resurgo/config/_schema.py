@@ -277,7 +277,8 @@ def build_schema() -> dict[str, dict[str, Key]]:
             "webhook": Key(url("http", "https"), None, "URL POSTed on escalations and breaker openings", secret=True),
         },
         "redis": {
-            "url": Key(url("redis", "rediss", "unix"), None, "Redis for the distributed worker", secret=True),
+            "url": Key(url("redis", "rediss", "unix"), None,
+                       "Redis of the fleet: `resurgo batch` submits there unless --local", secret=True),
         },
         "store": {
             "path": Key(path(), None, "SQLite run store (default: $RESURGO_HOME or the XDG state folder)",
