@@ -114,6 +114,16 @@ def test_a_cut_of_live_connections_during_a_hang_is_what_ended_it() -> None:
     assert got is not None and got.cause == "api:529"
 
 
+def test_a_cut_that_makes_the_cli_redial_into_a_blackhole_is_a_timeout() -> None:
+    """The CLI retries a broken stream; into a blackhole that retry times out (seen in CI runs)."""
+    cut = FaultWindow(1, 107.0, 107.0, "net:cut_all", "proxy")
+    blackhole = FaultWindow(2, 106.99, 109.5, "net:blackhole", "proxy")
+    reset = FaultWindow(3, 106.99, 109.5, "net:reset", "proxy")
+    for armed, expected in ((blackhole, "timeout"), (reset, "network")):
+        got = attribute(_att(), sessions={"s1"}, api_faults=[], kills=[], supervisor_kills=[], windows=[armed, cut])
+        assert got is not None and (got.cause, got.expected_type) == ("net:cut_all", expected)
+
+
 def test_an_attempt_lost_with_its_supervisor_is_blamed_on_the_supervisor_kill() -> None:
     a = _att(outcome="lost", error=None, ended_at=115.0)
     got = attribute(a, sessions={"s1"}, api_faults=[(112.0, "s1", "529")], kills=[], supervisor_kills=[108.0],

@@ -336,6 +336,7 @@ def attribute(
     the attempt explain it (the proxy does not know which job a connection
     serves).  None: nothing injected explains the failure.
     """
+    windows = list(windows)  # walked more than once below
     start = a.started_at - slack
     end = (a.ended_at if a.ended_at is not None else float("inf")) + slack
     exact: list[Attribution] = []
@@ -357,7 +358,7 @@ def attribute(
     for w in windows:
         # a cut of every live connection is time-exact; it counts only before the attempt ended
         if w.kind == "net:cut_all" and a.started_at <= w.start <= (a.ended_at if a.ended_at is not None else w.start):
-            exact.append(Attribution("net:cut_all", "network", w.start))
+            exact.append(Attribution("net:cut_all", _after_cut(w, windows), w.start))
     if a.killed_by == "stall_watchdog" and a.ended_at is not None:
         exact.append(Attribution("watchdog:hang", "timeout", a.ended_at - 1e-3))
     sup = [x for x in exact if x.cause == "kill:supervisor"]
@@ -393,6 +394,25 @@ def attribute(
         pool = typed or coarse
         return max(pool, key=lambda x: x.at)
     return None
+
+
+def _after_cut(cut: FaultWindow, windows: Iterable[FaultWindow]) -> str:
+    """The true type of a failure that follows a cut of every live connection.
+
+    A cut makes the CLI dial again (it retries a broken stream once by itself),
+    into whatever mode the proxy was armed with at that moment: into a
+    blackhole the retry hangs until the CLI's request timeout, so the run fails
+    with a timeout, not a network error; into resets or drops it is a network
+    failure, as it is when nothing else is armed.
+    """
+    for w in windows:
+        if not w.kind.startswith("net:") or w.kind == "net:cut_all":
+            continue
+        if w.start <= cut.start + 0.5 and (w.end is None or w.end >= cut.start):
+            t = NET_FAULT_TYPES.get(w.kind.split(":", 1)[1])
+            if t is not None:
+                return t
+    return "network"
 
 
 # ---------------------------------------------------------------------- the runner
