@@ -90,7 +90,7 @@ def test_ctrl_c_interrupts_then_resume_finishes(tmp_path: Path, env: dict[str, s
     db = tmp_path / "r.db"
     proc = subprocess.Popen(
         [sys.executable, "-m", "resurgo", "--store", str(db), "run", "--name", "slow",
-         "x [[bash: sleep 6; echo step]] [[text: finally]]", "--", "--allowedTools", "Bash"],
+         "x [[bash: sleep 6; echo step-ctrl-c-test]] [[text: finally]]", "--", "--allowedTools", "Bash"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -116,7 +116,7 @@ def test_ctrl_c_interrupts_then_resume_finishes(tmp_path: Path, env: dict[str, s
     with Store(db) as s:
         assert s.query("SELECT state FROM jobs")[0][0] == "interrupted"
         assert s.query("SELECT COUNT(*) FROM processes WHERE ended_at IS NULL")[0][0] == 0
-    assert subprocess.run(["pgrep", "-f", "sleep 6; echo step"], capture_output=True).returncode == 1
+    assert subprocess.run(["pgrep", "-f", "sleep 6; echo step-ctrl-c-test"], capture_output=True).returncode == 1
     p = resurgo(["--store", str(db), "resume", "slow", "--json"], cwd=tmp_path,
                 env={**env, "RESURGO_SUPERVISOR_STALL_TIMEOUT": "60"}, timeout=90)
     assert p.returncode == 0, p.stderr
