@@ -32,6 +32,45 @@ def test_status_counts_active_jobs_and_breakers(tmp_path: Path) -> None:
     assert "succeeded 1" in p.stdout and "open" in p.stdout and ids["running"][:12] in p.stdout
 
 
+def test_status_shows_the_health_of_live_supervisors_only(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    from resurgo.supervise._jobs import owner_id
+
+    db, _, env = _seeded(tmp_path)
+    live, dead = owner_id(), f"{socket.gethostname()}:999999:1"  # this test process; a pid that does not exist
+    now = time.time()
+    with Store(db) as s:
+        for owner, comp, state, detail in (
+            (live, "api:http://127.0.0.1:9", "unhealthy", f"cannot connect (key {SECRET})"),
+            (live, "disk:/tmp", "healthy", "900 MB free"),
+            (dead, "process:4242", "degraded", "no event for 60 s"),
+        ):
+            s.execute("INSERT INTO health VALUES(?,?,?,?,?)", (owner, comp, state, detail, now - 3))
+    p = resurgo(["--store", str(db), "status", "--json"], cwd=tmp_path, env=env)
+    assert p.returncode == 0, p.stderr
+    health = json.loads(p.stdout)["health"]
+    assert [(h["owner"], h["component"], h["state"]) for h in health] == [
+        (live, "api:http://127.0.0.1:9", "unhealthy"), (live, "disk:/tmp", "healthy")]
+    assert all(3 <= h["age_s"] < 60 and h["ts"] == now - 3 for h in health)
+    assert SECRET not in p.stdout and "cannot connect" in health[0]["detail"]
+    p = resurgo(["status", "--store", str(db)], cwd=tmp_path, env=env)
+    assert p.returncode == 0, p.stderr
+    text = p.stdout[p.stdout.index("health"):]
+    assert "api:http://127.0.0.1:9" in text and "unhealthy" in text and "disk:/tmp" in text
+    assert "process:4242" not in p.stdout and SECRET not in p.stdout
+    # the dead supervisor's rows go with `resurgo cleanup`
+    p = resurgo(["cleanup", "--store", str(db), "--json"], cwd=tmp_path, env=env)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["stale_health_rows"] == 1
+    with Store(db) as s:
+        assert {r[0] for r in s.query("SELECT owner FROM health")} == {live}
+    # no store yet: an empty health list, not an error
+    p = resurgo(["--store", str(tmp_path / "none.db"), "status", "--json"], cwd=tmp_path, env=env)
+    assert p.returncode == 0 and json.loads(p.stdout)["health"] == []
+
+
 def test_jobs_filter_limit_and_json(tmp_path: Path) -> None:
     db, ids, env = _seeded(tmp_path)
     p = resurgo(["jobs", "--store", str(db), "--state", "failed", "--json"], cwd=tmp_path, env=env)

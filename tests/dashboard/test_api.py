@@ -196,6 +196,34 @@ def test_stream_pushes_updates_when_the_store_changes(dash: Dashboard, store: St
         assert json.loads(nxt["data"]) == {"n": 1, "reason": "change"}
 
 
+def test_health_endpoint_shows_live_supervisors_only(dash: Dashboard, store: Store) -> None:
+    from resurgo.supervise._jobs import owner_id
+
+    empty = get_json(dash, "/api/health")
+    assert empty == {"now": NOW, "overall": None, "supervisors": [], "components": []}
+    live, dead = owner_id(), f"{socket.gethostname()}:999999:1"  # this process; a pid that does not exist
+    for owner, comp, state, detail in (
+        (live, "api:http://127.0.0.1:9", "degraded", f"connected in 900 ms; key {SECRET_KEY}"),
+        (live, "disk:/var", "healthy", "5000 MB free"),
+        (dead, "api:http://127.0.0.1:9", "unhealthy", "gone"),
+    ):
+        store.execute("INSERT INTO health VALUES(?,?,?,?,?)", (owner, comp, state, detail, NOW - 4))
+    status, _, body = get(dash, "/api/health")
+    assert status == 200 and SECRET_KEY.encode() not in body
+    h = json.loads(body)
+    assert h["overall"] == "degraded" and h["supervisors"] == [live]
+    assert [(c["component"], c["state"], c["age_s"]) for c in h["components"]] == [
+        ("api:http://127.0.0.1:9", "degraded", 4.0), ("disk:/var", "healthy", 4.0)]
+    assert h["components"][0]["detail"].startswith("connected in 900 ms")
+    # a refresh of the same states is not news for the live stream; a change of state is
+    before = dash.fingerprint()
+    store.execute("UPDATE health SET ts=ts+5")
+    assert dash.fingerprint() == before
+    store.execute("UPDATE health SET state='unhealthy' WHERE owner=? AND component LIKE 'api:%'", (live,))
+    assert dash.fingerprint() != before
+    assert get_json(dash, "/api/health")["overall"] == "unhealthy"
+
+
 def test_stream_limit_sends_clients_to_polling(store: Store) -> None:
     d = Dashboard(store, now=lambda: NOW, poll_s=0.05, max_streams=1).start()
     try:

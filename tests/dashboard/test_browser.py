@@ -161,6 +161,44 @@ def test_dashboard_shows_the_store(browser: Any, busy_store: Store) -> None:
         page.close()
 
 
+def test_health_strip_shows_chips_and_follows_changes(browser: Any, busy_store: Store) -> None:
+    import socket
+
+    from resurgo.supervise._jobs import owner_id
+
+    live, dead = owner_id(), f"{socket.gethostname()}:999999:1"
+    for owner, comp, state in (
+        (live, "api:http://127.0.0.1:9", "healthy"),
+        (live, "process:4242", "degraded"),
+        (live, "disk:/var", "healthy"),
+        (dead, "disk:/gone", "unhealthy"),
+    ):
+        busy_store.execute("INSERT INTO health VALUES(?,?,?,?,?)", (owner, comp, state, f"{comp} detail", NOW - 2))
+    with Dashboard(busy_store, now=lambda: NOW, poll_s=0.1) as dash:
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        problems: list[str] = []
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.goto(dash.url + "#1h")
+        page.wait_for_selector("body[data-loaded='1']", timeout=15000)
+        chips = page.eval_on_selector_all(
+            "#health-chips .chip", "cs => cs.map(c => [c.dataset.component, c.dataset.state, c.className])"
+        )
+        assert chips == [
+            ["api:http://127.0.0.1:9", "healthy", "chip healthy"],
+            ["disk:/var", "healthy", "chip healthy"],
+            ["process:4242", "degraded", "chip degraded"],
+        ]  # the dead supervisor's disk:/gone is not shown
+        assert page.inner_text("#health-overall") == "degraded"
+        assert "process:4242 detail" in (page.get_attribute('.chip[data-component="process:4242"]', "title") or "")
+        # a component turning unhealthy reaches the page through the event stream
+        busy_store.execute("UPDATE health SET state='unhealthy' WHERE owner=? AND component='disk:/var'", (live,))
+        page.wait_for_selector('.chip.unhealthy[data-component="disk:/var"]', timeout=10000)
+        assert page.inner_text("#health-overall") == "unhealthy"
+        assert not problems, problems
+        page.close()
+
+
 def test_page_falls_back_to_polling_when_streams_are_refused(browser: Any, busy_store: Store) -> None:
     with Dashboard(busy_store, now=lambda: NOW, max_streams=0) as dash:
         page = browser.new_page()

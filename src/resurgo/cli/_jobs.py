@@ -108,13 +108,15 @@ def phase(store: Any, job_id: str, state: str) -> str:
 @store_option
 @json_option
 def status_cmd(store_opt: Path | None, as_json: bool) -> None:
-    """Counts of jobs per state, what the active jobs are doing, and the state of each breaker."""
+    """Counts of jobs per state, what the active jobs are doing, breaker states and live supervisors' health."""
+    from resurgo.supervise._health_store import read_health
     from resurgo.supervise._jobs import owner_alive
 
     path = store_path(store_opt)
     if not path.exists():
         if as_json:
-            print_json({"store": str(path), "exists": False, "counts": {}, "active": [], "breakers": []})
+            print_json({"store": str(path), "exists": False, "counts": {}, "active": [], "breakers": [],
+                        "health": []})
         else:
             click.echo(f"no runs yet: the store {path} does not exist")
         return
@@ -141,10 +143,13 @@ def status_cmd(store_opt: Path | None, as_json: bool) -> None:
                 "(SELECT MAX(id) FROM breaker_transitions WHERE breaker = t.breaker) ORDER BY breaker"
             )
         ]
+        now = time.time()
+        health = [h.to_dict(now) for h in read_health(store, is_alive=owner_alive)]
     finally:
         store.close()
     if as_json:
-        print_json({"store": str(path), "exists": True, "counts": counts, "active": active, "breakers": breakers})
+        print_json({"store": str(path), "exists": True, "counts": counts, "active": active, "breakers": breakers,
+                    "health": health})
         return
     from rich.table import Table
 
@@ -174,6 +179,23 @@ def status_cmd(store_opt: Path | None, as_json: bool) -> None:
         out.print(t)
     else:
         out.print("breakers: none recorded (every endpoint closed)")
+    if health:
+        owners = sorted({h["owner"] for h in health})
+        t = Table(title="health", title_justify="left")
+        cols = (["supervisor"] if len(owners) > 1 else []) + ["component", "state", "detail", "checked"]
+        for col in cols:
+            t.add_column(col)
+        for h in health:
+            row = [_r(h["owner"])] if len(owners) > 1 else []
+            row += [_r(h["component"]), f"[{HEALTH_STYLE.get(h['state'], '')}]{_r(h['state'])}[/]",
+                    _r(_short(h["detail"], 60)), ago(h["ts"])]
+            t.add_row(*row)
+        out.print(t)
+    else:
+        out.print("health: no live supervisor is reporting")
+
+
+HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "unhealthy": "bold red"}
 
 
 # -- jobs --------------------------------------------------------------------------------------
@@ -368,7 +390,7 @@ def cleanup_cmd(store_opt: Path | None, as_json: bool) -> None:
     data = {
         "interrupted_jobs": rep.interrupted_jobs, "ended_processes": rep.ended_processes,
         "stale_records": rep.stale_records, "reaped": rep.reaped, "removed_tmp": rep.removed_tmp,
-        "left_running": rep.left,
+        "left_running": rep.left, "stale_health_rows": rep.stale_health,
     }
     if as_json:
         print_json(data)
@@ -388,6 +410,8 @@ def cleanup_cmd(store_opt: Path | None, as_json: bool) -> None:
         out.print(f"reaped {len(rep.reaped)} zombie(s)")
     if rep.removed_tmp:
         out.print(f"removed {len(rep.removed_tmp)} leaked temp folder(s)")
+    if rep.stale_health:
+        out.print(f"removed {rep.stale_health} health record(s) of dead supervisors")
     if rep.left:
         out.print(f"[red]could not end {len(rep.left)} process(es)[/]: {', '.join(map(str, rep.left))}")
 

@@ -47,6 +47,8 @@ from resurgo.observe import (
 from resurgo.observe._metrics import Window, breaker_stats
 from resurgo.store import Store
 from resurgo.store.schema import ensure_schema
+from resurgo.supervise._health_store import read_health, worst
+from resurgo.supervise._jobs import owner_alive
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +162,9 @@ class Dashboard:
     ``token``: required on every request when set (``Authorization: Bearer``,
     ``?token=`` which then sets a cookie, or that cookie).  Without a token only
     a loopback ``host`` is allowed.  ``now`` is injectable so tests and
-    screenshots can pin time.  ``port=0`` picks a free port (see :attr:`port`).
+    screenshots can pin time; ``is_alive(owner)`` decides whose stored
+    health is shown (default: :func:`owner_alive`, the supervisor process
+    exists).  ``port=0`` picks a free port (see :attr:`port`).
     """
 
     def __init__(
@@ -175,6 +179,7 @@ class Dashboard:
         tick_s: float = 15.0,
         workers: int = 16,
         max_streams: int = 8,
+        is_alive: Callable[[str | None], bool] = owner_alive,
     ) -> None:
         if token is not None and not token.strip():
             raise DashboardError("the token must not be empty")
@@ -192,6 +197,7 @@ class Dashboard:
         self.poll_s = poll_s
         self.tick_s = tick_s
         self.max_streams = max_streams
+        self.is_alive = is_alive
         self._streams = 0
         self._streams_lock = threading.Lock()
         self.stopping = threading.Event()
@@ -262,7 +268,11 @@ class Dashboard:
             " (SELECT MAX(id) FROM events), (SELECT MAX(id) FROM attempts),"
             " (SELECT COUNT(ended_at) FROM attempts), (SELECT MAX(id) FROM errors),"
             " (SELECT MAX(id) FROM recoveries), (SELECT COUNT(restored_at) + COUNT(succeeded)"
-            " FROM recoveries), (SELECT MAX(id) FROM breaker_transitions), (SELECT MAX(id) FROM retries)"
+            " FROM recoveries), (SELECT MAX(id) FROM breaker_transitions), (SELECT MAX(id) FROM retries),"
+            # health rows are refreshed every few seconds; only a change of state (or a component
+            # appearing / going) is news, so the timestamps stay out of the fingerprint
+            " (SELECT COUNT(*) FROM health), (SELECT TOTAL(CASE state WHEN 'unhealthy' THEN 1000000"
+            " WHEN 'degraded' THEN 1000 ELSE 1 END) FROM health)"
         )[0]
         return tuple(row)
 
@@ -282,6 +292,8 @@ class Dashboard:
             d = summary(self.store, start=start, end=end, now=now).to_dict()
             d["now"] = now
             return d
+        if path == "/api/health":
+            return self.health(now)
         win = self._window(params, now)
         if path == "/api/errors":
             bucket = params.get("bucket", [""])[0]
@@ -323,6 +335,16 @@ class Dashboard:
                 raise KeyError(f"no job {job_id!r}")
             return detail
         raise KeyError(f"no such endpoint {path}")
+
+    def health(self, now: float) -> dict[str, Any]:
+        """The latest health of every live supervisor writing to this store (rows of dead ones are skipped)."""
+        rows = read_health(self.store, is_alive=self.is_alive)
+        return {
+            "now": now,
+            "overall": worst([r.state for r in rows]),
+            "supervisors": sorted({r.owner for r in rows}),
+            "components": [r.to_dict(now) for r in rows],
+        }
 
     def _window(self, params: dict[str, list[str]], now: float) -> Window:
         start, end = parse_range(params, now)

@@ -134,6 +134,19 @@ MIGRATIONS: list[Migration] = [
         slept_s       REAL NOT NULL DEFAULT 0
     );
     """,
+    # 2: the latest health state per component per supervisor, so the command line and the
+    # dashboard can show what a running supervisor's HealthChecker sees.  ``owner`` is the
+    # JobStore owner id (host:pid:start); readers skip rows of owners that are no longer alive.
+    """
+    CREATE TABLE health (
+        owner         TEXT NOT NULL,
+        component     TEXT NOT NULL,        -- api:URL | process:PID | disk:PATH
+        state         TEXT NOT NULL,        -- healthy|degraded|unhealthy
+        detail        TEXT,
+        ts            REAL NOT NULL,        -- when this state was last checked (refreshed periodically)
+        PRIMARY KEY (owner, component)
+    );
+    """,
 ]
 
 

@@ -1,7 +1,7 @@
 """Alerts: tell a human when resurgo cannot fix something by itself.
 
-Escalations (bad credentials, billing), breaker openings and exhausted retry
-budgets are logged on the ``resurgo.alerts`` logger and, optionally, POSTed as
+Escalations (bad credentials, billing), breaker openings, exhausted retry
+budgets and health components turning unhealthy are logged on the ``resurgo.alerts`` logger and, optionally, POSTed as
 JSON to a webhook.  Logging is the only channel to a screen: what is shown, and
 how, is the application's choice (the ``resurgo`` command shows a short line in
 its live progress and nothing with ``-q``; a library user configures logging
@@ -45,6 +45,7 @@ ESCALATION = "escalation"
 BREAKER_OPEN = "breaker_open"
 BUDGET_EXHAUSTED = "budget_exhausted"
 GAVE_UP = "gave_up"
+HEALTH_UNHEALTHY = "health_unhealthy"
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,4 +198,12 @@ class AlertManager:
             await asyncio.wait(pending, timeout=timeout if timeout is not None else self.timeout + 1)
 
 
-__all__ = ["BREAKER_OPEN", "BUDGET_EXHAUSTED", "ESCALATION", "GAVE_UP", "Alert", "AlertManager"]
+__all__ = [
+    "BREAKER_OPEN",
+    "BUDGET_EXHAUSTED",
+    "ESCALATION",
+    "GAVE_UP",
+    "HEALTH_UNHEALTHY",
+    "Alert",
+    "AlertManager",
+]

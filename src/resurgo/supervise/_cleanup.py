@@ -2,7 +2,7 @@
 
 At start-up the store is reconciled with reality: jobs that were running under
 a supervisor that no longer exists become ``interrupted`` (resumable, not
-lost), and the processes it had started are ended — matched by pid *and*
+lost), its stored health rows are deleted, and the processes it had started are ended — matched by pid *and*
 start time, so a pid reused by an unrelated program is never killed.  Because
 the CLI starts its Bash tool in a session of its own, recorded process groups
 are not enough: every process of a run carries ``RESURGO_SUPERVISOR`` in its
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import psutil
 
 from resurgo.clock import SYSTEM_CLOCK, Clock
+from resurgo.supervise._health_store import remove_dead_health
 from resurgo.supervise._jobs import JobStore, owner_alive
 from resurgo.supervise._process import OWNER_ENV
 from resurgo.supervise._reaper import (
@@ -50,6 +51,7 @@ class CleanupReport:
     reaped: list[int] = field(default_factory=list)
     removed_tmp: list[str] = field(default_factory=list)
     left: list[int] = field(default_factory=list)
+    stale_health: int = 0  # health rows of dead supervisors removed
 
 
 def _owner_pid_alive(owner_pid: int, started_at: float) -> bool:
@@ -98,6 +100,10 @@ class ResourceCleaner:
         rep.interrupted_jobs = self.jobs.interrupt_orphaned_jobs(is_alive=self._owner_alive)
         for jid in rep.interrupted_jobs:
             log.warning("job %s was running under a supervisor that died; marked interrupted", jid)
+        try:
+            rep.stale_health = remove_dead_health(self.jobs.store, keep=self.jobs.owner, is_alive=self._owner_alive)
+        except Exception:  # the health rows are a view; failing to tidy them must not stop recovery
+            log.exception("could not remove the health rows of dead supervisors")
         await self._sweep(rep)
         return rep
 

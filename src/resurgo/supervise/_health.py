@@ -90,7 +90,9 @@ class HealthChecker:
     """Checks the API endpoints, every running attempt and the disks, on demand or periodically.
 
     ``on_change(new, old)`` fires when a component's state changes (old is None
-    the first time), e.g. to raise an alert or open a breaker.
+    the first time), e.g. to raise an alert or open a breaker.  ``on_round(snapshot)``
+    fires after every round with all current states, e.g. to persist them
+    (:class:`~resurgo.supervise._health_store.HealthRecorder`).
     """
 
     def __init__(
@@ -102,6 +104,7 @@ class HealthChecker:
         thresholds: HealthThresholds | None = None,
         clock: Clock = SYSTEM_CLOCK,
         on_change: Callable[[ComponentHealth, ComponentHealth | None], None] | None = None,
+        on_round: Callable[[Mapping[str, ComponentHealth]], None] | None = None,
     ) -> None:
         self.manager = manager
         self.endpoints = list(endpoints)
@@ -109,6 +112,7 @@ class HealthChecker:
         self.thresholds = thresholds or HealthThresholds()
         self.clock = clock
         self.on_change = on_change
+        self.on_round = on_round
         self._state: dict[str, ComponentHealth] = {}
         self._procs: dict[tuple[int, float], psutil.Process] = {}
         self._used: set[tuple[int, float]] = set()
@@ -177,6 +181,7 @@ class HealthChecker:
             "processes": float(len(pids)),
             "last_event_age_s": attempt.last_event_age,
             "events": float(attempt.event_count),
+            "alive": 1.0 if alive else 0.0,
         }
         if not alive:
             return ComponentHealth(name, HealthState.UNHEALTHY, "the CLI process is gone", now, metrics)
@@ -245,6 +250,11 @@ class HealthChecker:
         }
         self._procs = {k: v for k, v in self._procs.items() if k in self._used}
         self._used = set()
+        if self.on_round is not None:
+            try:
+                self.on_round(dict(self._state))
+            except Exception:
+                log.exception("health on_round hook failed")
         return dict(self._state)
 
     async def run(self, interval: float = 5.0) -> None:

@@ -7,7 +7,8 @@ store, one breaker per endpoint and one retry budget per endpoint per process.
 Life cycle: entering ``async with Supervisor(...)`` reconciles the store with
 reality (jobs of a supervisor that died become ``interrupted`` and the
 processes it left are ended, matched by pid and start time), then runs the
-health checks and the cleanup sweep in the background.  Leaving it (or
+health checks (their states are kept in the store's ``health`` table for
+``resurgo status`` and the dashboard) and the cleanup sweep in the background.  Leaving it (or
 :meth:`Supervisor.aclose`) ends every process group and leaves unfinished jobs
 ``interrupted`` -- resumable, never lost.
 """
@@ -34,6 +35,7 @@ from resurgo.supervise._cleanup import ResourceCleaner
 from resurgo.supervise._config import SupervisorConfig
 from resurgo.supervise._events import CliEvent, JobFinished, JobQueued, JobResult, SupervisorEvent
 from resurgo.supervise._health import HealthChecker
+from resurgo.supervise._health_store import HealthRecorder
 from resurgo.supervise._jobs import ACTIVE_STATES, JobState, JobStore, JobStoreError
 from resurgo.supervise._orchestrator import BudgetFactory, Orchestrator
 from resurgo.supervise._process import ProcessManager
@@ -246,7 +248,18 @@ class Supervisor:
             budget_factory=budget_factory,
         )
         self._orch.has_subscribers = lambda jid: jid in self._handles or self._bus.has_subscribers(jid)
-        self.health = HealthChecker(manager=self.manager, clock=self.clock)
+        # the checker's states go to the store (``resurgo status``, the dashboard) and, when a component
+        # turns unhealthy, to the alerts
+        self.health_recorder = HealthRecorder(
+            self.jobs, alerts=self.alerts, refresh=self.config.health_interval, clock=self.clock
+        )
+        self.health = HealthChecker(
+            manager=self.manager,
+            clock=self.clock,
+            disk_paths=[] if self.store.path == ":memory:" else [os.path.dirname(os.path.abspath(self.store.path))],
+            on_change=self.health_recorder.on_change,
+            on_round=self.health_recorder.on_round,
+        )
         self._tasks: dict[str, asyncio.Task[JobResult]] = {}
         self._background: list[asyncio.Task[None]] = []
         self._started = False
@@ -321,6 +334,7 @@ class Supervisor:
         for t in self._background:
             t.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        self.health_recorder.clear()
         await self.alerts.drain()
         self._bus.close()
         if self._own_store:

@@ -230,6 +230,35 @@
     $("#jobs-count").textContent = `${data.jobs.length} job${data.jobs.length === 1 ? "" : "s"}`;
   }
 
+  /* ---- health strip: one chip per component of every live supervisor ---- */
+  function renderHealth(h) {
+    const strip = $("#health");
+    strip.dataset.overall = h.overall || "";
+    const overall = $("#health-overall");
+    overall.className = `health-overall ${h.overall || "none"}`;
+    overall.textContent = h.overall || "no live supervisor reporting";
+    const box = $("#health-chips");
+    box.textContent = "";
+    const many = h.supervisors.length > 1;
+    for (const c of h.components) {
+      const chip = document.createElement("span");
+      chip.className = `chip ${c.state}`;
+      chip.dataset.component = c.component;
+      chip.dataset.state = c.state;
+      chip.dataset.owner = c.owner;
+      const dot = document.createElement("span");
+      dot.className = "dot";
+      const i = c.component.indexOf(":");
+      const kind = document.createElement("b");
+      kind.textContent = i < 0 ? c.component : c.component.slice(0, i);
+      const rest = i < 0 ? "" : c.component.slice(i + 1).replace(/^https?:\/\//, "");
+      const pid = many ? ` @${c.owner.split(":").slice(-2, -1)[0]}` : "";
+      chip.append(dot, kind, document.createTextNode(` ${rest}${pid}`));
+      chip.title = `${c.component}: ${c.state}\n${c.detail}\nchecked ${dur(c.age_s)} ago · supervisor ${c.owner}`;
+      box.appendChild(chip);
+    }
+  }
+
   /* ---- job drill-down ---- */
   async function selectJob(id) {
     state.job = id;
@@ -327,8 +356,10 @@
     if (state.inflight) { state.again = true; return; }
     state.inflight = true;
     try {
-      const [s, e, jobs] = await Promise.all([api("api/summary"), api("api/errors"), api("api/jobs")]);
+      const [s, e, jobs, health] = await Promise.all(
+        [api("api/summary"), api("api/errors"), api("api/jobs"), api("api/health")]);
       state.now = s.now;
+      renderHealth(health);
       renderTiles(s);
       renderErrors(e, s.window);
       renderBreakers(s);
