@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import random
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,8 +17,10 @@ pytest.importorskip("claude_agent_sdk", reason="the sdk extra (claude-agent-sdk)
 
 from claude_agent_sdk import ClaudeAgentOptions
 
+from resurgo._procs import env_marked, proc_ids
 from resurgo.mockapi import MockServer
 from resurgo.retry import RetryPolicy
+from resurgo.sdk._leftovers import RUN_ENV
 
 #: Real waits, but tiny: the tests check behaviour, not backoff lengths.
 FAST = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05)
@@ -28,20 +34,56 @@ def _inside(p: psutil.Process, root: str) -> bool:
     return cwd == root or cwd.startswith(root + os.sep)
 
 
-def kill_leftovers(root: Path) -> list[int]:
-    """End our child processes and anything running inside ``root`` (a killed CLI's orphaned Bash tool)."""
+def _living(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def leftovers(root: Path) -> list[psutil.Process]:
+    """Living processes that are our children or run inside ``root`` (what a run could have left)."""
     me = psutil.Process()
     procs = {p.pid: p for p in me.children(recursive=True)}
     for p in psutil.process_iter():
         if p.pid != me.pid and _inside(p, str(root)):
             procs[p.pid] = p
-    for p in procs.values():
+    return [p for p in procs.values() if _living(p)]
+
+
+def unique_sleep() -> str:
+    """A ``sleep`` argument no other test's (or helper's) tool command can match."""
+    return f"{random.randint(40, 90)}.{uuid.uuid4().int % 10**9:09d}"
+
+
+def find_tool(needle: str, root: Path) -> list[psutil.Process]:
+    """Living processes inside ``root`` whose command line contains ``needle``."""
+    out = []
+    for p in psutil.process_iter():
         try:
-            p.kill()
+            if needle in " ".join(p.cmdline()) and _inside(p, str(root)) and _living(p):
+                out.append(p)
         except psutil.Error:
-            pass
-    psutil.wait_procs(list(procs.values()), timeout=5)
-    return sorted(procs)
+            continue
+    return out
+
+
+def run_marker(p: psutil.Process) -> str | None:
+    """The ``RESURGO_SDK_RUN`` value in a process's environment (the run that started it)."""
+    try:
+        return p.environ().get(RUN_ENV)
+    except psutil.Error:
+        return None
+
+
+def marked_alive(token: str) -> list[int]:
+    """Living (not zombie) processes still carrying the run's marker."""
+    return [pid for pid in env_marked(RUN_ENV, token) if (ids := proc_ids(pid)) is not None and not ids.zombie]
+
+
+def gone(procs: list[psutil.Process]) -> bool:
+    """None of ``procs`` is alive any more (a reused pid is another process: psutil checks the start time)."""
+    return not any(_living(p) for p in procs)
 
 
 def cli_processes() -> list[psutil.Process]:
@@ -65,21 +107,15 @@ def kill_cli() -> int:
     return len(procs)
 
 
-async def wait_for_tool(needle: str, root: Path, timeout: float = 5.0) -> bool:
-    """Wait until a process whose command line contains ``needle`` runs inside ``root``."""
-    import asyncio
-
+async def wait_for_tool(needle: str, root: Path, timeout: float = 5.0) -> list[psutil.Process]:
+    """Wait until a process whose command line contains ``needle`` runs inside ``root``; all such processes."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while loop.time() < end:
-        for p in psutil.process_iter():
-            try:
-                if needle in " ".join(p.cmdline()) and _inside(p, str(root)):
-                    return True
-            except psutil.Error:
-                continue
+        if found := find_tool(needle, root):
+            return found
         await asyncio.sleep(0.05)
-    return False
+    return []
 
 
 def message_requests(srv: MockServer) -> list[object]:
@@ -88,12 +124,25 @@ def message_requests(srv: MockServer) -> list[object]:
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Iterator[Path]:
+    """The CLI's working directory; the test fails if anything is still running in it afterwards.
+
+    resurgo.sdk ends every process of its runs itself, so this is a check, not
+    the clean-up: it only kills (and then fails the test) when the library
+    left something behind, so that one failure does not leak into the next test.
+    """
     d = tmp_path / "work"
     d.mkdir()
-    try:
-        yield d
-    finally:
-        kill_leftovers(tmp_path)
+    yield d
+    left = leftovers(tmp_path)
+    if left:
+        desc = []
+        for p in left:
+            with contextlib.suppress(psutil.Error):
+                desc.append(f"{p.pid} {' '.join(p.cmdline())[:120]}")
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        psutil.wait_procs(left, timeout=5)
+        pytest.fail(f"resurgo.sdk left {len(left)} process(es) running: {desc}")
 
 
 @pytest.fixture

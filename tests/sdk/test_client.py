@@ -5,9 +5,20 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import psutil
 import pytest
 from claude_agent_sdk import AssistantMessage, ClaudeAgentOptions, ResultMessage, ToolUseBlock
-from tests.sdk.conftest import FAST, kill_cli, message_requests, wait_for_tool
+from tests.sdk.conftest import (
+    FAST,
+    find_tool,
+    gone,
+    kill_cli,
+    marked_alive,
+    message_requests,
+    run_marker,
+    unique_sleep,
+    wait_for_tool,
+)
 
 from resurgo.classify import ErrorType
 from resurgo.mockapi import Faults, MockServer
@@ -38,22 +49,37 @@ async def test_529_in_a_turn_is_sent_again_and_the_next_turn_continues(
 async def test_cli_killed_mid_turn_reconnects_with_resume(
     sdk_options: ClaudeAgentOptions, mock_api: MockServer, workdir: Path
 ) -> None:
+    secs = unique_sleep()
     events: list[RecoveryEvent] = []
     msgs: list[object] = []
-    async with ResilientClient(sdk_options, policy=FAST, on_recovery=events.append) as client:
+    tools: list[psutil.Process] = []
+    orphan_gone_at_recovery: list[bool] = []
+
+    def on_recovery(ev: RecoveryEvent) -> None:
+        events.append(ev)
+        orphan_gone_at_recovery.append(gone(tools))
+
+    async with ResilientClient(sdk_options, policy=FAST, on_recovery=on_recovery) as client:
         first_client = client.client
-        await client.query("work [[bash: sleep 3; echo slept]] [[text: finished]]")
+        await client.query(
+            f"work [[bash: if [ -e once.flag ]; then echo again; else touch once.flag; sleep {secs}; fi]]"
+            " [[text: finished]]"
+        )
         killed = 0
         async for m in client.receive_response():
             msgs.append(m)
             if not killed and isinstance(m, AssistantMessage) and any(isinstance(b, ToolUseBlock) for b in m.content):
-                assert await wait_for_tool("sleep 3", workdir)
+                tools = await wait_for_tool(f"sleep {secs}", workdir)
+                markers = {run_marker(p) for p in tools}
                 await asyncio.sleep(0.5)  # let the CLI flush its transcript (see test_query)
                 killed = kill_cli()
-        assert killed == 1
+        assert killed == 1 and tools and len(markers) == 1 and None not in markers
+        # the killed CLI's orphaned tool was ended before the recovery began
+        assert orphan_gone_at_recovery == [True] and find_tool(f"sleep {secs}", workdir) == []
         assert client.client is not first_client  # a new CLI process, resumed
         await client.query("again [[text: still here]]")
         after = [m async for m in client.receive_response()]
+    assert marked_alive(next(iter(markers)) or "") == []
     final = msgs[-1]
     assert isinstance(final, ResultMessage) and not final.is_error and final.result == "finished"
     assert [(e.action, e.error_class.type) for e in events] == [("resume", ErrorType.PROCESS)]
@@ -72,3 +98,18 @@ async def test_client_auth_failure_raises_at_once(sdk_options: ClaudeAgentOption
                 pass
     assert info.value.error_class.type is ErrorType.AUTH and info.value.reason is StopReason.NOT_RETRYABLE
     assert len(message_requests(mock_api)) == 1
+
+
+async def test_disconnect_ends_what_a_tool_left_running(sdk_options: ClaudeAgentOptions, workdir: Path) -> None:
+    """A Bash tool's background process outlives the turn and the CLI; disconnect() ends it."""
+    secs = unique_sleep()
+    async with ResilientClient(sdk_options, policy=FAST) as client:
+        await client.query(f"bg [[bash: setsid sleep {secs} >/dev/null 2>&1 & echo started]] [[text: left one]]")
+        msgs = [m async for m in client.receive_response()]
+        daemon = find_tool(f"sleep {secs}", workdir)
+        assert daemon  # it survived its tool call: the CLI does not end it
+        token = run_marker(daemon[0])
+        assert token is not None
+    final = msgs[-1]
+    assert isinstance(final, ResultMessage) and not final.is_error and final.result == "left one"
+    assert gone(daemon) and marked_alive(token) == []

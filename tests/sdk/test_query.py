@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
+import psutil
 import pytest
 from claude_agent_sdk import (
     AssistantMessage,
@@ -16,7 +17,17 @@ from claude_agent_sdk import (
     SystemMessage,
     ToolUseBlock,
 )
-from tests.sdk.conftest import FAST, kill_cli, message_requests, wait_for_tool
+from tests.sdk.conftest import (
+    FAST,
+    find_tool,
+    gone,
+    kill_cli,
+    marked_alive,
+    message_requests,
+    run_marker,
+    unique_sleep,
+    wait_for_tool,
+)
 
 from resurgo.breaker import CircuitBreaker, CircuitState, CircuitThresholds
 from resurgo.classify import ErrorType
@@ -102,23 +113,43 @@ async def test_401_raises_auth_at_once(sdk_options: ClaudeAgentOptions, mock_api
 async def test_cli_killed_mid_tool_resumes_the_same_session(
     sdk_options: ClaudeAgentOptions, mock_api: MockServer, workdir: Path
 ) -> None:
+    # The tool sleeps long only the first time; the resumed run re-runs it and finds the flag.
+    # Killing the CLI leaves that first sleep orphaned (the Bash tool has its own session):
+    # the library must end it before the next run starts, and nothing of the run may be left.
+    secs = unique_sleep()
     events: list[RecoveryEvent] = []
+    orphan_gone_at_recovery: list[bool] = []
     msgs: list[object] = []
+    tools: list[psutil.Process] = []
+    markers: set[str | None] = set()
     killed = 0
+
+    def on_recovery(ev: RecoveryEvent) -> None:
+        events.append(ev)
+        orphan_gone_at_recovery.append(gone(tools))
+
     async for m in query(
-        prompt="work [[bash: sleep 3; echo slept]] [[text: finished]]",
+        prompt=f"work [[bash: if [ -e once.flag ]; then echo again; else touch once.flag; sleep {secs}; fi]]"
+        " [[text: finished]]",
         options=sdk_options,
         policy=FAST,
-        on_recovery=events.append,
+        on_recovery=on_recovery,
     ):
         msgs.append(m)
         if not killed and isinstance(m, AssistantMessage) and any(isinstance(b, ToolUseBlock) for b in m.content):
-            assert await wait_for_tool("sleep 3", workdir)  # the tool really runs: a crash mid-tool
+            tools = await wait_for_tool(f"sleep {secs}", workdir)  # the tool really runs: a crash mid-tool
+            markers = {run_marker(p) for p in tools}
             # The CLI flushes its transcript about 0.1 s after an event (2.1.197); a kill before that
             # leaves nothing to resume, and the wrapper starts over instead (see test_fresh_start_...).
             await asyncio.sleep(0.5)
             killed = kill_cli()
-    assert killed == 1
+    assert killed == 1 and tools
+    assert len(markers) == 1 and None not in markers  # the tool inherited the run's marker through setsid
+    # the orphaned tool was ended after the failed run, before the recovery started ...
+    assert orphan_gone_at_recovery == [True]
+    # ... and nothing of either run is alive now, before any fixture clean-up
+    assert gone(tools) and find_tool(f"sleep {secs}", workdir) == []
+    assert marked_alive(next(iter(markers)) or "") == []
     final = msgs[-1]
     assert isinstance(final, ResultMessage) and not final.is_error and final.result == "finished"
     assert len(events) == 1

@@ -1,9 +1,11 @@
-"""``resurgo worker --redis URL``: one member of a fleet that runs jobs queued in Redis.
+"""``resurgo worker [--redis URL]``: one member of a fleet that runs jobs queued in Redis.
 
 Kept apart from ``run``/``batch`` because it is a long-running service with
 its own life cycle: it serves until SIGTERM or Ctrl-C, then stops taking jobs,
 lets running ones finish for ``--grace`` seconds and hands the rest back to
-the fleet (a second signal shortens the grace to nothing).
+the fleet (a second signal shortens the grace to nothing).  The Redis is
+``--redis``, else the ``[redis] url`` configuration key (the one ``resurgo
+batch`` submits to), so a host configured once needs no option.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import click
 
 
 @click.command("worker")
-@click.option("--redis", "redis_url", required=True, metavar="URL", help="Redis of the fleet (redis://host:6379/0).")
+@click.option("--redis", "redis_url", default=None, metavar="URL",
+              help="Redis of the fleet (redis://host:6379/0) [the [redis] url configuration key].")
 @click.option("--concurrency", "-c", type=click.IntRange(min=1), default=None,
               help="Jobs run at once [the supervisor's concurrency, 4].")
 @click.option("--name", default=None, help="Consumer name in the fleet [host:pid].")
@@ -36,17 +39,24 @@ import click
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
 def worker_cmd(
-    redis_url: str, concurrency: int | None, name: str | None, store: Path | None, prefix: str, lease: float,
+    redis_url: str | None, concurrency: int | None, name: str | None, store: Path | None, prefix: str, lease: float,
     grace: float, transcript_interval: float, claude: str | None, no_share_state: bool, log_level: str,
 ) -> None:
     """Run jobs from the fleet's queue in Redis until SIGTERM / Ctrl-C."""
+    from resurgo.cli._common import CliError, settings
     from resurgo.distributed._worker import FleetWorker
     from resurgo.supervise import SupervisorConfig
 
+    if redis_url is None:
+        redis_url = settings().get("redis", "url")  # validated (scheme included) by the configuration
+        if redis_url is None:
+            raise CliError("no Redis to serve: pass --redis URL or set `url` in the [redis] section of the "
+                           "configuration (see `resurgo config`)")
+    elif not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise click.BadParameter("must start with redis://, rediss:// or unix://", param_hint="--redis")
+
     logging.basicConfig(level=getattr(logging, log_level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not redis_url.startswith(("redis://", "rediss://", "unix://")):
-        raise click.BadParameter("must start with redis://, rediss:// or unix://", param_hint="--redis")
     kw: dict[str, object] = {"claude": claude, "store": store}
     if concurrency is not None:
         kw["concurrency"] = concurrency

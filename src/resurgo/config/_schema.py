@@ -278,7 +278,8 @@ def build_schema() -> dict[str, dict[str, Key]]:
         },
         "redis": {
             "url": Key(url("redis", "rediss", "unix"), None,
-                       "Redis of the fleet: `resurgo batch` submits there unless --local", secret=True),
+                       "Redis of the fleet: `resurgo batch` submits there unless --local; "
+                       "`resurgo worker` serves it unless --redis", secret=True),
         },
         "store": {
             "path": Key(path(), None, "SQLite run store (default: $RESURGO_HOME or the XDG state folder)",

@@ -44,6 +44,7 @@ from resurgo.sdk._core import (
 )
 from resurgo.sdk._errors import SDKAttemptError, StopReason
 from resurgo.sdk._evidence import ClassifierFn, Evidence
+from resurgo.sdk._leftovers import DEFAULT_LEFTOVER_GRACE, end_leftovers_quietly, marked, new_token
 from resurgo.sdk._query import aclose, next_message
 from resurgo.store import Store
 
@@ -58,7 +59,9 @@ class ResilientClient:
     ``interrupt`` are forwarded to the current SDK client).
 
     ``options`` is the SDK's; the keyword-only arguments and their defaults are
-    those of :func:`resurgo.sdk.query`.  A custom ``transport`` is refused: the
+    those of :func:`resurgo.sdk.query`.  Each CLI process (one per connect or
+    reconnect) carries its own ``RESURGO_SDK_RUN`` marker; what it leaves
+    running is ended when it is replaced after a failure and on ``disconnect``.  A custom ``transport`` is refused: the
     SDK cannot restart one, so there would be nothing to recover with.
     """
 
@@ -78,6 +81,7 @@ class ResilientClient:
         on_recovery: RecoveryHook | Iterable[RecoveryHook] | None = None,
         on_give_up: GiveUpHook | Iterable[GiveUpHook] | None = None,
         stall_timeout: float | None = None,
+        leftover_grace: float | None = DEFAULT_LEFTOVER_GRACE,
     ) -> None:
         if transport is not None:
             raise TypeError("ResilientClient cannot restart a custom transport; use ClaudeSDKClient for that")
@@ -95,6 +99,7 @@ class ResilientClient:
             on_recovery=on_recovery,
             on_give_up=on_give_up,
             stall_timeout=stall_timeout,
+            leftover_grace=leftover_grace,
         )
         self._client: ClaudeSDKClient | None = None
         self._session_id: str | None = self.options.resume
@@ -103,6 +108,8 @@ class ResilientClient:
         self._permit: Permit | None = None
         self._send_error: BaseException | None = None
         self._turn_session = "default"
+        #: the marker of the current CLI process (None before the first connect)
+        self._token: str | None = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -136,11 +143,13 @@ class ResilientClient:
         """Start the CLI; with a prompt, that prompt is the first turn (recovered like ``query``)."""
         if isinstance(prompt, str | AsyncIterable):
             self._begin_turn(prompt, "default")
-        client = ClaudeSDKClient(self.options)
+        self._token = token = new_token()
+        client = ClaudeSDKClient(marked(self.options, token))
         try:
             await client.connect(prompt)
         except Exception as e:
             if self._turn is None:
+                await self._end_leftovers()
                 raise
             self._send_error = e
             self._dead = True
@@ -148,11 +157,33 @@ class ResilientClient:
 
     async def disconnect(self) -> None:
         client, self._client = self._client, None
-        if client is not None:
-            await client.disconnect()
-        if self._permit is not None:
-            self._permit.release()
-            self._permit = None
+        try:
+            if client is not None:
+                await client.disconnect()
+        finally:
+            await self._end_leftovers()
+            if self._permit is not None:
+                self._permit.release()
+                self._permit = None
+
+    async def _retire(self) -> None:
+        """The CLI died or was abandoned mid-turn: close its SDK client and end what it left, before the backoff.
+
+        The client object stays (``query()`` between turns must still work, and
+        reconnects from it); closing it again later is a no-op.
+        """
+        if self._client is not None:
+            try:
+                await self._client.disconnect()
+            except Exception:
+                _log.debug("resurgo.sdk: disconnecting the dead client failed", exc_info=True)
+        await self._end_leftovers()
+
+    async def _end_leftovers(self) -> None:
+        """End what the current CLI process left running (see :mod:`resurgo.sdk._leftovers`)."""
+        token, self._token = self._token, None
+        if token is not None:
+            await end_leftovers_quietly(token, grace=self._s.leftover_grace)
 
     async def __aenter__(self) -> ResilientClient:
         await self.connect()
@@ -171,7 +202,9 @@ class ResilientClient:
                 await old.disconnect()
             except Exception:
                 _log.debug("resurgo.sdk: disconnecting the dead client failed", exc_info=True)
-        client = ClaudeSDKClient(self._options_for(resume))
+        await self._end_leftovers()
+        self._token = token = new_token()
+        client = ClaudeSDKClient(marked(self._options_for(resume), token))
         await client.connect()
         self._client = client
         self._dead = False
@@ -285,6 +318,7 @@ class ResilientClient:
                     if result is None:
                         if not error_result:
                             self._dead = True  # no result and no error result: the CLI is gone
+                            await self._retire()
                         raise turn.failure(ev, permit)
                     turn.succeeded(permit, result)
         except (SDKAttemptError, RetryError) as e:

@@ -35,6 +35,7 @@ from resurgo.clock import SYSTEM_CLOCK, Clock
 from resurgo.retry import GiveUpReason, Retrier, RetryBudget, RetryError, RetryPolicy, budget_for, retry_info
 from resurgo.sdk._errors import RecoveryEvent, ResilientSDKError, SDKAttemptError, StopReason
 from resurgo.sdk._evidence import ClassifierFn, Evidence, classify_evidence, endpoint_of
+from resurgo.sdk._leftovers import DEFAULT_LEFTOVER_GRACE
 from resurgo.sdk._store import RunRecorder
 from resurgo.store import Store
 
@@ -195,6 +196,7 @@ class Settings:
     on_recovery: tuple[RecoveryHook, ...]
     on_give_up: tuple[GiveUpHook, ...]
     stall_timeout: float | None
+    leftover_grace: float | None = DEFAULT_LEFTOVER_GRACE
 
     @classmethod
     def resolve(
@@ -212,6 +214,7 @@ class Settings:
         on_recovery: RecoveryHook | Iterable[RecoveryHook] | None,
         on_give_up: GiveUpHook | Iterable[GiveUpHook] | None,
         stall_timeout: float | None,
+        leftover_grace: float | None = DEFAULT_LEFTOVER_GRACE,
     ) -> Settings:
         if not isinstance(options, ClaudeAgentOptions):
             raise TypeError(f"options must be a claude_agent_sdk.ClaudeAgentOptions, got {type(options).__name__}")
@@ -219,6 +222,8 @@ class Settings:
             raise TypeError("pass either retrier= or policy=/budget=, not both (the retrier carries its own)")
         if stall_timeout is not None and not stall_timeout > 0:
             raise ValueError(f"stall_timeout must be a positive number of seconds or None, got {stall_timeout!r}")
+        if leftover_grace is not None and not leftover_grace >= 0:
+            raise ValueError(f"leftover_grace must be seconds >= 0 or None, got {leftover_grace!r}")
         if not (isinstance(continuation_prompt, str) or callable(continuation_prompt)):
             raise TypeError("continuation_prompt must be a string or a callable taking the ErrorClass")
         endpoint = endpoint_of(options.env)
@@ -255,6 +260,7 @@ class Settings:
             on_recovery=_hooks(on_recovery),
             on_give_up=_hooks(on_give_up),
             stall_timeout=stall_timeout,
+            leftover_grace=leftover_grace,
         )
 
 

@@ -48,6 +48,7 @@ from resurgo.sdk._core import (
 )
 from resurgo.sdk._errors import SDKAttemptError
 from resurgo.sdk._evidence import ClassifierFn, Evidence
+from resurgo.sdk._leftovers import DEFAULT_LEFTOVER_GRACE, end_leftovers_quietly, marked, new_token
 from resurgo.store import Store
 
 _log = logging.getLogger("resurgo.sdk")
@@ -111,6 +112,7 @@ async def query(
     on_recovery: RecoveryHook | Iterable[RecoveryHook] | None = None,
     on_give_up: GiveUpHook | Iterable[GiveUpHook] | None = None,
     stall_timeout: float | None = None,
+    leftover_grace: float | None = DEFAULT_LEFTOVER_GRACE,
 ) -> AsyncIterator[Message]:
     """``claude_agent_sdk.query`` with classification, breaker, budget, backoff and session resume.
 
@@ -143,6 +145,12 @@ async def query(
       run's first message) after which the run is abandoned (its CLI ended)
       and recovered as a stall.  Real time, not the injected clock: it
       watches a real process.
+    - ``leftover_grace`` [:data:`DEFAULT_LEFTOVER_GRACE`, 3 s]: each CLI run
+      is marked ``RESURGO_SDK_RUN=<token>`` in its environment; when the run
+      ends (failed, abandoned, finished, or the caller stopped reading), every
+      process still carrying the marker (Bash tools the CLI started in their
+      own sessions, what they started) gets SIGTERM, then SIGKILL after this
+      many seconds.  None leaves them running.
 
     With a custom ``transport`` the SDK cannot restart the CLI, so the call is
     passed through unchanged (no recovery).
@@ -165,6 +173,7 @@ async def query(
         on_recovery=on_recovery,
         on_give_up=on_give_up,
         stall_timeout=stall_timeout,
+        leftover_grace=leftover_grace,
     )
     run = Run(s, opts, prompt, name="sdk.query")
     try:
@@ -175,7 +184,8 @@ async def query(
             with attempt:
                 ev = Evidence()
                 result: ResultMessage | None = None
-                agen = _sdk_query(prompt=run_prompt, options=run_opts)
+                token = new_token()
+                agen = _sdk_query(prompt=run_prompt, options=marked(run_opts, token))
                 try:
                     while (msg := await next_message(agen, s.stall_timeout, ev, first_seen=run.started)) is not None:
                         run.observe(msg)
@@ -192,7 +202,10 @@ async def query(
                         permit.release()
                     raise
                 finally:
-                    await aclose(agen)
+                    try:
+                        await aclose(agen)
+                    finally:
+                        await end_leftovers_quietly(token, grace=s.leftover_grace)
                 if result is None:
                     raise run.failure(ev, permit)
                 if ev.exception is not None:
