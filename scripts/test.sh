@@ -6,6 +6,6 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 export RESURGO_CLAUDE="${RESURGO_CLAUDE:-$PWD/.tools/npm/node_modules/.bin/claude}"
 export PATH="$PWD/.venv/bin:$PATH"
-.venv/bin/ruff check --quiet src tests bench scripts
+.venv/bin/ruff check --quiet src tests bench scripts examples
 .venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"
