@@ -10,14 +10,21 @@ command -v stress-ng >/dev/null 2>&1 || need_apt+=(stress-ng)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+PY=${PYTHON:-python3}
+command -v "$PY" >/dev/null 2>&1 || need_apt+=(python3)
+# Debian's python3 needs python3-venv for `python3 -m venv` (ensurepip)
+if ! "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1; then need_apt+=(python3-venv); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "setup: need root or sudo to install: ${need_apt[*]}" >&2; exit 1; }
+    SUDO="sudo"
+  fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   "$PY" -m venv .venv
@@ -30,11 +37,15 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
+# The CLI version the corpus, the mock API and the tests were recorded against
+# (docs/mock-api.md); set RESURGO_CLAUDE_VERSION=latest to try a newer one.
+CLAUDE_VERSION=${RESURGO_CLAUDE_VERSION:-2.1.197}
 CLAUDE_BIN=.tools/npm/node_modules/.bin/claude
-if ! "$CLAUDE_BIN" --version >/dev/null 2>&1; then
-  echo "setup: installing the Claude Code CLI from npm"
+have=$("$CLAUDE_BIN" --version 2>/dev/null || true)
+if [ -z "$have" ] || { [ "$CLAUDE_VERSION" != latest ] && [[ "$have" != "$CLAUDE_VERSION "* ]]; }; then
+  echo "setup: installing the Claude Code CLI $CLAUDE_VERSION from npm"
   mkdir -p .tools/npm
-  npm install --prefix .tools/npm --no-audit --no-fund --loglevel=error @anthropic-ai/claude-code >/dev/null
+  npm install --prefix .tools/npm --no-audit --no-fund --loglevel=error "@anthropic-ai/claude-code@$CLAUDE_VERSION" >/dev/null
   # npm 11 may skip install scripts it has not been told to allow; the native binary is
   # linked by the package's postinstall, so run it ourselves when it did not run.
   if ! "$CLAUDE_BIN" --version >/dev/null 2>&1; then

@@ -42,7 +42,8 @@ JOBS = [
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    playwright = pytest.importorskip("playwright.sync_api")
+    import playwright.sync_api as playwright  # a dev dependency: missing means set-up failed
+
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is not installed (scripts/setup.sh installs it)")
     with playwright.sync_playwright() as p:
