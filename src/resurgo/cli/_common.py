@@ -23,6 +23,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -88,6 +89,25 @@ def settings(ctx: click.Context | None = None, *, check: bool = True) -> Setting
         raise CliError(f"invalid configuration ({len(st.settings.problems)} problem(s)):\n{lines}\n"
                        "Run `resurgo config check` for details.")
     return st.settings
+
+
+def supervisor_config(store: Any, overrides: Mapping[str, Any] | None = None,
+                      ctx: click.Context | None = None) -> Any:
+    """The ``SupervisorConfig`` of every command that runs jobs (run, batch, resume, demo, worker).
+
+    One place, so each of them honours the same settings: ``[supervisor]``,
+    ``[breaker]``, ``[alerts] webhook`` and ``[classify] rules`` (via
+    :meth:`Settings.supervisor_kwargs`), with the command's own options
+    (``overrides``) on top.  ``store`` is a Store or a path.
+    """
+    from resurgo.supervise import SupervisorConfig
+
+    kw = settings(ctx).supervisor_kwargs()
+    kw.update(overrides or {})
+    try:
+        return SupervisorConfig(store=store, **kw)
+    except ValueError as e:
+        raise CliError(f"invalid supervisor configuration: {e}") from None
 
 
 def store_path(store_opt: str | os.PathLike[str] | None = None, ctx: click.Context | None = None) -> Path:
@@ -235,4 +255,5 @@ __all__ = [
     "state",
     "store_option",
     "store_path",
+    "supervisor_config",
 ]

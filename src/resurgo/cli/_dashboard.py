@@ -9,38 +9,44 @@ from pathlib import Path
 
 import click
 
-from resurgo.store import Store, StoreError, default_store_path
+from resurgo.store import Store, StoreError
 
 
 @click.command("dashboard")
 @click.option(
     "--store",
-    "store_path",
+    "store_opt",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Run store to show (default: $RESURGO_HOME/resurgo.db or the XDG state folder).",
+    help="Run store to show [resurgo --store, [store] path, $RESURGO_HOME/resurgo.db or the XDG state folder].",
 )
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
-              help="Port to listen on (0 picks a free one).")
+@click.option("--host", default=None, help="Address to listen on [[dashboard] host, 127.0.0.1].")
+@click.option("--port", default=None, type=click.IntRange(0, 65535),
+              help="Port to listen on, 0 picks a free one [[dashboard] port, 8765].")
 @click.option(
     "--token",
     default=None,
-    envvar="RESURGO_DASHBOARD_TOKEN",
-    help="Access token (also $RESURGO_DASHBOARD_TOKEN). Required when --host is not loopback; "
-    "'generate' makes a random one and prints it.",
+    help="Access token [[dashboard] token, also $RESURGO_DASHBOARD_TOKEN]. Required when --host is not "
+    "loopback; 'generate' makes a random one and prints it.",
 )
-def dashboard_cmd(store_path: Path | None, host: str, port: int, token: str | None) -> None:
+def dashboard_cmd(store_opt: Path | None, host: str | None, port: int | None, token: str | None) -> None:
     """Serve the live dashboard (and Prometheus /metrics) for a run store.
 
-    On a non-loopback address a token is required, because the dashboard shows
-    prompts, job names and errors to whoever can reach it.
+    Defaults come from the ``[dashboard]`` and ``[store]`` configuration
+    (``resurgo config show``); options given here win.  On a non-loopback
+    address a token is required, because the dashboard shows prompts, job
+    names and errors to whoever can reach it.
     """
+    from resurgo.cli._common import settings, store_path
     from resurgo.dashboard import Dashboard, DashboardError
 
+    cfg = settings()  # invalid configuration: every problem listed, exit status 2
+    host = host if host is not None else str(cfg.get("dashboard", "host"))
+    port = port if port is not None else int(cfg.get("dashboard", "port"))
+    token = token if token is not None else cfg.get("dashboard", "token")
     if token == "generate":
         token = secrets.token_urlsafe(24)
-    path = store_path or default_store_path()
+    path = store_path(store_opt)
     try:
         store = Store(os.fspath(path))
     except StoreError as e:

@@ -48,6 +48,7 @@ from resurgo.cli._common import (
     settings,
     store_option,
     store_path,
+    supervisor_config,
 )
 
 # -- live progress -------------------------------------------------------------------------------
@@ -277,24 +278,28 @@ def _alerts_to(progress: Progress) -> Iterator[None]:
 def _make_supervisor(path: Path, *, concurrency: int | None = None, claude: str | None = None,
                      overrides: Mapping[str, Any] | None = None) -> Any:
     """A Supervisor configured from the merged settings, on the store at ``path``."""
-    from resurgo.supervise import ClaudeNotFoundError, Supervisor, SupervisorConfig, find_claude
+    from resurgo.classify import RuleError
+    from resurgo.supervise import ClaudeNotFoundError, Supervisor, find_claude
 
-    kw = settings().supervisor_kwargs()
-    kw.update(overrides or {})
+    given = dict(overrides or {})
+    if claude is None:
+        claude = given.get("claude", settings().get("supervisor", "claude"))
     store = open_store(path)
     try:  # before any job is created: a missing CLI is the user's to fix, not a failed job
-        kw["claude"] = find_claude(claude if claude is not None else kw.get("claude"))
+        given["claude"] = find_claude(claude)
     except ClaudeNotFoundError as e:
         store.close()
         raise CliError(str(e)) from None
     if concurrency is not None:
-        kw["concurrency"] = concurrency
+        given["concurrency"] = concurrency
     try:
-        cfg = SupervisorConfig(store=store, **kw)
-    except ValueError as e:
+        return Supervisor(config=supervisor_config(store, given)), store
+    except CliError:
         store.close()
-        raise CliError(f"invalid supervisor configuration: {e}") from None
-    return Supervisor(config=cfg), store
+        raise
+    except (RuleError, ValueError, OSError) as e:  # [classify] rules changed since the configuration was checked
+        store.close()
+        raise CliError(f"cannot load the classification rules: {e}") from None
 
 
 def _kill_children_now() -> None:

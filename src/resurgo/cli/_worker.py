@@ -26,7 +26,7 @@ import click
               help="Jobs run at once [the supervisor's concurrency, 4].")
 @click.option("--name", default=None, help="Consumer name in the fleet [host:pid].")
 @click.option("--store", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="This worker's local SQLite store [resurgo's default store].")
+              help="This worker's local SQLite store [[store] path, else resurgo's default store].")
 @click.option("--prefix", default="resurgo", show_default=True, help="Key prefix (one fleet per prefix).")
 @click.option("--lease", type=click.FloatRange(min=0.5), default=30.0, show_default=True,
               help="Seconds a silent worker keeps its jobs before others reclaim them.")
@@ -43,9 +43,8 @@ def worker_cmd(
     grace: float, transcript_interval: float, claude: str | None, no_share_state: bool, log_level: str,
 ) -> None:
     """Run jobs from the fleet's queue in Redis until SIGTERM / Ctrl-C."""
-    from resurgo.cli._common import CliError, settings
+    from resurgo.cli._common import CliError, settings, store_path, supervisor_config
     from resurgo.distributed._worker import FleetWorker
-    from resurgo.supervise import SupervisorConfig
 
     if redis_url is None:
         redis_url = settings().get("redis", "url")  # validated (scheme included) by the configuration
@@ -57,13 +56,13 @@ def worker_cmd(
 
     logging.basicConfig(level=getattr(logging, log_level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    kw: dict[str, object] = {"claude": claude, "store": store}
+    # the same settings as run/batch ([supervisor], [breaker], [alerts], [classify] rules, [store] path)
+    given: dict[str, object] = {}
+    if claude is not None:
+        given["claude"] = claude
     if concurrency is not None:
-        kw["concurrency"] = concurrency
-    try:
-        cfg = SupervisorConfig(**kw)  # type: ignore[arg-type]
-    except ValueError as e:
-        raise click.UsageError(str(e)) from e
+        given["concurrency"] = concurrency
+    cfg = supervisor_config(str(store_path(store)), given)
     worker = FleetWorker(
         redis_url, config=cfg, prefix=prefix, name=name, concurrency=concurrency, lease=lease, grace=grace,
         transcript_interval=transcript_interval, share_state=not no_share_state,

@@ -236,6 +236,12 @@ class Settings:
         return default_store_path()
 
     def retry_policy(self) -> Any:
+        """A ``RetryPolicy`` from ``[retry]``, for the user's own code.
+
+        The resurgo commands do not use it: the supervisor's backoff between
+        recoveries is ``[supervisor] backoff_base``/``backoff_cap`` (restart
+        intensity), because a recovery is a resumed session, not a repeated call.
+        """
         from resurgo.retry._policy import RetryPolicy
 
         return RetryPolicy.from_dict(self.explicit("retry"))
@@ -247,8 +253,12 @@ class Settings:
         return CircuitThresholds.from_dict({**default_breaker().to_dict(), **self.explicit("breaker")})
 
     def supervisor_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``SupervisorConfig`` from ``[supervisor]``, ``[breaker]`` and ``[alerts]``."""
+        """Keyword arguments for ``SupervisorConfig`` from ``[supervisor]``, ``[breaker]``, ``[alerts]``
+        and ``[classify]`` (``[store] path`` is left to the caller, which may override it)."""
         kw = self.explicit("supervisor")
+        rules = self.get("classify", "rules")
+        if rules:
+            kw["classify_rules"] = rules
         if self.explicit("breaker"):
             kw["breaker"] = self.thresholds()
         hook = self.get("alerts", "webhook")

@@ -158,18 +158,50 @@ def str_map() -> Check:
     return check
 
 
+def budget(arg: str) -> Check:
+    """A retry-budget value, range-checked by ``RetryBudget`` itself (as ``SupervisorConfig`` does).
+
+    Deriving the limits instead of restating them is what keeps ``resurgo
+    config check`` from refusing values the supervisor and the library accept.
+    """
+
+    def check(v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise SettingError(f"must be a number, got {v!r}")
+        from resurgo.retry import RetryBudget
+
+        try:
+            RetryBudget(ratio=v) if arg == "ratio" else RetryBudget(min_retries_per_sec=v)
+        except ValueError as e:
+            raise SettingError(str(e).replace("RetryBudget ", "")) from None
+        return float(v)
+
+    return check
+
+
+def continuation() -> Check:
+    """A continuation prompt template: non-empty, and only the placeholders the supervisor fills in."""
+    nonempty = text(nonempty=True)
+
+    def check(v: Any) -> Any:
+        v = nonempty(v)
+        if v is None:
+            return None
+        from resurgo._continuation import ContinuationError, check_continuation
+
+        try:
+            return check_continuation(v)
+        except ContinuationError as e:
+            raise SettingError(str(e)) from None
+
+    return check
+
+
 def redact_url(u: str) -> str:
-    """A URL fit for display: password, path and query dropped (webhook paths are often the secret)."""
-    try:
-        p = urlsplit(u)
-    except ValueError:
-        return "<redacted>"
-    host = p.hostname or ""
-    if p.port:
-        host += f":{p.port}"
-    user = f"{p.username}:<redacted>@" if p.password else ""
-    rest = "/<redacted>" if (p.path not in ("", "/") or p.query) else ""
-    return f"{p.scheme}://{user}{host}{rest}" if p.scheme else "<redacted>"
+    """A URL fit for display; the one policy for every URL resurgo shows (:func:`resurgo._redact.redact_url`)."""
+    from resurgo._redact import redact_url as _redact_url
+
+    return _redact_url(u)
 
 
 # -- the sections ----------------------------------------------------------------------------------
@@ -185,11 +217,15 @@ def _supervisor_keys() -> dict[str, Key]:
         "recovery_period": Key(duration(), 600.0, "window of max_recoveries"),
         "backoff_base": Key(duration(positive=False), 0.5, "first recovery backoff"),
         "backoff_cap": Key(duration(positive=False), 30.0, "largest recovery backoff"),
-        "retry_budget_ratio": Key(number(lo=0.0, hi=1.0), 0.2, "retries per request allowed, per endpoint"),
-        "retry_budget_min_per_sec": Key(number(lo=0.0), 1.0, "retries per second always allowed"),
+        "retry_budget_ratio": Key(budget("ratio"), 0.2,
+                                  "recoveries allowed per first attempt, per endpoint (RetryBudget: 0-1000)"),
+        "retry_budget_min_per_sec": Key(budget("min_retries_per_sec"), 1.0,
+                                        "recoveries per second always allowed (1.0 here: CLI runs are few; "
+                                        "the library RetryBudget's 10.0 suits RPC rates)"),
         "fallback_models": Key(str_list(), [], "models to fall back to on overload"),
         "fallback_endpoints": Key(str_list(url("http", "https")), [], "other ANTHROPIC_BASE_URLs to fail over to"),
-        "continuation_prompt": Key(text(nonempty=True), _SUPERVISOR_DEFAULT, "prompt sent when resuming a session"),
+        "continuation_prompt": Key(continuation(), _SUPERVISOR_DEFAULT,
+                                   "prompt sent when resuming a session ({reason} {description} {category} {type})"),
         "cli_max_retries": Key(integer(lo=0, optional=True), None, "CLAUDE_CODE_MAX_RETRIES for the child"),
         "env": Key(str_map(), {}, "extra environment for every job (secret values redacted)", secret=True),
         "health_interval": Key(duration(), 5.0, "seconds between health checks"),
@@ -202,7 +238,7 @@ def _supervisor_keys() -> dict[str, Key]:
 
 
 #: SupervisorConfig fields configured in other sections ([store] path, [breaker], [alerts] webhook).
-_SUPERVISOR_ELSEWHERE = ("store", "breaker", "alert_webhook")
+_SUPERVISOR_ELSEWHERE = ("store", "breaker", "alert_webhook", "classify_rules")
 
 
 def supervisor_config_class() -> Any:
@@ -262,7 +298,11 @@ def build_schema() -> dict[str, dict[str, Key]]:
 
     return {
         "supervisor": _with_class_defaults(_supervisor_keys()),
-        "retry": _dataclass_keys(RetryPolicy, skip=("retry_on_result",)),
+        # not read by the resurgo commands (their recovery backoff is [supervisor] backoff_base/backoff_cap):
+        # the RetryPolicy of ``load_settings().retry_policy()``, for the user's own code
+        "retry": {k: Key(None, v.default, f"{v.doc}, for Settings.retry_policy() in your code; "
+                         "not used by the resurgo commands")
+                  for k, v in _dataclass_keys(RetryPolicy, skip=("retry_on_result",)).items()},
         "breaker": {k: Key(None, getattr(default_breaker(), k), v.doc)
                     for k, v in _dataclass_keys(CircuitThresholds).items()},
         "classify": {

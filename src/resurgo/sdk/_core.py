@@ -28,6 +28,7 @@ from claude_agent_sdk import (
     UserMessage,
 )
 
+from resurgo._continuation import check_continuation, render_continuation
 from resurgo.breaker import CircuitBreaker, CircuitOpenError, CircuitThresholds, Permit
 from resurgo.classify import ErrorClass, ErrorType, Severity, Strategy
 from resurgo.classify import classify as _default_classify
@@ -226,6 +227,8 @@ class Settings:
             raise ValueError(f"leftover_grace must be seconds >= 0 or None, got {leftover_grace!r}")
         if not (isinstance(continuation_prompt, str) or callable(continuation_prompt)):
             raise TypeError("continuation_prompt must be a string or a callable taking the ErrorClass")
+        if isinstance(continuation_prompt, str):
+            check_continuation(continuation_prompt)  # ContinuationError (a ValueError) names unknown placeholders
         endpoint = endpoint_of(options.env)
         clk = clock or SYSTEM_CLOCK
         if retrier is None:
@@ -326,11 +329,8 @@ class Run:
         ec = self.last_ec
         if callable(c):
             return c(ec) if ec is not None else c(_SESSION_MISSING)
-        desc = ec.description if ec is not None else "unknown error"
-        try:
-            return c.format(description=desc, category=ec.category if ec else "unknown")
-        except (KeyError, IndexError, ValueError):
-            return c
+        # the supervisor's template convention (checked in Settings.create): {reason} {description} {category} {type}
+        return render_continuation(c, reason=ec.description if ec is not None else "unknown error", error=ec)
 
     def plan(self, n: int) -> tuple[str, ClaudeAgentOptions, str | AsyncIterable[dict[str, Any]]]:
         """``(action, options, prompt)`` for the run about to start.

@@ -136,8 +136,10 @@ async def query(
       errors, recoveries and retries are written to the run tables.
     - ``clock`` [the system clock]: backoff sleeps and store timestamps.
     - ``continuation_prompt`` [:data:`DEFAULT_CONTINUATION`]: sent to a resumed
-      session; a string (``{description}`` and ``{category}`` are filled in)
-      or a callable taking the :class:`ErrorClass`.
+      session; a string in the supervisor's convention (``{reason}``,
+      ``{description}``, ``{category}``, ``{type}`` are filled in, other braces
+      are literal, an unknown ``{name}`` is a ValueError here) or a callable
+      taking the :class:`ErrorClass`.
     - ``on_recovery`` / ``on_give_up`` [none]: hooks receiving a
       :class:`RecoveryEvent` / the :class:`ResilientSDKError`; a hook that
       raises is logged, never propagated.

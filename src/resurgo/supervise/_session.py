@@ -17,9 +17,13 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+from resurgo._continuation import PLACEHOLDERS, ContinuationError, check_continuation, render_continuation
 from resurgo.supervise._process import AttemptOutcome, AttemptSpec, Liveness, Mode
+
+if TYPE_CHECKING:
+    from resurgo.classify import ErrorClass
 
 DEFAULT_CONTINUATION = (
     "Your previous run of this task was interrupted ({reason}). Continue the task from where it "
@@ -65,13 +69,15 @@ class NextRun:
 class SessionManager:
     """Finds transcripts and plans how the next attempt continues a job's conversation.
 
-    ``continuation`` is the prompt of a resumed run; ``{reason}`` is replaced by
-    why the previous run ended.  Stateless apart from configuration, so one
-    instance serves every job.
+    ``continuation`` is the prompt of a resumed run, a template in the
+    convention of :mod:`resurgo._continuation` (``{reason}``, ``{description}``,
+    ``{category}``, ``{type}``; checked here, so an unknown placeholder is a
+    :class:`ContinuationError` at construction).  Stateless apart from
+    configuration, so one instance serves every job.
     """
 
     def __init__(self, *, continuation: str = DEFAULT_CONTINUATION) -> None:
-        self.continuation = continuation
+        self.continuation = check_continuation(continuation)
 
     # -- transcripts -----------------------------------------------------------------------
     def transcript_path(
@@ -143,8 +149,9 @@ class SessionManager:
         return None
 
     # -- planning --------------------------------------------------------------------------
-    def continuation_prompt(self, reason: str) -> str:
-        return self.continuation.replace("{reason}", reason or "unknown reason")
+    def continuation_prompt(self, reason: str, *, error: ErrorClass | None = None) -> str:
+        """The configured template rendered for one resume (``error``: the classifier's verdict, if known)."""
+        return render_continuation(self.continuation, reason=reason, error=error)
 
     def plan(
         self,
@@ -233,9 +240,13 @@ def _nonempty(p: Path) -> bool:
 
 __all__ = [
     "DEFAULT_CONTINUATION",
+    "PLACEHOLDERS",
+    "ContinuationError",
     "NextRun",
     "SessionFailure",
     "SessionManager",
+    "check_continuation",
     "config_dir",
     "project_dir_name",
+    "render_continuation",
 ]

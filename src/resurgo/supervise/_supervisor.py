@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from resurgo.breaker import CircuitBreaker
-from resurgo.classify import Classifier
+from resurgo.classify import Classifier, load_rules
 from resurgo.clock import SYSTEM_CLOCK, Clock
 from resurgo.store import Store, default_store_path
 from resurgo.supervise._alerts import Alert, AlertManager
@@ -180,7 +180,8 @@ class Supervisor:
 
     ``clock`` is injectable for tests (backoffs and waits then run on virtual
     time); ``classifier`` defaults to one whose learned rules live in the
-    supervisor's store.  ``environ`` replaces ``os.environ`` for deciding the
+    supervisor's store; the rules of ``config.classify_rules`` are added to it
+    (so do not pass a classifier that already holds them).  ``environ`` replaces ``os.environ`` for deciding the
     endpoint and restoring secret overrides; ``manager`` replaces the process
     manager (embedding, tests).  ``budget_factory(url)`` supplies the retry
     budget every job of an endpoint shares, when the endpoint is first used
@@ -201,6 +202,10 @@ class Supervisor:
     ) -> None:
         self.config = config or SupervisorConfig()
         self.clock = clock or SYSTEM_CLOCK
+        # ``[classify] rules``: joins whichever classifier runs (a fleet worker passes its own).  Read
+        # before the store opens, so a bad file fails here with nothing to clean up.
+        rules_file = self.config.classify_rules
+        extra_rules = load_rules(os.fspath(rules_file)) if rules_file is not None else []
         st = self.config.store
         self._own_store = not isinstance(st, Store)
         self.store: Store = st if isinstance(st, Store) else Store(os.fspath(st) if st else default_store_path())
@@ -224,6 +229,13 @@ class Supervisor:
         # learned rules ("this unknown failure is transient") persist in the run store, so a restarted
         # supervisor keeps what it learned
         self.classifier = classifier or Classifier(store=self.store, clock=self.clock)
+        if extra_rules:
+            try:
+                self.classifier.add_rules(extra_rules)
+            except Exception:  # a name clash with the packs or the classifier's own rules
+                if self._own_store:
+                    self.store.close()
+                raise
         self.alerts = AlertManager(
             webhook=self.config.alert_webhook,
             min_interval=self.config.alert_min_interval,
