@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 REDACTED = "<redacted>"
 
@@ -33,10 +34,21 @@ _NOT_SECRET = frozenset(
         "XAUTHORITY",
         "IDEM_KEY",  # a batch line's identity, shown so users can match jobs to lines
         "SORT_KEY",
+        "APIKEYSOURCE",  # the CLI's init event: *which* variable held the key ("ANTHROPIC_API_KEY"), not the key
     }
 )
 
 _Repl = str | Callable[[re.Match[str]], str]
+
+
+def _name_value(m: re.Match[str]) -> str:
+    """``NAME=<redacted>``, keeping the quotes around the value as they were."""
+    quote = m.group(2) or m.group(3) or m.group(4)
+    if quote:
+        return f"{m.group(1)}={quote}{REDACTED}{quote}"
+    return f"{m.group(1)}={m.group(5) or ''}{REDACTED}"
+
+
 
 _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], _Repl], ...] = (
     # Anthropic keys and OAuth tokens: sk-ant-api03-..., sk-ant-oat01-...
@@ -56,10 +68,32 @@ _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], _Repl], ...] = (
         lambda m: m.group(1) + (m.group(2) + " " if m.group(2) else "") + REDACTED,
     ),
     (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=\-]{8,}"), "Bearer " + REDACTED),
-    # NAME=value for secret-looking names (env dumps, command lines)
+    # NAME=value for secret-looking names (env dumps, command lines), the value bare or quoted
+    # (``export X_TOKEN="v w"``: the whole quoted value goes).  Quotes are kept, also
+    # JSON-escaped ones (``\"``), so JSON text stays JSON; inside a bare value, backslash
+    # pairs and backslashes that start no JSON escape belong to the value.
     (
-        re.compile(r"\b([A-Z0-9_]*(?:API_KEY|TOKEN|SECRET|PASSWORD|AUTH_TOKEN)[A-Z0-9_]*)=([^\s\"']+)"),
-        r"\1=" + REDACTED,
+        re.compile(
+            r"""\b([A-Z0-9_]*(?:API_KEY|TOKEN|SECRET|PASSWORD|PASSWD|AUTH_TOKEN)[A-Z0-9_]*)=
+            (?!<redacted>)
+            (?:(\\")[^"\\\n]*\\"          # JSON-escaped quotes: \"v w\"
+              |(")[^"\n]*"                   # "v w"
+              |(')[^'\n]*'                   # 'v w'
+              |(\\?["']?)(?:[^\s"'\\]|\\\\|\\(?![\\"'/bfnrtu]))+  # bare (an unmatched quote is kept)
+            )""",
+            re.VERBOSE,
+        ),
+        _name_value,
+    ),
+    # credentials inside URLs: scheme://user:password@host (the user is kept, the password is not);
+    # a bare userinfo long enough to be a token (https://<token>@github.com) goes as a whole
+    (
+        re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^\s/?#@:\"'<>\\]*):(?!<redacted>@)[^\s/?#\"'<>\\]*@"),
+        r"\1\2:" + REDACTED + "@",
+    ),
+    (
+        re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[A-Za-z0-9._~+\-]{16,}@"),
+        r"\1" + REDACTED + "@",
     ),
     # GitHub / Slack / AWS style tokens
     (re.compile(r"\b(?:ghp|gho|ghs|ghu|github_pat)_[A-Za-z0-9_]{16,}"), REDACTED),
@@ -134,7 +168,94 @@ def redact_obj(value: Any) -> Any:
     return value
 
 
+#: Every text rule above needs one of these markers in the text (compared in lower case), so a
+#: line without any is returned untouched after a few substring scans (``str in``, far faster
+#: than one regex alternation) instead of a dozen regexes.  ``tokens"`` is not a marker: usage
+#: counters (``"input_tokens":``) are in nearly every event and never secret.
+_MARKER_WORDS = (
+    "sk-", "sk_", "bearer", "auth", "api_key", "api-key", "apikey", "session_key", "sessionkey", "cookie",
+    "secret", "passw", "credential", "private", "ghp_", "gho_", "ghs_", "ghu_", "github_pat_", "xox", "akia",
+)  # fmt: skip
+_MARKER_PATTERNS = (re.compile(r'token(?!s")'), re.compile(r"://[^\s/?#\"']*@"))
+
+
+def might_hold_secret(text: str) -> bool:
+    """Cheap pre-check: False means :func:`redact_text` would return ``text`` unchanged."""
+    low = text.lower()
+    return any(w in low for w in _MARKER_WORDS) or any(p.search(low) for p in _MARKER_PATTERNS)
+
+
+_UNPARSED: Any = object()
+
+
+def redact_json_line(line: str, *, parsed: Any = _UNPARSED) -> str:
+    """One line of JSON (a stream-json event) with its secrets replaced, still valid JSON.
+
+    The hot path of the event store: a line without any secret marker is
+    returned as is (one regex scan); a line with one is parsed and redacted
+    value by value (:func:`redact_obj`), so escaped quotes and newlines inside
+    strings cannot derail a rule and break the JSON; a line that was not JSON
+    is redacted as text.  A line whose redaction changes nothing keeps its
+    exact bytes.  ``parsed`` is the line already decoded by the caller (None:
+    not JSON), saving a second parse.  The pre-check covers every text rule; :func:`redact_obj`'s
+    key-name rule is applied only to lines that carry a marker, so a value
+    under a bare ``"key"`` with no secret-looking text stays as printed.
+    """
+    if not line or not might_hold_secret(line):
+        return line
+    import json
+
+    obj = parsed
+    try:
+        if obj is _UNPARSED:
+            obj = json.loads(line)
+        if obj is None:
+            return redact_text(line)
+        clean = redact_obj(obj)
+        if clean == obj:
+            return line
+        return json.dumps(clean, ensure_ascii=False, separators=(",", ":"))
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to walk: redact it as text
+        return redact_text(line)
+
+
+def redact_url(url: str) -> str:
+    """A URL fit for logs: ``scheme://host:port`` kept, everything else shown as ``<redacted>``.
+
+    Userinfo goes (it is the password of ``redis://:pw@host``); a non-empty
+    path or query becomes ``/<redacted>`` because for webhooks (Slack,
+    Discord) the path *is* the secret.  Never raises, whatever the input: it
+    runs inside error handlers.
+    """
+    try:
+        text = str(url).strip()
+        if "://" not in text:
+            return REDACTED
+        p = urlsplit(text)
+        scheme = p.scheme
+        if not scheme or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.\-]*", scheme):
+            return REDACTED
+        hostport = p.netloc.rpartition("@")[2]
+        if not re.fullmatch(r"[A-Za-z0-9._\-]*(?::\d{0,5})?|\[[0-9A-Fa-f:.%A-Za-z]*\](?::\d{0,5})?", hostport):
+            hostport = REDACTED  # not a plain host[:port]: show nothing rather than something odd
+        rest = "/" + REDACTED if (p.path not in ("", "/") or p.query or p.fragment) else ""
+        return f"{scheme.lower()}://{hostport}{rest}"
+    except Exception:
+        return REDACTED
+
+
 #: the name the dashboard code uses
 redact = redact_text
 
-__all__ = ["REDACTED", "is_secret_name", "redact", "redact_argv", "redact_env", "redact_obj", "redact_text"]
+__all__ = [
+    "REDACTED",
+    "is_secret_name",
+    "might_hold_secret",
+    "redact",
+    "redact_argv",
+    "redact_env",
+    "redact_json_line",
+    "redact_obj",
+    "redact_text",
+    "redact_url",
+]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import threading
 from pathlib import Path
 
@@ -24,6 +26,27 @@ def test_file_store_uses_wal_and_applies_migrations_once(tmp_path: Path) -> None
         assert [tuple(r) for r in s.query("SELECT x, y FROM t")] == [(1, None)]
     with Store(db) as s:  # reopening keeps everything
         assert s.version("demo") == 2
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
+def test_a_new_store_file_is_private_to_its_owner(tmp_path: Path) -> None:
+    """Events hold tool output: the database, its WAL and shared-memory files get mode 0600."""
+    old = os.umask(0o022)  # a typical umask that would give 0644
+    try:
+        with Store(tmp_path / "new.db") as s:
+            s.migrate("demo", ["CREATE TABLE t (x INTEGER)"])
+            s.execute("INSERT INTO t VALUES (1)")
+            files = [tmp_path / n for n in ("new.db", "new.db-wal", "new.db-shm")]
+            assert all(f.exists() for f in files)
+            assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o600}
+        # an existing file keeps the mode its owner chose
+        shared = tmp_path / "shared.db"
+        Store(shared).close()
+        shared.chmod(0o640)
+        Store(shared).close()
+        assert stat.S_IMODE(shared.stat().st_mode) == 0o640
+    finally:
+        os.umask(old)
 
 
 def test_components_are_versioned_independently(tmp_path: Path) -> None:

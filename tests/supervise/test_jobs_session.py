@@ -85,6 +85,39 @@ def test_states_compare_and_set_and_terminal_is_final(jobs: JobStore, tmp_path: 
         jobs.set_state("nope", JobState.RUNNING)
 
 
+def test_cli_events_are_stored_redacted(jobs: JobStore, tmp_path: Path) -> None:
+    """A Bash tool running ``env`` prints keys into the stream: they must not reach events.data_json."""
+    j = jobs.create_job("p", cwd=tmp_path)
+    a1 = jobs.begin_attempt(j.id, kind="start")
+    output = f"ANTHROPIC_API_KEY={KEY}\nHOME=/root\nAuthorization: Bearer abcdefghijklmnopqrstuv"
+    tool_result = {
+        "type": "user",
+        "message": {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": output}]},
+        "session_id": "s-1",
+    }
+    plain = {"type": "assistant", "message": {"usage": {"input_tokens": 3, "output_tokens": 4}}, "session_id": "s-1"}
+    garbage = f"not json: export ANTHROPIC_AUTH_TOKEN=\"{KEY}\""
+    lines = [json.dumps(tool_result), json.dumps(plain, separators=(",", ":")), garbage]
+    w = jobs.event_writer(j.id, a1)
+    for i, line in enumerate(lines):
+        w.add(parse_line(line.encode(), seq=i, ts=1.0, mono=1.0))
+    w.flush()
+    # the non-batched path too
+    jobs.append_events(j.id, a1, [parse_line(lines[0].encode(), seq=9, ts=2.0, mono=2.0)])
+    rows = [r[0] for r in jobs.store.query("SELECT data_json FROM events WHERE job_id=? ORDER BY id", (j.id,))]
+    assert len(rows) == 4
+    raw = "\n".join(rows)
+    assert KEY not in raw and "A1b2" not in raw and "abcdefghijklmnopqrstuv" not in raw
+    stored = json.loads(rows[0])
+    assert stored["session_id"] == "s-1"  # the rest of the event is intact and still JSON
+    assert stored["message"]["content"][0]["content"] == (
+        "ANTHROPIC_API_KEY=<redacted>\nHOME=/root\nAuthorization: Bearer <redacted>"
+    )
+    assert rows[1] == lines[1]  # an event without secrets is stored exactly as printed
+    assert rows[2] == 'not json: export ANTHROPIC_AUTH_TOKEN="<redacted>"'
+    assert rows[3] == rows[0]
+
+
 def test_attempts_events_recoveries(jobs: JobStore, tmp_path: Path) -> None:
     j = jobs.create_job("p", cwd=tmp_path)
     a1 = jobs.begin_attempt(j.id, kind="start", session_id=str(uuid.uuid4()))

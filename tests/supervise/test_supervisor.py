@@ -123,6 +123,7 @@ def test_alerts_are_rate_limited_per_key_redacted_and_posted(hook_url: str) -> N
     clock.advance(61)
     a = am.alert("escalation", "job:1", "still failing")
     assert a is not None and a.suppressed == 999
+    assert am.flush(10)  # delivery is asynchronous: wait for the three posts
     assert len(_Hook.got) == 3 and am.delivered == 3
     assert secret not in json.dumps(_Hook.got)
     assert _Hook.got[0]["message"].startswith("bad key sk-ant-<redacted>")
@@ -132,7 +133,77 @@ def test_alerts_are_rate_limited_per_key_redacted_and_posted(hook_url: str) -> N
 def test_a_dead_webhook_is_logged_not_fatal() -> None:
     am = AlertManager(webhook="http://127.0.0.1:9/none?token=abc", timeout=0.5)
     assert am.alert("escalation", "x", "y") is not None
+    assert am.flush(10)
     assert am.delivery_failures == 1 and am.delivered == 0
+
+
+class _HangingHook(http.server.BaseHTTPRequestHandler):
+    """A webhook that accepts the POST and answers only when the test releases it."""
+
+    received = threading.Semaphore(0)
+    release = threading.Event()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        _HangingHook.received.release()
+        _HangingHook.release.wait(10)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *a: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def hanging_hook() -> Iterator[str]:
+    _HangingHook.received = threading.Semaphore(0)
+    _HangingHook.release = threading.Event()
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HangingHook)
+    srv.daemon_threads = True
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}/hook"
+    finally:
+        _HangingHook.release.set()
+        srv.shutdown()
+        srv.server_close()
+        t.join(5)
+
+
+def test_an_alert_to_a_hanging_webhook_does_not_block_the_caller(hanging_hook: str) -> None:
+    """Fired from plain code (no event loop; e.g. a breaker listener on a Redis pub/sub thread)."""
+    am = AlertManager(webhook=hanging_hook, timeout=5.0, min_interval=0)
+    caller = threading.current_thread()
+    assert am.alert("breaker_open", "endpoint:a", "opened") is not None
+    # alert() returned although the webhook holds the POST until we release it: had it posted
+    # inline, it would only have returned after the POST finished (delivered or failed)
+    assert am.delivered == 0 and am.delivery_failures == 0
+    assert _HangingHook.received.acquire(timeout=5)  # the POST is in flight, on another thread
+    assert am._worker is not None and am._worker is not caller
+    _HangingHook.release.set()
+    assert am.flush(10)
+    assert am.delivered == 1 and am.delivery_failures == 0
+
+
+def test_a_full_delivery_queue_drops_alerts_instead_of_blocking(hanging_hook: str) -> None:
+    am = AlertManager(webhook=hanging_hook, timeout=5.0, queue_size=1)
+    assert am.alert("escalation", "job:1", "first") is not None
+    assert _HangingHook.received.acquire(timeout=5)  # the first is in flight, the queue is empty
+    assert am.alert("escalation", "job:2", "second") is not None  # queued
+    assert am.alert("escalation", "job:3", "third") is not None  # queue full: dropped, still recorded
+    assert am.dropped == 1 and [a.subject for a in am.sent] == ["job:1", "job:2", "job:3"]
+    assert am.flush(0.05) is False  # still waiting on the hanging webhook
+    _HangingHook.release.set()
+    assert am.flush(10)
+    assert am.delivered == 2 and am.dropped == 1
+
+
+async def test_alerts_fired_on_the_event_loop_are_drained(hook_url: str) -> None:
+    am = AlertManager(webhook=hook_url, timeout=2.0)
+    assert am.alert("escalation", "job:1", "x") is not None
+    await am.drain(10)
+    assert am.delivered == 1 and len(_Hook.got) == 1
 
 
 # -- the Supervisor over scripted attempts -----------------------------------------------------------

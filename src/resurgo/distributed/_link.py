@@ -31,6 +31,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
+from resurgo._redact import redact_url
+
 log = logging.getLogger("resurgo.distributed")
 
 T = TypeVar("T")
@@ -128,7 +130,7 @@ class RedisLink:
         self.errors += 1
         if self._up:
             log.warning("redis %s unreachable (%s: %s); carrying on with local state",
-                        _safe_url(self.url), type(e).__name__, e)
+                        redact_url(self.url), type(e).__name__, e)
         self._up = False
         self._wake.set()
 
@@ -224,7 +226,7 @@ class RedisLink:
                     self._stop.wait(min(0.2, self.interval * 4))
                     continue
                 log.warning("redis %s reachable again%s; replaying buffered state",
-                            _safe_url(self.url), " (it lost the shared state)" if lost else "")
+                            redact_url(self.url), " (it lost the shared state)" if lost else "")
                 with self._lock:
                     comps = list(self._components)
                 for c in comps:
@@ -289,11 +291,3 @@ class RedisLink:
                 ps.close()
             except Exception:
                 pass
-
-
-def _safe_url(url: str) -> str:
-    """The URL without a password (``redis://:secret@host``), for logs."""
-    if "@" in url:
-        scheme, _, rest = url.partition("://")
-        return f"{scheme}://<redacted>@{rest.split('@', 1)[1]}"
-    return url

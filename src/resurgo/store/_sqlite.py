@@ -65,6 +65,7 @@ class Store:
                 parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise StoreError(f"cannot create the store's folder {parent}: {e.strerror or e}") from e
+            _create_private(self.path)
         conn = self._connect()
         try:
             with self._lock:
@@ -195,6 +196,24 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({self.path!r})"
+
+
+def _create_private(path: str) -> None:
+    """Create a missing store file readable by its owner only (mode 0600).
+
+    Events hold what the CLI printed, tool output included, and redaction is a
+    best effort; a store under a shared home must not be world-readable.  An
+    empty file is a valid new SQLite database, and SQLite gives the ``-wal`` and
+    ``-shm`` files the mode of the main file, so creating it first covers all
+    three.  An existing file keeps the mode its owner chose.
+    """
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except FileExistsError:
+        return
+    except OSError as e:
+        raise StoreError(f"cannot create the store {path}: {e.strerror or e}") from e
+    os.close(fd)
 
 
 class _NullLock:

@@ -15,11 +15,15 @@ Two properties matter more than delivery features:
   ``min_interval`` seconds, the suppressed ones are counted and reported with
   the next alert of that key;
 * **no secrets** -- every text goes through :func:`redact_text` before it
-  leaves the process, and the webhook URL itself is never logged with its
-  query string (tokens often travel there).
+  leaves the process, and the webhook URL is logged as ``scheme://host:port``
+  only (:func:`redact_url`: for Slack or Discord the path *is* the token).
 
-Delivery never blocks the supervisor's event loop (urllib runs in a worker
-thread) and never raises into it: a dead webhook is logged, not fatal.
+Delivery never blocks the caller and never raises into it: alerts fire from
+the event loop, from breaker listeners on a Redis pub/sub thread, from plain
+code, and a webhook that hangs for ``timeout`` seconds must stall none of
+them.  One daemon thread per manager posts them in order from a bounded queue
+(``queue_size``; when full, new alerts are counted in ``dropped`` and logged
+instead of queued) and exits when idle.  A dead webhook is logged, not fatal.
 """
 
 from __future__ import annotations
@@ -30,11 +34,12 @@ import logging
 import threading
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
+from resurgo._redact import redact_url
 from resurgo.clock import SYSTEM_CLOCK, Clock
 from resurgo.supervise._redact import redact_text
 
@@ -77,20 +82,15 @@ class Alert:
         }
 
 
-def _safe_url(url: str) -> str:
-    """The URL for log lines: scheme, host and path only (tokens live in queries and userinfo)."""
-    p = urlsplit(url)
-    host = p.hostname or ""
-    port = f":{p.port}" if p.port else ""
-    return f"{p.scheme}://{host}{port}{p.path}"
-
-
 class AlertManager:
     """Rate-limited alerts to the log and an optional webhook.
 
     ``min_interval`` seconds between two alerts of the same key; ``timeout``
     bounds one webhook POST.  ``sink`` (for tests and embedding) receives every
     alert that is sent.  ``sent`` keeps the last ``history`` alerts.
+    ``queue_size`` (default 100) bounds the alerts waiting for the webhook;
+    ``idle`` (default 5 s) is how long the delivery thread waits for more
+    before it exits (the next alert starts a new one).
     """
 
     def __init__(
@@ -102,9 +102,13 @@ class AlertManager:
         clock: Clock = SYSTEM_CLOCK,
         sink: Callable[[Alert], None] | None = None,
         history: int = 200,
+        queue_size: int = 100,
+        idle: float = 5.0,
     ) -> None:
         if min_interval < 0 or timeout <= 0:
             raise ValueError("AlertManager: min_interval >= 0 and timeout > 0 required")
+        if queue_size < 1 or idle <= 0:
+            raise ValueError("AlertManager: queue_size >= 1 and idle > 0 required")
         self.webhook = webhook
         self.min_interval = min_interval
         self.timeout = timeout
@@ -117,7 +121,13 @@ class AlertManager:
         self.sent: list[Alert] = []
         self.delivered = 0
         self.delivery_failures = 0
-        self._tasks: set[asyncio.Future[bool]] = set()
+        self.dropped = 0  # alerts not posted because the delivery queue was full
+        self.queue_size = queue_size
+        self.idle = idle
+        self._cond = threading.Condition(threading.Lock())  # guards the queue, _busy and _worker
+        self._queue: deque[Alert] = deque()
+        self._busy = 0
+        self._worker: threading.Thread | None = None
 
     def alert(
         self,
@@ -159,14 +169,44 @@ class AlertManager:
         return a
 
     def _deliver(self, a: Alert) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.post(a)  # no loop: called from plain code, deliver inline
-            return
-        fut = loop.run_in_executor(None, self.post, a)
-        self._tasks.add(fut)
-        fut.add_done_callback(self._tasks.discard)
+        """Queue ``a`` for the delivery thread (started if needed); O(1), never waits for the network."""
+        with self._cond:
+            full = len(self._queue) >= self.queue_size
+            if not full:
+                self._queue.append(a)
+                self._cond.notify_all()
+                if self._worker is None:
+                    self._worker = threading.Thread(target=self._run, name="resurgo-alerts", daemon=True)
+                    self._worker.start()
+        if full:
+            with self._lock:
+                self.dropped += 1
+            log.warning("alert webhook %s is behind (%d queued): not sending %s",
+                        redact_url(self.webhook or ""), self.queue_size, a.key)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    if not self._cond.wait(self.idle) and not self._queue:
+                        self._worker = None  # under the lock: _deliver starts a new thread from now on
+                        self._cond.notify_all()
+                        return
+                a = self._queue.popleft()
+                self._busy += 1
+            try:
+                self.post(a)
+            except Exception:  # post handles network errors; anything else must not kill the thread
+                log.exception("alert delivery failed")
+            finally:
+                with self._cond:
+                    self._busy -= 1
+                    self._cond.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until every queued alert has been posted (or failed); False if ``timeout`` ran out."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._queue and not self._busy, timeout)
 
     def post(self, a: Alert) -> bool:
         """POST one alert to the webhook now (blocking); True when it answered 2xx."""
@@ -183,7 +223,7 @@ class AlertManager:
                 ok = 200 <= int(resp.status) < 300
         except (urllib.error.URLError, OSError, ValueError) as e:
             ok = False
-            log.warning("alert webhook %s failed: %s", _safe_url(self.webhook), redact_text(str(e)))
+            log.warning("alert webhook %s failed: %s", redact_url(self.webhook), redact_text(str(e)))
         with self._lock:
             if ok:
                 self.delivered += 1
@@ -192,10 +232,11 @@ class AlertManager:
         return ok
 
     async def drain(self, timeout: float | None = None) -> None:
-        """Wait for webhook deliveries in flight (at shutdown)."""
-        pending = list(self._tasks)
-        if pending:
-            await asyncio.wait(pending, timeout=timeout if timeout is not None else self.timeout + 1)
+        """Wait for queued webhook deliveries (at shutdown) without blocking the event loop."""
+        with self._cond:
+            if not self._queue and not self._busy:
+                return
+        await asyncio.to_thread(self.flush, timeout if timeout is not None else self.timeout + 1)
 
 
 __all__ = [

@@ -6,11 +6,15 @@ and continues from there.  Two concerns shape this module:
 
 * the event write path is hot (a run prints thousands of events, some of them
   megabytes), so events are buffered and written with ``executemany`` in one
-  transaction per batch, storing the line exactly as the CLI printed it;
+  transaction per batch, storing the line as the CLI printed it unless it
+  holds a secret (:func:`redact_json_line`: one regex scan for lines without
+  a secret marker, a parse and re-serialise only for those with one);
 * secrets never reach the store or the screen: environment overrides whose
   names look secret are stored as ``<redacted>`` and kept only in this
   process's memory (a restarted supervisor takes them from its own
-  environment), and every text shown passes through :func:`redact_text`.
+  environment), events are redacted before they are written (a Bash tool
+  running ``env`` or ``cat .env`` prints keys into the stream), and every text
+  shown passes through :func:`redact_text`.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from resurgo._redact import redact_json_line
 from resurgo.classify._types import ErrorClass
 from resurgo.clock import SYSTEM_CLOCK, Clock
 from resurgo.store import Store
@@ -228,8 +233,9 @@ class EventWriter:
         self._last = jobs.clock.monotonic()
 
     def add(self, ev: StreamEvent) -> None:
-        self._buf.append((self.job_id, self.attempt_id, ev.ts, "cli", ev.type, ev.subtype, ev.raw))
-        self._bytes += len(ev.raw)
+        raw = redact_json_line(ev.raw, parsed=ev.data)
+        self._buf.append((self.job_id, self.attempt_id, ev.ts, "cli", ev.type, ev.subtype, raw))
+        self._bytes += len(raw)
         if len(self._buf) >= self.max_rows or self._bytes >= self.max_bytes:
             self.flush()
 
@@ -604,7 +610,10 @@ class JobStore:
         return EventWriter(self, job_id, attempt_id, **kw)
 
     def append_events(self, job_id: str, attempt_id: int | None, events: Iterable[StreamEvent]) -> int:
-        rows = [(job_id, attempt_id, e.ts, "cli", e.type, e.subtype, e.raw) for e in events]
+        rows = [
+            (job_id, attempt_id, e.ts, "cli", e.type, e.subtype, redact_json_line(e.raw, parsed=e.data))
+            for e in events
+        ]
         self._insert_events(rows)
         return len(rows)
 
