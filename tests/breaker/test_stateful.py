@@ -34,6 +34,7 @@ class Model:
     attempt: int = 0
     deadline: float = 0.0
     epoch: int = 0
+    op: int = 0  # operator interventions (reset): results of calls admitted before one are stale
     leases: dict[int, float] = field(default_factory=dict)
     issued: int = 0
     probes: list[int] = field(default_factory=list)
@@ -117,13 +118,19 @@ class Model:
             self.issued -= 1
         return Outcome.IGNORED
 
-    def auth(self) -> Outcome:
+    def auth(self, op: int) -> Outcome:
+        if op != self.op:  # the call began before an operator reset: it cannot undo it
+            return Outcome.STALE
         if self.state in (S.CLOSED, S.OPEN, S.HALF_OPEN):
             self.goto(S.FORCED_OPEN)
         return Outcome.FORCED_OPEN
 
-    def rate_limited(self, wait: float) -> Outcome:
+    def rate_limited(self, epoch: int, lease: int, op: int, wait: float) -> Outcome:
         s = self.state
+        fresh = epoch == self.epoch and (s is S.CLOSED or lease in self.leases)
+        # a late rate limit may only lengthen an automatic OPEN to the server's reset time
+        if not fresh and not (s is S.OPEN and op == self.op and self.now + wait > self.deadline):
+            return Outcome.STALE
         if s is S.CLOSED or s is S.HALF_OPEN or (s is S.OPEN and self.now + wait > self.deadline):
             attempt = self.attempt + 1 if s is S.HALF_OPEN else max(1, self.attempt)
             self.open(attempt, wait)
@@ -143,6 +150,7 @@ class Held:
     epoch: int
     lease: int
     t0: float
+    op: int
 
 
 class BreakerMachine(RuleBasedStateMachine):
@@ -165,7 +173,7 @@ class BreakerMachine(RuleBasedStateMachine):
     def _sync(self) -> None:
         self.m.now = self.clock.monotonic()
 
-    def _expected(self, kind: str, epoch: int, lease: int, t0: float) -> Outcome:
+    def _expected(self, kind: str, epoch: int, lease: int, t0: float, op: int) -> Outcome:
         slow = 2 if self.clock.monotonic() - t0 >= SLOW else 0
         if kind in ("ok", "slow_ok"):
             return self.m.record(epoch, lease, slow)
@@ -174,8 +182,8 @@ class BreakerMachine(RuleBasedStateMachine):
         if kind == "validation":
             return self.m.ignore(epoch, lease)
         if kind == "auth":
-            return self.m.auth()
-        return self.m.rate_limited(25.0)
+            return self.m.auth(op)
+        return self.m.rate_limited(epoch, lease, op, 25.0)
 
     def _exc(self, kind: str) -> BaseException:
         return {
@@ -212,7 +220,7 @@ class BreakerMachine(RuleBasedStateMachine):
             pass
         assert ran == [True]
         self._sync()
-        self._expected(kind, epoch, lease, t0)
+        self._expected(kind, epoch, lease, t0, self.m.op)
 
     @rule()
     def hold(self) -> None:
@@ -222,7 +230,7 @@ class BreakerMachine(RuleBasedStateMachine):
             with pytest.raises(CircuitOpenError):
                 self.b.acquire()
             return
-        self.held.append(Held(self.b.acquire(), self.m.epoch, lease, self.m.now))
+        self.held.append(Held(self.b.acquire(), self.m.epoch, lease, self.m.now, self.m.op))
 
     @precondition(lambda self: self.m.state is S.HALF_OPEN)
     @rule()
@@ -235,7 +243,7 @@ class BreakerMachine(RuleBasedStateMachine):
     def finish_held(self, data: st.DataObject, kind: str) -> None:
         h = self.held.pop(data.draw(st.integers(0, len(self.held) - 1)))
         self._sync()
-        expected = self._expected(kind.removeprefix("slow_"), h.epoch, h.lease, h.t0)
+        expected = self._expected(kind.removeprefix("slow_"), h.epoch, h.lease, h.t0, h.op)
         ok = kind in ("ok", "slow_ok")
         got = h.permit.on_success() if ok else h.permit.on_error(self._exc(kind))
         assert got is expected
@@ -250,6 +258,7 @@ class BreakerMachine(RuleBasedStateMachine):
     def reset(self) -> None:
         self.b.reset()
         self._sync()
+        self.m.op += 1
         self.m.goto(S.CLOSED)
 
     @invariant()

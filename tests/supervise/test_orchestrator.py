@@ -24,7 +24,7 @@ from resurgo.clock import FakeClock
 from resurgo.store import Store
 from resurgo.supervise import JobState, SupervisorConfig
 from resurgo.supervise._alerts import AlertManager
-from resurgo.supervise._events import SupervisorEvent, Waiting
+from resurgo.supervise._events import BudgetBypassed, SupervisorEvent, Waiting
 from resurgo.supervise._jobs import JobStore
 from resurgo.supervise._orchestrator import Orchestrator
 from resurgo.supervise._process import AttemptOutcome, AttemptSpec, StreamEvent, parse_line
@@ -371,8 +371,56 @@ async def test_an_empty_retry_budget_alerts_once_and_waits_instead_of_failing(tm
     )
     res = await rig.orch.run_job(rig.job())
     assert res.ok and res.recoveries == 2
-    assert [a.kind for a in rig.alerts.sent] == ["budget_exhausted"]  # the second is rate limited
+    # the wait ran out, so the bypass is alerted too; the second recovery's alerts are rate limited
+    assert [a.kind for a in rig.alerts.sent] == ["budget_exhausted", "budget_bypassed"]
     assert (rig.rows("SELECT slept_s FROM retries")[0]["slept_s"]) >= 10.0  # two bounded waits of 5 s
+
+
+async def test_a_bounded_budget_wait_that_runs_out_is_an_explicit_counted_bypass(tmp_path: Path) -> None:
+    """Regression: the bypass was a log line, and each 0.5 s poll counted a refusal."""
+    rig = Rig(
+        tmp_path,
+        lambda spec, n: {"signal": 9} if n <= 2 else {"exit_code": 0, "result": R_OK},
+        retry_budget_ratio=0.0,
+        retry_budget_min_per_sec=0.0,
+        budget_wait_max=20.0,
+        max_recoveries=5,
+    )
+    res = await rig.orch.run_job(rig.job())
+    assert res.ok and res.recoveries == 2
+    stats = rig.orch.endpoints[URL].budget.stats()
+    assert stats.retries_refused == 2  # one per recovery that had to wait, not one per poll
+    assert stats.bypassed == 2 and stats.retries_allowed == 0
+    bypasses = [e for e in rig.events if isinstance(e, BudgetBypassed)]
+    assert len(bypasses) == 2
+    assert all(e.endpoint == URL and e.waited_s >= 20.0 for e in bypasses)
+    assert [a.kind for a in rig.alerts.sent] == ["budget_exhausted", "budget_bypassed"]  # then rate limited
+
+
+async def test_budget_wait_max_none_waits_for_a_token_and_keeps_the_invariant(tmp_path: Path) -> None:
+    """With no bound the second recovery waits until the first one's withdrawal expires."""
+    rig = Rig(
+        tmp_path,
+        lambda spec, n: {"signal": 9} if n <= 2 else {"exit_code": 0, "result": R_OK},
+        retry_budget_ratio=0.0,
+        retry_budget_min_per_sec=0.1,  # a floor of one retry per 10 s window
+        budget_wait_max=None,
+        max_recoveries=5,
+    )
+    t0 = rig.clock.monotonic()
+    res = await rig.orch.run_job(rig.job())
+    assert res.ok and res.recoveries == 2
+    stats = rig.orch.endpoints[URL].budget.stats()
+    assert (stats.retries_allowed, stats.retries_refused, stats.bypassed) == (2, 1, 0)
+    assert not [e for e in rig.events if isinstance(e, BudgetBypassed)]
+    assert [a.kind for a in rig.alerts.sent] == ["budget_exhausted"]
+    assert rig.clock.monotonic() - t0 >= 9.0  # it waited for the floor to come back (one slot: 1 s)
+
+
+def test_budget_wait_max_accepts_none_and_rejects_negative() -> None:
+    assert SupervisorConfig(budget_wait_max=None).budget_wait_max is None
+    with pytest.raises(ValueError, match="budget_wait_max"):
+        SupervisorConfig(budget_wait_max=-1.0)
 
 
 async def test_cancelling_a_waiting_job_leaves_it_interrupted_and_resumable(tmp_path: Path) -> None:

@@ -12,8 +12,24 @@ Design notes (why it looks like this):
 * **Exactly one thread performs each transition.**  Transitions happen under
   the lock and only from the state object that is still current; state objects
   are per-episode, so a late outcome from a previous episode is discarded.
-* **Listeners run outside the lock**, after the thread that made the change has
-  released it, so they may call back into the breaker.
+* **Listeners run outside the lock, in state-machine order.**  Events queue
+  under the lock; one thread at a time (holding a separate delivery lock)
+  hands them out, looping until the queue is empty, so every listener sees
+  CLOSED->OPEN before OPEN->HALF_OPEN even when two threads made the two
+  transitions.  A thread that caused an event returns only after it was
+  delivered.  Listeners may call back into the breaker (what they cause is
+  delivered after the event in hand), but must not block on another thread
+  that is itself making breaker transitions.  Only transitions, threshold
+  crossings and rejections queue events: a CLOSED success never does.
+* **Stale results never re-trip.**  A call's result counts only against the
+  episode (state object) that admitted it.  A failure, a rate limit or an
+  auth error from a call admitted before a transition, ``reset()`` or any
+  other operator control is counted as STALE.  Two exceptions, both facts
+  about the dependency rather than about the episode: an auth error still
+  forces the breaker open after an automatic transition (the credential is
+  bad whichever episode saw it) -- but never after an operator control or a
+  recovery that closed the breaker, which is someone saying it was fixed;
+  and a rate limit may lengthen an automatic OPEN to the server's reset time.
 * **The classifier decides what counts** (``shared/spec/error-taxonomy.md``):
   validation errors and cancellations release their permit and count as
   neither; auth errors force the breaker open; a rate limit with a reset time
@@ -27,6 +43,7 @@ import functools
 import inspect
 import logging
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -228,8 +245,6 @@ class CircuitBreaker:
         history_limit: int = 256,
         listeners: Iterable[Listener] = (),
     ) -> None:
-        import threading
-
         if thresholds is None:
             thresholds = CircuitThresholds()
         elif not isinstance(thresholds, CircuitThresholds):
@@ -258,6 +273,13 @@ class CircuitBreaker:
         self._history: deque[StateTransition] = deque(maxlen=history_limit)
         self._listeners: tuple[Listener, ...] = tuple(listeners)
         self._pending: list[CircuitEvent] = []
+        # Held by the one thread handing out events (see ``_drain``); _deliverer is its id.
+        self._deliver_lock = threading.Lock()
+        self._deliverer = 0
+        # Bumped by every deliberate intervention (operator controls, a recovery that
+        # closed the breaker); a state remembers the value it was created under, so a
+        # late auth error can tell whether someone has fixed things since its call began.
+        self._epoch = 0
         self._recovery_actions: list[Callable[[], object]] = []
         self._health_probes: list[Callable[[], object]] = []
         self._cv: ContextVar[_Stack | None] = ContextVar(f"resurgo.breaker.{name}", default=None)
@@ -604,14 +626,14 @@ class CircuitBreaker:
         if t is None or t is ErrorType.VALIDATION:
             return self._ignored(st, lease)
         if t is ErrorType.AUTH and not isinstance(st, MetricsOnlyState):
-            return self._trip_auth(ec, t1)
+            return self._trip_auth(st, ec, t1)
         if (
             t is ErrorType.RESOURCE
             and ec.retry_after is not None
             and self._honour_retry_after
             and not isinstance(st, MetricsOnlyState)
         ):
-            return self._trip_rate_limit(ec, t1)
+            return self._trip_rate_limit(st, lease, ec, t1)
         return self._record(st, lease, code, t1)
 
     def _ignored(self, st: State, lease: int) -> Outcome:
@@ -621,10 +643,18 @@ class CircuitBreaker:
                 st.release_locked(lease)
         return Outcome.IGNORED
 
-    def _trip_auth(self, ec: ErrorClass, now: float) -> Outcome:
+    def _trip_auth(self, st: State, ec: ErrorClass, now: float) -> Outcome:
         """Credentials are bad: every further call would fail the same way, so stop
-        sending until someone fixes them (operator reset) or a health probe passes."""
+        sending until someone fixes them (operator reset) or a health probe passes.
+
+        The credential is bad whichever episode the call began in, so an automatic
+        transition since admission does not make the error stale; an operator
+        control or a recovery that closed the breaker since then does (someone
+        said it was fixed, and this call predates the fix)."""
         with self._lock:
+            if st.epoch != self._epoch:
+                self._n_stale += 1
+                return Outcome.STALE
             self._n_failure += 1
             cur = self._state
             if isinstance(cur, ClosedState | OpenState | HalfOpenState):
@@ -637,16 +667,28 @@ class CircuitBreaker:
             self._drain()
         return Outcome.FORCED_OPEN
 
-    def _trip_rate_limit(self, ec: ErrorClass, now: float) -> Outcome:
-        """The server said when it will take calls again; waiting less only earns more 429s."""
+    def _trip_rate_limit(self, st: State, lease: int, ec: ErrorClass, now: float) -> Outcome:
+        """The server said when it will take calls again; waiting less only earns more 429s.
+
+        Only a call of the current episode (its probe lease still live) opens the
+        breaker; an older one is STALE -- except that it may lengthen an OPEN the
+        breaker entered on its own to the server's reset time."""
         assert ec.retry_after is not None
         wait = max(0.0, float(ec.retry_after))
         cap = self._thresholds.max_retry_after
         if cap is not None:
             wait = min(wait, cap)
         with self._lock:
-            self._n_failure += 1
             cur = self._state
+            fresh = cur is st and (
+                not isinstance(st, HalfOpenState) or lease in st.leases
+            )
+            if not fresh and not (
+                isinstance(cur, OpenState) and st.epoch == self._epoch and now + wait > cur.deadline
+            ):
+                self._n_stale += 1
+                return Outcome.STALE
+            self._n_failure += 1
             if isinstance(cur, ClosedState | HalfOpenState) or (
                 isinstance(cur, OpenState) and now + wait > cur.deadline
             ):
@@ -699,19 +741,39 @@ class CircuitBreaker:
         self._transition_locked(frm, ClosedState(self, now, self._new_window()), reason, now)
 
     def _drain(self) -> None:
-        with self._lock:
-            events, self._pending = self._pending, []
-        listeners = self._listeners
-        for ev in events:
-            for fn in listeners:
-                try:
-                    fn(ev)
-                except Exception:
-                    log.exception("breaker %r: listener %r failed", self.name, fn)
+        """Deliver the queued events, oldest first, to every listener.
+
+        Only the holder of ``_deliver_lock`` takes events off the queue, and it
+        keeps going until the queue is empty, so two threads that made
+        consecutive transitions cannot deliver them in the wrong order.  A
+        listener calling back into the breaker re-enters here on the delivering
+        thread; it returns at once and the loop below delivers what it caused.
+        """
+        me = threading.get_ident()
+        if self._deliverer == me:
+            return
+        with self._deliver_lock:
+            self._deliverer = me
+            try:
+                while True:
+                    with self._lock:
+                        events, self._pending = self._pending, []
+                    if not events:
+                        return
+                    listeners = self._listeners
+                    for ev in events:
+                        for fn in listeners:
+                            try:
+                                fn(ev)
+                            except Exception:
+                                log.exception("breaker %r: listener %r failed", self.name, fn)
+            finally:
+                self._deliverer = 0
 
     def _manual(self, make: Callable[[float], State], reason: str) -> None:
         now = self._mono()
         with self._lock:
+            self._epoch += 1  # results of calls admitted before this are stale
             self._transition_locked(self._state, make(now), reason, now)
         if self._pending:
             self._drain()
@@ -739,6 +801,7 @@ class CircuitBreaker:
             raise ValueError(f"wait must be a finite number >= 0, got {wait!r}")
         now = self._mono()
         with self._lock:
+            self._epoch += 1
             cur = self._state
             self._open_locked(cur, reason, now, attempt=cur.attempt + 1, wait=wait)
         if self._pending:
@@ -954,6 +1017,7 @@ class CircuitBreaker:
                 )
                 if closable:
                     closed = True
+                    self._epoch += 1  # the probes say it is fixed: older auth errors are stale
                     self._transition_locked(
                         cur, ClosedState(self, now, self._new_window()),
                         f"{probes} health probe(s) passed", now,

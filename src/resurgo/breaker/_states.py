@@ -43,7 +43,7 @@ class State:
     """Base: reject nothing, record nothing.  Subclasses override what differs."""
 
     __slots__ = (
-        "attempt", "b", "entered", "fast", "ok_run", "ok_until", "records", "reject_until",
+        "attempt", "b", "entered", "epoch", "fast", "ok_run", "ok_until", "records", "reject_until",
         "window", "wrecord",
     )
     kind: CircuitState = CircuitState.CLOSED
@@ -52,6 +52,8 @@ class State:
         self.b = breaker
         self.entered = now
         self.attempt = attempt
+        #: The breaker's intervention epoch when this episode began (see ``_trip_auth``).
+        self.epoch = breaker._epoch
         #: True when admission needs no bookkeeping at all (CLOSED, METRICS_ONLY):
         #: the breaker's hot path checks this flag and skips ``acquire_locked``.
         self.fast = False

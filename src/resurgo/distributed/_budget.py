@@ -35,12 +35,14 @@ from typing import Any
 from resurgo.clock import SYSTEM_CLOCK, Clock
 from resurgo.distributed._link import RedisLink
 from resurgo.retry import BudgetStats, RetryBudget
+from resurgo.retry._budget import wait_from_slots
 
 __all__ = ["RedisRetryBudget"]
 
 _SLOTS = 10
 
-# KEYS: ring ; ARGV: now_slot, reserve, withdraw (0: none), ttl_ms, then pairs (slot, amount)
+# KEYS: ring ; ARGV: now_slot, reserve, withdraw (0: none, -1: none and return the live slots),
+# ttl_ms, then pairs (slot, amount)
 _BUDGET = r"""
 local cur, reserve, w = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 for i = 5, #ARGV, 2 do
@@ -48,10 +50,15 @@ for i = 5, #ARGV, 2 do
   if s > cur - 10 then redis.call('HINCRBY', KEYS[1], s, tonumber(ARGV[i + 1])) end
 end
 local sum = 0
+local live = {}
 local h = redis.call('HGETALL', KEYS[1])
 for j = 1, #h, 2 do
   if tonumber(h[j]) <= cur - 10 then redis.call('HDEL', KEYS[1], h[j])
-  else sum = sum + tonumber(h[j + 1]) end
+  else
+    sum = sum + tonumber(h[j + 1])
+    live[#live + 1] = h[j]
+    live[#live + 1] = h[j + 1]
+  end
 end
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]) * 2)
 if w > 0 then
@@ -61,13 +68,14 @@ if w > 0 then
   end
   return {0, sum}
 end
+if w < 0 then return {-1, sum, live} end
 return {-1, sum}
 """
 
 
 class RedisRetryBudget:
     """A fleet-wide retry budget with :class:`RetryBudget`'s interface (``deposit``, ``try_withdraw``,
-    ``available``, ``stats``).
+    ``wait_time``, ``record_bypass``, ``available``, ``stats``).
 
     ``name`` identifies the dependency (workers naming the same one share a
     bucket); ``ratio`` [0.2], ``min_retries_per_sec`` [10] and ``ttl`` [10 s]
@@ -107,6 +115,7 @@ class RedisRetryBudget:
         self._deposits = 0
         self._allowed = 0
         self._refused = 0
+        self._bypassed = 0
         self._local_decisions = 0
         self._last_sum = 0
         link.register(self)
@@ -141,33 +150,56 @@ class RedisRetryBudget:
             self._last_sum = int(r[1])
             return r
 
-    def try_withdraw(self) -> bool:
+    def try_withdraw(self, *, count_refusal: bool = True) -> bool:
         """Take one retry's cost from the fleet's bucket; False means fail fast.
 
         While Redis is unreachable the local shadow decides, and the cost is
-        queued for the fleet's bucket.
+        queued for the fleet's bucket.  ``count_refusal=False``: this retry's
+        refusal was already counted (a caller trying again after waiting).
         """
         r = self._run(self.withdraw_amount) if self.link.up else None
         if r is None:
-            ok = self.local.try_withdraw()
+            ok = self.local.try_withdraw(count_refusal=count_refusal)
             with self._lock:
                 self._local_decisions += 1
                 if ok:
                     s = self._slot()
                     self._pending[s] = self._pending.get(s, 0) - self.withdraw_amount
                     self._allowed += 1
-                else:
+                elif count_refusal:
                     self._refused += 1
             return ok
         ok = int(r[0]) == 1
         with self._lock:
             if ok:
                 self._allowed += 1
-            else:
+            elif count_refusal:
                 self._refused += 1
         if ok:
             self.local.try_withdraw()  # keep the shadow close to this worker's share
         return ok
+
+    def wait_time(self) -> float | None:
+        """Seconds until the fleet's bucket would allow a retry if no calls arrive (0: now).
+
+        None: never without new calls.  Counts and takes nothing (one script call
+        that only applies pending deposits and reads the live slots); the local
+        estimate while Redis is down.
+        """
+        r = self._run(-1) if self.link.up else None
+        if r is None or len(r) < 3:
+            return self.local.wait_time()
+        flat = [int(x) for x in r[2]]
+        slots = {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+        now = self.clock.time()
+        return wait_from_slots(
+            slots, int(now // self._width), self._width, now, self.reserve, self.withdraw_amount
+        )
+
+    def record_bypass(self) -> None:
+        """Count a retry this worker let through without budget (see ``RetryBudget.record_bypass``)."""
+        with self._lock:
+            self._bypassed += 1
 
     def available(self) -> float:
         """Retries the fleet's bucket would allow now (the local estimate while Redis is down)."""
@@ -180,7 +212,7 @@ class RedisRetryBudget:
         """This worker's own counts, and the fleet's availability."""
         avail = self.available()
         with self._lock:
-            return BudgetStats(self._deposits, self._allowed, self._refused, avail)
+            return BudgetStats(self._deposits, self._allowed, self._refused, avail, self._bypassed)
 
     @property
     def local_decisions(self) -> int:

@@ -38,8 +38,34 @@ _SLOTS = 10
 class BudgetStats:
     deposits: int
     retries_allowed: int
+    #: Refused withdrawals: one per retry that was turned away (or had to wait),
+    #: not one per poll -- waiting callers ask ``wait_time()``, which counts nothing.
     retries_refused: int
     available: float  # retries that would be allowed right now
+    #: Retries that went ahead without budget because a caller stopped waiting
+    #: (``record_bypass()``): each one is a breach of the invariant, made visible.
+    bypassed: int = 0
+
+
+def wait_from_slots(
+    slots: dict[int, int], cur: int, width: float, now: float, reserve: int, cost: int
+) -> float | None:
+    """Seconds from ``now`` until ``cost`` fits, if no call deposits meanwhile; None: never.
+
+    ``slots`` maps absolute slot numbers (``cur - 9 .. cur``) to their token
+    sums.  Slots expire oldest first at each slot boundary; an expiring
+    withdrawal raises the sum, an expiring deposit lowers it, so the first
+    boundary at which ``sum + reserve >= cost`` is the answer.  Shared with the
+    Redis budget, which reads its ring from Redis.
+    """
+    total = sum(v for k, v in slots.items() if k > cur - _SLOTS)
+    if total + reserve >= cost:
+        return 0.0
+    for k in range(1, _SLOTS + 1):
+        total -= slots.get(cur + k - _SLOTS, 0)  # the slot that expires at boundary cur + k
+        if total + reserve >= cost:
+            return max(0.0, (cur + k) * width - now)
+    return None
 
 
 class RetryBudget:
@@ -47,6 +73,7 @@ class RetryBudget:
 
     __slots__ = (
         "_allowed",
+        "_bypassed",
         "_cur",
         "_deposits",
         "_lock",
@@ -110,6 +137,7 @@ class RetryBudget:
         self._deposits = 0
         self._allowed = 0
         self._refused = 0
+        self._bypassed = 0
 
     def _advance(self, now: float) -> None:
         """Expire the slots that time has moved past (call with the lock held)."""
@@ -145,8 +173,13 @@ class RetryBudget:
             self._sum += self.deposit_amount
             self._deposits += 1
 
-    def try_withdraw(self) -> bool:
-        """Take the cost of one retry if the budget allows it; False means fail fast."""
+    def try_withdraw(self, *, count_refusal: bool = True) -> bool:
+        """Take the cost of one retry if the budget allows it; False means fail fast.
+
+        ``count_refusal=False`` is for a caller that already counted this retry's
+        refusal and is trying again after waiting (so ``retries_refused`` counts
+        retries turned away, not attempts to get through).
+        """
         w = self.withdraw_amount
         now = self._mono()
         with self._lock:
@@ -156,8 +189,29 @@ class RetryBudget:
                 self._sum -= w
                 self._allowed += 1
                 return True
-            self._refused += 1
+            if count_refusal:
+                self._refused += 1
             return False
+
+    def wait_time(self) -> float | None:
+        """Seconds until a retry would be allowed if no calls arrive meanwhile (0: now).
+
+        None means never without new calls (no reserve and nothing to expire).
+        Counts nothing and takes nothing, so a waiting caller can ask as often as
+        it likes; new calls only make the real wait shorter.
+        """
+        now = self._mono()
+        with self._lock:
+            self._advance(now)
+            cur = self._cur
+            ring = self._ring
+            slots = {i: ring[i % _SLOTS] for i in range(cur - _SLOTS + 1, cur + 1)}
+            return wait_from_slots(slots, cur, self._width, now, self.reserve, self.withdraw_amount)
+
+    def record_bypass(self) -> None:
+        """Count a retry that went ahead without budget (a caller's explicit choice)."""
+        with self._lock:
+            self._bypassed += 1
 
     def available(self) -> float:
         """How many retries the budget would allow right now."""
@@ -169,7 +223,7 @@ class RetryBudget:
         with self._lock:
             self._advance(self._mono())
             avail = max(0, self._sum + self.reserve) / self.withdraw_amount
-            return BudgetStats(self._deposits, self._allowed, self._refused, avail)
+            return BudgetStats(self._deposits, self._allowed, self._refused, avail, self._bypassed)
 
     def __repr__(self) -> str:
         return (

@@ -14,7 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from resurgo._continuation import ContinuationError, check_continuation
 from resurgo.breaker import CircuitThresholds, ThresholdsError
+from resurgo.retry import RetryBudget
 from resurgo.store import Store
 from resurgo.supervise._session import DEFAULT_CONTINUATION
 
@@ -44,6 +46,22 @@ def default_breaker_thresholds() -> CircuitThresholds:
         max_wait_in_open=120.0,
         max_retry_after=6 * 3600.0,
     )
+
+
+def check_budget_value(name: str, arg: str, v: Any) -> float:
+    """``v`` as ``RetryBudget(**{arg: v})`` accepts it, or ConfigError naming ``name``.
+
+    Delegating to :class:`~resurgo.retry.RetryBudget` keeps the allowed ranges
+    in one place: the supervisor, the configuration schema and the library
+    cannot disagree about them.
+    """
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ConfigError(f"{name} must be a number, got {type(v).__name__} {v!r}")
+    try:
+        RetryBudget(ratio=v) if arg == "ratio" else RetryBudget(min_retries_per_sec=v)
+    except ValueError as e:
+        raise ConfigError(f"{name}: {e}") from None
+    return float(v)
 
 
 def _pos(name: str, v: Any, *, allow_none: bool = False, allow_zero: bool = False) -> float | None:
@@ -85,14 +103,32 @@ class SupervisorConfig:
         Thresholds of the one breaker per endpoint (``ANTHROPIC_BASE_URL``).
     retry_budget_ratio / retry_budget_min_per_sec:
         The endpoint's shared retry budget: recoveries may be at most this
-        fraction of first attempts plus a floor per second.
+        fraction of first attempts (default 0.2) plus a floor per second
+        (default 1.0).  Both are checked by :class:`~resurgo.retry.RetryBudget`
+        itself (ratio in [0, 1000], floor finite and >= 0), the one source of
+        those limits.  The floor is lower than the library's default of 10/s
+        on purpose: that one is sized for RPC clients making many calls a
+        second, while a CLI attempt lasts seconds to minutes, so 10 retries a
+        second (100 per 10 s window) would never limit recoveries at all;
+        1/s still lets a handful of jobs recover at once.
     budget_wait_max:
-        How long a recovery waits for budget tokens before going ahead anyway
-        (seconds); an exhausted budget slows retries down, it never loses a job.
+        How long a recovery waits for retry-budget tokens before going ahead
+        anyway (seconds, default 60).  A finite value trades the budget's
+        invariant (retries <= ratio * calls + floor) for progress: under a
+        sustained outage recoveries then exceed the budget, and each such bypass
+        is recorded (a ``BudgetBypassed`` event, a ``budget_bypassed`` alert and
+        the budget's ``bypassed`` count).  None waits as long as it takes: the
+        invariant holds, and a job never fails for lack of budget, it waits.
     fallback_models / fallback_endpoints:
         Failover targets, tried in order when the API is overloaded or failing.
     continuation_prompt:
-        Prompt of a resumed run; ``{reason}`` becomes why the previous run ended.
+        Prompt of a resumed run: ``{reason}``, ``{description}``, ``{category}``
+        and ``{type}`` are filled in, other braces are literal, an unknown
+        ``{name}`` is an error here (see :mod:`resurgo._continuation`).
+    classify_rules:
+        A TOML file of extra classification rules (``[[rule]]`` tables), added
+        to the supervisor's classifier; ``[classify] rules`` in the
+        configuration.  None: the shipped packs and learned rules only.
     cli_max_retries:
         Sets ``CLAUDE_CODE_MAX_RETRIES`` for the child when not None.
     env:
@@ -125,7 +161,7 @@ class SupervisorConfig:
     breaker: CircuitThresholds = field(default_factory=default_breaker_thresholds)
     retry_budget_ratio: float = 0.2
     retry_budget_min_per_sec: float = 1.0
-    budget_wait_max: float = 60.0
+    budget_wait_max: float | None = 60.0
     fallback_models: tuple[str, ...] = ()
     fallback_endpoints: tuple[str, ...] = ()
     continuation_prompt: str = DEFAULT_CONTINUATION
@@ -137,6 +173,7 @@ class SupervisorConfig:
     cleanup_interval: float = 60.0
     state_check_interval: float = 1.0
     claude_args: tuple[str, ...] = ()
+    classify_rules: str | os.PathLike[str] | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -148,20 +185,13 @@ class SupervisorConfig:
             set_(self, name, _pos(name, getattr(self, name), allow_none=True))
         for name in ("recovery_period", "health_interval", "cleanup_interval", "state_check_interval"):
             set_(self, name, _pos(name, getattr(self, name)))
-        for name in ("kill_grace", "backoff_base", "backoff_cap", "budget_wait_max", "alert_min_interval"):
+        for name in ("kill_grace", "backoff_base", "backoff_cap", "alert_min_interval"):
             set_(self, name, _pos(name, getattr(self, name), allow_zero=True))
+        set_(self, "budget_wait_max", _pos("budget_wait_max", self.budget_wait_max, allow_zero=True, allow_none=True))
         if self.backoff_cap < self.backoff_base:
             raise ConfigError(f"backoff_cap ({self.backoff_cap}) must be >= backoff_base ({self.backoff_base})")
-        r = _pos("retry_budget_ratio", self.retry_budget_ratio, allow_zero=True)
-        assert r is not None
-        if r > 1000:
-            raise ConfigError(f"retry_budget_ratio must be in [0, 1000], got {r}")
-        set_(self, "retry_budget_ratio", r)
-        set_(
-            self,
-            "retry_budget_min_per_sec",
-            _pos("retry_budget_min_per_sec", self.retry_budget_min_per_sec, allow_zero=True),
-        )
+        for name, arg in (("retry_budget_ratio", "ratio"), ("retry_budget_min_per_sec", "min_retries_per_sec")):
+            set_(self, name, check_budget_value(name, arg, getattr(self, name)))
         if not isinstance(self.breaker, CircuitThresholds):
             raise ConfigError(f"breaker must be CircuitThresholds, got {type(self.breaker).__name__}")
         if self.cli_max_retries is not None and (
@@ -185,6 +215,14 @@ class SupervisorConfig:
         set_(self, "env", dict(self.env))
         if not isinstance(self.continuation_prompt, str) or not self.continuation_prompt.strip():
             raise ConfigError("continuation_prompt must be a non-empty string")
+        try:
+            check_continuation(self.continuation_prompt)
+        except ContinuationError as e:
+            raise ConfigError(f"continuation_prompt: {e}") from None
+        if self.classify_rules is not None and (
+            not isinstance(self.classify_rules, str | os.PathLike) or not os.fspath(self.classify_rules).strip()
+        ):
+            raise ConfigError(f"classify_rules must be a file path or None, got {self.classify_rules!r}")
         if self.alert_webhook is not None and (
             not isinstance(self.alert_webhook, str) or not self.alert_webhook.startswith(("http://", "https://"))
         ):
@@ -214,4 +252,4 @@ class SupervisorConfig:
         return cls(**kw)
 
 
-__all__ = ["ConfigError", "SupervisorConfig", "default_breaker_thresholds"]
+__all__ = ["ConfigError", "SupervisorConfig", "check_budget_value", "default_breaker_thresholds"]

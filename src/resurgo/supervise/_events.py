@@ -200,6 +200,16 @@ class Waiting(SupervisorEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class BudgetBypassed(SupervisorEvent):
+    """A recovery went ahead without retry-budget tokens after waiting ``waited_s``
+    (``SupervisorConfig.budget_wait_max``): the budget's bound on retries was exceeded."""
+
+    endpoint: str
+    waited_s: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BreakerStateChanged(SupervisorEvent):
     """A breaker transition; ``job_id`` is ``""`` (breakers are shared by every job of an endpoint)."""
 
@@ -229,6 +239,7 @@ __all__ = [
     "EXIT_USAGE",
     "AttemptStarted",
     "BreakerStateChanged",
+    "BudgetBypassed",
     "CliEvent",
     "FailureDetected",
     "JobFailedError",

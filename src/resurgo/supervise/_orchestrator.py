@@ -45,6 +45,7 @@ from resurgo.supervise._config import SupervisorConfig
 from resurgo.supervise._events import (
     AttemptStarted,
     BreakerStateChanged,
+    BudgetBypassed,
     CliEvent,
     FailureDetected,
     JobFinished,
@@ -123,9 +124,19 @@ class EndpointBudget(Protocol):
 
     def deposit(self) -> None: ...
 
-    def try_withdraw(self) -> bool: ...
+    def try_withdraw(self, *, count_refusal: bool = True) -> bool: ...
+
+    def wait_time(self) -> float | None:
+        """Seconds until a retry would be allowed (0: now; None: not without new calls); counts nothing."""
+        ...
+
+    def record_bypass(self) -> None: ...
 
     def stats(self) -> Any: ...
+
+
+#: Alert kind of a recovery that went ahead without retry budget (``budget_wait_max`` reached).
+BUDGET_BYPASSED = "budget_bypassed"
 
 
 #: ``factory(url)`` -> the retry budget shared by that endpoint's jobs, or None for the default local one.
@@ -697,9 +708,17 @@ class Orchestrator:
             return _Call(br, permit)
 
     async def _spend_budget(self, run: _JobRun) -> None:
-        """Take one retry from the endpoint's shared budget; when it is empty, wait (bounded)."""
+        """Take one retry from the endpoint's shared budget; when it is empty, wait for it.
+
+        The wait asks the budget when a token will free up (``wait_time``, which
+        counts nothing), so a recovery that had to wait is one refusal in the
+        budget's stats, however long it waited.  After ``budget_wait_max`` seconds
+        (never, when it is None) the recovery goes ahead without a token, and says
+        so: a ``BudgetBypassed`` event, a ``budget_bypassed`` alert and the
+        budget's ``bypassed`` counter.
+        """
         ep = run.endpoint
-        if ep.budget.try_withdraw():
+        if ep.budget.try_withdraw():  # a refusal here is this recovery's one refusal
             return
         self.alerts.alert(
             BUDGET_EXHAUSTED,
@@ -713,15 +732,36 @@ class Orchestrator:
             )
         )
         self._set(run, JobState.WAITING, reason=f"retry budget of {ep.url} exhausted")
+        limit = self.config.budget_wait_max
         t0 = self.clock.monotonic()
-        while self.clock.monotonic() - t0 < self.config.budget_wait_max:
-            await self._sleep(run, 0.5)
-            if ep.budget.try_withdraw():
-                run.slept_s += self.clock.monotonic() - t0
-                return
-        run.slept_s += self.clock.monotonic() - t0
-        log.warning(
-            "job %s: retry budget still empty after %.0f s; recovering anyway", run.rec.id, self.config.budget_wait_max
+        try:
+            while True:
+                wt = ep.budget.wait_time()
+                if wt == 0.0 and ep.budget.try_withdraw(count_refusal=False):
+                    return
+                waited = self.clock.monotonic() - t0
+                if limit is not None and waited >= limit:
+                    break
+                # Sleep until the budget says a token frees up, but look again at least every
+                # second: other jobs' first attempts deposit meanwhile and shorten the wait.
+                delay = 1.0 if wt is None else min(max(wt, 0.05), 1.0)
+                if limit is not None:
+                    delay = min(delay, limit - waited)
+                await self._sleep(run, delay)
+        finally:
+            run.slept_s += self.clock.monotonic() - t0
+        waited = self.clock.monotonic() - t0
+        ep.budget.record_bypass()
+        why = f"retry budget of {ep.url} still empty after {waited:.0f} s (budget_wait_max); recovering anyway"
+        log.warning("job %s: %s", run.rec.id, why)
+        self._note(
+            BudgetBypassed(job_id=run.rec.id, ts=self.clock.time(), endpoint=ep.url, waited_s=waited, reason=why)
+        )
+        self.alerts.alert(
+            BUDGET_BYPASSED,
+            ep.url,
+            why,
+            details={"job_id": run.rec.id, "waited_s": waited, "stats": ep.budget.stats().__repr__()},
         )
 
     async def _wait(self, run: _JobRun, seconds: float, why: str) -> None:
