@@ -27,12 +27,8 @@ except ImportError:  # pragma: no cover
     _RE2_OPTIONS = None
     HAVE_RE2 = False
 
-try:
-    from re import _constants as _sre_c  # type: ignore[attr-defined]
-    from re import _parser as _sre_parse  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - Python < 3.11 layout
-    import sre_constants as _sre_c  # type: ignore[no-redef]
-    import sre_parse as _sre_parse  # type: ignore[no-redef]
+from re import _constants as _sre_c  # type: ignore[attr-defined]  # Python >= 3.11 layout
+from re import _parser as _sre_parse  # type: ignore[attr-defined]
 
 #: Characters of any one text that rules look at (the tail is where errors end up).
 MAX_TEXT = 64 * 1024

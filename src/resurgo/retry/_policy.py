@@ -190,7 +190,7 @@ class RetryPolicy:
         """The policy that governs waits and attempts for ``error_type``."""
         if error_type is None:
             return self
-        return self.overrides.get(error_type, self)  # type: ignore[call-overload]
+        return self.overrides.get(error_type, self)
 
     def with_(self, **changes: Any) -> RetryPolicy:
         """A copy with some fields changed, validated like a new policy."""

@@ -55,7 +55,7 @@ def install(**defaults: Any) -> None:
 
         query.__doc__ = _resilient_query.__doc__
         query.__wrapped__ = _saved["query"]  # type: ignore[attr-defined]
-        _sdk.query = query  # type: ignore[assignment]
+        _sdk.query = query
         _sdk.ClaudeSDKClient = client_factory  # type: ignore[assignment, misc, unused-ignore]
 
 

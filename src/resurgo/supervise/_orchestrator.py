@@ -671,8 +671,9 @@ class Orchestrator:
         sid = outcome.session_id or run.rec.session_id
         why = plan.reason
         if plan.action in ("resume", "fork") and sid:
-            mode: Mode = plan.action  # type: ignore[assignment]
-            return NextRun(mode, sid, self.sessions.continuation_prompt(_short(outcome)), why)
+            mode: Mode = plan.action
+            err = run.pending.error if run.pending is not None else None
+            return NextRun(mode, sid, self.sessions.continuation_prompt(_short(outcome), error=err), why)
         return NextRun("start", str(uuid.uuid4()), rec.prompt, why)
 
     async def _admit(self, run: _JobRun) -> _Call:
