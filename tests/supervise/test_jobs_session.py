@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,6 +118,32 @@ def test_cli_events_are_stored_redacted(jobs: JobStore, tmp_path: Path) -> None:
     assert rows[1] == lines[1]  # an event without secrets is stored exactly as printed
     assert rows[2] == 'not json: export ANTHROPIC_AUTH_TOKEN="<redacted>"'
     assert rows[3] == rows[0]
+
+
+async def test_background_writer_keeps_a_failed_batch_and_writes_it_in_order(
+    jobs: JobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    j = jobs.create_job("p", cwd=tmp_path)
+    a1 = jobs.begin_attempt(j.id, kind="start")
+    w = jobs.event_writer(j.id, a1, max_rows=10, background=True)
+    real = jobs._insert_events
+    calls: list[int] = []
+
+    def flaky(rows: Any) -> None:
+        calls.append(len(rows))
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("database is locked")
+        real(rows)
+
+    monkeypatch.setattr(jobs, "_insert_events", flaky)
+    for i in range(25):
+        w.add(parse_line(json.dumps({"type": "n", "i": i}).encode(), seq=i, ts=1.0, mono=1.0))
+    assert w._task is not None
+    await w._task  # the background write of the full batches failed (logged, not raised)
+    assert calls and w.pending == 25 and jobs.event_count(j.id) == 0
+    await w.drain()  # nothing was lost: the failed batch goes first, then the rest
+    assert w.pending == 0
+    assert [json.loads(e.data_json)["i"] for e in jobs.events(j.id)] == list(range(25))
 
 
 def test_attempts_events_recoveries(jobs: JobStore, tmp_path: Path) -> None:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import os
 import signal
+import sqlite3
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -345,8 +350,10 @@ async def test_private_tmpdir_is_used_and_removed(pm: ProcessManager, tmp_path: 
     assert not os.path.exists(used)
 
 
-async def test_events_and_process_are_recorded_in_the_store(tmp_path: Path) -> None:
-    jobs = JobStore(Store(tmp_path / "r.db"))
+@pytest.mark.parametrize("where", ["file", "memory"])
+async def test_events_and_process_are_recorded_in_the_store(tmp_path: Path, where: str) -> None:
+    # ":memory:" shares one connection between the loop and the writer thread, under a lock
+    jobs = JobStore(Store(tmp_path / "r.db" if where == "file" else ":memory:"))
     pm = ProcessManager(claude="/bin/true", jobs=jobs, tmp_root=tmp_path / "tmp")
     job = jobs.create_job("do it", cwd=str(tmp_path))
     aid = jobs.begin_attempt(job.id, kind="start")
@@ -362,3 +369,81 @@ async def test_events_and_process_are_recorded_in_the_store(tmp_path: Path) -> N
     att = jobs.attempts(job.id)[0]
     assert att.exit_code == 0 and att.pid == out.pid and att.outcome == "failed"  # no result event: not success
     assert jobs.require(job.id).state is JobState.PENDING
+
+
+LOCKED_SCRIPT = r"""
+import json, os, sys, time
+print(json.dumps({"type": "system", "subtype": "init", "session_id": "s-1"}), flush=True)
+go = sys.argv[1]
+while not os.path.exists(go):
+    time.sleep(0.01)
+for i in range(1200):
+    print(json.dumps({"type": "n", "i": i}))
+"""
+
+
+async def test_a_store_locked_by_another_process_does_not_freeze_the_loop(tmp_path: Path) -> None:
+    """Event batches are written off the loop: while another connection holds the write lock,
+    the loop keeps running; the attempt's outcome waits until every event is stored."""
+    db = tmp_path / "r.db"
+    jobs = JobStore(Store(db))
+    pm = ProcessManager(claude="/bin/true", jobs=jobs, tmp_root=tmp_path / "tmp")
+    job = jobs.create_job("do it", cwd=str(tmp_path))
+    aid = jobs.begin_attempt(job.id, kind="start")
+    go = tmp_path / "go"
+    seen: list[StreamEvent] = []
+    spec = AttemptSpec(
+        prompt="-",
+        cwd=tmp_path,
+        command=[sys.executable, "-c", LOCKED_SCRIPT, str(go)],
+        liveness=Liveness(stall_timeout=30, tick=0.05, grace=1.0),
+        job_id=job.id,
+        attempt_id=aid,
+    )
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.01)
+
+    t_tick = asyncio.create_task(ticker())
+    other = sqlite3.connect(db, isolation_level=None, timeout=10)
+    run = asyncio.create_task(pm.run(spec, on_event=seen.append))
+    try:
+        async with asyncio.timeout(30):
+            while not seen:  # the process row is written and the attempt is streaming
+                await asyncio.sleep(0.01)
+            other.execute("BEGIN IMMEDIATE")  # "another process" holds the write lock from here
+            locked_at = time.monotonic()
+            go.touch()
+            while len(seen) < 1201:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(max(0.0, locked_at + 2.0 - time.monotonic()))
+            # every event was read, full batches were due, none could be written: the writer
+            # waits on the lock in its thread, and the outcome waits for the writer
+            assert jobs.event_count(job.id) == 0
+            assert not run.done()
+            released_at = time.monotonic()
+            other.execute("COMMIT")
+            out = await run
+    finally:
+        if other.in_transaction:
+            other.execute("ROLLBACK")
+        other.close()
+        t_tick.cancel()
+        if not run.done():
+            run.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await run
+        await pm.shutdown()
+    assert out.exit_code == 0 and out.event_count == 1201
+    # the outcome is returned only once every event is stored, in order
+    evs = jobs.events(job.id)
+    assert len(evs) == 1201
+    assert [json.loads(e.data_json).get("i") for e in evs[1:]] == list(range(1200))
+    during = [t for t in ticks if locked_at <= t <= released_at]
+    gaps = [b - a for a, b in itertools.pairwise(during)]
+    # the ticker kept running for the whole ~2 s the lock was held (before the fix the loop
+    # froze in the write until the lock was released); generous bounds for a busy CI machine
+    assert len(during) >= 20 and max(gaps) < 1.0

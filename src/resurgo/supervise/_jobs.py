@@ -19,13 +19,16 @@ and continues from there.  Two concerns shape this module:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import os
 import socket
 import sqlite3
+import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -202,15 +205,47 @@ def _loads(s: str | None) -> Any:
         return None
 
 
+_EventRow = tuple[str, int | None, float, str, str | None, str | None, str]
+
+
 class EventWriter:
     """Buffers one attempt's events and writes them in batches.
 
     ``add`` is O(1) and never touches SQLite unless a batch is full (by count or
     bytes); the process manager also calls :meth:`maybe_flush` on every watchdog
     tick so events reach the store (and the dashboard) within ``interval``.
+
+    With ``background=True`` (what the process manager uses) a full or due batch
+    is written by a worker thread (``asyncio.to_thread``) instead of on the event
+    loop: a write waits up to the store's busy timeout (10 s) whenever another
+    process holds the write lock (``resurgo cancel``, a second batch on the same
+    store), and on the loop that wait would freeze the reading, watchdogs and
+    stall timers of every job.  Batches queue in order and one thread at a time
+    writes them (``_wlock``), so the job's events keep their order; a batch is
+    dropped from the queue only once it is committed, so a failed write is
+    retried on the next flush instead of lost.  :meth:`drain` writes everything
+    and waits for it: the process manager awaits it before an attempt's outcome
+    is returned, so later reads see every event.  The thread gets its own
+    connection (``Store`` connections are per thread; ``":memory:"`` shares one
+    under a lock).  Without ``background`` everything happens in the caller's
+    thread, as before.
     """
 
-    __slots__ = ("_buf", "_bytes", "_jobs", "_last", "attempt_id", "interval", "job_id", "max_bytes", "max_rows")
+    __slots__ = (
+        "_buf",
+        "_bytes",
+        "_jobs",
+        "_last",
+        "_queue",
+        "_task",
+        "_wlock",
+        "attempt_id",
+        "background",
+        "interval",
+        "job_id",
+        "max_bytes",
+        "max_rows",
+    )
 
     def __init__(
         self,
@@ -221,6 +256,7 @@ class EventWriter:
         max_rows: int = 500,
         max_bytes: int = 4 << 20,
         interval: float = 0.5,
+        background: bool = False,
     ) -> None:
         self._jobs = jobs
         self.job_id = job_id
@@ -228,31 +264,71 @@ class EventWriter:
         self.max_rows = max_rows
         self.max_bytes = max_bytes
         self.interval = interval
-        self._buf: list[tuple[str, int | None, float, str, str | None, str | None, str]] = []
+        self.background = background
+        self._buf: list[_EventRow] = []
         self._bytes = 0
         self._last = jobs.clock.monotonic()
+        #: sealed batches not committed yet, oldest first (appended on the loop, removed by the writer)
+        self._queue: deque[list[_EventRow]] = deque()
+        #: one writer at a time, so batches are committed in order and never twice
+        self._wlock = threading.Lock()
+        self._task: asyncio.Task[None] | None = None
 
     def add(self, ev: StreamEvent) -> None:
         raw = redact_json_line(ev.raw, parsed=ev.data)
         self._buf.append((self.job_id, self.attempt_id, ev.ts, "cli", ev.type, ev.subtype, raw))
         self._bytes += len(raw)
         if len(self._buf) >= self.max_rows or self._bytes >= self.max_bytes:
-            self.flush()
+            self._due()
 
     def maybe_flush(self) -> None:
-        if self._buf and self._jobs.clock.monotonic() - self._last >= self.interval:
-            self.flush()
+        if (self._buf or self._queue) and self._jobs.clock.monotonic() - self._last >= self.interval:
+            self._due()
 
     def flush(self) -> None:
-        self._last = self._jobs.clock.monotonic()
-        if not self._buf:
-            return
-        rows, self._buf, self._bytes = self._buf, [], 0
-        self._jobs._insert_events(rows)
+        """Write everything now, in the calling thread (waits for a batch a worker is writing)."""
+        self._seal()
+        self._write_queued()
+
+    async def drain(self) -> None:
+        """Write everything in a worker thread and wait until it is committed.
+
+        Raises what the store raised; the rows stay queued for another try.
+        """
+        self._seal()
+        if self._queue:
+            await asyncio.to_thread(self._write_queued)
 
     @property
     def pending(self) -> int:
-        return len(self._buf)
+        """Rows not committed yet (buffered or queued)."""
+        return len(self._buf) + sum(len(b) for b in self._queue)
+
+    def _due(self) -> None:
+        if not self.background:
+            self.flush()
+            return
+        self._seal()
+        if self._queue and (self._task is None or self._task.done()):
+            self._task = asyncio.get_running_loop().create_task(self._write_in_thread())
+
+    def _seal(self) -> None:
+        self._last = self._jobs.clock.monotonic()
+        if self._buf:
+            self._queue.append(self._buf)
+            self._buf, self._bytes = [], 0
+
+    async def _write_in_thread(self) -> None:
+        try:
+            await asyncio.to_thread(self._write_queued)
+        except Exception:  # kept queued: the next flush (at the latest the final drain) retries
+            log.warning("could not store events of job %s yet; will retry", self.job_id, exc_info=True)
+
+    def _write_queued(self) -> None:
+        with self._wlock:
+            while self._queue:
+                self._jobs._insert_events(self._queue[0])
+                self._queue.popleft()
 
 
 class JobStore:
@@ -632,7 +708,7 @@ class JobStore:
             [(job_id, attempt_id, self.clock.time(), "supervisor", type, subtype, redact_text(payload))]
         )
 
-    def _insert_events(self, rows: Sequence[tuple[str, int | None, float, str, str | None, str | None, str]]) -> None:
+    def _insert_events(self, rows: Sequence[_EventRow]) -> None:
         if not rows:
             return
         with self.store.transaction() as conn:

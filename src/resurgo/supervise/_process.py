@@ -11,7 +11,17 @@ this module only makes a single run observable and killable:
   so a multi-megabyte event never hits ``StreamReader``'s 64 KiB line limit and a
   full stderr pipe never blocks the CLI;
 * liveness comes from *progress* (events), not from the process being alive:
-  a CLI waiting on a server that never answers is alive and useless.
+  a CLI waiting on a server that never answers is alive and useless;
+* events go to the store in batches written by a worker thread
+  (:class:`~resurgo.supervise._jobs.EventWriter` with ``background=True``): a
+  write waits for the store's lock (up to its 10 s busy timeout) while another
+  process writes, and on the event loop that would freeze every attempt's
+  reading and watchdogs.  The few other writes (the process row at start and
+  end here; attempt, job and recovery state in the supervisor) are single-row
+  transactions that stay on the loop: they wait only as long as another writer
+  holds the lock, and every resurgo writer holds it for one short transaction
+  (at most one event batch, now off any loop).  A foreign process holding the
+  lock for long could still stall them up to the busy timeout.
 
 The result is an :class:`AttemptOutcome`, whose :meth:`~AttemptOutcome.to_observation`
 feeds the classifier.
@@ -725,6 +735,7 @@ class Attempt:
         for t in readers:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+        await self._drain_writer()
         return self._finish(proc, report)
 
     async def _write_stdin(self, proc: asyncio.subprocess.Process) -> None:
@@ -813,6 +824,21 @@ class Attempt:
                     self.request_kill(*v)
             if self._writer is not None:
                 self._writer.maybe_flush()
+
+    async def _drain_writer(self) -> None:
+        """Store the last events (in a worker thread) before the outcome exists.
+
+        Whoever records the outcome must find every event in the store.  A write
+        that fails here (the lock held past the busy timeout) is retried once in
+        :meth:`_close`, synchronously: better to stall the loop once than to lose
+        the events.
+        """
+        if self._writer is None:
+            return
+        try:
+            await self._writer.drain()
+        except Exception:
+            log.warning("could not store the last events of attempt pid=%s yet; retrying", self.pid, exc_info=True)
 
     def _collect_events(self) -> tuple[StreamEvent, ...]:
         seen: dict[int, StreamEvent] = {e.seq: e for e in self._notable}
@@ -1004,7 +1030,9 @@ class ProcessManager:
         spec = spec.with_session()
         writer = None
         if self.jobs is not None and spec.job_id is not None:
-            writer = self.jobs.event_writer(spec.job_id, spec.attempt_id)
+            # events are written off the loop: a store locked by another process must
+            # not freeze the reading and watchdogs of every attempt
+            writer = self.jobs.event_writer(spec.job_id, spec.attempt_id, background=True)
         claude = spec.command[0] if spec.command is not None else self.claude
         a = Attempt(self, spec, claude, on_event=on_event, writer=writer, tail=self.event_tail)
         self._pending.add(a)
