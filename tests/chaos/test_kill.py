@@ -139,11 +139,22 @@ def test_dead_root_has_no_candidates(reaper: Reaper) -> None:
     assert ProcessKiller([p.pid], include_roots=True, max_kills=1).candidates() == []
 
 
+# A root with three children; the third execs into `sleep`, which never waits, so its own
+# background child becomes a zombie for certain once killed (a Python parent could reap it).
+ZOMBIE_TREE = """
+import subprocess, sys, time
+kids = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) for _ in range(2)]
+kids.append(subprocess.Popen(["sh", "-c", "sleep 31 & exec sleep 30"]))
+time.sleep(30)
+"""
+
+
 def test_zombies_are_not_victims(reaper: Reaper) -> None:
-    root = reaper.spawn(TREE_CODE)
+    root = reaper.spawn(ZOMBIE_TREE)
     kids = wait_tree(root.pid, 4)
     leaf = next(p for p in kids if p.ppid() != root.pid)
-    leaf.kill()  # its parent never waits, so it stays a zombie under the root
+    assert leaf.cmdline() == ["sleep", "31"]
+    leaf.kill()  # its parent is `sleep 30`, which never waits: it stays a zombie under the root
     deadline = time.monotonic() + 5
     while leaf.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
         time.sleep(0.01)
