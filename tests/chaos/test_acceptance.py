@@ -41,13 +41,14 @@ def _why(r: ChaosReport) -> str:
 
 @pytest.mark.timeout(300)
 def test_short_chaos_run_meets_the_seed_targets(claude_bin: str, tmp_path: Path) -> None:
-    r = _run(claude_bin, tmp_path, duration=45.0, jobs=12, concurrency=4, kill_every=4.0, fault_rate=0.2, seed=7)
+    # long enough for ~40+ classified failures: one ambiguous attribution must not decide the 95% gate
+    r = _run(claude_bin, tmp_path, duration=75.0, jobs=20, concurrency=4, kill_every=3.0, fault_rate=0.2, seed=7)
     att = r.attribution
     # the chaos happened
     assert att["kills"]["cli"] >= 3, att["kills"]
     assert sum(att["api_faults_injected"].values()) >= 5, att["api_faults_injected"]
     assert r.incidents >= 8 and r.classified >= 8, _why(r)
-    assert r.jobs_submitted == 12 and r.jobs_expected_failures == 1
+    assert r.jobs_submitted == 20 and r.jobs_expected_failures == 1
     # the seed's targets
     assert r.classification_accuracy is not None and r.classification_accuracy >= 0.95, _why(r)
     assert r.auto_recovery_rate is not None and r.auto_recovery_rate >= 0.90, _why(r)
