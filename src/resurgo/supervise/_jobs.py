@@ -228,7 +228,9 @@ class EventWriter:
     is returned, so later reads see every event.  The thread gets its own
     connection (``Store`` connections are per thread; ``":memory:"`` shares one
     under a lock).  Without ``background`` everything happens in the caller's
-    thread, as before.
+    thread, as before.  Redaction (:func:`redact_json_line`) is part of the
+    write, not of :meth:`add`: a ``cat`` of a large log is scanned in the
+    worker thread, never on the loop that reads every job's stdout.
     """
 
     __slots__ = (
@@ -265,19 +267,20 @@ class EventWriter:
         self.max_bytes = max_bytes
         self.interval = interval
         self.background = background
-        self._buf: list[_EventRow] = []
+        self._buf: list[StreamEvent] = []
         self._bytes = 0
         self._last = jobs.clock.monotonic()
         #: sealed batches not committed yet, oldest first (appended on the loop, removed by the writer)
-        self._queue: deque[list[_EventRow]] = deque()
+        self._queue: deque[list[StreamEvent]] = deque()
         #: one writer at a time, so batches are committed in order and never twice
         self._wlock = threading.Lock()
         self._task: asyncio.Task[None] | None = None
 
     def add(self, ev: StreamEvent) -> None:
-        raw = redact_json_line(ev.raw, parsed=ev.data)
-        self._buf.append((self.job_id, self.attempt_id, ev.ts, "cli", ev.type, ev.subtype, raw))
-        self._bytes += len(raw)
+        # kept as printed: redaction happens where the batch is written (with ``background``,
+        # the worker thread), so a multi-megabyte tool result is never scanned on the loop
+        self._buf.append(ev)
+        self._bytes += len(ev.raw)
         if len(self._buf) >= self.max_rows or self._bytes >= self.max_bytes:
             self._due()
 
@@ -327,7 +330,13 @@ class EventWriter:
     def _write_queued(self) -> None:
         with self._wlock:
             while self._queue:
-                self._jobs._insert_events(self._queue[0])
+                job, attempt = self.job_id, self.attempt_id
+                self._jobs._insert_events(
+                    [
+                        (job, attempt, e.ts, "cli", e.type, e.subtype, redact_json_line(e.raw, parsed=e.data))
+                        for e in self._queue[0]
+                    ]
+                )
                 self._queue.popleft()
 
 
