@@ -50,8 +50,9 @@ _Repl = bytes | Callable[[bytes, _Spans], bytes]
 #: was rescanned from every word boundary of ``a-a-a-…`` (16 KB: 10 s, 32 KB: 38 s), on the
 #: event loop.  Rules run on the UTF-8 bytes of the text (encoded once per text, no offset
 #: mapping per match).  RE2 has no look-arounds: what the ``re`` rules checked with them is
-#: either part of the pattern now (the number rule of :data:`_COLON_PAIR`) or done by
-#: :func:`_sub` (a value that is already ``<redacted>``).
+#: part of the pattern now: the number rule of :data:`_COLON_PAIR`, and a value that is
+#: already ``<redacted>`` (an alternative tried first, whose match is kept as it is, so the
+#: next search starts after it, as the old look-ahead did, and nothing is scanned twice).
 _OPTIONS: Any = re2.Options()
 _OPTIONS.log_errors = False
 
@@ -67,11 +68,13 @@ def _g(data: bytes, spans: _Spans, i: int) -> bytes:
 
 def _name_value(d: bytes, sp: _Spans) -> bytes:
     """``NAME=<redacted>``, keeping the quotes around the value as they were."""
-    quote = _g(d, sp, 2) or _g(d, sp, 3) or _g(d, sp, 4)
+    if sp[2][0] >= 0:  # already redacted
+        return _g(d, sp, 0)
+    quote = _g(d, sp, 3) or _g(d, sp, 4) or _g(d, sp, 5)
     if quote:
         return _g(d, sp, 1) + b"=" + quote + _R + quote
     # a bare value; ``\`` then a space ends it: the space is not the value's
-    return _g(d, sp, 1) + b"=" + _g(d, sp, 5) + _R + _g(d, sp, 6)[1:]
+    return _g(d, sp, 1) + b"=" + _g(d, sp, 6) + _R + _g(d, sp, 7)[1:]
 
 
 def _header(d: bytes, sp: _Spans) -> bytes:
@@ -88,7 +91,7 @@ def _url_token(d: bytes, sp: _Spans) -> bytes:
 
 
 def _colon_pair(d: bytes, sp: _Spans) -> bytes:
-    return _g(d, sp, 1) + _g(d, sp, 2) + _R
+    return _g(d, sp, 0) if sp[3][0] >= 0 else _g(d, sp, 1) + _g(d, sp, 2) + _R
 
 
 #: Every value pattern ends in an unbounded run of value characters (consumed by the match, so
@@ -97,11 +100,11 @@ def _colon_pair(d: bytes, sp: _Spans) -> bytes:
 #: after one rule start is read a bounded number of times.  Names are found by their keyword,
 #: not by a ``[\w-]*`` prefix: the prefix is kept as it is anyway, and scanning for it was the
 #: quadratic part.
-_TEXT_PATTERNS: tuple[tuple[Any, _Repl, int | None], ...] = (
+_TEXT_PATTERNS: tuple[tuple[Any, _Repl], ...] = (
     # Anthropic keys and OAuth tokens: sk-ant-api03-..., sk-ant-oat01-...
-    (_rx(r"sk-ant-[A-Za-z0-9_\-]{4,}"), b"sk-ant-" + _R, None),
+    (_rx(r"sk-ant-[A-Za-z0-9_\-]{4,}"), b"sk-ant-" + _R),
     # other provider-style keys (sk-..., sk_live_...)
-    (_rx(r"\bsk[-_](?:live[-_]|proj[-_])?[A-Za-z0-9_\-]{16,}"), b"sk-" + _R, None),
+    (_rx(r"\bsk[-_](?:live[-_]|proj[-_])?[A-Za-z0-9_\-]{16,}"), b"sk-" + _R),
     # Authorization / x-api-key / cookie headers in any quoting, as header lines or JSON
     (
         _rx(
@@ -109,9 +112,8 @@ _TEXT_PATTERNS: tuple[tuple[Any, _Repl, int | None], ...] = (
             r"\s*[:=]\s*[\"']?)(?:(bearer|basic|token)\s+)?[^\s\"',;}]+"
         ),
         _header,
-        None,
     ),
-    (_rx(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=\-]{8,}"), b"Bearer " + _R, None),
+    (_rx(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=\-]{8,}"), b"Bearer " + _R),
     # NAME=value for secret-looking names (env dumps, command lines), the value bare or quoted
     # (``export X_TOKEN="v w"``: the whole quoted value goes).  Quotes are kept, also
     # JSON-escaped ones (``\"``), so JSON text stays JSON; inside a bare value, backslash
@@ -119,23 +121,23 @@ _TEXT_PATTERNS: tuple[tuple[Any, _Repl, int | None], ...] = (
     (
         _rx(
             r"\b([A-Z0-9_]*(?:API_KEY|TOKEN|SECRET|PASSWORD|PASSWD|AUTH_TOKEN)[A-Z0-9_]*)="
-            r"(?:(\\\")[^\"\\\n]*\\\""  # JSON-escaped quotes: \"v w\"
+            r"(?:(<redacted>)"  # already redacted: kept, and the search goes on after it
+            r"|(\\\")[^\"\\\n]*\\\""  # JSON-escaped quotes: \"v w\"
             r"|(\")[^\"\n]*\""  # "v w"
             r"|(')[^'\n]*'"  # 'v w'
             # bare (an unmatched quote is kept); a backslash that ends the value belongs to it
             r"|(\\?[\"']?)(?:[^\s\"'\\]|\\\\|\\[^\\\"'/bfnrtu\s])+(\\\s|\\$)?)"
         ),
         _name_value,
-        -1,  # the value starts after the ``=``
     ),
     # credentials inside URLs: scheme://user:password@host (the user is kept, the password is not);
     # a bare userinfo long enough to be a token (https://<token>@github.com) goes as a whole
-    (_rx(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^\s/?#@:\"'<>\\]*):[^\s/?#\"'<>\\]*@"), _url_password, None),
-    (_rx(r"(?i)\b([a-z][a-z0-9+.\-]*://)[A-Za-z0-9._~+\-]{16,}@"), _url_token, None),
+    (_rx(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^\s/?#@:\"'<>\\]*):[^\s/?#\"'<>\\]*@"), _url_password),
+    (_rx(r"(?i)\b([a-z][a-z0-9+.\-]*://)[A-Za-z0-9._~+\-]{16,}@"), _url_token),
     # GitHub / Slack / AWS style tokens
-    (_rx(r"\b(?:ghp|gho|ghs|ghu|github_pat)_[A-Za-z0-9_]{16,}"), _R, None),
-    (_rx(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}"), _R, None),
-    (_rx(r"\bAKIA[0-9A-Z]{16}\b"), _R, None),
+    (_rx(r"\b(?:ghp|gho|ghs|ghu|github_pat)_[A-Za-z0-9_]{16,}"), _R),
+    (_rx(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}"), _R),
+    (_rx(r"\bAKIA[0-9A-Z]{16}\b"), _R),
 )
 
 #: Header-style ``name: value`` pairs whose name clearly holds a credential (JSON text, YAML),
@@ -144,7 +146,7 @@ _TEXT_PATTERNS: tuple[tuple[Any, _Repl, int | None], ...] = (
 #: non-word character) is kept; ``12ab`` is not a number.
 _COLON_PAIR: Any = _rx(
     r"(?i)(api[_\-]?key|token|secret|passw(?:or)?d)(\"?\s*:\s*\"?)"
-    r"((?:[^\s\"',;&0-9]|[0-9]+(?:[a-z_]|[^\x00-\x7f]))[^\s\"',;&]*)"
+    r"(?:(<redacted>)|((?:[^\s\"',;&0-9]|[0-9]+(?:[a-z_]|[^\x00-\x7f]))[^\s\"',;&]*))"
 )
 
 
@@ -154,9 +156,7 @@ def _scoped(pattern: bytes) -> bytes:
 
 
 #: Does any rule match at all?  One scan instead of eleven for the text that needs no change.
-_ANY: Any = re2.compile(
-    b"|".join(_scoped(p.pattern) for p in (*(r[0] for r in _TEXT_PATTERNS), _COLON_PAIR)), _OPTIONS
-)
+_ANY: Any = re2.compile(b"|".join(_scoped(p.pattern) for p in (*(r[0] for r in _TEXT_PATTERNS), _COLON_PAIR)), _OPTIONS)
 
 
 def is_secret_name(name: str) -> bool:
@@ -186,21 +186,14 @@ def redact_text(text: str | None) -> str:
     if _ANY.search(data) is None:  # one DFA pass; most text (even with marker words) stops here
         return text
     out = data
-    for pattern, repl, guard in _TEXT_PATTERNS:
-        out = _sub(pattern, repl, out, guard)
-    out = _sub(_COLON_PAIR, _colon_pair, out, 3)
+    for pattern, repl in _TEXT_PATTERNS:
+        out = _sub(pattern, repl, out)
+    out = _sub(_COLON_PAIR, _colon_pair, out)
     return text if out == data else out.decode("utf-8", "surrogatepass")
 
 
-def _sub(pattern: Any, repl: _Repl, data: bytes, guard: int | None) -> bytes:
-    """``pattern.sub(repl, data)``, except that a value already ``<redacted>`` is left as it is.
-
-    ``guard`` is the group where the match's value starts (-1: just after group 1 and an
-    ``=``); when the text there is ``<redacted>``, the text up to and including it is kept
-    and the search goes on after it (what a ``(?!<redacted>)`` look-ahead did in ``re``:
-    redacting twice neither widens the redaction nor hides what follows).  Every search
-    starts where the previous one ended: one pass over ``data``.
-    """
+def _sub(pattern: Any, repl: _Repl, data: bytes) -> bytes:
+    """``pattern.sub(repl, data)`` on the binding's fast path; every search starts where the last ended."""
     parts: list[bytes] = []
     done = pos = 0
     end = len(data)
@@ -209,11 +202,6 @@ def _sub(pattern: Any, repl: _Repl, data: bytes, guard: int | None) -> bytes:
         if spans is None:
             break
         m0, m1 = spans[0]
-        if guard is not None:
-            v = spans[1][1] + 1 if guard < 0 else spans[guard][0]
-            if data.startswith(_R, v):
-                pos = v + len(_R)
-                continue
         parts.append(data[done:m0])
         parts.append(repl if isinstance(repl, bytes) else repl(data, spans))
         done = m1
@@ -297,10 +285,7 @@ _MARKER_WORDS = (
     "secret", "passw", "credential", "private", "ghp_", "gho_", "ghs_", "ghu_", "github_pat_", "xox", "akia",
 )  # fmt: skip
 _MARKERS: Any = _rx(
-    "(?i)"
-    + "|".join(re.escape(w) for w in _MARKER_WORDS)
-    + r"|token(?:$|[^s]|s$|s[^\"])"
-    + r"|://[^\s/?#\"']*@"
+    "(?i)" + "|".join(re.escape(w) for w in _MARKER_WORDS) + r"|token(?:$|[^s]|s$|s[^\"])" + r"|://[^\s/?#\"']*@"
 )
 
 
