@@ -27,6 +27,7 @@ from resurgo.supervise._process import (
     LivenessMonitor,
     ProcessManager,
     StreamEvent,
+    TruncatedLine,
     find_claude,
     parse_line,
 )
@@ -447,3 +448,74 @@ async def test_a_store_locked_by_another_process_does_not_freeze_the_loop(tmp_pa
     # the ticker kept running for the whole ~2 s the lock was held (before the fix the loop
     # froze in the write until the lock was released); generous bounds for a busy CI machine
     assert len(during) >= 20 and max(gaps) < 1.0
+
+
+# -- over-long stdout lines (issue 15, item 11) ----------------------------------------------
+
+
+def test_line_splitter_caps_a_line_and_skips_to_the_next_newline() -> None:
+    s = LineSplitter(1000, preview=10)
+    out = s.feed(b"ok1\n" + b"a" * 600)
+    out += s.feed(b"b" * 600)  # over the cap with no newline: buffered no more
+    assert s.pending == 0
+    out += s.feed(b"c" * 5000)
+    assert s.pending == 0
+    out += s.feed(b"c" * 100 + b"\nok2\n" + b"d" * 1500 + b"\nok3\n")  # a whole over-long line in one chunk too
+    assert out[0] == b"ok1" and out[2] == b"ok2" and out[4] == b"ok3"
+    first, second = out[1], out[3]
+    assert isinstance(first, TruncatedLine) and first == b"a" * 10 and first.size == 600 + 600 + 5000 + 100
+    assert isinstance(second, TruncatedLine) and second == b"d" * 10 and second.size == 1500
+    tail = s.feed(b"e" * 2000)
+    assert tail == [] and s.pending == 0
+    last = s.close()  # the stream ended inside an over-long line
+    assert isinstance(last, TruncatedLine) and last.size == 2000
+    assert LineSplitter(1000).feed(b"x" * 1000 + b"\n") == [b"x" * 1000]  # exactly the cap is kept
+    # the property this guards, broken: without a cap the same stream is buffered whole
+    uncapped = LineSplitter(None)
+    for _ in range(7):
+        uncapped.feed(b"a" * 1000)
+    assert uncapped.pending == 7000
+
+
+HUGE_LINE_SCRIPT = r"""
+import json, sys
+w = sys.stdout.write
+w(json.dumps({"type": "system", "subtype": "init", "session_id": "s-big"}) + "\n")
+sys.stdout.flush()
+chunk = "z" * 65536
+for _ in range(64):  # 4 MiB without a newline, 64 times the cap below
+    w(chunk)
+w("\n")
+w(json.dumps({"type": "result", "subtype": "success", "is_error": False, "result": "ok", "session_id": "s-big"}) + "\n")
+"""
+
+
+async def test_a_huge_unterminated_stdout_line_is_capped_recorded_and_not_fatal(tmp_path: Path) -> None:
+    jobs = JobStore(Store(tmp_path / "r.db"))
+    pm = ProcessManager(claude="/bin/true", jobs=jobs, tmp_root=tmp_path / "tmp", max_line_bytes=64 << 10)
+    job = jobs.create_job("big", cwd=str(tmp_path))
+    aid = jobs.begin_attempt(job.id, kind="start")
+    seen: list[StreamEvent] = []
+    out = await pm.run(py(HUGE_LINE_SCRIPT, tmp_path, job_id=job.id, attempt_id=aid), on_event=seen.append)
+    jobs.finish_attempt(aid, out)
+    # the run goes on: the result after the over-long line is read, the attempt succeeds
+    assert out.exit_code == 0 and out.succeeded and out.result is not None and out.session_id == "s-big"
+    assert out.event_count == 3 and out.unparseable_count == 1
+    big = seen[1]
+    assert big.unparseable and big.raw.startswith("zzz") and "4194304 bytes" in big.raw
+    assert len(big.raw) < 4000  # only a preview is kept, not the line
+    notes = [e for e in jobs.events(job.id) if e.source == "supervisor" and e.type == "stdout_line_too_long"]
+    assert len(notes) == 1 and notes[0].data()["bytes"] == 4 << 20 and notes[0].data()["limit"] == 64 << 10
+    stored = [e for e in jobs.events(job.id) if e.source == "cli"]
+    assert len(stored) == 3 and max(len(e.data_json) for e in stored) < 4000
+
+
+def test_the_line_cap_is_a_validated_supervisor_setting() -> None:
+    from resurgo.supervise import SupervisorConfig
+    from resurgo.supervise._config import ConfigError
+
+    assert SupervisorConfig().max_line_bytes == 64 << 20
+    assert SupervisorConfig(max_line_bytes=4096).max_line_bytes == 4096
+    for bad in (0, 100, True, 1.5e6, "64M"):
+        with pytest.raises(ConfigError, match="max_line_bytes"):
+            SupervisorConfig(max_line_bytes=bad)  # type: ignore[arg-type]

@@ -145,6 +145,11 @@ class SupervisorConfig:
         attempt ended and stops waiting within about this time.
     claude_args:
         Arguments added to every job's command line (before the job's own).
+    max_line_bytes:
+        Longest CLI stdout line kept (bytes, default 64 MiB, at least 1024).  A longer
+        one (a runaway tool result, a stream without newlines) is not buffered: it is
+        recorded as an unparseable event with its first bytes and its size, plus a
+        ``stdout_line_too_long`` supervisor event, and the run goes on.
     """
 
     claude: str | os.PathLike[str] | None = None
@@ -174,11 +179,15 @@ class SupervisorConfig:
     state_check_interval: float = 1.0
     claude_args: tuple[str, ...] = ()
     classify_rules: str | os.PathLike[str] | None = None
+    max_line_bytes: int = 64 << 20
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) or self.concurrency < 1:
             raise ConfigError(f"concurrency must be an integer >= 1, got {self.concurrency!r}")
+        mlb = self.max_line_bytes
+        if isinstance(mlb, bool) or not isinstance(mlb, int) or mlb < 1024:
+            raise ConfigError(f"max_line_bytes must be an integer >= 1024, got {self.max_line_bytes!r}")
         if isinstance(self.max_recoveries, bool) or not isinstance(self.max_recoveries, int) or self.max_recoveries < 0:
             raise ConfigError(f"max_recoveries must be an integer >= 0, got {self.max_recoveries!r}")
         for name in ("stall_timeout", "deadline", "result_exit_timeout"):

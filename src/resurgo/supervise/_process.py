@@ -230,36 +230,86 @@ def parse_line(line: bytes, *, seq: int, ts: float, mono: float) -> StreamEvent:
     )
 
 
+#: Longest stdout line kept (bytes, default 64 MiB).  A CLI that prints more without a newline
+#: (a runaway tool result, a broken stream) would otherwise make the reader buffer without bound.
+DEFAULT_MAX_LINE = 64 << 20
+
+
+class TruncatedLine(bytes):
+    """The start of a stdout line longer than the splitter's cap; ``size`` is its whole length.
+
+    What the reader passes on instead of the line: the first bytes (a preview for the
+    evidence), never parsed as JSON, and the line's real size (counted while it was skipped).
+    """
+
+    size: int
+
+
 class LineSplitter:
-    """Splits a byte stream into lines with no length limit, scanning each byte once."""
+    """Splits a byte stream into lines, scanning each byte once; lines are capped at ``max_line``.
 
-    __slots__ = ("_buf", "_scan")
+    A line longer than ``max_line`` bytes is not buffered: its first ``preview`` bytes are kept,
+    the rest is counted and dropped until the next newline, and the line comes out as a
+    :class:`TruncatedLine` (memory stays at ``max_line`` + one read chunk, whatever the CLI
+    prints).  ``max_line=None``: no cap.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_buf", "_head", "_max", "_preview", "_scan", "_skipped")
+
+    def __init__(self, max_line: int | None = None, *, preview: int = UNPARSEABLE_PREVIEW) -> None:
         self._buf = bytearray()
         self._scan = 0
+        self._max = max_line
+        self._preview = preview
+        self._skipped: int | None = None  # bytes of an over-long line dropped so far (None: not skipping)
+        self._head = b""
+
+    def _truncated(self, head: bytes, size: int) -> TruncatedLine:
+        t = TruncatedLine(head[: self._preview])
+        t.size = size
+        return t
 
     def feed(self, chunk: bytes) -> list[bytes]:
+        out: list[bytes] = []
+        if self._skipped is not None:  # inside an over-long line: look for its end only
+            nl = chunk.find(b"\n")
+            if nl < 0:
+                self._skipped += len(chunk)
+                return out
+            out.append(self._truncated(self._head, self._skipped + nl))
+            self._skipped, self._head = None, b""
+            chunk = chunk[nl + 1 :]
         buf = self._buf
         buf += chunk
-        out: list[bytes] = []
         pos = 0
+        cap = self._max
         nl = buf.find(b"\n", self._scan)
         while nl >= 0:
-            line = bytes(buf[pos:nl])
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if line.strip():
-                out.append(line)
+            if cap is not None and nl - pos > cap:
+                out.append(self._truncated(bytes(buf[pos : pos + self._preview]), nl - pos))
+            else:
+                line = bytes(buf[pos:nl])
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+                if line.strip():
+                    out.append(line)
             pos = nl + 1
             nl = buf.find(b"\n", pos)
         if pos:
             del buf[:pos]
+        if cap is not None and len(buf) > cap:  # no newline within the cap: skip to the next one
+            self._head = bytes(buf[: self._preview])
+            self._skipped = len(buf)
+            buf.clear()
         self._scan = len(buf)
         return out
 
     def close(self) -> bytes | None:
         """The last line when the stream ended without a newline."""
+        if self._skipped is not None:
+            t = self._truncated(self._head, self._skipped)
+            self._skipped, self._head = None, b""
+            return t
         rest = bytes(self._buf).rstrip(b"\r")
         self._buf.clear()
         self._scan = 0
@@ -747,7 +797,7 @@ class Attempt:
 
     async def _read_stdout(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
-        splitter = LineSplitter()
+        splitter = LineSplitter(self.manager.max_line_bytes)
         stream = proc.stdout
         while True:
             chunk = await stream.read(_READ_CHUNK)
@@ -758,6 +808,25 @@ class Attempt:
         last = splitter.close()
         if last is not None:
             await self._line(last)
+
+    def _too_long(self, line: TruncatedLine) -> StreamEvent:
+        """An over-long line: an unparseable event (its start as the preview), and a note in the store."""
+        cap = self.manager.max_line_bytes
+        log.warning("attempt pid=%s printed a %d-byte line (limit %s): kept as unparseable", self.pid, line.size, cap)
+        jobs, job_id = self.manager.jobs, self.spec.job_id
+        if jobs is not None and job_id is not None:
+            try:
+                jobs.append_supervisor_event(
+                    job_id,
+                    "stdout_line_too_long",
+                    {"bytes": line.size, "limit": cap, "seq": self.event_count},
+                    attempt_id=self.spec.attempt_id,
+                )
+            except Exception:  # a note, not the run: never fatal
+                log.warning("could not record the over-long line of attempt pid=%s", self.pid, exc_info=True)
+        clock = self._clock
+        text = bytes(line).decode("utf-8", errors="replace") + f"… [{line.size} bytes, over the {cap}-byte line limit]"
+        return StreamEvent(self.event_count, clock.time(), clock.monotonic(), None, None, None, text)
 
     async def _read_stderr(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stderr is not None
@@ -773,7 +842,10 @@ class Attempt:
 
     async def _line(self, line: bytes) -> None:
         clock = self._clock
-        ev = parse_line(line, seq=self.event_count, ts=clock.time(), mono=clock.monotonic())
+        if isinstance(line, TruncatedLine):
+            ev = self._too_long(line)
+        else:
+            ev = parse_line(line, seq=self.event_count, ts=clock.time(), mono=clock.monotonic())
         self.event_count += 1
         self.monitor.progress()
         if self.first_event_at is None:
@@ -978,6 +1050,7 @@ class ProcessManager:
         event_tail: int = 100,
         stderr_tail_bytes: int = 16_384,
         owner: str | None = None,
+        max_line_bytes: int | None = DEFAULT_MAX_LINE,
     ) -> None:
         self._claude_arg = claude
         self._claude: str | None = None
@@ -986,6 +1059,8 @@ class ProcessManager:
         self.tmp_root = Path(tmp_root) if tmp_root else Path(tempfile.gettempdir()) / f"resurgo-{os.getuid()}"
         self.event_tail = event_tail
         self.stderr_tail_bytes = stderr_tail_bytes
+        #: stdout lines longer than this are not buffered (kept as unparseable; None: no cap)
+        self.max_line_bytes = max_line_bytes
         self.subreaper = become_subreaper() if subreaper else False
         self.shutting_down = False
         self.owner = owner or (jobs.owner if jobs is not None else _default_owner())
@@ -1071,6 +1146,7 @@ async def run_attempt(
 
 __all__ = [
     "ARGV_PROMPT_LIMIT",
+    "DEFAULT_MAX_LINE",
     "Attempt",
     "AttemptOutcome",
     "AttemptSpec",
@@ -1083,6 +1159,7 @@ __all__ = [
     "Mode",
     "ProcessManager",
     "StreamEvent",
+    "TruncatedLine",
     "find_claude",
     "parse_line",
     "run_attempt",

@@ -210,7 +210,9 @@ class Supervisor:
         self._own_store = not isinstance(st, Store)
         self.store: Store = st if isinstance(st, Store) else Store(os.fspath(st) if st else default_store_path())
         self.jobs = JobStore(self.store, clock=self.clock)
-        self.manager = manager or ProcessManager(claude=self.config.claude, jobs=self.jobs, clock=self.clock)
+        self.manager = manager or ProcessManager(
+            claude=self.config.claude, jobs=self.jobs, clock=self.clock, max_line_bytes=self.config.max_line_bytes
+        )
         if self.manager.jobs is None:
             self.manager.jobs = self.jobs
         self.sessions = SessionManager(continuation=self.config.continuation_prompt)
