@@ -44,7 +44,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 import _redact_before as before  # noqa: E402
-
 from resurgo import _redact as after  # noqa: E402
 from resurgo.store import Store  # noqa: E402
 from resurgo.supervise._jobs import JobStore  # noqa: E402
@@ -215,7 +214,7 @@ def bench_ingestion(quick: bool) -> dict[str, Any]:
     """parse + EventWriter.add + batched write (redaction included), and the loop stall per big line."""
     big = tool_result_line(4 << 20 if not quick else 1 << 20).encode()
     evs = [e.encode() for e in small_events(2000)]
-    stream = evs[:1000] + [big] + evs[1000:]
+    stream = [*evs[:1000], big, *evs[1000:]]
     total = sum(len(x) for x in stream)
     out: dict[str, Any] = {"bytes": total, "lines": len(stream)}
     with tempfile.TemporaryDirectory() as d:
