@@ -488,30 +488,41 @@ class Supervisor:
         if n < 1:
             raise ValueError(f"concurrency must be >= 1, got {n}")
         await self.start()
-        sem = asyncio.Semaphore(n)
         ids: list[str] = []
         for s in specs:
             spec = JobSpec(s) if isinstance(s, str) else s
             ids.append(self._create(spec, batch_id=batch_id))
-        waits: list[asyncio.Future[JobResult]] = []
-        for jid in ids:
+        results: list[JobResult | None] = [None] * len(ids)
+        todo: list[int] = []
+        for i, jid in enumerate(ids):
             rec = self.jobs.require(jid)
             if rec.state.terminal:
-                fut: asyncio.Future[JobResult] = asyncio.get_running_loop().create_future()
-                fut.set_result(JobResult.from_record(rec))
-                waits.append(fut)
-            elif jid in self._tasks:
-                waits.append(asyncio.ensure_future(self._handles[jid].result()))
+                results[i] = JobResult.from_record(rec)
             else:
-                self._claim_check(jid)
-                waits.append(asyncio.ensure_future(self._launch(jid, sem=sem).result()))
+                if jid not in self._tasks:
+                    self._claim_check(jid)
+                todo.append(i)
+        # A pool of ``n`` runners, not one task per job: a job waiting for its turn is an index,
+        # and a finished one leaves only its JobResult (its handle, with the events it kept, goes
+        # as soon as it ends).  With a task per job, a batch of N jobs held N tasks, handles and
+        # event lists until its very end.
+        queue = iter(todo)
+
+        async def runner() -> None:
+            for i in queue:
+                jid = ids[i]
+                h = self._handles.get(jid) if jid in self._tasks else None
+                results[i] = await (h if h is not None else self._launch(jid)).result()
+
+        runners = [asyncio.ensure_future(runner()) for _ in range(min(n, len(todo)))]
         try:
-            return list(await asyncio.gather(*waits))
+            await asyncio.gather(*runners)
         except asyncio.CancelledError:
-            for w in waits:
-                w.cancel()
-            await asyncio.gather(*waits, return_exceptions=True)
+            for r in runners:
+                r.cancel()
+            await asyncio.gather(*runners, return_exceptions=True)
             raise
+        return [r for r in results if r is not None]
 
     def _claim_check(self, job_id: str) -> None:
         """Refuse to run a job another live supervisor is running right now."""
