@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["classify", "retry", "breaker", "distributed", "supervisor", "chaos"]
+ORDER = ["classify", "retry", "breaker", "redact", "distributed", "supervisor", "soak", "chaos"]
 
 
 def main(argv: list[str]) -> int:
