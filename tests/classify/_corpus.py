@@ -36,3 +36,21 @@ def correct(verdict: Any, expect: dict[str, Any]) -> bool:
     if not expect["error"]:
         return True
     return verdict.type == expect["type"] and verdict.retryable == expect["retryable"]
+
+
+def split_of(row: dict[str, Any]) -> str:
+    """Development or held-out half of a labelled row, fixed by a hash (decided before any rule was written).
+
+    Catalogue rows hash their message, hand-labelled rows their id; ``scripts/label_catalogue.py``
+    uses the same function of the message, so a string is in the same half wherever it appears.
+    """
+    import hashlib
+
+    obs = row.get("observation") or {}
+    key = obs.get("message") if row.get("family") else row["id"]
+    return "dev" if hashlib.sha256(str(key).encode("utf-8")).digest()[0] % 2 == 0 else "heldout"
+
+
+def split_rows(half: str) -> list[dict[str, Any]]:
+    """The error and non-error rows of every tests/corpus/*.jsonl in one half ("dev" or "heldout")."""
+    return [r for r in jsonl_rows() if split_of(r) == half]
