@@ -22,6 +22,7 @@ from resurgo.classify._facts import Node, exception_nodes, observation_facts
 from resurgo.classify._learn import FALLBACK_RULE, LearnedRule, OutcomeBook
 from resurgo.classify._patterns import HAVE_RE2, PatternSet
 from resurgo.classify._resets import ResetSpec, compute_retry_after, parse_message_reset
+from resurgo.classify._semantic import match as semantic_match
 from resurgo.classify._rules import (
     PACKS,
     TIER_CONFIDENCE,
@@ -456,6 +457,11 @@ class Classifier:
         self, nodes: list[Node], *, headers: Any, signature: str | None = None, observed: bool = False
     ) -> _Decision:
         for tier in _RULE_TIERS:
+            if tier is Tier.EXIT:
+                # vocabulary families: after every explicit message rule, before "it exited non-zero"
+                sem = _semantic_decision(nodes, headers=headers, signature=signature)
+                if sem is not None:
+                    return sem
             best: tuple[Rule, Node, float] | None = None
             for node in nodes:
                 hit = self._best_in_tier(tier, node)
@@ -564,6 +570,25 @@ class Classifier:
                 self._bumped.clear()
             self._bumped[(id(v), prio)] = (v, out)
         return out
+
+
+def _semantic_decision(nodes: list[Node], *, headers: Any, signature: str | None) -> _Decision | None:
+    """The semantic tier's verdict for the first node whose text speaks a family's vocabulary."""
+    for node in nodes:
+        hit = semantic_match(node.text)
+        if hit is None:
+            continue
+        fam, verdict, m = hit
+        sig = signature or make_signature(node.label or _obs_label(node), node.primary)
+        snippet = redact(node.text[max(0, m.start() - 20) : m.end() + 20]).replace("\n", " ")
+        ev = (
+            f"semantic: vocabulary family {fam.name!r} (no explicit rule matched; confidence {verdict.confidence:g})",
+            f"words …{snippet}…",
+            f"signature {sig!r}",
+        )
+        reset = parse_message_reset(node.text) if verdict.retryable else None
+        return _Decision(replace(verdict, evidence=ev), sig, Tier.SEMANTIC, reset, headers)
+    return None
 
 
 def _describe(rule: Rule, node: Node, observed: bool) -> str:
