@@ -81,7 +81,7 @@ FAMILIES: tuple[Family, ...] = (
         (
             r"\b(?:usage |extra |prepaid |api )?credits? (?:are |is )?(?:required|needed|not available|turned off|"
             r"exhausted|balance|run out|ran out|depleted|disabled)",
-            r"\brequires? (?:usage |extra |prepaid |more )?credits\b",
+            r"\b(?:requires?|needs?) (?:usage |extra |prepaid |more |api )?credits\b",
             r"\b(?:buy|purchase|add) (?:more )?(?:usage )?credits\b",
             r"\bpaid (?:plan|subscription|tier)\b",
             r"\b(?:requires?|needs?|available (?:only )?(?:on|with)) (?:a |an )?(?:pro|max|team|enterprise|paid|higher)"
@@ -130,6 +130,16 @@ FAMILIES: tuple[Family, ...] = (
             r"\b(?:disabled|blocked|not (?:allowed|permitted)|turned off|restricted) (?:by|under|for) (?:your |the )?"
             r"(?:organi[sz]ation|org|admin|administrator|workspace|enterprise)",
             r"\b(?:organi[sz]ation|org|enterprise)'?s? (?:policy|policies|admin|administrator)\b",
+        ),
+    ),
+    Family(
+        "model_access", _VAL, False, Strategy.ABORT, _M,
+        "the model is unknown, retired or not available to this key: pick another model",
+        (
+            r"\bmodel\b.{0,60}\b(?:unknown|not found|does(?:n't| not) exist|no access|not available|not supported|"
+            r"not allowed|not enabled|invalid|deprecated|retired|unavailable)\b",
+            r"\b(?:unknown|invalid|unsupported|unrecognized|retired|deprecated) model\b",
+            r"\bno access to (?:the |this )?model\b",
         ),
     ),
     Family(
@@ -209,7 +219,7 @@ FAMILIES: tuple[Family, ...] = (
         "the connection could not be made or broke; a new connection usually works",
         (
             r"\b(?:connection|connections|socket|stream|websocket|tunnel|channel|pipe|transport|link)\b.{0,40}"
-            r"\b(?:closed|reset|refused|lost|dropped|broken|aborted|terminated|ended|interrupted|not open|failed|"
+            r"\b(?:closed|reset|refused|lost|dropped|broken|aborted|terminated|interrupted|not open|failed|"
             r"severed|hung up)\b",
             r"\b(?:closed|reset|dropped|aborted) (?:the |by (?:the )?)?(?:connection|socket|peer|remote|server|upstream)\b",
             r"\b(?:could ?n[o']t|unable to|failed to|cannot|can't|did not) (?:re)?(?:connect|reach|dial)\b",
