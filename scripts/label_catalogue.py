@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Label the mined vocabulary (tests/corpus/mined/*.jsonl) into tests/corpus/catalogue.jsonl.
+"""Label the mined vocabulary (tests/corpus/mined/*.jsonl) into tests/corpus/catalogue/catalogue.jsonl.
 
     python scripts/label_catalogue.py [--check]
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MINED = ROOT / "tests" / "corpus" / "mined"
-OUT = ROOT / "tests" / "corpus" / "catalogue.jsonl"
+OUT = ROOT / "tests" / "corpus" / "catalogue" / "catalogue.jsonl"
 
 I = re.IGNORECASE
 

@@ -51,6 +51,23 @@ def split_of(row: dict[str, Any]) -> str:
     return "dev" if hashlib.sha256(str(key).encode("utf-8")).digest()[0] % 2 == 0 else "heldout"
 
 
-def split_rows(half: str) -> list[dict[str, Any]]:
-    """The error and non-error rows of every tests/corpus/*.jsonl in one half ("dev" or "heldout")."""
-    return [r for r in jsonl_rows() if split_of(r) == half]
+def catalogue_rows() -> list[dict[str, Any]]:
+    """The mined CLI/SDK vocabulary, labelled by family (tests/corpus/catalogue/catalogue.jsonl).
+
+    Kept apart from the hand-labelled corpora: its labels are rules of thumb per family
+    (scripts/label_catalogue.py), so it is measured and reported on its own.
+    """
+    path = CORPUS_DIR / "catalogue" / "catalogue.jsonl"
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            row = json.loads(line)
+            row["_file"] = f"catalogue.jsonl:{n}"
+            rows.append(row)
+    return rows
+
+
+def split_rows(half: str, *, catalogue: bool = True) -> list[dict[str, Any]]:
+    """Rows of every labelled corpus (hand-labelled + catalogue) in one half ("dev" or "heldout")."""
+    rows = jsonl_rows() + (catalogue_rows() if catalogue else [])
+    return [r for r in rows if split_of(r) == half]

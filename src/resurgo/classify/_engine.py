@@ -456,12 +456,15 @@ class Classifier:
     def _evaluate(
         self, nodes: list[Node], *, headers: Any, signature: str | None = None, observed: bool = False
     ) -> _Decision:
+        deferred: _Decision | None = None
         for tier in _RULE_TIERS:
             if tier is Tier.EXIT:
-                # vocabulary families: after every explicit message rule, before "it exited non-zero"
+                # vocabulary families: after every explicit message rule, before "it exited non-zero";
+                # the exit-wrapper family says no more than the exit tier's structured evidence, so it waits
                 sem = _semantic_decision(nodes, headers=headers, signature=signature)
-                if sem is not None:
+                if sem is not None and sem.verdict.category != "process_exit":
                     return sem
+                deferred = sem
             best: tuple[Rule, Node, float] | None = None
             for node in nodes:
                 hit = self._best_in_tier(tier, node)
@@ -483,6 +486,8 @@ class Classifier:
                     if reset is None and len(nodes) > 1:
                         reset = next((r for r in (parse_message_reset(n.text) for n in nodes) if r), None)
                 return _Decision(verdict, sig, tier, reset, headers)
+        if deferred is not None:
+            return deferred
         top = nodes[0]
         sig = signature or make_signature(top.label or _obs_label(top), top.primary)
         fb_ev = ("fallback: no rule matched", f"signature {sig!r}")
