@@ -95,8 +95,9 @@ def test_auth_text_in_a_synthetic_assistant_message(clf: Classifier) -> None:
     obs = {
         "exit_code": 1,
         "events": [
-            {"type": "assistant", "message": {"model": "<synthetic>", "role": "assistant",
-                                              "content": [{"type": "text", "text": "Your organisation's workspace has been deactivated."}]}},
+            {"type": "assistant", "message": {
+                "model": "<synthetic>", "role": "assistant",
+                "content": [{"type": "text", "text": "Your organisation's workspace has been deactivated."}]}},
             {"type": "result", "subtype": "success", "is_error": True, "result": "", "api_error_status": None},
         ],
     }

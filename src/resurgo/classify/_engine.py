@@ -22,7 +22,6 @@ from resurgo.classify._facts import Node, exception_nodes, observation_facts
 from resurgo.classify._learn import FALLBACK_RULE, LearnedRule, OutcomeBook
 from resurgo.classify._patterns import HAVE_RE2, PatternSet
 from resurgo.classify._resets import ResetSpec, compute_retry_after, parse_message_reset
-from resurgo.classify._semantic import match as semantic_match
 from resurgo.classify._rules import (
     PACKS,
     TIER_CONFIDENCE,
@@ -32,6 +31,7 @@ from resurgo.classify._rules import (
     load_packs,
     load_rules,
 )
+from resurgo.classify._semantic import match as semantic_match
 from resurgo.classify._signature import make_signature, redact
 from resurgo.classify._stats import ErrorStats, SpreadTracker, WindowedStats
 from resurgo.classify._types import (

@@ -149,7 +149,8 @@ FAMILIES: tuple[Family, ...] = (
             r"\boauth\b",
             r"\b(?:re-?authenticat\w*|re-?auth\b|re-?log ?in|log ?in again|sign ?in again|run /login|/login\b)",
             r"\b(?:not|isn't|no longer) (?:logged|signed) ?in\b",
-            r"\b(?:login|sign-?in|session|credentials?|token|access|auth\w*) (?:has |have |is |are )?(?:expired|revoked|"
+            r"\b(?:login|sign-?in|session|credentials?|token|access|auth\w*) (?:has |have |is |are )?"
+            r"(?:expired|revoked|"
             r"invalid|rejected|refused|missing|required|needed|failed|unavailable|not found)\b",
             r"\b(?:expired|revoked|invalid|rejected|missing|bad) (?:\w+ ){0,2}(?:token|credentials?|login|session)\b",
             r"\b(?:token|credentials?)\b.{0,30}\b(?:refresh|renew)\w* (?:failed|error)",
@@ -157,7 +158,8 @@ FAMILIES: tuple[Family, ...] = (
             r"read|obtain|fetch) (?:\w+ ){0,3}(?:credentials?|tokens?|api key|auth\w*)\b",
             r"\bapi[-_ ]?key|apikeyhelper|credential[-_ ]?helper|auth(?:entication)? (?:method|source|helper)\b",
             r"\bno (?:\w+ )?(?:auth\w*|credentials?|login)\b",
-            r"\b(?:missing|lacks?|without|insufficient|required) (?:the )?(?:required )?(?:\w+ )?(?:scopes?|permissions?)\b",
+            r"\b(?:missing|lacks?|without|insufficient|required) (?:the )?(?:required )?(?:\w+ )?"
+            r"(?:scopes?|permissions?)\b",
             r"\bscopes?\b.{0,30}\b(?:missing|required|insufficient|not granted)\b",
             r"\b(?:unauthenticated|unauthori[sz]ed|not authori[sz]ed|access denied|permission denied for (?:this )?"
             r"(?:api|model|organi[sz]ation|key))\b",
@@ -173,7 +175,8 @@ FAMILIES: tuple[Family, ...] = (
             r"\b(?:conversation|context|prompt|request|input|messages?|transcript|history)\b.{0,40}"
             r"\b(?:too (?:large|long|big)|exceed\w*|over (?:the |its )?(?:\w+ )?limit)",
             r"\bcontext (?:window|length|limit)\b",
-            r"\b(?:compact\w*|summari[sz]\w*)\b.{0,40}\b(?:failed|error|too (?:large|long)|could ?n[o']t|unable|thrash\w*)",
+            r"\b(?:compact\w*|summari[sz]\w*)\b.{0,40}"
+            r"\b(?:failed|error|too (?:large|long)|could ?n[o']t|unable|thrash\w*)",
             r"\b(?:failed|unable) to (?:auto)?compact\b",
         ),
     ),
@@ -221,7 +224,8 @@ FAMILIES: tuple[Family, ...] = (
             r"\b(?:connection|connections|socket|stream|websocket|tunnel|channel|pipe|transport|link)\b.{0,40}"
             r"\b(?:closed|reset|refused|lost|dropped|broken|aborted|terminated|interrupted|not open|failed|"
             r"severed|hung up)\b",
-            r"\b(?:closed|reset|dropped|aborted) (?:the |by (?:the )?)?(?:connection|socket|peer|remote|server|upstream)\b",
+            r"\b(?:closed|reset|dropped|aborted) (?:the |by (?:the )?)?"
+            r"(?:connection|socket|peer|remote|server|upstream)\b",
             r"\b(?:could ?n[o']t|unable to|failed to|cannot|can't|did not) (?:re)?(?:connect|reach|dial)\b",
             r"\breconnect\w*\b.{0,30}\b(?:failed|gave up|exhausted|unsuccessful|error)",
             r"\b(?:disconnected|network (?:error|issue|problem|failure|is unreachable)|unreachable|dns|econn\w+|epipe|"
@@ -271,12 +275,16 @@ FAMILIES: tuple[Family, ...] = (
             r"server|permission|mode|session|agent|hook|format|provider|beta|region)\b",
             r"\b(?:not supported|not allowed|not permitted|not available|no such|does(?:n't| not) exist|not found|"
             r"mutually exclusive|cannot be (?:used|combined|set)|can't be (?:used|combined))\b",
-            r"\b(?:is|are) (?:required|invalid|missing)\b",
+            r"\b(?:is|are) (?:a |an )?(?:required|invalid|missing)\b",
+            r"\bno (?:\w+ ){0,2}(?:configured|specified|provided|given)\b",
             r"\bmust (?:be|have|not|all|contain|include|provide|specify|start|end|match)\b",
             r"\brequires? (?:--|-[a-z]\b|the --|a |an |either |one of|at least)",
-            r"\bmissing (?:\w+ )?(?:field|argument|parameter|option|value|prompt|input|key|property)\b",
+            r"\bmissing (?:\w+ )?(?:fields?|arguments?|parameters?|options?|values?|prompt|input|keys?|"
+            r"propert(?:y|ies)|"
+            r"elements?)\b",
             r"\bno (?:prompt|input|model|tool|session|conversation|such)\b",
-            r"\b(?:could ?n[o']t|unable to|failed to|cannot) (?:parse|validate|decode)\b|\bparse error\b|\berror parsing\b",
+            r"\b(?:could ?n[o']t|unable to|failed to|cannot) (?:parse|validate|decode)\b",
+            r"\bparse error\b|\berror parsing\b",
             r"\bexpected (?:a|an|one|at least|\w+ (?:to be|but))\b",
             r"\bno (?:\w+ )?(?:matching|named|called)\b",
         ),

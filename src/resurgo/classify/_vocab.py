@@ -56,6 +56,7 @@ _CODE_LIKE = re.compile(
     r"\b[a-z]+[A-Z]\w*\b.*\b[a-z]+[A-Z]\w*\b|\\x[0-9a-f]{2}"
 )
 _LETTERS = re.compile(r"[A-Za-z]")
+_JS_ESCAPE = re.compile(r"\\x([0-9A-Fa-f]{2})|\\u([0-9A-Fa-f]{4})")
 _WORDS = re.compile(r"[A-Za-z][A-Za-z'’-]+")
 
 
@@ -63,6 +64,7 @@ def normalise(text: str) -> str:
     """One spelling per message: placeholders as ``<x>``, whitespace collapsed, unescaped quotes."""
     t = _PLACEHOLDER.sub("<x>", text)
     t = t.replace('\\"', '"').replace("\\'", "'").replace("\\`", "`")
+    t = _JS_ESCAPE.sub(lambda m: chr(int(m.group(1) or m.group(2), 16)), t)  # "\xB7" -> "·", as printed
     return " ".join(t.split())
 
 
@@ -75,9 +77,7 @@ def is_error_like(text: str) -> bool:
     if _CODE_LIKE.search(text):
         return False
     letters = len(_LETTERS.findall(text))
-    if letters < 0.55 * len(text.replace(" ", "")):
-        return False  # mostly punctuation, digits or placeholders
-    return True
+    return letters >= 0.55 * len(text.replace(" ", ""))  # else mostly punctuation, digits or placeholders
 
 
 @dataclass(frozen=True, slots=True)
