@@ -130,6 +130,10 @@ def test_date_resets_give_retry_after() -> None:
     assert v.retryable and v.retry_after == pytest.approx(want)
     v2 = clf.classify("weekly quota used up; resets on Dec 12 at 9:30pm (UTC)", record=False)
     assert v2.retry_after == pytest.approx(dt.datetime(2026, 12, 12, 21, 30, tzinfo=dt.UTC).timestamp() - now)
+    # without a zone: the local time of this machine, as the CLI printed it
+    v4 = clf.classify("You've hit your session limit · resets Jan 15, 8am", record=False)
+    local = dt.datetime(2027, 1, 15, 8, 0).astimezone().timestamp()
+    assert v4.retry_after == pytest.approx(local - now)
     # a date that passed yesterday means "now", not a year away
     v3 = clf.classify("usage limit reached, resets Dec 3, 11pm (UTC)", record=False)
     assert v3.retry_after == 0.0
