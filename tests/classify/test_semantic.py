@@ -155,3 +155,24 @@ def test_split_accuracy_and_false_positives(clf: Classifier, half: str) -> None:
     assert ok / len(errors) >= 0.88, f"{half}: {ok}/{len(errors)}"
     flagged = [r["id"] for r in non if clf.classify(r["observation"], record=False).is_error]
     assert not flagged
+
+
+def test_family_patterns_are_linear_without_re2_too() -> None:
+    """Every part passes the backtracking check, so the tier is safe on Python's re as well."""
+    from resurgo.classify._patterns import PatternError, compile_pattern
+
+    for fam in FAMILIES:
+        for p in fam.patterns:
+            compile_pattern(p, rule_id=fam.name, use_re2=False)
+    # the gate: an unbounded, nested shape is refused by the same check
+    with pytest.raises(PatternError):
+        compile_pattern(r"(?:\w+ )+token expired", rule_id="bad", use_re2=False)
+
+
+def test_huge_hostile_text_is_bounded(clf: Classifier) -> None:
+    from resurgo.classify._semantic import SEMANTIC_TEXT, match
+
+    text = "oauth " + "a " * 500_000 + "connection closed"
+    hit = match(text)
+    assert hit is not None and hit[0].name == "credentials"
+    assert match("x" * (SEMANTIC_TEXT * 4)) is None

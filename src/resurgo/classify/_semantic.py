@@ -27,7 +27,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from resurgo.classify._patterns import Pattern, compile_pattern
+from resurgo.classify._patterns import Pattern, combine_patterns, compile_pattern
 from resurgo.classify._types import SEVERITY_PRIORITY, ErrorClass, ErrorType, Severity, Strategy
 
 #: Confidence of a semantic verdict: below every explicit tier (message patterns are 0.7).
@@ -95,8 +95,8 @@ FAMILIES: tuple[Family, ...] = (
         "quota_reset", _R, True, Strategy.WAIT_UNTIL, _H,
         "a usage window is exhausted; it resets at the time given",
         (
-            rf"\bresets?\s+(?:on\s+|at\s+)?(?:(?:{_MONTHS})[a-z]*\.?\s+\d|\d{{1,2}}(?::\d\d)?\s*[ap]\.?m|\d{{1,2}}:\d\d|"
-            r"(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\b|tomorrow|in \d)",
+            rf"\bresets?\s{1,4}(?:on\s{1,4}|at\s{1,4})?(?:(?:{_MONTHS})[a-z]{0,12}\.?\s{1,4}\d|\d{{1,2}}(?::\d\d)?\s{0,4}[ap]\.?m|\d{{1,2}}:\d\d|"
+            r"(?:mon|tue|wed|thu|fri|sat|sun)[a-z]{0,12}\b|tomorrow|in \d)",
             r"\b(?:usage|session|weekly|daily|hourly|monthly|5-hour|opus|sonnet|message) (?:limit|quota|cap)\b",
         ),
     ),
@@ -104,8 +104,8 @@ FAMILIES: tuple[Family, ...] = (
         "throttled", _R, True, Strategy.RETRY, _H,
         "the service is limiting requests for now; back off and retry",
         (
-            r"\btemporarily (?:limit|restrict|throttl|block)\w*",
-            r"\b(?:throttl\w*|rate[- ]?limit\w*|slow down|too many (?:concurrent )?(?:requests|connections|calls))\b",
+            r"\btemporarily (?:limit|restrict|throttl|block)\w{0,16}",
+            r"\b(?:throttl\w{0,16}|rate[- ]?limit\w{0,16}|slow down|too many (?:concurrent )?(?:requests|connections|calls))\b",
             r"\b(?:request|concurrency) limit\b",
             r"\b(?:overloaded|over capacity|at capacity|high demand|server is busy|servers are busy)\b",
             r"\btry again (?:later|shortly|soon|in a (?:few |little )?(?:moments?|minutes?|seconds?|while))\b",
@@ -147,25 +147,25 @@ FAMILIES: tuple[Family, ...] = (
         "credentials missing, expired, revoked or without the needed scope; a human must sign in again",
         (
             r"\boauth\b",
-            r"\b(?:re-?authenticat\w*|re-?auth\b|re-?log ?in|log ?in again|sign ?in again|run /login|/login\b)",
+            r"\b(?:re-?authenticat\w{0,16}|re-?auth\b|re-?log ?in|log ?in again|sign ?in again|run /login|/login\b)",
             r"\b(?:not|isn't|no longer) (?:logged|signed) ?in\b",
-            r"\b(?:login|sign-?in|session|credentials?|token|access|auth\w*) (?:has |have |is |are )?"
+            r"\b(?:login|sign-?in|session|credentials?|token|access|auth\w{0,16}) (?:has |have |is |are )?"
             r"(?:expired|revoked|"
             r"invalid|rejected|refused|missing|required|needed|failed|unavailable|not found)\b",
-            r"\b(?:expired|revoked|invalid|rejected|missing|bad) (?:\w+ ){0,2}(?:token|credentials?|login|session)\b",
-            r"\b(?:token|credentials?)\b.{0,30}\b(?:refresh|renew)\w* (?:failed|error)",
+            r"\b(?:expired|revoked|invalid|rejected|missing|bad) (?:\w{1,16} ){0,2}(?:token|credentials?|login|session)\b",
+            r"\b(?:token|credentials?)\b.{0,30}\b(?:refresh|renew)\w{0,16} (?:failed|error)",
             r"\b(?:could ?n[o']t|unable to|failed to|cannot|can't) (?:refresh|renew|load|resolve|find|get|retrieve|"
-            r"read|obtain|fetch) (?:\w+ ){0,3}(?:credentials?|tokens?|api key|auth\w*)\b",
+            r"read|obtain|fetch) (?:\w{1,16} ){0,3}(?:credentials?|tokens?|api key|auth\w{0,16})\b",
             r"\bapi[-_ ]?key|apikeyhelper|credential[-_ ]?helper|auth(?:entication)? (?:method|source|helper)\b",
-            r"\bno (?:\w+ )?(?:auth\w*|credentials?|login)\b",
-            r"\b(?:missing|lacks?|without|insufficient|required) (?:the )?(?:required )?(?:\w+ )?"
+            r"\bno (?:\w{1,16} )?(?:auth\w{0,16}|credentials?|login)\b",
+            r"\b(?:missing|lacks?|without|insufficient|required) (?:the )?(?:required )?(?:\w{1,16} )?"
             r"(?:scopes?|permissions?)\b",
             r"\bscopes?\b.{0,30}\b(?:missing|required|insufficient|not granted)\b",
             r"\b(?:unauthenticated|unauthori[sz]ed|not authori[sz]ed|access denied|permission denied for (?:this )?"
             r"(?:api|model|organi[sz]ation|key))\b",
             r"\bclaude\.ai (?:login|sign-?in|account|subscription|authentication)\b",
-            r"\bauthenticat\w* (?:failed|failure|error|required|needed)\b",
-            r"\b(?:credentials?|authenticat\w+|unauthenticated|revoked|sign-?in|log-?in)\b",
+            r"\bauthenticat\w{0,16} (?:failed|failure|error|required|needed)\b",
+            r"\b(?:credentials?|authenticat\w{1,16}|unauthenticated|revoked|sign-?in|log-?in)\b",
         ),
     ),
     Family(
@@ -173,10 +173,10 @@ FAMILIES: tuple[Family, ...] = (
         "the conversation or request no longer fits; continue in a fresh or forked session",
         (
             r"\b(?:conversation|context|prompt|request|input|messages?|transcript|history)\b.{0,40}"
-            r"\b(?:too (?:large|long|big)|exceed\w*|over (?:the |its )?(?:\w+ )?limit)",
+            r"\b(?:too (?:large|long|big)|exceed\w{0,16}|over (?:the |its )?(?:\w{1,16} )?limit)",
             r"\bcontext (?:window|length|limit)\b",
-            r"\b(?:compact\w*|summari[sz]\w*)\b.{0,40}"
-            r"\b(?:failed|error|too (?:large|long)|could ?n[o']t|unable|thrash\w*)",
+            r"\b(?:compact\w{0,16}|summari[sz]\w{0,16})\b.{0,40}"
+            r"\b(?:failed|error|too (?:large|long)|could ?n[o']t|unable|thrash\w{0,16})",
             r"\b(?:failed|unable) to (?:auto)?compact\b",
         ),
     ),
@@ -185,9 +185,9 @@ FAMILIES: tuple[Family, ...] = (
         "something is over its size limit; the same input is refused again",
         (
             r"\btoo (?:large|long|big)\b",
-            r"\bexceed\w* (?:the |its |their |a )?(?:\w+ )?(?:maximum|max|size|length|limit|\d)",
+            r"\bexceed\w{0,16} (?:the |its |their |a )?(?:\w{1,16} )?(?:maximum|max|size|length|limit|\d)",
             r"\b(?:size|length|byte|token) limit\b",
-            r"\bover (?:the |its )?(?:\w+ )?limit\b",
+            r"\bover (?:the |its )?(?:\w{1,16} )?limit\b",
         ),
     ),
     Family(
@@ -196,7 +196,7 @@ FAMILIES: tuple[Family, ...] = (
         (
             r"\busage polic(?:y|ies)\b",
             r"\b(?:acceptable use|content (?:policy|filter)|safety (?:policy|filter|system))\b",
-            r"\bviolat\w* (?:our|the|anthropic'?s?) (?:\w+ )?(?:policy|policies|terms)\b",
+            r"\bviolat\w{0,16} (?:our|the|anthropic'?s?) (?:\w{1,16} )?(?:policy|policies|terms)\b",
         ),
     ),
     Family(
@@ -208,7 +208,7 @@ FAMILIES: tuple[Family, ...] = (
             r"\bnot (?:installed|found) (?:on|in) (?:your |the )?path\b",
             r"\bcommand not found\b",
             r"\bexit(?:ed)?(?: with)?(?: code| status)?[: =(]+12[67]\b",
-            r"\b(?:spawn|exec)\w*\b.{0,40}\benoent\b",
+            r"\b(?:spawn|exec)\w{0,16}\b.{0,40}\benoent\b",
             r"\bnpm (?:install|i) (?:-g )?@anthropic-ai/claude-code\b",
         ),
     ),
@@ -227,8 +227,8 @@ FAMILIES: tuple[Family, ...] = (
             r"\b(?:closed|reset|dropped|aborted) (?:the |by (?:the )?)?"
             r"(?:connection|socket|peer|remote|server|upstream)\b",
             r"\b(?:could ?n[o']t|unable to|failed to|cannot|can't|did not) (?:re)?(?:connect|reach|dial)\b",
-            r"\breconnect\w*\b.{0,30}\b(?:failed|gave up|exhausted|unsuccessful|error)",
-            r"\b(?:disconnected|network (?:error|issue|problem|failure|is unreachable)|unreachable|dns|econn\w+|epipe|"
+            r"\breconnect\w{0,16}\b.{0,30}\b(?:failed|gave up|exhausted|unsuccessful|error)",
+            r"\b(?:disconnected|network (?:error|issue|problem|failure|is unreachable)|unreachable|dns|econn\w{1,16}|epipe|"
             r"enetdown|ehostdown|closed before|hang ?up|peer|upstream (?:connect|error|reset))\b",
         ),
     ),
@@ -250,7 +250,7 @@ FAMILIES: tuple[Family, ...] = (
             r"crashed|quit|ended|stopped|killed|exit(?:ed)? with)\b",
             r"\bexit(?:ed)? (?:with )?(?:code|status)\b|\bexit (?:code|status)[: =]",
             r"\bfatal error in (?:the )?message reader\b",
-            r"\b(?:crash\w*|segfault|core dumped|abort(?:ed)? \(core|killed by signal|received signal|sig(?:kill|segv|"
+            r"\b(?:crash\w{0,16}|segfault|core dumped|abort(?:ed)? \(core|killed by signal|received signal|sig(?:kill|segv|"
             r"abrt|bus|term|trap))\b",
             r"\b(?:not running|is not ready|terminated unexpectedly|stopped unexpectedly|died unexpectedly)\b",
             r"\b(?:cannot|can't|could not) write to (?:the )?(?:terminated )?process\b",
@@ -270,23 +270,23 @@ FAMILIES: tuple[Family, ...] = (
         "invalid_request", _VAL, False, Strategy.ABORT, _M,
         "the request, invocation or configuration is wrong; it fails again unchanged",
         (
-            r"\b(?:invalid|malformed|unsupported|unrecognized|unrecognised|illegal)\b|\bbad \w+",
+            r"\b(?:invalid|malformed|unsupported|unrecognized|unrecognised|illegal)\b|\bbad \w{1,16}",
             r"\bunknown (?:option|flag|argument|model|tool|command|subcommand|value|setting|field|key|parameter|type|"
             r"server|permission|mode|session|agent|hook|format|provider|beta|region)\b",
             r"\b(?:not supported|not allowed|not permitted|not available|no such|does(?:n't| not) exist|not found|"
             r"mutually exclusive|cannot be (?:used|combined|set)|can't be (?:used|combined))\b",
             r"\b(?:is|are) (?:a |an )?(?:required|invalid|missing)\b",
-            r"\bno (?:\w+ ){0,2}(?:configured|specified|provided|given)\b",
+            r"\bno (?:\w{1,16} ){0,2}(?:configured|specified|provided|given)\b",
             r"\bmust (?:be|have|not|all|contain|include|provide|specify|start|end|match)\b",
             r"\brequires? (?:--|-[a-z]\b|the --|a |an |either |one of|at least)",
-            r"\bmissing (?:\w+ )?(?:fields?|arguments?|parameters?|options?|values?|prompt|input|keys?|"
+            r"\bmissing (?:\w{1,16} )?(?:fields?|arguments?|parameters?|options?|values?|prompt|input|keys?|"
             r"propert(?:y|ies)|"
             r"elements?)\b",
             r"\bno (?:prompt|input|model|tool|session|conversation|such)\b",
             r"\b(?:could ?n[o']t|unable to|failed to|cannot) (?:parse|validate|decode)\b",
             r"\bparse error\b|\berror parsing\b",
-            r"\bexpected (?:a|an|one|at least|\w+ (?:to be|but))\b",
-            r"\bno (?:\w+ )?(?:matching|named|called)\b",
+            r"\bexpected (?:a|an|one|at least|\w{1,16} (?:to be|but))\b",
+            r"\bno (?:\w{1,16} )?(?:matching|named|called)\b",
         ),
     ),
 )
@@ -302,8 +302,10 @@ def _compile() -> tuple[tuple[Pattern, Family, ErrorClass], ...]:
         if _compiled is None:
             out = []
             for f in FAMILIES:
-                joined = "|".join(f"(?:{p})" for p in f.patterns)
-                out.append((compile_pattern(joined, rule_id=f"semantic.{f.name}"), f, f.verdict()))
+                rid = f"semantic.{f.name}"
+                for p in f.patterns:  # each part is checked (RE2, or the backtracking check without it)
+                    compile_pattern(p, rule_id=rid)
+                out.append((combine_patterns(list(f.patterns), rule_id=rid), f, f.verdict()))
             _compiled = tuple(out)
     return _compiled
 
