@@ -105,7 +105,8 @@ FAMILIES: tuple[Family, ...] = (
         "the service is limiting requests for now; back off and retry",
         (
             r"\btemporarily (?:limit|restrict|throttl|block)\w{0,16}",
-            r"\b(?:throttl\w{0,16}|rate[- ]?limit\w{0,16}|slow down|too many (?:concurrent )?(?:requests|connections|calls))\b",
+            r"\b(?:throttl\w{0,16}|rate[- ]?limit\w{0,16}|slow down|too many (?:concurrent )?(?:requests|"
+            r"connections|calls))\b",
             r"\b(?:request|concurrency) limit\b",
             r"\b(?:overloaded|over capacity|at capacity|high demand|server is busy|servers are busy)\b",
             r"\btry again (?:later|shortly|soon|in a (?:few |little )?(?:moments?|minutes?|seconds?|while))\b",
@@ -152,7 +153,8 @@ FAMILIES: tuple[Family, ...] = (
             r"\b(?:login|sign-?in|session|credentials?|token|access|auth\w{0,16}) (?:has |have |is |are )?"
             r"(?:expired|revoked|"
             r"invalid|rejected|refused|missing|required|needed|failed|unavailable|not found)\b",
-            r"\b(?:expired|revoked|invalid|rejected|missing|bad) (?:\w{1,16} ){0,2}(?:token|credentials?|login|session)\b",
+            r"\b(?:expired|revoked|invalid|rejected|missing|bad) (?:\w{1,16} ){0,2}(?:token|credentials?|login|"
+            r"session)\b",
             r"\b(?:token|credentials?)\b.{0,30}\b(?:refresh|renew)\w{0,16} (?:failed|error)",
             r"\b(?:could ?n[o']t|unable to|failed to|cannot|can't) (?:refresh|renew|load|resolve|find|get|retrieve|"
             r"read|obtain|fetch) (?:\w{1,16} ){0,3}(?:credentials?|tokens?|api key|auth\w{0,16})\b",
@@ -228,7 +230,8 @@ FAMILIES: tuple[Family, ...] = (
             r"(?:connection|socket|peer|remote|server|upstream)\b",
             r"\b(?:could ?n[o']t|unable to|failed to|cannot|can't|did not) (?:re)?(?:connect|reach|dial)\b",
             r"\breconnect\w{0,16}\b.{0,30}\b(?:failed|gave up|exhausted|unsuccessful|error)",
-            r"\b(?:disconnected|network (?:error|issue|problem|failure|is unreachable)|unreachable|dns|econn\w{1,16}|epipe|"
+            r"\b(?:disconnected|network (?:error|issue|problem|failure|is unreachable)|unreachable|dns|"
+            r"econn\w{1,16}|epipe|"
             r"enetdown|ehostdown|closed before|hang ?up|peer|upstream (?:connect|error|reset))\b",
         ),
     ),
@@ -250,7 +253,8 @@ FAMILIES: tuple[Family, ...] = (
             r"crashed|quit|ended|stopped|killed|exit(?:ed)? with)\b",
             r"\bexit(?:ed)? (?:with )?(?:code|status)\b|\bexit (?:code|status)[: =]",
             r"\bfatal error in (?:the )?message reader\b",
-            r"\b(?:crash\w{0,16}|segfault|core dumped|abort(?:ed)? \(core|killed by signal|received signal|sig(?:kill|segv|"
+            r"\b(?:crash\w{0,16}|segfault|core dumped|abort(?:ed)? \(core|killed by signal|received signal|"
+            r"sig(?:kill|segv|"
             r"abrt|bus|term|trap))\b",
             r"\b(?:not running|is not ready|terminated unexpectedly|stopped unexpectedly|died unexpectedly)\b",
             r"\b(?:cannot|can't|could not) write to (?:the )?(?:terminated )?process\b",
