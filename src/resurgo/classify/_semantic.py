@@ -27,7 +27,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from resurgo.classify._patterns import Pattern, combine_patterns, compile_pattern
+from resurgo.classify._patterns import HAVE_RE2, Pattern, PatternSet, combine_patterns, compile_pattern
 from resurgo.classify._types import SEVERITY_PRIORITY, ErrorClass, ErrorType, Severity, Strategy
 
 #: Confidence of a semantic verdict: below every explicit tier (message patterns are 0.7).
@@ -297,6 +297,7 @@ FAMILIES: tuple[Family, ...] = (
 
 _lock = threading.Lock()
 _compiled: tuple[tuple[Pattern, Family, ErrorClass], ...] | None = None
+_set: PatternSet | None = None  # all families in one RE2 scan: which of them appear at all
 
 
 def _compile() -> tuple[tuple[Pattern, Family, ErrorClass], ...]:
@@ -310,6 +311,11 @@ def _compile() -> tuple[tuple[Pattern, Family, ErrorClass], ...]:
                 for p in f.patterns:  # each part is checked (RE2, or the backtracking check without it)
                     compile_pattern(p, rule_id=rid)
                 out.append((combine_patterns(list(f.patterns), rule_id=rid), f, f.verdict()))
+            if HAVE_RE2:
+                pset = PatternSet()
+                ok = all(pset.add(pat, i) for i, (pat, _f, _v) in enumerate(out))
+                global _set
+                _set = pset if ok and pset.compile() else None
             _compiled = tuple(out)
     return _compiled
 
@@ -324,7 +330,15 @@ def match(text: str) -> tuple[Family, ErrorClass, Any] | None:
         return None
     if len(text) > SEMANTIC_TEXT:
         text = text[: SEMANTIC_TEXT // 2] + "\n" + text[-SEMANTIC_TEXT // 2 :]
-    for pat, fam, verdict in _compiled or _compile():
+    compiled = _compiled or _compile()
+    if _set is not None:
+        found = _set.matching(text)  # one linear scan for all families, then the winner's own search
+        if not found:
+            return None
+        pat, fam, verdict = compiled[min(found)]
+        m = pat.search(text)
+        return (fam, verdict, m) if m is not None else None
+    for pat, fam, verdict in compiled:
         m = pat.search(text)
         if m is not None:
             return fam, verdict, m
