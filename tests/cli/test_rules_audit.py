@@ -15,8 +15,8 @@ from resurgo.classify._vocab import is_error_like, literals_in, mine_cli
 from resurgo.cli._rules import audit_report
 
 
-def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+def _run(args: list[str], tmp_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "cfg"), **extra}
     return subprocess.run([sys.executable, "-m", "resurgo", "rules", "audit", *args], capture_output=True,
                           text=True, env=env, timeout=120, check=False)
 
@@ -49,7 +49,7 @@ def test_audit_json_against_the_real_cli(claude_bin: str, tmp_path: Path, mined:
 
 
 def test_audit_text_output_and_a_missing_cli(claude_bin: str, tmp_path: Path) -> None:
-    p = _run(["--claude", claude_bin, "--limit", "3"], tmp_path)
+    p = _run(["--limit", "3"], tmp_path, RESURGO_CLAUDE=claude_bin)  # the installed CLI, as `run` finds it
     assert p.returncode == 0, p.stderr
     assert "only by the fallback" in p.stdout and "more groups" in p.stdout
     bad = _run(["--claude", str(tmp_path / "nope")], tmp_path)
