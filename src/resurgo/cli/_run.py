@@ -276,10 +276,16 @@ def _alerts_to(progress: Progress) -> Iterator[None]:
 
 
 def _make_supervisor(path: Path, *, concurrency: int | None = None, claude: str | None = None,
-                     overrides: Mapping[str, Any] | None = None) -> Any:
-    """A Supervisor configured from the merged settings, on the store at ``path``."""
+                     overrides: Mapping[str, Any] | None = None, prestarted: Any = None) -> Any:
+    """A Supervisor configured from the merged settings, on the store at ``path``.
+
+    ``prestarted``: a CLI already started for the first attempt (``resurgo run``),
+    handed to the process manager, which adopts it only if it is exactly the
+    process the attempt would start.
+    """
     from resurgo.classify import RuleError
     from resurgo.supervise import ClaudeNotFoundError, Supervisor, find_claude
+    from resurgo.supervise._process import ProcessManager
 
     given = dict(overrides or {})
     if claude is None:
@@ -293,13 +299,41 @@ def _make_supervisor(path: Path, *, concurrency: int | None = None, claude: str 
     if concurrency is not None:
         given["concurrency"] = concurrency
     try:
-        return Supervisor(config=supervisor_config(store, given)), store
+        cfg = supervisor_config(store, given)
+        manager = ProcessManager(claude=cfg.claude, prestarted=[prestarted]) if prestarted is not None else None
+        return Supervisor(config=cfg, manager=manager), store
     except CliError:
         store.close()
         raise
     except (RuleError, ValueError, OSError) as e:  # [classify] rules changed since the configuration was checked
         store.close()
         raise CliError(f"cannot load the classification rules: {e}") from None
+
+
+def _early_start(prompt: str, cwd: str, model: str | None, claude_args: Sequence[str], claude: str | None) -> Any:
+    """Start the CLI for ``resurgo run`` before importing the supervisor; ``None`` when it does not apply.
+
+    The CLI takes a few hundred milliseconds to boot; resurgo's imports and
+    set-up run meanwhile instead of before it.  The command line and
+    environment are built by the same functions the supervisor uses
+    (:mod:`resurgo._launch`) from the same settings, and the supervisor adopts
+    the process only if they are exactly what its first attempt would run.
+    ``RESURGO_EARLY_START=0`` turns it off.
+    """
+    if os.environ.get("RESURGO_EARLY_START", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    from resurgo._launch import ClaudeNotFoundError, find_claude, prestart
+
+    kw = settings().supervisor_kwargs()
+    try:
+        exe = find_claude(claude if claude is not None else kw.get("claude"))
+    except ClaudeNotFoundError:
+        return None  # reported by _make_supervisor in its usual words
+    env = {str(k): str(v) for k, v in dict(kw.get("env") or {}).items()}
+    if kw.get("cli_max_retries") is not None:
+        env["CLAUDE_CODE_MAX_RETRIES"] = str(kw["cli_max_retries"])
+    args = (*tuple(kw.get("claude_args") or ()), *claude_args)
+    return prestart(exe, prompt=prompt, cwd=cwd, model=model, claude_args=args, env_overrides=env)
 
 
 def _kill_children_now() -> None:
@@ -325,6 +359,7 @@ def run_supervised(
     claude: str | None = None,
     on_done: Callable[[Any, Progress], int] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    prestarted: Any = None,
 ) -> int:
     """Run ``work(supervisor)`` with live progress and Ctrl-C handling; returns the exit status.
 
@@ -334,7 +369,8 @@ def run_supervised(
     from resurgo.supervise import ClaudeNotFoundError
 
     try:
-        sup, store = _make_supervisor(path, concurrency=concurrency, claude=claude, overrides=overrides)
+        sup, store = _make_supervisor(path, concurrency=concurrency, claude=claude, overrides=overrides,
+                                      prestarted=prestarted)
     except ClaudeNotFoundError as e:
         raise CliError(str(e)) from None
     progress = Progress(names=names, total=total, quiet=quiet)
@@ -374,10 +410,11 @@ def run_supervised(
             finally:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)
-                await asyncio.sleep(0.05)  # let the last events reach the consumer
-                consumer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await consumer
+                # events are queued as they happen; closing the supervisor ends the queue, so the
+                # consumer prints every last one and returns (no fixed pause at the end of a run)
+                await sup.aclose()
+                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(consumer, 2.0)
 
     try:
         with progress, _alerts_to(progress):
@@ -448,15 +485,22 @@ def run_cmd(prompt: str, claude_args: tuple[str, ...], cwd: Path | None, model: 
     """
     if not prompt.strip():
         raise click.BadParameter("the prompt is empty", param_hint="PROMPT")
-    from resurgo.supervise import JobSpec
+    path = store_path(store_opt)  # also checks the configuration before anything starts
+    workdir = str((cwd or Path.cwd()).resolve())
+    pre = _early_start(prompt, workdir, model, claude_args, claude)
+    try:
+        from resurgo.supervise import JobSpec
 
-    spec = JobSpec(prompt, cwd=str((cwd or Path.cwd()).resolve()), model=model, claude_args=tuple(claude_args),
-                   name=name)
+        spec = JobSpec(prompt, cwd=workdir, model=model, claude_args=tuple(claude_args), name=name,
+                       session_id=pre.session_id if pre is not None else None)
 
-    async def work(sup: Any) -> Any:
-        return await sup.submit(spec).result()
+        async def work(sup: Any) -> Any:
+            return await sup.submit(spec).result()
 
-    code = run_supervised(store_path(store_opt), work, as_json=as_json, quiet=quiet, claude=claude)
+        code = run_supervised(path, work, as_json=as_json, quiet=quiet, claude=claude, prestarted=pre)
+    finally:
+        if pre is not None:
+            pre.discard()  # not adopted (a different command line, an error before the job): end it
     raise SystemExit(code)
 
 
