@@ -221,3 +221,14 @@ def test_the_event_writer_redacts_in_its_worker_thread(tmp_path: Path, monkeypat
     assert len(threads) == 5 and loop_thread not in threads
     stored = jobs.events(job.id)
     assert len(stored) == 5 and all("X_TOKEN=<redacted>" in e.data_json and "abc" not in e.data_json for e in stored)
+
+
+def test_the_public_re2_api_gives_the_same_redaction(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast path uses google-re2's internals; the fallback (public API) must agree with it."""
+    from resurgo import _redact
+
+    rng = random.Random(17)
+    samples = ["".join(rng.choice(_PIECES) for _ in range(rng.randint(1, 20))) for _ in range(400)]
+    fast = [redact_text(s) for s in samples]
+    monkeypatch.setattr(_redact, "_search", _redact._search_public)
+    assert [redact_text(s) for s in samples] == fast

@@ -189,8 +189,9 @@ def redact_env(env: Mapping[str, str] | None) -> dict[str, str]:
 def redact_text(text: str | None) -> str:
     """``text`` with API keys, bearer tokens and auth headers replaced by ``<redacted>``.
 
-    Linear in the length of ``text``: one RE2 scan for the markers every rule needs (most
-    text has none and is returned as is), then each rule once, on the UTF-8 bytes.
+    Linear in the length of ``text``: one RE2 scan for all the rules at once (most text
+    matches none and is returned as is), then each rule that can match once, on the UTF-8
+    bytes, every search starting where the previous match ended.
     """
     if not text:
         return text or ""
