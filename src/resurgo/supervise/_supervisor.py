@@ -521,8 +521,12 @@ class Supervisor:
         async def runner() -> None:
             for i in queue:
                 jid = ids[i]
-                h = self._handles.get(jid) if jid in self._tasks else None
-                results[i] = await (h if h is not None else self._launch(jid)).result()
+                h = self._handles.get(jid)
+                if h is not None and not h.done():  # already running here (another caller's)
+                    results[i] = await h.result()
+                    continue
+                rec = self.jobs.require(jid)  # it may have ended while it waited for its turn
+                results[i] = JobResult.from_record(rec) if rec.state.terminal else await self._launch(jid).result()
 
         runners = [asyncio.ensure_future(runner()) for _ in range(min(n, len(todo)))]
         try:
