@@ -275,7 +275,27 @@ def _alerts_to(progress: Progress) -> Iterator[None]:
 
 
 
-def _make_supervisor(path: Path, *, concurrency: int | None = None, claude: str | None = None,
+def concurrency_option(ctx: Any, param: Any, value: str | None) -> int | str | None:
+    """``--concurrency``: an integer in [1, 1024] or ``auto`` (an adaptive limit per API endpoint)."""
+    if value is None:
+        return None
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        n = int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither an integer nor 'auto'") from None
+    if not 1 <= n <= 1024:
+        raise click.BadParameter(f"{n} is not in the range 1-1024")
+    return n
+
+
+_CONCURRENCY_HELP = ("Jobs running at once, or 'auto': found per API endpoint from 429/529 answers, the CLI's "
+                     "api_retry and rate_limit events and latency (default: [supervisor] concurrency, 4).")
+_MAX_CONCURRENCY_HELP = "With --concurrency auto: the most jobs at once (default: [supervisor] max_concurrency, 32)."
+
+
+def _make_supervisor(path: Path, *, concurrency: int | str | None = None, claude: str | None = None,
                      overrides: Mapping[str, Any] | None = None) -> Any:
     """A Supervisor configured from the merged settings, on the store at ``path``."""
     from resurgo.classify import RuleError
@@ -318,7 +338,7 @@ def run_supervised(
     *,
     as_json: bool = False,
     label: str = "run",
-    concurrency: int | None = None,
+    concurrency: int | str | None = None,
     names: Mapping[str, str] | None = None,
     total: int = 1,
     quiet: bool = False,
@@ -437,9 +457,12 @@ def _print_result(res: Any, *, as_json: bool) -> int:
 @click.option("--claude", "claude", default=None, help="Claude Code CLI to run (else config, $RESURGO_CLAUDE, PATH).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job record as JSON instead of the answer.")
+@click.option("--concurrency", default=None, callback=concurrency_option, metavar="N|auto", help=_CONCURRENCY_HELP)
+@click.option("--max-concurrency", type=click.IntRange(1, 1024), default=None, help=_MAX_CONCURRENCY_HELP)
 @store_option
 def run_cmd(prompt: str, claude_args: tuple[str, ...], cwd: Path | None, model: str | None, name: str | None,
-            claude: str | None, quiet: bool, as_json: bool, store_opt: Path | None) -> None:
+            claude: str | None, quiet: bool, as_json: bool, concurrency: int | str | None,
+            max_concurrency: int | None, store_opt: Path | None) -> None:
     """Run PROMPT through the Claude Code CLI until it finishes, recovering from failures.
 
     Arguments after `--` go to the CLI as they are (e.g. `-- --allowedTools Bash`).
@@ -456,7 +479,9 @@ def run_cmd(prompt: str, claude_args: tuple[str, ...], cwd: Path | None, model: 
     async def work(sup: Any) -> Any:
         return await sup.submit(spec).result()
 
-    code = run_supervised(store_path(store_opt), work, as_json=as_json, quiet=quiet, claude=claude)
+    code = run_supervised(store_path(store_opt), work, as_json=as_json, quiet=quiet, claude=claude,
+                          concurrency=concurrency,
+                          overrides={"max_concurrency": max_concurrency} if max_concurrency else None)
     raise SystemExit(code)
 
 
@@ -650,8 +675,9 @@ def load_batch(file: Path) -> tuple[BatchFile, list[dict[str, Any]]]:
 
 @click.command("batch")
 @click.argument("file", type=click.Path(dir_okay=True, path_type=Path))
-@click.option("--concurrency", "-j", type=click.IntRange(1, 1024), default=None,
-              help="Jobs running at once (default: [supervisor] concurrency, 4).")
+@click.option("--concurrency", "-j", default=None, callback=concurrency_option, metavar="N|auto",
+              help=_CONCURRENCY_HELP)
+@click.option("--max-concurrency", type=click.IntRange(1, 1024), default=None, help=_MAX_CONCURRENCY_HELP)
 @click.option("--claude", "claude", default=None, help="Claude Code CLI to run (else config, $RESURGO_CLAUDE, PATH).")
 @click.option("--redis", "redis_url", metavar="URL", default=None,
               help="Submit the jobs to the fleet at this Redis (run by `resurgo worker --redis URL`) instead of "
@@ -666,7 +692,7 @@ def load_batch(file: Path) -> tuple[BatchFile, list[dict[str, Any]]]:
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"jobs": [job records], "malformed": [problems]} as JSON instead of the table.')
 @store_option
-def batch_cmd(file: Path, concurrency: int | None, claude: str | None, redis_url: str | None, local: bool,
+def batch_cmd(file: Path, concurrency: int | str | None, max_concurrency: int | None, claude: str | None, redis_url: str | None, local: bool,
               prefix: str, timeout: float | None, quiet: bool, as_json: bool, store_opt: Path | None) -> None:
     """Run every job of FILE (JSONL, TOML [[jobs]] or YAML list) sharing breakers and retry budgets.
 
@@ -696,7 +722,8 @@ def batch_cmd(file: Path, concurrency: int | None, claude: str | None, redis_url
         redis_url = cfg.get("redis", "url")
         source = f"[redis] url ({cfg.source('redis', 'url')})"
     if redis_url is not None:
-        ignored = [o for o, v in (("--concurrency", concurrency), ("--claude", claude), ("--store", store_opt))
+        ignored = [o for o, v in (("--concurrency", concurrency), ("--max-concurrency", max_concurrency),
+                                  ("--claude", claude), ("--store", store_opt))
                    if v is not None]
         if ignored:
             verb = "applies" if len(ignored) == 1 else "apply"
@@ -728,7 +755,7 @@ def batch_cmd(file: Path, concurrency: int | None, claude: str | None, redis_url
     names = {r.id: (r.name or f"#{i + 1}") for i, r in enumerate(before.values()) if r is not None}
 
     async def work(sup: Any) -> Any:
-        return await sup.run_many(specs, concurrency=concurrency or sup.config.concurrency)
+        return await sup.run_many(specs)  # the configuration holds --concurrency (N, or auto: max_concurrency)
 
     def done_cb(results: Any, progress: Progress) -> int:
         rows = [SummaryRow(job_id=r.job_id, name=r.name or job.where, state=r.state.value, attempts=r.attempts,
@@ -738,7 +765,8 @@ def batch_cmd(file: Path, concurrency: int | None, claude: str | None, redis_url
         return print_batch_summary(rows, [r.to_dict() for r in results], bf, as_json=as_json)
 
     code = run_supervised(path, work, as_json=as_json, concurrency=concurrency, names=names, total=len(specs),
-                          quiet=quiet, claude=claude, on_done=done_cb)
+                          quiet=quiet, claude=claude, on_done=done_cb,
+                          overrides={"max_concurrency": max_concurrency} if max_concurrency else None)
     raise SystemExit(code)
 
 

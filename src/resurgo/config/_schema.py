@@ -65,6 +65,29 @@ def integer(*, lo: int | None = None, hi: int | None = None, optional: bool = Fa
     return check
 
 
+def concurrency_value() -> Check:
+    """An integer in [1, 1024] or the word ``auto`` (an adaptive limit per endpoint)."""
+    as_int = integer(lo=1, hi=1024)
+
+    def check(v: Any) -> Any:
+        if isinstance(v, str) and v.strip().lower() == "auto":
+            return "auto"
+        if isinstance(v, str) and v.strip().isdigit():
+            return as_int(int(v.strip()))
+        return as_int(v)
+
+    return check
+
+
+def choice(*options: str) -> Check:
+    def check(v: Any) -> Any:
+        if not isinstance(v, str) or v.strip().lower() not in options:
+            raise SettingError(f"must be one of {', '.join(options)}, got {v!r}")
+        return v.strip().lower()
+
+    return check
+
+
 def number(*, lo: float | None = None, hi: float | None = None, positive: bool = False) -> Check:
     def check(v: Any) -> Any:
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
@@ -208,7 +231,11 @@ def redact_url(u: str) -> str:
 def _supervisor_keys() -> dict[str, Key]:
     return {
         "claude": Key(path(), None, "Claude Code CLI to run (else $RESURGO_CLAUDE, then PATH)", is_path=True),
-        "concurrency": Key(integer(lo=1, hi=1024), 4, "jobs running at once in a batch"),
+        "concurrency": Key(concurrency_value(), 4,
+                           "jobs running at once in a batch, or \"auto\": found per API endpoint"),
+        "max_concurrency": Key(integer(lo=1, hi=1024), 32, "with concurrency = \"auto\": most jobs at once"),
+        "concurrency_algorithm": Key(choice("aimd", "gradient", "vegas"), "aimd",
+                                     "with concurrency = \"auto\": the limit algorithm"),
         "stall_timeout": Key(duration(optional=True), 120.0, "no stream-json event for this long: kill and resume"),
         "deadline": Key(duration(optional=True), None, "wall-clock limit per attempt (none: no limit)"),
         "result_exit_timeout": Key(duration(optional=True), 10.0, "the CLI printed its result but does not exit"),

@@ -98,7 +98,7 @@ class FleetWorker:
         self.config = config if config is not None else SupervisorConfig()
         if not isinstance(self.config, SupervisorConfig):
             raise TypeError("config must be a SupervisorConfig")
-        self.concurrency = concurrency or self.config.concurrency
+        self.concurrency = concurrency or self.config.max_jobs
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
         if not lease > 0.3:

@@ -151,6 +151,8 @@ class Endpoint:
     breaker: CircuitBreaker
     budget: EndpointBudget
     load: LoadTracker
+    #: with ``concurrency="auto"``: the endpoint's adaptive concurrency limit (see ``_adaptive``)
+    limiter: Any = None
 
 
 class _Call:
@@ -234,6 +236,8 @@ class _JobRun:
     #: set with ``taken``: wakes the job from its waits
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     stopper: asyncio.Task[Any] | None = None
+    #: the slot of the endpoint's adaptive limit this attempt holds, and what its events say
+    signals: Any = None
 
 
 class Orchestrator:
@@ -254,8 +258,11 @@ class Orchestrator:
         clock: Clock = SYSTEM_CLOCK,
         environ: Mapping[str, str] | None = None,
         budget_factory: BudgetFactory | None = None,
+        limiter_factory: Callable[[str], Any] | None = None,
     ) -> None:
         self.config = config
+        #: ``factory(url)`` -> the adaptive limiter of that endpoint (e.g. one a fleet shares), or None
+        self.limiter_factory = limiter_factory
         self.jobs = jobs
         self.manager = manager
         self.sessions = sessions
@@ -380,6 +387,10 @@ class Orchestrator:
                     clock=self.clock,
                 )
             ep = Endpoint(url=url, breaker=br, budget=budget, load=LoadTracker(clock=self.clock))
+            if self.config.adaptive:
+                from resurgo.supervise import _adaptive
+
+                ep.limiter = _adaptive.endpoint_limiter(self, url)
             self.endpoints[url] = ep
         return ep
 
@@ -517,6 +528,7 @@ class Orchestrator:
             self.emit(JobFinished(job_id=job_id, ts=self.clock.time(), result=res))
             return res
         finally:
+            self._give_slot(run)
             self._runs.pop(job_id, None)
 
     async def _run(self, run: _JobRun, reason: str | None) -> JobResult:
@@ -527,6 +539,7 @@ class Orchestrator:
             run.endpoint.budget.deposit()  # a first call earns retry budget; recoveries spend it
         while True:
             # -- breaker check: while the endpoint is open, this job waits (and sends nothing)
+            await self._take_slot(run)  # adaptive concurrency: a slot of the endpoint's limit
             run.call = await self._admit(run)
             outcome = await self._attempt(run, nxt)
             # -- still ours? (cancelled from another shell: neither success nor a failure to recover from)
@@ -535,6 +548,8 @@ class Orchestrator:
                 self._take_away(run, taken)
                 raise _TakenAway(taken, outcome)
             # -- detect
+            if outcome.succeeded or outcome.cancelled:
+                self._give_slot(run, outcome)
             if outcome.succeeded:
                 self._finish_attempt_row(run, outcome)
                 if run.call is not None:
@@ -550,6 +565,7 @@ class Orchestrator:
             # -- classify
             obs = outcome.to_observation()
             err = self._classify(obs, outcome, jid)
+            self._give_slot(run, outcome, err)
             self._finish_attempt_row(run, outcome, err)
             self._record_error(jid, err, obs)
             api_side = self._api_side(err, outcome)
@@ -708,6 +724,22 @@ class Orchestrator:
                     run.pending.waited_s += waited  # imposed by the endpoint's condition, not by us
             return _Call(br, permit)
 
+    async def _take_slot(self, run: _JobRun) -> None:
+        limiter = run.endpoint.limiter
+        if limiter is not None and run.signals is None:
+            from resurgo.supervise import _adaptive
+
+            run.signals = await _adaptive.take_slot(limiter)
+
+    def _give_slot(self, run: _JobRun, outcome: AttemptOutcome | None = None, err: ErrorClass | None = None) -> None:
+        sig, run.signals = run.signals, None
+        if sig is not None:
+            sig.finish(
+                succeeded=outcome is not None and outcome.succeeded,
+                cancelled=outcome is None or outcome.cancelled,
+                error=err,
+            )
+
     async def _spend_budget(self, run: _JobRun) -> None:
         """Take one retry from the endpoint's shared budget; when it is empty, wait for it.
 
@@ -831,6 +863,8 @@ class Orchestrator:
         first = [True]
 
         def on_event(ev: StreamEvent) -> None:
+            if run.signals is not None:
+                run.signals.on_event(ev.type, ev.subtype, ev.data, ev.mono)
             if first[0]:
                 first[0] = False
                 p = run.pending

@@ -22,7 +22,7 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -187,7 +187,9 @@ class Supervisor:
     budget every job of an endpoint shares, when the endpoint is first used
     (e.g. one shared by a fleet of hosts); returning None, or no factory,
     means a local budget from ``retry_budget_ratio`` /
-    ``retry_budget_min_per_sec``.
+    ``retry_budget_min_per_sec``.  ``limiter_factory(url)`` likewise supplies
+    the adaptive concurrency limiter of an endpoint when ``concurrency="auto"``
+    (e.g. one kept in Redis for a fleet); None: a local one.
     """
 
     def __init__(
@@ -199,6 +201,7 @@ class Supervisor:
         environ: Mapping[str, str] | None = None,
         manager: ProcessManager | None = None,
         budget_factory: BudgetFactory | None = None,
+        limiter_factory: Callable[[str], Any] | None = None,
     ) -> None:
         self.config = config or SupervisorConfig()
         self.clock = clock or SYSTEM_CLOCK
@@ -258,6 +261,7 @@ class Supervisor:
             clock=self.clock,
             environ=environ,
             budget_factory=budget_factory,
+            limiter_factory=limiter_factory,
         )
         self._orch.has_subscribers = lambda jid: jid in self._handles or self._bus.has_subscribers(jid)
         # the checker's states go to the store (``resurgo status``, the dashboard) and, when a component
@@ -482,7 +486,7 @@ class Supervisor:
         Idempotent by ``idem_key``: a job that already finished is not run
         again (its stored result is returned), an unfinished one is resumed.
         """
-        n = concurrency or self.config.concurrency
+        n = concurrency or self.config.max_jobs
         if n < 1:
             raise ValueError(f"concurrency must be >= 1, got {n}")
         await self.start()
@@ -602,6 +606,11 @@ class Supervisor:
     def breakers(self) -> dict[str, CircuitBreaker]:
         """The breaker of every endpoint used so far (shared by all jobs of that endpoint)."""
         return {url: ep.breaker for url, ep in self._orch.endpoints.items()}
+
+    @property
+    def limiters(self) -> dict[str, Any]:
+        """With ``concurrency="auto"``: the adaptive limiter of every endpoint used so far."""
+        return {url: ep.limiter for url, ep in self._orch.endpoints.items() if ep.limiter is not None}
 
     @property
     def orchestrator(self) -> Orchestrator:
