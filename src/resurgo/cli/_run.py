@@ -692,7 +692,8 @@ def load_batch(file: Path) -> tuple[BatchFile, list[dict[str, Any]]]:
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"jobs": [job records], "malformed": [problems]} as JSON instead of the table.')
 @store_option
-def batch_cmd(file: Path, concurrency: int | str | None, max_concurrency: int | None, claude: str | None, redis_url: str | None, local: bool,
+def batch_cmd(file: Path, concurrency: int | str | None, max_concurrency: int | None, claude: str | None,
+              redis_url: str | None, local: bool,
               prefix: str, timeout: float | None, quiet: bool, as_json: bool, store_opt: Path | None) -> None:
     """Run every job of FILE (JSONL, TOML [[jobs]] or YAML list) sharing breakers and retry budgets.
 

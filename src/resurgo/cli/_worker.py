@@ -42,7 +42,8 @@ import click
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
 def worker_cmd(
-    redis_url: str | None, concurrency: str | None, max_concurrency: int | None, name: str | None, store: Path | None, prefix: str, lease: float,
+    redis_url: str | None, concurrency: str | None, max_concurrency: int | None, name: str | None,
+    store: Path | None, prefix: str, lease: float,
     grace: float, transcript_interval: float, claude: str | None, no_share_state: bool, log_level: str,
 ) -> None:
     """Run jobs from the fleet's queue in Redis until SIGTERM / Ctrl-C."""
@@ -72,7 +73,8 @@ def worker_cmd(
         given["max_concurrency"] = max_concurrency
     cfg = supervisor_config(str(store_path(store)), given)
     worker = FleetWorker(
-        redis_url, config=cfg, prefix=prefix, name=name, concurrency=conc if isinstance(conc, int) else None, lease=lease, grace=grace,
+        redis_url, config=cfg, prefix=prefix, name=name, concurrency=conc if isinstance(conc, int) else None,
+        lease=lease, grace=grace,
         transcript_interval=transcript_interval, share_state=not no_share_state,
     )
 
