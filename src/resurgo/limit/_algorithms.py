@@ -10,8 +10,8 @@ rather than only slowing down:
 * every algorithm treats a *drop* (the dependency refused the call, or the
   caller gave up on it) as a congestion signal and cuts the limit
   multiplicatively -- Gradient2 on its own only reacts to latency;
-* a drop counts once per *epoch*: the caller passes the epoch in which the
-  dropped call was admitted, and a drop from before the latest decrease is
+* a drop counts once per round trip: the limiter passes a drop on only when
+  the dropped call went out after the latest cut, so a call sent before it is
   not applied again (TCP's "one reduction per round trip").  Without it, a
   burst of N refusals that all answer the same overload would cut the limit
   N times over and collapse it to the minimum.

@@ -136,12 +136,11 @@ class Lease:
     other exception.  Giving it back twice is a no-op.
     """
 
-    __slots__ = ("_limiter", "done", "epoch", "signalled", "started")
+    __slots__ = ("_limiter", "done", "signalled", "started")
 
-    def __init__(self, limiter: AdaptiveLimiter, started: float, epoch: int) -> None:
+    def __init__(self, limiter: AdaptiveLimiter, started: float) -> None:
         self._limiter = limiter
         self.started = started
-        self.epoch = epoch
         self.done = False
         #: this lease already reported an overload (its release then does not cut the limit again)
         self.signalled = False
@@ -155,11 +154,15 @@ class Lease:
             self.done = True
             self._limiter._release(self, dropped=False, rtt=self.elapsed() if rtt is None else rtt, reason="success")
 
-    def dropped(self, reason: str = "dropped") -> None:
-        """The dependency refused the call (or the caller gave up on it): a congestion signal."""
+    def dropped(self, reason: str = "dropped", *, started: float | None = None) -> None:
+        """The dependency refused the call (or the caller gave up on it): a congestion signal.
+
+        ``started``: when the refused call went out (monotonic; default: when
+        the slot was taken), for a slot that stands for several calls.
+        """
         if not self.done:
             self.done = True
-            self._limiter._release(self, dropped=True, rtt=None, reason=reason)
+            self._limiter._release(self, dropped=True, rtt=None, reason=reason, started=started)
 
     def ignore(self) -> None:
         """Give the slot back without a sample (the outcome says nothing about capacity)."""
@@ -167,13 +170,20 @@ class Lease:
             self.done = True
             self._limiter._release(self, dropped=None, rtt=None, reason="ignored")
 
-    def sample(self, *, rtt: float | None = None, dropped: bool = False, reason: str = "sample") -> None:
-        """Report one call made while holding this slot, without giving it back."""
+    def sample(
+        self, *, rtt: float | None = None, dropped: bool = False, started: float | None = None, reason: str = "sample"
+    ) -> None:
+        """Report one call made while holding this slot, without giving it back.
+
+        ``started``: when that call went out (monotonic; default: when the slot
+        was taken) -- a refusal of a call sent before the latest cut does not
+        cut again.
+        """
         if self.done:
             return
         if dropped:
             self.signalled = True
-        self._limiter._sample(self, rtt=rtt, dropped=dropped, reason=reason)
+        self._limiter._sample(self.started if started is None else started, rtt=rtt, dropped=dropped, reason=reason)
 
     def __enter__(self) -> Lease:
         return self
@@ -221,7 +231,8 @@ class AdaptiveLimiter:
         self._lock = threading.Lock()
         self._limit = self.algorithm.limit
         self._inflight = 0
-        self._epoch = 0
+        #: when the limit was last cut for a drop (monotonic): older calls' drops do not cut again
+        self._last_cut = -math.inf
         self._paused_until = -math.inf  # monotonic
         self._paused_wall: float | None = None
         self._waiters: collections.deque[_Waiter] = collections.deque()
@@ -299,7 +310,7 @@ class AdaptiveLimiter:
         self._acquired += 1
         if self._inflight > self._max_inflight:
             self._max_inflight = self._inflight
-        return Lease(self, now, self._epoch)
+        return Lease(self, now)
 
     def _serve_locked(self, now: float) -> None:
         """Hand free slots to waiters, oldest first."""
@@ -344,7 +355,7 @@ class AdaptiveLimiter:
         now = self.clock.monotonic()
         with self._lock:
             self._wait_total += now - t0
-            return Lease(self, now, self._epoch)
+            return Lease(self, now)
 
     def acquire(self, timeout: float | None = _UNSET) -> Lease:
         """A slot, waiting (blocking this thread) at most ``timeout`` s (default: ``options.max_wait``)."""
@@ -472,7 +483,9 @@ class AdaptiveLimiter:
         else:
             lease.ignore()
 
-    def _release(self, lease: Lease, *, dropped: bool | None, rtt: float | None, reason: str) -> None:
+    def _release(
+        self, lease: Lease, *, dropped: bool | None, rtt: float | None, reason: str, started: float | None = None
+    ) -> None:
         now = self.clock.monotonic()
         events: list[LimitEvent] = []
         with self._lock:
@@ -487,29 +500,36 @@ class AdaptiveLimiter:
                     self._successes += 1
                 # a lease that already signalled overload has had its say
                 if not (dropped and lease.signalled):
-                    self._update_locked(now, Sample(rtt, inflight, dropped), lease.epoch, reason, events)
+                    at = lease.started if started is None else started
+                    self._update_locked(now, Sample(rtt, inflight, dropped), at, reason, events)
             self._serve_locked(now)
         self._emit(events)
 
-    def _sample(self, lease: Lease | None, *, rtt: float | None, dropped: bool, reason: str) -> None:
+    def _sample(self, started: float | None, *, rtt: float | None, dropped: bool, reason: str) -> None:
         now = self.clock.monotonic()
         events: list[LimitEvent] = []
         with self._lock:
-            epoch = lease.epoch if lease is not None else self._epoch
-            self._update_locked(now, Sample(rtt, self._inflight, dropped), epoch, reason, events)
+            self._update_locked(now, Sample(rtt, self._inflight, dropped), now if started is None else started,
+                                reason, events)
             self._serve_locked(now)
         self._emit(events)
 
-    def overload(self, reason: str = "overload") -> None:
-        """An overload signal not tied to a lease (e.g. seen on a shared channel): cuts the limit once per epoch."""
-        self._sample(None, rtt=None, dropped=True, reason=reason)
+    def overload(self, reason: str = "overload", *, started: float | None = None) -> None:
+        """An overload signal not tied to a lease (e.g. seen on a shared channel).
 
-    def _update_locked(self, now: float, sample: Sample, epoch: int, reason: str, events: list[LimitEvent]) -> None:
+        ``started``: when the refused call went out (monotonic; default now,
+        which always counts); a call sent before the latest cut does not cut again.
+        """
+        self._sample(started, rtt=None, dropped=True, reason=reason)
+
+    def _update_locked(
+        self, now: float, sample: Sample, started: float, reason: str, events: list[LimitEvent]
+    ) -> None:
         old = self._limit
         wall = self.clock.time()
         if sample.dropped:
             self._signals += 1
-            applied = epoch >= self._epoch
+            applied = started >= self._last_cut
             events.append(
                 OverloadSignal(
                     limiter=self.name, at=wall, monotonic=now, kind="dropped", reason=reason, applied=applied
@@ -517,7 +537,7 @@ class AdaptiveLimiter:
             )
             if not applied:
                 return
-            self._epoch += 1
+            self._last_cut = now
         new = self.algorithm.update(sample)
         self._limit = new
         if new != old:
@@ -554,7 +574,7 @@ class AdaptiveLimiter:
             self._paused_until = until
             self._paused_wall = self.clock.time() + max(0.0, seconds)
             self._signals += 1
-            self._epoch += 1  # calls admitted before the pause have had their say
+            self._last_cut = now  # calls sent before the pause have had their say
             old = self._limit
             target = resume_limit if resume_limit is not None else min(old, self.algorithm.options.initial_limit)
             self._limit = self.algorithm.reset(target)

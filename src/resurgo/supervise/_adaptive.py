@@ -138,7 +138,7 @@ class AttemptSignals:
             status = data.get("error_status")
             if isinstance(status, int) and status in OVERLOAD_STATUSES:
                 self.signalled = True
-                self.lease.sample(dropped=True, reason=f"api_retry {status}")
+                self.lease.sample(dropped=True, started=self._req_start, reason=f"api_retry {status}")
             self._req_start = mono
         elif etype == "rate_limit_event":
             info = data.get("rate_limit_info")
@@ -162,7 +162,7 @@ class AttemptSignals:
             return
         if error.retry_after is not None and error.retry_after > 0:
             self.pause_until(self.limiter.clock.time() + error.retry_after, f"{error.category}: server reset")
-        self.lease.dropped(f"{error.category}: {error.description}"[:200])
+        self.lease.dropped(f"{error.category}: {error.description}"[:200], started=self._req_start)
 
 
 
