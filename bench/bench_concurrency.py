@@ -34,6 +34,7 @@ Run: ``python bench/bench_concurrency.py [--jobs 32] [--capacity 4] [--latency 2
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -271,6 +272,7 @@ def main() -> None:
     ap.add_argument("--skip-halving", action="store_true")
     ap.add_argument("--quick", action="store_true", help="12 jobs; fixed 2 and 8; auto; a short halving run")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "concurrency.json"))
+    ap.add_argument("--keep", default=None, metavar="DIR", help="keep the batches' stores in DIR (for inspection)")
     args = ap.parse_args()
     if args.quick:
         args.jobs, args.fixed, args.halving_jobs, args.halve_at, args.restore_at = 12, "2,8", 24, 15.0, 35.0
@@ -280,7 +282,11 @@ def main() -> None:
                                      "latency_s": args.latency, "cli_max_retries": args.cli_max_retries,
                                      "max_concurrency": args.max_concurrency}}
     runs: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="resurgo-bench-conc-") as d:
+    if args.keep:
+        Path(args.keep).mkdir(parents=True, exist_ok=True)
+    tmpdir: Any = (contextlib.nullcontext(tempfile.mkdtemp(prefix="resurgo-bench-conc-", dir=args.keep)) if args.keep
+                   else tempfile.TemporaryDirectory(prefix="resurgo-bench-conc-"))
+    with tmpdir as d:
         tmp = Path(d)
         srv = StandIn(args.capacity, args.latency)
         try:

@@ -127,3 +127,28 @@ def test_make_algorithm_by_name() -> None:
     assert make_algorithm("vegas").name == "vegas"
     with pytest.raises(LimitOptionsError, match="unknown limit algorithm"):
         make_algorithm("cubic")
+
+
+def test_aimd_congestion_avoidance_slow_start_then_one_step_per_round() -> None:
+    a = AIMD(AIMDOptions(initial_limit=2, max_limit=100, backoff_ratio=0.5, congestion_avoidance=True))
+    for _ in range(6):
+        a.update(ok(0.1, a.limit))
+    assert a.limit == 8  # slow start: +1 per sample
+    a.update(DROP)
+    assert a.limit == 4 and a.avoiding
+    for _ in range(4):
+        a.update(ok(0.1, a.limit))
+    assert a.limit == 4  # 4 samples at limit 4.x: less than +1
+    for _ in range(4):
+        a.update(ok(0.1, a.limit))
+    assert a.limit == 5  # about +1 per limit's worth of samples
+    a.reset(2)
+    assert not a.avoiding
+
+
+def test_gate_without_congestion_avoidance_growth_stays_one_per_sample() -> None:
+    a = AIMD(AIMDOptions(initial_limit=8, max_limit=100, backoff_ratio=0.5))
+    a.update(DROP)
+    for _ in range(8):
+        a.update(ok(0.1, a.limit))
+    assert a.limit == 12  # probes past the edge again within one round

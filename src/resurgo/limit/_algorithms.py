@@ -81,11 +81,17 @@ class AIMDOptions(_Bounds):
     slower than ``timeout`` seconds (None: latency never counts as a drop).
     ``increase``: added per successful sample while the limit is in use
     (at least half of it in flight; an idle limit must not grow on credit).
+    ``congestion_avoidance``: TCP Reno's two phases -- ``increase`` per sample
+    until the first drop (slow start: the limit about doubles per round
+    trip), then ``increase / limit`` per sample (about +``increase`` per round
+    trip), so a limit that found the edge probes past it rarely instead of on
+    every few calls.  Off by default (``AIMDLimit``'s behaviour).
     """
 
     backoff_ratio: float = 0.9
     increase: float = 1.0
     timeout: float | None = None
+    congestion_avoidance: bool = False
 
     def __post_init__(self) -> None:
         self._check_bounds()
@@ -93,6 +99,8 @@ class AIMDOptions(_Bounds):
         _num("increase", self.increase, lo=0.0, lo_open=True)
         if self.timeout is not None:
             _num("timeout", self.timeout, lo=0.0, lo_open=True)
+        if not isinstance(self.congestion_avoidance, bool):
+            raise LimitOptionsError(f"congestion_avoidance must be a bool, got {self.congestion_avoidance!r}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -206,15 +214,23 @@ class AIMD(_Base):
     def __init__(self, options: AIMDOptions | None = None) -> None:
         super().__init__(options or AIMDOptions())
         self.opts: AIMDOptions = options or AIMDOptions()
+        #: congestion avoidance: a drop was seen, so growth is now linear per round trip
+        self.avoiding = False
 
     def update(self, sample: Sample) -> int:
         o = self.opts
         slow = o.timeout is not None and sample.rtt is not None and sample.rtt > o.timeout
         if sample.dropped or slow:
             self._estimate = self._clamp(self._estimate * o.backoff_ratio)
+            self.avoiding = o.congestion_avoidance
         elif sample.inflight * 2 >= self.limit:
-            self._estimate = self._clamp(self._estimate + o.increase)
+            step = o.increase / max(1.0, self._estimate) if self.avoiding else o.increase
+            self._estimate = self._clamp(self._estimate + step)
         return self.limit
+
+    def reset(self, limit: int) -> int:
+        self.avoiding = False  # after a pause the edge is unknown again: slow start
+        return super().reset(limit)
 
 
 class Gradient2(_Base):

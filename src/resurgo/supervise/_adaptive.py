@@ -61,13 +61,16 @@ def make_endpoint_limiter(
     """The limiter of one endpoint, tuned for CLI sessions rather than RPCs.
 
     A cut to 3/4 on a refusal (AIMD's 0.9 is sized for thousands of calls a
-    second; a batch sees a few a second, so it must move faster), +1/2 per
-    successful API call while the limit is in use.
+    second; a batch sees a few a second, so it must move faster); Reno's slow
+    start (+1 per successful API call) until the first refusal, then +1 per
+    limit's worth of calls, so a batch that found the API's edge probes past
+    it about once per round instead of on every other call.
     """
     init = max(1, min(max_limit, initial if initial is not None else INITIAL_LIMIT))
     opts: dict[str, Any] = {"initial_limit": init, "min_limit": 1, "max_limit": max_limit, "backoff_ratio": 0.75}
     if algorithm == "aimd":
-        opts["increase"] = 0.5
+        opts["increase"] = 1.0
+        opts["congestion_avoidance"] = True
     return AdaptiveLimiter(f"endpoint:{url}", algorithm=make_algorithm(algorithm, **opts), clock=clock)
 
 
