@@ -328,6 +328,10 @@ class Dashboard:
                 "window": _win(win),
                 "jobs": list_jobs(self.store, win if use_window else None, state=state, limit=n),
             }
+        if path == "/api/concurrency":
+            from resurgo.observe._concurrency import concurrency_series
+
+            return {"window": _win(win), **concurrency_series(self.store, win.start, win.end)}
         if path.startswith("/api/jobs/"):
             job_id = urllib.parse.unquote(path[len("/api/jobs/") :])
             detail = job_detail(self.store, job_id)

@@ -148,6 +148,17 @@
     });
   }
 
+  function renderConcurrency(c) {
+    const rows = c.endpoints || [];
+    Charts.limitChart($("#chart-concurrency"), { rows, start: c.window.start, end: c.window.end });
+    const parts = rows.filter((r) => r.limit.length).map((r) => {
+      const w = r.queue_wait;
+      const wait = w.count ? ` · queue wait mean ${dur(w.mean_s)}, p95 ${dur(w.p95_s)}` : "";
+      return `limit ${r.current} · ${r.overload_count} overload signal${r.overload_count === 1 ? "" : "s"}${wait}`;
+    });
+    $("#concurrency-stats").textContent = parts.join(" | ");
+  }
+
   const BIN_LABELS = { 0.5: "≤0.5s", 1: "1s", 2: "2s", 5: "5s", 10: "10s", 30: "30s", 60: "1m", 120: "2m", 300: "5m", 600: "10m", 1800: "30m" };
   function renderRecovery(s) {
     const r = s.recoveries;
@@ -356,13 +367,14 @@
     if (state.inflight) { state.again = true; return; }
     state.inflight = true;
     try {
-      const [s, e, jobs, health] = await Promise.all(
-        [api("api/summary"), api("api/errors"), api("api/jobs"), api("api/health")]);
+      const [s, e, jobs, health, conc] = await Promise.all(
+        [api("api/summary"), api("api/errors"), api("api/jobs"), api("api/health"), api("api/concurrency")]);
       state.now = s.now;
       renderHealth(health);
       renderTiles(s);
       renderErrors(e, s.window);
       renderBreakers(s);
+      renderConcurrency(conc);
       renderRecovery(s);
       renderJobs(jobs);
       if (state.job) await renderDetail(false);
