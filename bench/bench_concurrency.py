@@ -11,7 +11,7 @@ CPU -- is the bottleneck.  For each of the fixed settings (default 1, 2, 4, 8,
 API requests refused (529 + 429, counted by the stand-in), the CLI's own
 retries (``api_retry`` events in the store), the supervisor's recoveries and
 the jobs that succeeded.  The CLI retries by itself at most
-``--cli-max-retries`` times (``[supervisor] cli_max_retries``; default 2
+``--cli-max-retries`` times (``[supervisor] cli_max_retries``; default 0 as in
 here), then the supervisor resumes the session.
 
 Then a run with ``auto`` where the capacity halves mid-batch (K -> K/2 at
@@ -265,7 +265,7 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=2.0, help="seconds per admitted request")
     ap.add_argument("--fixed", default="1,2,4,8,16,32")
     ap.add_argument("--max-concurrency", type=int, default=32)
-    ap.add_argument("--cli-max-retries", type=int, default=2)
+    ap.add_argument("--cli-max-retries", type=int, default=0)
     ap.add_argument("--halving-jobs", type=int, default=48)
     ap.add_argument("--halve-at", type=float, default=25.0)
     ap.add_argument("--restore-at", type=float, default=55.0)

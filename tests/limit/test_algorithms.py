@@ -152,3 +152,9 @@ def test_gate_without_congestion_avoidance_growth_stays_one_per_sample() -> None
     for _ in range(8):
         a.update(ok(0.1, a.limit))
     assert a.limit == 12  # probes past the edge again within one round
+
+
+def test_aimd_first_cut_after_slow_start_uses_its_own_ratio() -> None:
+    a = AIMD(AIMDOptions(initial_limit=16, backoff_ratio=0.75, congestion_avoidance=True, slow_start_backoff_ratio=0.5))
+    assert a.update(DROP) == 8
+    assert a.update(DROP) == 6

@@ -86,12 +86,16 @@ class AIMDOptions(_Bounds):
     trip), then ``increase / limit`` per sample (about +``increase`` per round
     trip), so a limit that found the edge probes past it rarely instead of on
     every few calls.  Off by default (``AIMDLimit``'s behaviour).
+    ``slow_start_backoff_ratio``: with ``congestion_avoidance``, the cut at
+    the first drop (the end of slow start), which overshoots by up to a round
+    trip's worth of growth; default: ``backoff_ratio``.  TCP halves here.
     """
 
     backoff_ratio: float = 0.9
     increase: float = 1.0
     timeout: float | None = None
     congestion_avoidance: bool = False
+    slow_start_backoff_ratio: float | None = None
 
     def __post_init__(self) -> None:
         self._check_bounds()
@@ -99,6 +103,8 @@ class AIMDOptions(_Bounds):
         _num("increase", self.increase, lo=0.0, lo_open=True)
         if self.timeout is not None:
             _num("timeout", self.timeout, lo=0.0, lo_open=True)
+        if self.slow_start_backoff_ratio is not None:
+            _num("slow_start_backoff_ratio", self.slow_start_backoff_ratio, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
         if not isinstance(self.congestion_avoidance, bool):
             raise LimitOptionsError(f"congestion_avoidance must be a bool, got {self.congestion_avoidance!r}")
 
@@ -221,7 +227,9 @@ class AIMD(_Base):
         o = self.opts
         slow = o.timeout is not None and sample.rtt is not None and sample.rtt > o.timeout
         if sample.dropped or slow:
-            self._estimate = self._clamp(self._estimate * o.backoff_ratio)
+            first = o.congestion_avoidance and not self.avoiding
+            ratio = o.slow_start_backoff_ratio if first and o.slow_start_backoff_ratio is not None else o.backoff_ratio
+            self._estimate = self._clamp(self._estimate * ratio)
             self.avoiding = o.congestion_avoidance
         elif sample.inflight * 2 >= self.limit:
             step = o.increase / max(1.0, self._estimate) if self.avoiding else o.increase

@@ -62,7 +62,8 @@ def make_endpoint_limiter(
 
     A cut to 3/4 on a refusal (AIMD's 0.9 is sized for thousands of calls a
     second; a batch sees a few a second, so it must move faster); Reno's slow
-    start (+1 per successful API call) until the first refusal, then +1 per
+    start (+1 per successful API call) until the first refusal (halved
+    then: slow start overshoots by a round trip's growth), then +1 per
     limit's worth of calls, so a batch that found the API's edge probes past
     it about once per round instead of on every other call.
     """
@@ -71,6 +72,7 @@ def make_endpoint_limiter(
     if algorithm == "aimd":
         opts["increase"] = 1.0
         opts["congestion_avoidance"] = True
+        opts["slow_start_backoff_ratio"] = 0.5
     return AdaptiveLimiter(f"endpoint:{url}", algorithm=make_algorithm(algorithm, **opts), clock=clock)
 
 
