@@ -12,7 +12,8 @@ API requests refused (529 + 429, counted by the stand-in), the CLI's own
 retries (``api_retry`` events in the store), the supervisor's recoveries and
 the jobs that succeeded.  The CLI retries by itself at most
 ``--cli-max-retries`` times (``[supervisor] cli_max_retries``; default 0 as in
-here), then the supervisor resumes the session.
+the demo and chaos runs: resurgo owns the retries), then the supervisor
+resumes the session.
 
 Then a run with ``auto`` where the capacity halves mid-batch (K -> K/2 at
 ``--halve-at`` s, back at ``--restore-at`` s, through ``POST
