@@ -157,7 +157,8 @@ class FleetWorker:
         await self._ensure_group()
         classifier = Classifier()
         self.sup = Supervisor(config=self.config, classifier=classifier, environ=self.environ,
-                              budget_factory=self._fleet_budget if self.share_state else None)
+                              budget_factory=self._fleet_budget if self.share_state else None,
+                              limiter_factory=self._fleet_limiter if self.share_state else None)
         await self.sup.start()
         if self.share_state:
             from resurgo.distributed._breaker import RedisBreakerSync
@@ -456,6 +457,20 @@ class FleetWorker:
             self.link, f"endpoint:{url}", ratio=self.config.retry_budget_ratio,
             min_retries_per_sec=self.config.retry_budget_min_per_sec, ttl=10.0,
         )
+
+    def _fleet_limiter(self, url: str) -> Any:
+        """With ``concurrency="auto"``: the fleet's one adaptive limit of ``url``, kept in Redis."""
+        if self.link is None:
+            return None  # not connected yet: a local limit
+        from resurgo.distributed._limit import RedisLimiter
+        from resurgo.limit import AIMDOptions
+        from resurgo.supervise._adaptive import endpoint_limit_options
+
+        if self.config.concurrency_algorithm != "aimd":
+            log.warning("the fleet-wide limit in Redis is AIMD; concurrency_algorithm=%s applies to local limits only",
+                        self.config.concurrency_algorithm)
+        opts = AIMDOptions(**endpoint_limit_options("aimd", max_limit=self.config.max_concurrency))
+        return RedisLimiter(self.link, f"endpoint:{url}", options=opts, lease_ttl=max(10.0, 3 * self.lease))
 
     def _share_endpoint(self, env: Mapping[str, str]) -> None:
         """Attach the breaker of the endpoint a job with overrides ``env`` uses to the fleet's breaker sync."""

@@ -67,13 +67,19 @@ def make_endpoint_limiter(
     limit's worth of calls, so a batch that found the API's edge probes past
     it about once per round instead of on every other call.
     """
+    opts = endpoint_limit_options(algorithm, max_limit=max_limit, initial=initial)
+    return AdaptiveLimiter(f"endpoint:{url}", algorithm=make_algorithm(algorithm, **opts), clock=clock)
+
+
+def endpoint_limit_options(algorithm: str, *, max_limit: int, initial: int | None = None) -> dict[str, Any]:
+    """The options of :func:`make_endpoint_limiter` (a fleet's Redis limiter uses the AIMD ones)."""
     init = max(1, min(max_limit, initial if initial is not None else INITIAL_LIMIT))
     opts: dict[str, Any] = {"initial_limit": init, "min_limit": 1, "max_limit": max_limit, "backoff_ratio": 0.75}
     if algorithm == "aimd":
         opts["increase"] = 1.0
         opts["congestion_avoidance"] = True
         opts["slow_start_backoff_ratio"] = 0.5
-    return AdaptiveLimiter(f"endpoint:{url}", algorithm=make_algorithm(algorithm, **opts), clock=clock)
+    return opts
 
 
 class LimitRecorder:
@@ -199,4 +205,12 @@ async def take_slot(limiter: AdaptiveLimiter) -> AttemptSignals:
     if rec is not None:
         rec.wait(waited)
     return AttemptSignals(limiter, lease)
-__all__ = ["INITIAL_LIMIT", "AttemptSignals", "LimitRecorder", "endpoint_limiter", "make_endpoint_limiter", "take_slot"]
+__all__ = [
+    "INITIAL_LIMIT",
+    "AttemptSignals",
+    "LimitRecorder",
+    "endpoint_limit_options",
+    "endpoint_limiter",
+    "make_endpoint_limiter",
+    "take_slot",
+]
