@@ -389,8 +389,11 @@ class AdaptiveLimiter:
     async def acquire_async(self, timeout: float | None = _UNSET) -> Lease:
         """A slot, waiting at most ``timeout`` s (default ``options.max_wait``); cancellable."""
         limit_s = self._timeout(timeout)
-        loop = asyncio.get_running_loop()
         t0 = self.clock.monotonic()
+        with self._lock:  # the fast path: a free slot, nobody queued, no pause
+            if not self._waiters and self._inflight < self._limit and t0 >= self._paused_until:
+                return self._grant_one_locked(t0)
+        loop = asyncio.get_running_loop()
         while True:
             now = self.clock.monotonic()
             left = None if limit_s is None else limit_s - (now - t0)
@@ -526,8 +529,8 @@ class AdaptiveLimiter:
         self, now: float, sample: Sample, started: float, reason: str, events: list[LimitEvent]
     ) -> None:
         old = self._limit
-        wall = self.clock.time()
         if sample.dropped:
+            wall = self.clock.time()
             self._signals += 1
             applied = started >= self._last_cut
             events.append(
@@ -541,6 +544,7 @@ class AdaptiveLimiter:
         new = self.algorithm.update(sample)
         self._limit = new
         if new != old:
+            wall = self.clock.time()
             if new < old and not sample.dropped:
                 self._signals += 1
                 events.append(
