@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from tests.distributed.conftest import RedisProcess
 
 from resurgo.clock import FakeClock
 from resurgo.distributed._limit import RedisLimiter
 from resurgo.distributed._link import RedisLink
 from resurgo.limit import AIMDOptions, LimitChanged, LimitEvent, Paused
-from tests.distributed.conftest import RedisProcess
 
 pytestmark = pytest.mark.redis
 

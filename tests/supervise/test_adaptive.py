@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.supervise.test_orchestrator import R_529, R_OK, URL, Rig, r_usage_limit
 
 from resurgo.store.limits import ensure_limits_schema
 from resurgo.supervise import ConfigError, SupervisorConfig
 from resurgo.supervise._adaptive import AttemptSignals, make_endpoint_limiter
 from resurgo.supervise._process import AttemptSpec, parse_line
-from tests.supervise.test_orchestrator import R_529, R_OK, URL, Rig, r_usage_limit
 
 
 def assistant(msg_id: str) -> Any:
