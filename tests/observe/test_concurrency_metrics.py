@@ -44,7 +44,7 @@ async def test_metrics_and_api(tmp_path: Path) -> None:
     fams = {f.name: f for f in text_string_to_metric_families(body.decode())}
     name = f"endpoint:{URL}"
     (limit,) = fams["resurgo_concurrency_limit"].samples
-    assert limit.labels == {"endpoint": name} and limit.value == 4  # grown to 8, halved by the 529; the pause keeps it at the initial 4
+    assert limit.labels == {"endpoint": name} and limit.value == 4  # 8, halved by the 529
     kinds = {s.labels["kind"]: s.value for s in fams["resurgo_concurrency_overload_signals"].samples
              if s.name.endswith("_total")}
     assert kinds == {"dropped": 1.0, "paused": 1.0}
