@@ -41,6 +41,9 @@ _EXPORTS: dict[str, str] = {
     "CircuitState": "resurgo.breaker",
     "CircuitOpenError": "resurgo.breaker",
     "BreakerGroup": "resurgo.breaker",
+    # adaptive concurrency
+    "AdaptiveLimiter": "resurgo.limit",
+    "LimitExceededError": "resurgo.limit",
     # time
     "Clock": "resurgo.clock",
     "FakeClock": "resurgo.clock",
@@ -53,6 +56,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "AdaptiveLimiter",
     "BreakerGroup",
     "CircuitBreaker",
     "CircuitOpenError",
@@ -64,6 +68,7 @@ __all__ = [
     "ErrorType",
     "FakeClock",
     "JobResult",
+    "LimitExceededError",
     "Observation",
     "Priority",
     "Retrier",
@@ -163,6 +168,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         suggest_strategy,
     )
     from resurgo.clock import Clock, FakeClock, SystemClock
+    from resurgo.limit import AdaptiveLimiter, LimitExceededError
     from resurgo.retry import (
         Retrier,
         RetryBudget,
