@@ -130,3 +130,24 @@ def test_redis_down_falls_back_to_a_local_limit(redis_proc: RedisProcess) -> Non
         assert sum(x is not None for x in local) == 2  # the last known limit, decided locally
     finally:
         link.close()
+
+
+def test_workers_with_concurrency_auto_share_one_redis_limit_per_endpoint(redis_url: str) -> None:
+    from resurgo.distributed._worker import FleetWorker
+    from resurgo.supervise import SupervisorConfig
+
+    cfg = SupervisorConfig(concurrency="auto", max_concurrency=6)
+    w1 = FleetWorker(redis_url, config=cfg, prefix="t", name="w1")
+    w2 = FleetWorker(redis_url, config=cfg, prefix="t", name="w2")
+    assert w1.concurrency == 6  # jobs taken from the queue at most; the fleet limit decides how many run
+    assert w1._fleet_limiter("http://api") is None  # not connected yet: the supervisor makes a local one
+    w1.link = RedisLink(redis_url, prefix="t", name="w1")
+    w2.link = RedisLink(redis_url, prefix="t", name="w2")
+    try:
+        a, b = w1._fleet_limiter("http://api"), w2._fleet_limiter("http://api")
+        assert isinstance(a, RedisLimiter) and a.options.max_limit == 6 and a.options.congestion_avoidance
+        held = [x for x in (a.try_acquire(), b.try_acquire(), a.try_acquire(), b.try_acquire()) if x is not None]
+        assert len(held) == 2  # the endpoint's initial limit, for both workers together
+    finally:
+        w1.link.close()
+        w2.link.close()
