@@ -85,7 +85,9 @@ class AIMDOptions(_Bounds):
     until the first drop (slow start: the limit about doubles per round
     trip), then ``increase / limit`` per sample (about +``increase`` per round
     trip), so a limit that found the edge probes past it rarely instead of on
-    every few calls.  Off by default (``AIMDLimit``'s behaviour).
+    every few calls; in slow start the limit grows only while it is fully in
+    use (half is enough afterwards), so a fast ramp does not outrun its
+    evidence.  Off by default (``AIMDLimit``'s behaviour).
     ``slow_start_backoff_ratio``: with ``congestion_avoidance``, the cut at
     the first drop (the end of slow start), which overshoots by up to a round
     trip's worth of growth; default: ``backoff_ratio``.  TCP halves here.
@@ -231,7 +233,9 @@ class AIMD(_Base):
             ratio = o.slow_start_backoff_ratio if first and o.slow_start_backoff_ratio is not None else o.backoff_ratio
             self._estimate = self._clamp(self._estimate * ratio)
             self.avoiding = o.congestion_avoidance
-        elif sample.inflight * 2 >= self.limit:
+        elif sample.inflight * 2 >= self.limit and (
+            self.avoiding or not o.congestion_avoidance or sample.inflight >= self.limit
+        ):
             step = o.increase / max(1.0, self._estimate) if self.avoiding else o.increase
             self._estimate = self._clamp(self._estimate + step)
         return self.limit

@@ -136,12 +136,14 @@ class Lease:
     other exception.  Giving it back twice is a no-op.
     """
 
-    __slots__ = ("_limiter", "done", "signalled", "started")
+    __slots__ = ("_limiter", "done", "signalled", "started", "warming")
 
     def __init__(self, limiter: AdaptiveLimiter, started: float) -> None:
         self._limiter = limiter
         self.started = started
         self.done = False
+        #: taken, but its first call has not been answered yet (see :meth:`warm_up`)
+        self.warming = False
         #: this lease already reported an overload (its release then does not cut the limit again)
         self.signalled = False
 
@@ -170,6 +172,18 @@ class Lease:
             self.done = True
             self._limiter._release(self, dropped=None, rtt=None, reason="ignored")
 
+    def warm_up(self) -> None:
+        """Do not count this slot as in use until its first sample.
+
+        For a slot that takes a while to reach the dependency (a CLI process
+        starting before its first API call): until then it says nothing about
+        the dependency's capacity, and counting it as in use would let the
+        limit grow on evidence gathered at a lower one (slow start overshoots
+        by everything admitted during the delay).
+        """
+        if not self.done and not self.warming:
+            self._limiter._warm(self, True)
+
     def sample(
         self, *, rtt: float | None = None, dropped: bool = False, started: float | None = None, reason: str = "sample"
     ) -> None:
@@ -183,6 +197,8 @@ class Lease:
             return
         if dropped:
             self.signalled = True
+        if self.warming:
+            self._limiter._warm(self, False)
         self._limiter._sample(self.started if started is None else started, rtt=rtt, dropped=dropped, reason=reason)
 
     def __enter__(self) -> Lease:
@@ -231,6 +247,7 @@ class AdaptiveLimiter:
         self._lock = threading.Lock()
         self._limit = self.algorithm.limit
         self._inflight = 0
+        self._warming = 0
         #: when the limit was last cut for a drop (monotonic): older calls' drops do not cut again
         self._last_cut = -math.inf
         self._paused_until = -math.inf  # monotonic
@@ -492,7 +509,10 @@ class AdaptiveLimiter:
         now = self.clock.monotonic()
         events: list[LimitEvent] = []
         with self._lock:
-            inflight = self._inflight
+            if lease.warming:
+                lease.warming = False
+                self._warming -= 1
+            inflight = self._inflight - self._warming
             self._inflight = max(0, self._inflight - 1)
             if dropped is None:
                 self._ignored += 1
@@ -512,10 +532,16 @@ class AdaptiveLimiter:
         now = self.clock.monotonic()
         events: list[LimitEvent] = []
         with self._lock:
-            self._update_locked(now, Sample(rtt, self._inflight, dropped), now if started is None else started,
-                                reason, events)
+            self._update_locked(now, Sample(rtt, self._inflight - self._warming, dropped),
+                                now if started is None else started, reason, events)
             self._serve_locked(now)
         self._emit(events)
+
+    def _warm(self, lease: Lease, on: bool) -> None:
+        with self._lock:
+            if lease.warming != on and not lease.done:
+                lease.warming = on
+                self._warming += 1 if on else -1
 
     def overload(self, reason: str = "overload", *, started: float | None = None) -> None:
         """An overload signal not tied to a lease (e.g. seen on a shared channel).

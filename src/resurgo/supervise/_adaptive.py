@@ -126,6 +126,11 @@ class AttemptSignals:
     def __init__(self, limiter: AdaptiveLimiter, lease: Lease) -> None:
         self.limiter = limiter
         self.lease = lease
+        # a CLI takes seconds to start before its first API call: until that call is answered the
+        # slot says nothing about the API's capacity
+        warm = getattr(lease, "warm_up", None)
+        if warm is not None:
+            warm()
         self._req_start = lease.started
         self._msg_ids: set[str] = set()
         self.signalled = False
