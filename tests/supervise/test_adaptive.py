@@ -186,7 +186,7 @@ def test_config_accepts_auto_and_rejects_nonsense() -> None:
 def test_configuration_file_and_cli_option(tmp_path: Path) -> None:
     import click
 
-    from resurgo.cli._run import concurrency_option
+    from resurgo.cli._concurrency import concurrency_option
     from resurgo.config._schema import concurrency_value
 
     check = concurrency_value()

@@ -64,7 +64,7 @@ def worker_cmd(
     given: dict[str, object] = {}
     if claude is not None:
         given["claude"] = claude
-    from resurgo.cli._run import concurrency_option
+    from resurgo.cli._concurrency import concurrency_option
 
     conc = concurrency_option(None, None, concurrency)
     if conc is not None:

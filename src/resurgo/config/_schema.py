@@ -74,7 +74,7 @@ def concurrency_value() -> Check:
             return "auto"
         if isinstance(v, str) and v.strip().isdigit():
             return as_int(int(v.strip()))
-        if isinstance(v, str) or isinstance(v, bool) or not isinstance(v, int):
+        if isinstance(v, str | bool) or not isinstance(v, int):
             raise SettingError(f'must be an integer or "auto", got {v!r}')
         return as_int(v)
 
