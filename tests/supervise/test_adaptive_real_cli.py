@@ -88,10 +88,12 @@ async def test_the_limit_drops_on_529s_and_recovers(
 async def test_gate_a_fixed_high_concurrency_is_refused_far_more_than_auto(
     claude_bin: str, claude_env: dict[str, str], capped: MockServer, tmp_path: Path
 ) -> None:
-    """The property adaptive concurrency exists for, and what breaks it: a fixed 8 against K=1."""
-    _, fixed = await _batch(claude_bin, claude_env, capped, tmp_path / "fixed", 8, 8)
+    """The property adaptive concurrency exists for, and what breaks it: all 12 jobs at once against K=2."""
+    capped.set_capacity(max_inflight=2, latency=1.0)
+    _, fixed = await _batch(claude_bin, claude_env, capped, tmp_path / "fixed", 12, 12)
     refused_fixed = capped.capacity_stats()["refused_inflight"]
-    _, auto = await _batch(claude_bin, claude_env, capped, tmp_path / "auto", "auto", 8)
+    _, auto = await _batch(claude_bin, claude_env, capped, tmp_path / "auto", "auto", 12)
     refused_auto = capped.capacity_stats()["refused_inflight"] - refused_fixed
     assert all(r.ok for r in fixed) and all(r.ok for r in auto)
+    print(f"refused: fixed 12 {refused_fixed}, auto {refused_auto}")
     assert refused_fixed >= 3 * max(1, refused_auto), (refused_fixed, refused_auto)
