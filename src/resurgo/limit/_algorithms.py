@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 
 class LimitOptionsError(ValueError):
@@ -156,9 +156,8 @@ class VegasOptions(_Bounds):
         _int("probe_every", self.probe_every, lo=1)
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One observation handed to an algorithm.
+class Sample(NamedTuple):
+    """One observation handed to an algorithm (a named tuple: built on every call, so cheap to build).
 
     ``rtt``: seconds the call took (None when unknown: a drop, or a signal
     without a call).  ``inflight``: calls in flight when it was taken.
