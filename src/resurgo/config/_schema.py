@@ -43,6 +43,8 @@ class Key:
     doc: str
     secret: bool = False
     is_path: bool = False
+    #: chooses what runs or where data goes (``resurgo config show`` lists who set it)
+    dangerous: bool = False
 
 
 # -- value checks --------------------------------------------------------------------------------
@@ -207,7 +209,8 @@ def redact_url(u: str) -> str:
 # -- the sections ----------------------------------------------------------------------------------
 def _supervisor_keys() -> dict[str, Key]:
     return {
-        "claude": Key(path(), None, "Claude Code CLI to run (else $RESURGO_CLAUDE, then PATH)", is_path=True),
+        "claude": Key(path(), None, "Claude Code CLI to run (else $RESURGO_CLAUDE, then PATH)", is_path=True,
+                      dangerous=True),
         "concurrency": Key(integer(lo=1, hi=1024), 4, "jobs running at once in a batch"),
         "stall_timeout": Key(duration(optional=True), 120.0, "no stream-json event for this long: kill and resume"),
         "deadline": Key(duration(optional=True), None, "wall-clock limit per attempt (none: no limit)"),
@@ -223,17 +226,20 @@ def _supervisor_keys() -> dict[str, Key]:
                                         "recoveries per second always allowed (1.0 here: CLI runs are few; "
                                         "the library RetryBudget's 10.0 suits RPC rates)"),
         "fallback_models": Key(str_list(), [], "models to fall back to on overload"),
-        "fallback_endpoints": Key(str_list(url("http", "https")), [], "other ANTHROPIC_BASE_URLs to fail over to"),
+        "fallback_endpoints": Key(str_list(url("http", "https")), [], "other ANTHROPIC_BASE_URLs to fail over to",
+                                  dangerous=True),
         "continuation_prompt": Key(continuation(), _SUPERVISOR_DEFAULT,
                                    "prompt sent when resuming a session ({reason} {description} {category} {type})"),
         "cli_max_retries": Key(integer(lo=0, optional=True), None, "CLAUDE_CODE_MAX_RETRIES for the child"),
-        "env": Key(str_map(), {}, "extra environment for every job (secret values redacted)", secret=True),
+        "env": Key(str_map(), {}, "extra environment for every job (secret values redacted)", secret=True,
+                   dangerous=True),
         "health_interval": Key(duration(), 5.0, "seconds between health checks"),
         "cleanup_interval": Key(duration(), 60.0, "seconds between cleanup sweeps"),
         "state_check_interval": Key(duration(), 1.0, "seconds between checks for jobs cancelled elsewhere"),
         "budget_wait_max": Key(duration(positive=False), 60.0, "longest wait for retry-budget tokens"),
         "alert_min_interval": Key(duration(positive=False), 60.0, "same alert at most once per this many s"),
-        "claude_args": Key(str_list(), [], "arguments added to every job's claude command line"),
+        "claude_args": Key(str_list(), [], "arguments added to every job's claude command line",
+                           dangerous=True),
     }
 
 
@@ -270,7 +276,8 @@ def _with_class_defaults(keys: dict[str, Key]) -> dict[str, Key]:
     for name, key in _dataclass_keys(cls, skip=_SUPERVISOR_ELSEWHERE).items():
         if name in out:
             old = out[name]
-            out[name] = Key(old.check, key.default, old.doc, secret=old.secret, is_path=old.is_path)
+            out[name] = Key(old.check, key.default, old.doc, secret=old.secret, is_path=old.is_path,
+                            dangerous=old.dangerous)
         else:
             out[name] = key
     return out
@@ -309,17 +316,19 @@ def build_schema() -> dict[str, dict[str, Key]]:
             "rules": Key(path(), None, "TOML file of extra classification rules ([[rule]] tables)", is_path=True),
         },
         "dashboard": {
-            "host": Key(text(optional=False, nonempty=True), "127.0.0.1", "address the dashboard listens on"),
+            "host": Key(text(optional=False, nonempty=True), "127.0.0.1", "address the dashboard listens on",
+                        dangerous=True),
             "port": Key(integer(lo=0, hi=65535), 8765, "dashboard port (0: any free one)"),
-            "token": Key(text(), None, "dashboard access token", secret=True),
+            "token": Key(text(), None, "dashboard access token", secret=True, dangerous=True),
         },
         "alerts": {
-            "webhook": Key(url("http", "https"), None, "URL POSTed on escalations and breaker openings", secret=True),
+            "webhook": Key(url("http", "https"), None, "URL POSTed on escalations and breaker openings", secret=True,
+                           dangerous=True),
         },
         "redis": {
             "url": Key(url("redis", "rediss", "unix"), None,
                        "Redis of the fleet: `resurgo batch` submits there unless --local; "
-                       "`resurgo worker` serves it unless --redis", secret=True),
+                       "`resurgo worker` serves it unless --redis", secret=True, dangerous=True),
         },
         "store": {
             "path": Key(path(), None, "SQLite run store (default: $RESURGO_HOME or the XDG state folder)",
