@@ -99,6 +99,19 @@ def duration(*, positive: bool = True, optional: bool = False) -> Check:
     return check
 
 
+def boolean() -> Check:
+    def check(v: Any) -> Any:
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, str) and v.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return v.strip().lower() in ("1", "true", "yes", "on")
+        if isinstance(v, int) and v in (0, 1):
+            return bool(v)
+        raise SettingError(f"must be true or false, got {v!r}")
+
+    return check
+
+
 def text(*, optional: bool = True, nonempty: bool = False) -> Check:
     def check(v: Any) -> Any:
         if optional and v is None:
@@ -244,7 +257,7 @@ def _supervisor_keys() -> dict[str, Key]:
 
 
 #: SupervisorConfig fields configured in other sections ([store] path, [breaker], [alerts] webhook).
-_SUPERVISOR_ELSEWHERE = ("store", "breaker", "alert_webhook", "classify_rules")
+_SUPERVISOR_ELSEWHERE = ("store", "breaker", "alert_webhook", "classify_rules", "otel")
 
 
 def supervisor_config_class() -> Any:
@@ -329,6 +342,10 @@ def build_schema() -> dict[str, dict[str, Key]]:
             "url": Key(url("redis", "rediss", "unix"), None,
                        "Redis of the fleet: `resurgo batch` submits there unless --local; "
                        "`resurgo worker` serves it unless --redis", secret=True, dangerous=True),
+        },
+        "otel": {
+            "enabled": Key(boolean(), False, "emit OpenTelemetry traces and metrics (pip install 'resurgo[otel]'; "
+                           "exporter settings: the standard OTEL_* variables, docs/otel.md)"),
         },
         "store": {
             "path": Key(path(), None, "SQLite run store (default: $RESURGO_HOME or the XDG state folder)",

@@ -641,6 +641,8 @@ class Attempt:
     def _env(self) -> dict[str, str]:
         env = dict(os.environ) if self.spec.inherit_env else {}
         env.update({str(k): str(v) for k, v in self.spec.env.items()})
+        for hook in self.manager.env_hooks:  # e.g. the trace context of this attempt (resurgo.otel)
+            env.update(hook(self.spec))
         env[ATTEMPT_ENV] = self.token
         env[OWNER_ENV] = self.manager.owner
         if self.spec.private_tmp:
@@ -988,6 +990,8 @@ class ProcessManager:
         self.stderr_tail_bytes = stderr_tail_bytes
         self.subreaper = become_subreaper() if subreaper else False
         self.shutting_down = False
+        #: ``hook(spec) -> {name: value}`` added to each attempt's environment (after the job's own)
+        self.env_hooks: list[Callable[[AttemptSpec], Mapping[str, str]]] = []
         self.owner = owner or (jobs.owner if jobs is not None else _default_owner())
         self._active: dict[int, Attempt] = {}
         self._pending: set[Attempt] = set()

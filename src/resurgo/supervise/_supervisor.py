@@ -22,9 +22,9 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from resurgo.breaker import CircuitBreaker
 from resurgo.classify import Classifier, load_rules
@@ -32,7 +32,7 @@ from resurgo.clock import SYSTEM_CLOCK, Clock
 from resurgo.store import Store, default_store_path
 from resurgo.supervise._alerts import Alert, AlertManager
 from resurgo.supervise._cleanup import ResourceCleaner
-from resurgo.supervise._config import SupervisorConfig
+from resurgo.supervise._config import ConfigError, SupervisorConfig
 from resurgo.supervise._events import CliEvent, JobFinished, JobQueued, JobResult, SupervisorEvent
 from resurgo.supervise._health import HealthChecker
 from resurgo.supervise._health_store import HealthRecorder
@@ -41,6 +41,9 @@ from resurgo.supervise._orchestrator import BudgetFactory, Orchestrator
 from resurgo.supervise._process import ProcessManager
 from resurgo.supervise._recovery import RecoveryPlanner, StrategyHistory
 from resurgo.supervise._session import SessionManager
+
+if TYPE_CHECKING:
+    from resurgo.otel._supervisor import SupervisorTelemetry
 
 log = logging.getLogger("resurgo.supervise")
 
@@ -199,8 +202,20 @@ class Supervisor:
         environ: Mapping[str, str] | None = None,
         manager: ProcessManager | None = None,
         budget_factory: BudgetFactory | None = None,
+        telemetry: SupervisorTelemetry | None = None,
     ) -> None:
         self.config = config or SupervisorConfig()
+        # OpenTelemetry (the optional extra): imported only when asked for
+        self._otel_shutdown: Callable[[], None] | None = None
+        if telemetry is None and self.config.otel:
+            try:
+                from resurgo.otel import SupervisorTelemetry as _Telemetry
+                from resurgo.otel import configure_default_providers
+            except ImportError as e:
+                raise ConfigError(f"otel is enabled but OpenTelemetry is not installed: {e}") from e
+            self._otel_shutdown = configure_default_providers()
+            telemetry = _Telemetry()
+        self.telemetry = telemetry
         self.clock = clock or SYSTEM_CLOCK
         # ``[classify] rules``: joins whichever classifier runs (a fleet worker passes its own).  Read
         # before the store opens, so a bad file fails here with nothing to clean up.
@@ -213,6 +228,10 @@ class Supervisor:
         self.manager = manager or ProcessManager(claude=self.config.claude, jobs=self.jobs, clock=self.clock)
         if self.manager.jobs is None:
             self.manager.jobs = self.jobs
+        if self.telemetry is not None:
+            self.telemetry.attach(self.store)
+            tel = self.telemetry
+            self.manager.env_hooks.append(lambda spec: tel.env_for(spec.job_id))
         self.sessions = SessionManager(continuation=self.config.continuation_prompt)
         history = StrategyHistory()
         try:
@@ -349,6 +368,10 @@ class Supervisor:
         self.health_recorder.clear()
         await self.alerts.drain()
         self._bus.close()
+        if self.telemetry is not None:
+            self.telemetry.close(self.clock.time())
+        if self._otel_shutdown is not None:
+            self._otel_shutdown()
         if self._own_store:
             self.store.close()
 
@@ -375,6 +398,8 @@ class Supervisor:
 
     # -- jobs -------------------------------------------------------------------------------------
     def _emit(self, ev: SupervisorEvent) -> None:
+        if self.telemetry is not None:
+            self.telemetry.on_event(ev)  # first: an AttemptStarted opens the span whose context the CLI gets
         self._bus.publish(ev)
         if ev.job_id:
             h = self._handles.get(ev.job_id)
