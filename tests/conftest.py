@@ -14,7 +14,6 @@ import pytest
 
 from resurgo.mockapi import MockServer
 
-
 #: The CLI versions the suite runs: the pinned one everything was recorded against (scripts/setup.sh
 #: installs it into .tools/npm) and the newest one we test (.tools/npm-latest).  Keep in step with
 #: ``resurgo.cli._doctor.TESTED_CLI_RANGE`` and the README.

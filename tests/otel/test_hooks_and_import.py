@@ -20,12 +20,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from resurgo.breaker import CircuitBreaker, CircuitOpenError, CircuitThresholds
+from resurgo.classify import ErrorClass, ErrorType, Severity
 from resurgo.clock import FakeClock
 from resurgo.config import load_settings
 from resurgo.otel import OTelBreakerListener, OTelRetryHook
 from resurgo.retry import Retrier, RetryPolicy
-
-from resurgo.classify import ErrorClass, ErrorType, Severity
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("opentelemetry.sdk", reason="the otel extra is part of the dev set-up")  # noqa: E402
+pytest.importorskip("opentelemetry.sdk", reason="the otel extra is part of the dev set-up")
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -103,7 +103,9 @@ async def test_spans_events_trace_context_and_metrics_of_a_recovered_job(
     assert "resurgo.recovery.planned" in names and "resurgo.recovery.restored" in names
     assert "resurgo.wait" in names  # the recovery waited (backoff, then the open breaker)
     transitions = [
-        (e.attributes or {}).get("resurgo.breaker.to_state") for e in job.events if e.name == "resurgo.breaker.transition"
+        (e.attributes or {}).get("resurgo.breaker.to_state")
+        for e in job.events
+        if e.name == "resurgo.breaker.transition"
     ]
     assert "open" in transitions, names
 
