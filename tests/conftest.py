@@ -75,6 +75,19 @@ def claude_bin(request: pytest.FixtureRequest) -> str:
     return path
 
 
+@pytest.fixture(scope="session")
+def claude_version(claude_bin: str) -> tuple[int, int, int]:
+    """``claude --version`` of ``claude_bin`` as a tuple, for the few assertions that differ by version
+    (each such difference is listed in docs/cli-versions.md)."""
+    import re
+    import subprocess
+
+    out = subprocess.run([claude_bin, "--version"], capture_output=True, text=True, timeout=60).stdout
+    m = re.search(r"(\d+)\.(\d+)\.(\d+)", out)
+    assert m, f"cannot read the CLI version from {out!r}"
+    return int(m.group(1)), int(m.group(2)), int(m.group(3))
+
+
 @pytest.fixture
 def claude_env(tmp_path: Path) -> dict[str, str]:
     """Environment for a CLI run in a temporary HOME (never the real ~/.claude).

@@ -72,6 +72,7 @@ from resurgo.chaos._report import (
     snapshot_files,
     snapshot_processes,
 )
+from resurgo.mockapi._shapes import tool_wait
 
 log = logging.getLogger("resurgo.chaos")
 
@@ -152,7 +153,8 @@ class ChaosConfig:
         fast and clearly (auth, not retried); availability leaves them out.
         None: one when ``jobs >= 10`` and ``fault_rate > 0``, else none.
     steps / step_sleep:
-        Bash tool calls per job (``sleep step_sleep; echo step N``): runs last
+        Bash tool calls per job (a wait of ``step_sleep`` s, then ``echo step N``;
+        see :func:`resurgo.mockapi.tool_wait`): runs last
         a few seconds and have tool children to kill.
     api_timeout_ms / stall_timeout:
         The CLI's request timeout (a hang shows as "Request timed out") and the
@@ -266,7 +268,8 @@ def find_claude_cli(explicit: str | None = None) -> str:
 
 def job_prompt(i: int, steps: int, step_sleep: float) -> str:
     """A scripted job for the stand-in: ``steps`` Bash tool calls, then a final text."""
-    calls = " ".join(f"[[bash: sleep {step_sleep:g}; echo job {i} step {k}]]" for k in range(1, steps + 1))
+    # tool_wait: a long leading `sleep` is refused by newer CLIs (docs/cli-versions.md)
+    calls = " ".join(f"[[bash: {tool_wait(step_sleep)}; echo job {i} step {k}]]" for k in range(1, steps + 1))
     return f"chaos job {i}: run these steps in order. {calls} [[text: job {i} done]]"
 
 
