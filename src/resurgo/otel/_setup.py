@@ -18,6 +18,9 @@ from opentelemetry import metrics, trace
 
 log = logging.getLogger(__name__)
 
+#: Providers this module installed (once per process: a second supervisor reuses them).
+_installed: list[Any] = []
+
 
 def _is_default(provider: Any, sdk_cls: type) -> bool:
     return not isinstance(provider, sdk_cls)
@@ -26,8 +29,10 @@ def _is_default(provider: Any, sdk_cls: type) -> bool:
 def configure_default_providers(*, service_name: str = "resurgo") -> Any:
     """Install OTLP-exporting SDK providers unless the process already has SDK ones.
 
-    Returns a callable that flushes and shuts down what was installed (a no-op
-    when nothing was), for the supervisor to call when it closes.
+    Returns a callable that flushes what was installed (a no-op when nothing
+    was), for the supervisor to call when it closes.  The providers stay for
+    the rest of the process (another supervisor may start; the SDK shuts them
+    down at exit), so they are flushed, not shut down.
     """
     try:
         from opentelemetry.sdk.metrics import MeterProvider
@@ -41,7 +46,7 @@ def configure_default_providers(*, service_name: str = "resurgo") -> Any:
     import os
 
     resource = Resource.create({} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": service_name})
-    installed: list[Any] = []
+    installed = _installed
     if _is_default(trace.get_tracer_provider(), TracerProvider):
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -63,11 +68,11 @@ def configure_default_providers(*, service_name: str = "resurgo") -> Any:
             metrics.set_meter_provider(mp)
             installed.append(mp)
 
-    def shutdown() -> None:
+    def flush() -> None:
         for p in installed:
             try:
-                p.shutdown()
+                p.force_flush()
             except Exception:
                 log.warning("OpenTelemetry: could not flush %s", type(p).__name__, exc_info=True)
 
-    return shutdown
+    return flush

@@ -100,7 +100,7 @@ class SupervisorTelemetry:
             self._metrics = StoreMetrics(store, meter_provider=self._meter_provider, window_s=self._window_s)
 
     def close(self, ts: float | None = None) -> None:
-        """End spans left open (a supervisor closing with jobs still running) and stop the metrics."""
+        """End spans left open (a supervisor closing with jobs still running)."""
         with self._lock:
             jobs, self._jobs = self._jobs, {}
         for js in jobs.values():
@@ -110,6 +110,9 @@ class SupervisorTelemetry:
                 js.attempt.end(end_time=end)
             js.job.set_attribute("resurgo.job.state", "interrupted")
             js.job.end(end_time=end)
+
+    def detach(self) -> None:
+        """Stop reading the store (it is about to close); call after the last export was flushed."""
         if self._metrics is not None:
             self._metrics.close()
 

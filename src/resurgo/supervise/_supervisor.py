@@ -369,9 +369,11 @@ class Supervisor:
         await self.alerts.drain()
         self._bus.close()
         if self.telemetry is not None:
-            self.telemetry.close(self.clock.time())
+            self.telemetry.close(self.clock.time())  # end spans left open
         if self._otel_shutdown is not None:
-            self._otel_shutdown()
+            self._otel_shutdown()  # flush spans and a last metrics collection while the store is open
+        if self.telemetry is not None:
+            self.telemetry.detach()
         if self._own_store:
             self.store.close()
 
