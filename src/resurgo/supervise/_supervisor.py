@@ -22,6 +22,7 @@ import functools
 import logging
 import os
 import threading
+import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -48,6 +49,13 @@ T = TypeVar("T")
 
 #: Typed events a handle keeps for late subscribers (raw CLI events included).
 HANDLE_REPLAY = 5_000
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -583,13 +591,22 @@ class Supervisor:
             raise RuntimeError("this supervisor is closed")
         if not isinstance(session_id, str) or not session_id.strip():
             raise ValueError("adopt_job needs the session id of the job's previous run")
+        if not _is_uuid(session_id):
+            # it becomes a file name below: "../../x" must not write anywhere
+            raise ValueError(f"adopt_job: session id must be a UUID, got {session_id[:60]!r}")
         if transcript is not None:
             env = {**self._orch.environ, **self.config.env, **dict(spec.env)}
             path = self.sessions.transcript_path(session_id, os.path.abspath(os.fspath(spec.cwd)), env=env)
             path.parent.mkdir(parents=True, exist_ok=True)
             data = transcript.encode() if isinstance(transcript, str) else transcript
             tmp = path.with_suffix(".part")
-            tmp.write_bytes(data)
+            # 0600 whatever the umask: a transcript holds every tool result of the session
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.chmod(tmp, 0o600)
             os.replace(tmp, path)
         job_id = self._create(spec)
         rec = self.jobs.require(job_id)
