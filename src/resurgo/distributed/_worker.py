@@ -256,7 +256,8 @@ class FleetWorker:
 
     async def _start(self, entry: str, job_id: str) -> None:
         key = f"{self.prefix}:job:{job_id}"
-        r = await self._claim(keys=[key], args=[self.name, time.time(), entry, self.max_claims, self.stream, GROUP])
+        r = await self._claim(keys=[key, self.stream, f"{key}:owners", f"{key}:transcript"],
+                              args=[self.name, time.time(), entry, self.max_claims, GROUP])
         token = int(r[0])
         if token < 0:
             if token in (-1, -3):  # already final (a stale delivery) or unknown: nothing to run
@@ -365,7 +366,7 @@ class FleetWorker:
 
     async def _give_back(self, run: _Running, key: str, reason: str) -> None:
         ok = await self._retrying(f"job {run.job_id}", lambda: self._release(
-            keys=[key, self.stream], args=[GROUP, run.token, run.entry, reason]))
+            keys=[key, self.stream, f"{key}:owners"], args=[GROUP, run.token, run.entry, reason]))
         if int(ok) == 1:
             self.released += 1
             log.info("job %s released for another worker (%s)", run.job_id, reason)
