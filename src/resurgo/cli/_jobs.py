@@ -376,14 +376,13 @@ def cleanup_cmd(store_opt: Path | None, as_json: bool) -> None:
     Safe while other supervisors run: processes and jobs of a live supervisor
     are recognised (pid and start time) and left alone.
     """
-    import tempfile
-
+    from resurgo._private_dir import default_tmp_root
     from resurgo.supervise._cleanup import ResourceCleaner
     from resurgo.supervise._jobs import JobStore
 
     store = open_store(store_path(store_opt))
     try:
-        cleaner = ResourceCleaner(JobStore(store), tmp_root=Path(tempfile.gettempdir()) / f"resurgo-{os.getuid()}")
+        cleaner = ResourceCleaner(JobStore(store), tmp_root=default_tmp_root())
         rep = asyncio.run(cleaner.startup())
     finally:
         store.close()

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+from resurgo._private_dir import private_dir_problems
 from resurgo.clock import SYSTEM_CLOCK, Clock
 from resurgo.supervise._health_store import remove_dead_health
 from resurgo.supervise._jobs import JobStore, owner_alive
@@ -202,8 +203,8 @@ class ResourceCleaner:
     def remove_leaked_tmp(self) -> list[str]:
         """Remove per-attempt temp folders whose supervisor is gone (or that no running attempt uses)."""
         root = self.tmp_root
-        if root is None or not root.is_dir():
-            return []
+        if root is None or not root.is_dir() or private_dir_problems(root):
+            return []  # (a root that is not ours: nothing in it is ours to remove)
         in_use = {a.tmpdir for a in self.manager.active} if self.manager is not None else set()
         in_use |= {a.tmpdir for a in self.manager.pending} if self.manager is not None else set()
         now = self.clock.time()

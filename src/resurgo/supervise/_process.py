@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from resurgo.classify._types import Observation
 from resurgo.clock import SYSTEM_CLOCK, Clock
+from resurgo._private_dir import default_tmp_root, ensure_private_dir
 from resurgo.supervise._reaper import (
     TreeKillReport,
     TreeTracker,
@@ -644,8 +645,7 @@ class Attempt:
         env[ATTEMPT_ENV] = self.token
         env[OWNER_ENV] = self.manager.owner
         if self.spec.private_tmp:
-            root = self.manager.tmp_root
-            root.mkdir(parents=True, exist_ok=True)
+            root = ensure_private_dir(self.manager.tmp_root)  # 0700 and ours, or UnsafeTempDirError
             self._tmpdir = tempfile.mkdtemp(prefix=f"att-{os.getpid()}-", dir=root)
             env["TMPDIR"] = self._tmpdir
         return env
@@ -983,7 +983,7 @@ class ProcessManager:
         self._claude: str | None = None
         self.jobs = jobs
         self.clock = clock
-        self.tmp_root = Path(tmp_root) if tmp_root else Path(tempfile.gettempdir()) / f"resurgo-{os.getuid()}"
+        self.tmp_root = Path(tmp_root) if tmp_root else default_tmp_root()
         self.event_tail = event_tail
         self.stderr_tail_bytes = stderr_tail_bytes
         self.subreaper = become_subreaper() if subreaper else False
