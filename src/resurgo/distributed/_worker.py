@@ -45,6 +45,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
+from resurgo._endpoints import endpoint_name
 from resurgo.distributed._link import RedisLink, default_worker_name
 from resurgo.distributed._policy import WorkerPolicy, is_session_id
 from resurgo.distributed._transcripts import TranscriptCodec, TranscriptError
@@ -480,7 +481,7 @@ class FleetWorker:
         from resurgo.distributed._budget import RedisRetryBudget
 
         return RedisRetryBudget(
-            self.link, f"endpoint:{url}", ratio=self.config.retry_budget_ratio,
+            self.link, f"endpoint:{endpoint_name(url)}", ratio=self.config.retry_budget_ratio,
             min_retries_per_sec=self.config.retry_budget_min_per_sec, ttl=10.0,
         )
 

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from resurgo._endpoints import endpoint_name
 from resurgo.breaker import CircuitBreaker
 from resurgo.classify import Classifier, load_rules
 from resurgo.clock import SYSTEM_CLOCK, Clock
@@ -401,7 +402,7 @@ class Supervisor:
             args=list(spec.claude_args),
             env=dict(spec.env),
             model=spec.model,
-            endpoint=url,
+            endpoint=endpoint_name(url),  # stored and shown: the URL could hold credentials
             idem_key=spec.idem_key,
             name=spec.name,
             batch_id=batch_id,
