@@ -462,7 +462,10 @@ def _signal_job_processes(js: Any, job_id: str) -> list[int]:
         if p.job_id != job_id or not same_process(p.pid, p.start_time):
             continue
         try:
-            if p.pgid and p.pgid != os.getpgid(0):
+            # the group only while the recorded process (checked above by pid and start time) is still in
+            # it: then the kernel cannot have handed the group id to anyone else
+            in_group = bool(p.pgid) and os.getpgid(p.pid) == p.pgid
+            if in_group and p.pgid != os.getpgid(0):
                 os.killpg(p.pgid, signal.SIGTERM)
                 sent.append(p.pgid)
             else:

@@ -54,7 +54,7 @@ from resurgo.supervise._reaper import (
     become_subreaper,
     create_time,
     end_tree,
-    env_marked,
+    marked_tree,
     same_process,
 )
 from resurgo.supervise._redact import redact_argv, redact_text
@@ -714,14 +714,22 @@ class Attempt:
         grace = spec.liveness.grace
         if self._kill_started is not None:
             grace = max(0.0, grace - (self._clock.monotonic() - self._kill_started))
-        marked = await asyncio.to_thread(env_marked, ATTEMPT_ENV, self.token)
+        marked = await asyncio.to_thread(marked_tree, ATTEMPT_ENV, self.token)
+        # every pid with its start time, every remembered session with its leader's: the grace loop
+        # rechecks them, so a pid or session id reused meanwhile is never signalled
+        extra = {**marked, **self.tracker.alive_map()}
+        extra.pop(proc.pid, None)
+        sid_starts = self.tracker.sid_starts()
+        if self.start_time is not None:
+            sid_starts[proc.pid] = self.start_time
         report = await end_tree(
             {proc.pid, *self.tracker.sids},
-            extra={*self.tracker.still_alive(), *marked} - {proc.pid},
+            extra=extra,
             leader=proc.pid,
             leader_running=False,
             grace=grace,
             not_before=self.start_time,
+            sid_starts=sid_starts,
         )
         if report.left:
             log.warning("attempt pid=%s left processes that would not die: %s", proc.pid, report.left)
