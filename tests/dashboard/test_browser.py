@@ -219,12 +219,12 @@ def test_page_falls_back_to_polling_when_streams_are_refused(browser: Any, busy_
 
 
 def test_token_page_in_the_browser(browser: Any, busy_store: Store) -> None:
-    with Dashboard(busy_store, now=lambda: NOW, token="tok-123") as dash:
+    with Dashboard(busy_store, now=lambda: NOW, token="tok-123-4567890abcdef") as dash:
         page = browser.new_page()
         resp = page.goto(dash.url)
         assert resp is not None and resp.status == 401
         assert "needs its access token" in page.inner_text("body")
-        page.goto(dash.url + "?token=tok-123#1h")
+        page.goto(dash.url + "?token=tok-123-4567890abcdef#1h")
         page.wait_for_selector("body[data-loaded='1']", timeout=15000)
         assert "token" not in page.url  # dropped from the address bar after the cookie was set
         assert int(tile(page, "errors")) > 0

@@ -193,12 +193,17 @@ def demo_cmd(demo_dir: Path | None, claude: str | None, n_jobs: int, no_crash: b
 
 
 def _demo_folder(demo_dir: Path | None) -> Path:
+    from resurgo._private_dir import ensure_private_dir
+
     cands = [demo_dir] if demo_dir is not None else [Path.cwd() / ".resurgo-demo"]
     if demo_dir is None:
         cands.append(Path(tempfile.gettempdir()) / f"resurgo-demo-{os.getuid()}")
     for c in cands:
         try:
-            c.mkdir(parents=True, exist_ok=True)
+            if c.parent == Path(tempfile.gettempdir()):
+                ensure_private_dir(c)  # a predictable name in a shared folder: 0700 and ours, or refused
+            else:
+                c.mkdir(parents=True, exist_ok=True)
             probe = c / ".write-test"
             probe.write_text("")
             probe.unlink()

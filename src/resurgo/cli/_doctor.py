@@ -383,22 +383,25 @@ def temp_problems(tmp: Path, *, uid: int) -> list[str]:
 
 def check_temp(ctx: Context) -> list[Finding]:
     tmp = ctx.tmpdir or Path(tempfile.gettempdir())
-    fn = _temp_fn()
-    problems = fn(tmp, uid=ctx.uid)
+    problems = temp_problems(tmp, uid=ctx.uid)
+    shared = _private_dir_fn()
+    if shared is not None and ctx.uid == os.geteuid():
+        # the supervisor's own check of its per-user folder (resurgo._private_dir): the same words as its error
+        mine = tmp / f"resurgo-{ctx.uid}"
+        problems = [p for p in problems if str(mine) not in p] + shared(mine)
     if problems:
         return [Finding("temp", "fail", "; ".join(problems), "see the message", {"path": str(tmp)})]
     return [Finding("temp", "ok", f"temp folder {tmp} is safe", details={"path": str(tmp)})]
 
 
-def _temp_fn() -> Callable[..., list[str]]:
-    """The configuration package's temp-folder check when it has one, else ours (same signature)."""
+def _private_dir_fn() -> Callable[[Path], list[str]] | None:
+    """``resurgo._private_dir.private_dir_problems`` when this resurgo has it."""
     try:
-        from resurgo import config as _config
-
-        fn = getattr(_config, "temp_dir_problems", None)
+        from resurgo._private_dir import private_dir_problems
     except ImportError:
-        fn = None
-    return fn if callable(fn) else temp_problems
+        return None
+    fn: Callable[[Path], list[str]] = private_dir_problems
+    return fn
 
 
 CHECKS: tuple[Callable[[Context], list[Finding]], ...] = (

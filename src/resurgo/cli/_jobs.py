@@ -376,14 +376,13 @@ def cleanup_cmd(store_opt: Path | None, as_json: bool) -> None:
     Safe while other supervisors run: processes and jobs of a live supervisor
     are recognised (pid and start time) and left alone.
     """
-    import tempfile
-
+    from resurgo._private_dir import default_tmp_root
     from resurgo.supervise._cleanup import ResourceCleaner
     from resurgo.supervise._jobs import JobStore
 
     store = open_store(store_path(store_opt))
     try:
-        cleaner = ResourceCleaner(JobStore(store), tmp_root=Path(tempfile.gettempdir()) / f"resurgo-{os.getuid()}")
+        cleaner = ResourceCleaner(JobStore(store), tmp_root=default_tmp_root())
         rep = asyncio.run(cleaner.startup())
     finally:
         store.close()
@@ -463,7 +462,10 @@ def _signal_job_processes(js: Any, job_id: str) -> list[int]:
         if p.job_id != job_id or not same_process(p.pid, p.start_time):
             continue
         try:
-            if p.pgid and p.pgid != os.getpgid(0):
+            # the group only while the recorded process (checked above by pid and start time) is still in
+            # it: then the kernel cannot have handed the group id to anyone else
+            in_group = bool(p.pgid) and os.getpgid(p.pid) == p.pgid
+            if in_group and p.pgid != os.getpgid(0):
                 os.killpg(p.pgid, signal.SIGTERM)
                 sent.append(p.pgid)
             else:

@@ -161,6 +161,15 @@ def str_list(item: Check | None = None) -> Check:
     return check
 
 
+def choice(*options: str) -> Check:
+    def check(v: Any) -> Any:
+        if v not in options:
+            raise SettingError(f"must be one of {', '.join(options)}, got {v!r}")
+        return v
+
+    return check
+
+
 def str_map() -> Check:
     def check(v: Any) -> Any:
         if not isinstance(v, Mapping):
@@ -346,6 +355,19 @@ def build_schema() -> dict[str, dict[str, Key]]:
         "otel": {
             "enabled": Key(boolean(), False, "emit OpenTelemetry traces and metrics (pip install 'resurgo[otel]'; "
                            "exporter settings: the standard OTEL_* variables, docs/otel.md)"),
+        },
+        "worker": {
+            # what `resurgo worker` accepts from the fleet's Redis (resurgo.distributed._policy)
+            "cwd_roots": Key(str_list(), [], "folders a fleet job's cwd must lie under "
+                             "(default: the folder the worker started in)", is_path=True, dangerous=True),
+            "allow_env": Key(str_list(), [], "variables a fleet job may set although refused by default "
+                             "(PATH, LD_*, ANTHROPIC_*, ...)", dangerous=True),
+            "allow_claude_args": Key(str_list(), [], "claude flags a fleet job may pass beyond the safe ones "
+                                     "(e.g. --allowedTools; '*' for any)", dangerous=True),
+            "transcripts": Key(choice("redact", "encrypt", "plain"), "redact",
+                               "how session transcripts are stored in Redis"),
+            "transcript_key": Key(text(), None, "Fernet key for transcripts = 'encrypt' (shared by the fleet)",
+                                  secret=True),
         },
         "store": {
             "path": Key(path(), None, "SQLite run store (default: $RESURGO_HOME or the XDG state folder)",

@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
+from resurgo._endpoints import endpoint_name
 from resurgo.breaker import CircuitBreaker, CircuitOpenError, Permit, StateTransition
 from resurgo.classify import Classifier
 from resurgo.classify._types import ErrorClass, ErrorType, Observation, Severity, Strategy
@@ -365,7 +366,7 @@ class Orchestrator:
         ep = self.endpoints.get(url)
         if ep is None:
             br = CircuitBreaker(
-                f"endpoint:{url}",
+                f"endpoint:{endpoint_name(url)}",  # names reach the store and metrics: no credentials
                 thresholds=self.config.breaker,
                 clock=self.clock,
                 classifier=_breaker_classifier,

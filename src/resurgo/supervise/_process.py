@@ -47,13 +47,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from resurgo.classify._types import Observation
 from resurgo.clock import SYSTEM_CLOCK, Clock
+from resurgo._private_dir import default_tmp_root, ensure_private_dir
 from resurgo.supervise._reaper import (
     TreeKillReport,
     TreeTracker,
     become_subreaper,
     create_time,
     end_tree,
-    env_marked,
+    marked_tree,
     same_process,
 )
 from resurgo.supervise._redact import redact_argv, redact_text
@@ -646,8 +647,7 @@ class Attempt:
         env[ATTEMPT_ENV] = self.token
         env[OWNER_ENV] = self.manager.owner
         if self.spec.private_tmp:
-            root = self.manager.tmp_root
-            root.mkdir(parents=True, exist_ok=True)
+            root = ensure_private_dir(self.manager.tmp_root)  # 0700 and ours, or UnsafeTempDirError
             self._tmpdir = tempfile.mkdtemp(prefix=f"att-{os.getpid()}-", dir=root)
             env["TMPDIR"] = self._tmpdir
         return env
@@ -716,14 +716,22 @@ class Attempt:
         grace = spec.liveness.grace
         if self._kill_started is not None:
             grace = max(0.0, grace - (self._clock.monotonic() - self._kill_started))
-        marked = await asyncio.to_thread(env_marked, ATTEMPT_ENV, self.token)
+        marked = await asyncio.to_thread(marked_tree, ATTEMPT_ENV, self.token)
+        # every pid with its start time, every remembered session with its leader's: the grace loop
+        # rechecks them, so a pid or session id reused meanwhile is never signalled
+        extra = {**marked, **self.tracker.alive_map()}
+        extra.pop(proc.pid, None)
+        sid_starts = self.tracker.sid_starts()
+        if self.start_time is not None:
+            sid_starts[proc.pid] = self.start_time
         report = await end_tree(
             {proc.pid, *self.tracker.sids},
-            extra={*self.tracker.still_alive(), *marked} - {proc.pid},
+            extra=extra,
             leader=proc.pid,
             leader_running=False,
             grace=grace,
             not_before=self.start_time,
+            sid_starts=sid_starts,
         )
         if report.left:
             log.warning("attempt pid=%s left processes that would not die: %s", proc.pid, report.left)
@@ -985,7 +993,7 @@ class ProcessManager:
         self._claude: str | None = None
         self.jobs = jobs
         self.clock = clock
-        self.tmp_root = Path(tmp_root) if tmp_root else Path(tempfile.gettempdir()) / f"resurgo-{os.getuid()}"
+        self.tmp_root = Path(tmp_root) if tmp_root else default_tmp_root()
         self.event_tail = event_tail
         self.stderr_tail_bytes = stderr_tail_bytes
         self.subreaper = become_subreaper() if subreaper else False

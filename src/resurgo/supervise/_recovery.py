@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from resurgo._endpoints import endpoint_name
 from resurgo.classify._types import ErrorClass, ErrorType, Observation, Strategy
 from resurgo.clock import SYSTEM_CLOCK, Clock
 
@@ -254,7 +255,7 @@ class Failover(_Base):
         action: Action = "resume" if ctx.has_transcript and not ctx.resume_failed else "start"
         if ctx.fallback_endpoints:
             ep = ctx.fallback_endpoints[0]
-            return RecoveryPlan(self.name, action, f"fail over to endpoint {ep}", endpoint=ep)
+            return RecoveryPlan(self.name, action, f"fail over to endpoint {endpoint_name(ep)}", endpoint=ep)
         m = ctx.fallback_models[0]
         return RecoveryPlan(self.name, action, f"fail over to model {m}", model=m)
 

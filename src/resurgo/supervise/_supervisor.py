@@ -22,10 +22,12 @@ import functools
 import logging
 import os
 import threading
+import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from resurgo._endpoints import endpoint_name
 from resurgo.breaker import CircuitBreaker
 from resurgo.classify import Classifier, load_rules
 from resurgo.clock import SYSTEM_CLOCK, Clock
@@ -51,6 +53,13 @@ T = TypeVar("T")
 
 #: Typed events a handle keeps for late subscribers (raw CLI events included).
 HANDLE_REPLAY = 5_000
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,7 +429,7 @@ class Supervisor:
             args=list(spec.claude_args),
             env=dict(spec.env),
             model=spec.model,
-            endpoint=url,
+            endpoint=endpoint_name(url),  # stored and shown: the URL could hold credentials
             idem_key=spec.idem_key,
             name=spec.name,
             batch_id=batch_id,
@@ -610,13 +619,22 @@ class Supervisor:
             raise RuntimeError("this supervisor is closed")
         if not isinstance(session_id, str) or not session_id.strip():
             raise ValueError("adopt_job needs the session id of the job's previous run")
+        if not _is_uuid(session_id):
+            # it becomes a file name below: "../../x" must not write anywhere
+            raise ValueError(f"adopt_job: session id must be a UUID, got {session_id[:60]!r}")
         if transcript is not None:
             env = {**self._orch.environ, **self.config.env, **dict(spec.env)}
             path = self.sessions.transcript_path(session_id, os.path.abspath(os.fspath(spec.cwd)), env=env)
             path.parent.mkdir(parents=True, exist_ok=True)
             data = transcript.encode() if isinstance(transcript, str) else transcript
             tmp = path.with_suffix(".part")
-            tmp.write_bytes(data)
+            # 0600 whatever the umask: a transcript holds every tool result of the session
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.chmod(tmp, 0o600)
             os.replace(tmp, path)
         job_id = self._create(spec)
         rec = self.jobs.require(job_id)
