@@ -35,8 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from resurgo.config._trust import find_project_config as _find_project_config
-from resurgo.config._trust import trust_problems
 from resurgo.config._schema import (
     Key,
     SettingError,
@@ -45,6 +43,8 @@ from resurgo.config._schema import (
     redact_url,
     supervisor_config_class,
 )
+from resurgo.config._trust import find_project_config as _find_project_config
+from resurgo.config._trust import trust_problems
 
 ENV_PREFIX = "RESURGO_"
 PROJECT_FILE = "resurgo.toml"
