@@ -72,8 +72,9 @@ def test_the_cleaner_removes_nothing_in_a_root_that_is_not_ours(tmp_path: Path,
 
 
 async def test_an_attempt_refuses_a_planted_temp_root_with_a_clear_error(tmp_path: Path) -> None:
-    from resurgo.supervise._process import ProcessManager
     from tests.supervise._helpers import py
+
+    from resurgo.supervise._process import ProcessManager
 
     theirs = tmp_path / "theirs"
     theirs.mkdir()

@@ -146,7 +146,8 @@ def test_dashboard_takes_its_defaults_from_the_configuration(tmp_path: Path) -> 
     assert f"(store: {tmp_path / 'cfg.db'};" in line and os.path.exists(tmp_path / "cfg.db")
     assert ":8765/" not in line  # port 0 from the file, not the built-in 8765
     # options given on the command line win
-    line, codes = _serve_dashboard(["--token", "tok-cli-0123456789abcdef", "--store", str(tmp_path / "cli.db")], tmp_path, env,
+    line, codes = _serve_dashboard(["--token", "tok-cli-0123456789abcdef", "--store", str(tmp_path / "cli.db")],
+                                   tmp_path, env,
                                    ("tok-from-config-0123456789", "tok-cli-0123456789abcdef"))
     assert codes == [401, 200]
     assert f"(store: {tmp_path / 'cli.db'};" in line

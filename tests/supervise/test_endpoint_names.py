@@ -8,7 +8,7 @@ from typing import Any
 from resurgo._endpoints import endpoint_name
 from resurgo.clock import SYSTEM_CLOCK
 from resurgo.store import Store
-from resurgo.supervise import JobSpec, Supervisor, SupervisorConfig
+from resurgo.supervise import Supervisor, SupervisorConfig
 
 from .test_orchestrator import R_529, R_OK, FakeManager
 
@@ -55,7 +55,7 @@ async def test_a_secret_in_the_base_url_reaches_no_name(tmp_path: Path) -> None:
     assert SECRET not in health.name and "gateway.example" in health.name
     assert names and all(SECRET not in n for n in names)
     dump = "\n".join(str(tuple(r)) for t in ("jobs", "breaker_transitions", "health", "recoveries", "errors")
-                     for r in store.query(f"SELECT * FROM {t}"))  # noqa: S608 - fixed table names
+                     for r in store.query(f"SELECT * FROM {t}"))
     assert "gateway.example" in dump  # the endpoint is there, by name
     assert SECRET not in dump
     assert SECRET not in generate_latest(make_registry(store)).decode()

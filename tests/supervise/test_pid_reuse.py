@@ -12,11 +12,11 @@ from typing import Any
 
 import psutil
 import pytest
+from tests.cli._helpers import cli_env, resurgo
 
 from resurgo._procs import TreeTracker, create_time, end_tree
 from resurgo.store import Store
 from resurgo.supervise._jobs import JobState, JobStore
-from tests.cli._helpers import cli_env, resurgo
 
 
 @pytest.fixture

@@ -60,7 +60,7 @@ class TranscriptCodec:
         if self.mode == "plain":
             return text
         if self.mode == "encrypt":
-            return _PREFIX + self._fernet.encrypt(text.encode("utf-8")).decode("ascii")
+            return _PREFIX + str(self._fernet.encrypt(text.encode("utf-8")).decode("ascii"))
         from resurgo._redact import redact_json_line
 
         return "".join(redact_json_line(line.rstrip("\n")) + "\n" if line.endswith("\n")

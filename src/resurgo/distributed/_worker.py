@@ -48,8 +48,8 @@ from redis.retry import Retry
 from resurgo._endpoints import endpoint_name
 from resurgo.distributed._link import RedisLink, default_worker_name
 from resurgo.distributed._policy import WorkerPolicy, is_session_id
-from resurgo.distributed._transcripts import TranscriptCodec, TranscriptError
 from resurgo.distributed._queue import CLAIM, FINISH, GROUP, HEARTBEAT, RELEASE, TRANSCRIPT, FleetJob
+from resurgo.distributed._transcripts import TranscriptCodec, TranscriptError
 
 log = logging.getLogger("resurgo.distributed")
 

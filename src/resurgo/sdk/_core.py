@@ -28,8 +28,8 @@ from claude_agent_sdk import (
     UserMessage,
 )
 
-from resurgo._endpoints import endpoint_name
 from resurgo._continuation import check_continuation, render_continuation
+from resurgo._endpoints import endpoint_name
 from resurgo.breaker import CircuitBreaker, CircuitOpenError, CircuitThresholds, Permit
 from resurgo.classify import ErrorClass, ErrorType, Severity, Strategy
 from resurgo.classify import classify as _default_classify

@@ -47,11 +47,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from urllib.parse import urlsplit
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from resurgo._redact import redact_url
 from resurgo.clock import SYSTEM_CLOCK, Clock

@@ -45,9 +45,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from resurgo._private_dir import default_tmp_root, ensure_private_dir
 from resurgo.classify._types import Observation
 from resurgo.clock import SYSTEM_CLOCK, Clock
-from resurgo._private_dir import default_tmp_root, ensure_private_dir
 from resurgo.supervise._reaper import (
     TreeKillReport,
     TreeTracker,
