@@ -109,6 +109,9 @@ async def test_spans_events_trace_context_and_metrics_of_a_recovered_job(
     ]
     assert "open" in transitions, names
 
+    # the attempt that ran the CLI says which version it was
+    assert last.attributes is not None and str(last.attributes["resurgo.cli.version"]).count(".") == 2
+
     # the Bash tool of the successful attempt inherited that attempt's trace context
     tp_line = (work / "tp.txt").read_text().strip()
     version, trace_id, parent_id, flags = tp_line.split("-")

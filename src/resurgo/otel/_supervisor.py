@@ -41,6 +41,7 @@ from resurgo.supervise._events import (
     AttemptStarted,
     BreakerStateChanged,
     BudgetBypassed,
+    CliEvent,
     FailureDetected,
     JobFinished,
     RecoveryPlanned,
@@ -179,6 +180,17 @@ class SupervisorTelemetry:
             if js_opt is None:
                 return
             js = js_opt
+            if isinstance(ev, CliEvent):
+                raw = ev.event
+                if raw.get("type") == "system" and raw.get("subtype") == "init" and js.attempt is not None:
+                    # which CLI version ran this attempt (their events and wording differ: docs/cli-versions.md)
+                    version = raw.get("claude_code_version")
+                    if isinstance(version, str):
+                        js.attempt.set_attribute("resurgo.cli.version", version[:40])
+                    model = raw.get("model")
+                    if isinstance(model, str):
+                        js.attempt.set_attribute("resurgo.cli.model", model[:80])
+                return
             if isinstance(ev, FailureDetected):
                 e = ev.error
                 attrs = {
