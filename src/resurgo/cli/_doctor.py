@@ -95,7 +95,7 @@ def _parse_version(text: str) -> tuple[int, int, int] | None:
 
 # -- the checks ---------------------------------------------------------------------------------
 def check_cli(ctx: Context) -> list[Finding]:
-    from resurgo.supervise._process import ClaudeNotFoundError, find_claude
+    from resurgo._launch import ClaudeNotFoundError, find_claude
 
     explicit = ctx.settings.get("supervisor", "claude")
     try:
