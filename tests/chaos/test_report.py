@@ -261,7 +261,7 @@ def test_checks_list_seed_and_resurgo_bars() -> None:
 def test_a_clean_run_passes_every_target() -> None:
     jobs = [JobRecord(f"j{i}", T0, "succeeded", T0 + 5) for i in range(1000)]
     incidents = [IncidentRecord(f"j{i}", T0 + 1, "network", "network", recovered_at=T0 + 3) for i in range(50)]
-    events = [BreakerEvent(T0 + 1, "api", "threshold_crossed"), BreakerEvent(T0 + 1.1, "api", "rejected")]
+    events = [BreakerEvent(T0 + 1, "api", "threshold_crossed"), BreakerEvent(T0 + 1.05, "api", "rejected")]
     r = compute_report(
         started_at=T0,
         ended_at=T0 + 10,

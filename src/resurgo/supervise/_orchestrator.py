@@ -428,7 +428,13 @@ class Orchestrator:
             log.exception("could not store supervisor event %s of job %s", name, ev.job_id)
 
     def endpoint_url(self, env: Mapping[str, str]) -> str:
-        return env.get("ANTHROPIC_BASE_URL") or DEFAULT_ENDPOINT
+        """The endpoint a job shares its breaker and budget with.
+
+        ``RESURGO_ENDPOINT`` names it when jobs reach one API by different base
+        URLs (the chaos run gives each job its own route through the fault proxy,
+        yet all of them hit one API whose overload one breaker must see).
+        """
+        return env.get("RESURGO_ENDPOINT") or env.get("ANTHROPIC_BASE_URL") or DEFAULT_ENDPOINT
 
     # -- the job loop -----------------------------------------------------------------------------
     def _job_env(self, rec: JobRecord) -> dict[str, str]:
