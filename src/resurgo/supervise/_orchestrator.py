@@ -57,6 +57,7 @@ from resurgo.supervise._events import (
     Waiting,
 )
 from resurgo.supervise._jobs import ACTIVE_STATES, JobRecord, JobState, JobStore, JobStoreError
+from resurgo.supervise._phases import Progress, fault_at, fault_kind
 from resurgo.supervise._process import (
     Attempt,
     AttemptOutcome,
@@ -200,7 +201,13 @@ class _Pending:
     error: ErrorClass
     observation: Observation
     detected_at: float
+    #: the fault's kind (``resurgo.store.runs.FAULT_KINDS``) and the tool calls it lost
+    fault_kind: str = "other"
+    lost: int = 0
+    #: imposed waits (server reset, open breaker), resurgo's own back-off, waiting for retry budget
     waited_s: float = 0.0
+    backoff_s: float = 0.0
+    budget_s: float = 0.0
     restored: bool = False
     #: a real failure the classifier judged (not a restart after our own crash): learn from it
     learn: bool = True
@@ -234,6 +241,8 @@ class _JobRun:
     #: set with ``taken``: wakes the job from its waits
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     stopper: asyncio.Task[Any] | None = None
+    #: tool calls and results of the session and the running attempt (lost work, progress)
+    progress: Progress = field(default_factory=Progress)
 
 
 class Orchestrator:
@@ -596,6 +605,8 @@ class Orchestrator:
             if not plan.server_wait:
                 run.intensity.record()
             # -- record the recovery (detected now; restored by the next attempt's first event)
+            kind = fault_kind(err, outcome)
+            lost = run.progress.lost_if(restart=plan.action == "start")
             rec_id = self.jobs.record_recovery(
                 jid,
                 strategy=plan.strategy.value,
@@ -604,8 +615,11 @@ class Orchestrator:
                 signature=_signature(self.classifier, obs),
                 reason=plan.reason,
                 detected_at=outcome.ended_at,
+                fault_kind=kind,
+                fault_at=min(fault_at(kind, outcome), outcome.ended_at),
+                lost_tools=lost,
             )
-            run.pending = _Pending(rec_id, plan.strategy.value, err, obs, outcome.ended_at)
+            run.pending = _Pending(rec_id, plan.strategy.value, err, obs, outcome.ended_at, fault_kind=kind, lost=lost)
             self._set(run, JobState.RECOVERING, reason=plan.reason)
             # -- budget, then backoff / server wait
             await self._spend_budget(run)
@@ -613,9 +627,11 @@ class Orchestrator:
             if wait > 0 and not plan.server_wait:
                 wait = max(wait, self._backoff.adjust_for_load(wait, run.endpoint.load.load()))
             if wait > 0:
-                await self._wait(run, wait, plan.reason)
-                if plan.server_wait:
-                    run.pending.waited_s += wait
+                # the part a server imposed (its reset / retry-after) vs resurgo's own back-off
+                imposed = wait if plan.server_wait else min(wait, float(err.retry_after or 0.0))
+                slept = await self._wait(run, wait, plan.reason)
+                run.pending.waited_s += min(slept, imposed)
+                run.pending.backoff_s += max(0.0, slept - imposed)
             if plan.cleanup and self.cleaner is not None:
                 try:
                     await self.cleaner.sweep()
@@ -648,12 +664,15 @@ class Orchestrator:
         assert nxt is not None  # without a failed attempt to inspect, plan() always has an answer
         strategy = Strategy.RESUME_SESSION if nxt.mode == "resume" else Strategy.RESTART_PROCESS
         now = self.clock.time()
+        lost = self._lost_by_last_attempt(run, restart=nxt.mode == "start")
         rec_id = self.jobs.record_recovery(
             rec.id,
             strategy=strategy.value,
             error_type=ErrorType.PROCESS.value,
             reason=f"{why}; {nxt.reason}",
             detected_at=now,
+            fault_kind="supervisor",
+            lost_tools=lost,
         )
         err = ErrorClass(
             type=ErrorType.PROCESS,
@@ -663,8 +682,20 @@ class Orchestrator:
             retryable=True,
             strategy=strategy,
         )
-        run.pending = _Pending(rec_id, strategy.value, err, Observation(message=why), now, learn=False)
+        run.pending = _Pending(
+            rec_id, strategy.value, err, Observation(message=why), now, fault_kind="supervisor", lost=lost, learn=False
+        )
         return nxt
+
+    def _lost_by_last_attempt(self, run: _JobRun, *, restart: bool) -> int:
+        """Tool calls the previous supervisor's last attempt left in flight (from its stored events)."""
+        try:
+            atts = self.jobs.attempts(run.rec.id)
+            if atts:
+                run.progress.replay(self.jobs.runs.attempt_events(atts[-1].id))
+        except Exception:
+            log.exception("could not read the last attempt of job %s", run.rec.id)
+        return run.progress.lost_if(restart=restart)
 
     def _next_run(self, run: _JobRun, plan: RecoveryPlan, outcome: AttemptOutcome) -> NextRun:
         rec = run.rec
@@ -721,6 +752,15 @@ class Orchestrator:
         ep = run.endpoint
         if ep.budget.try_withdraw():  # a refusal here is this recovery's one refusal
             return
+        t0 = self.clock.monotonic()
+        try:
+            await self._wait_for_budget(run)
+        finally:
+            if run.pending is not None:
+                run.pending.budget_s += max(0.0, self.clock.monotonic() - t0)
+
+    async def _wait_for_budget(self, run: _JobRun) -> None:
+        ep = run.endpoint
         self.alerts.alert(
             BUDGET_EXHAUSTED,
             ep.url,
@@ -765,15 +805,19 @@ class Orchestrator:
             details={"job_id": run.rec.id, "waited_s": waited, "stats": ep.budget.stats().__repr__()},
         )
 
-    async def _wait(self, run: _JobRun, seconds: float, why: str) -> None:
+    async def _wait(self, run: _JobRun, seconds: float, why: str) -> float:
+        """Wait ``seconds`` in state ``waiting``; returns the time actually waited."""
         now = self.clock.time()
         self._set(run, JobState.WAITING, reason=why)
         self._note(Waiting(job_id=run.rec.id, ts=now, until_ts=now + seconds, reason=why))
         t0 = self.clock.monotonic()
+        slept = 0.0
         try:
             await self._sleep(run, seconds)
         finally:
-            run.slept_s += min(seconds, max(0.0, self.clock.monotonic() - t0))
+            slept = min(seconds, max(0.0, self.clock.monotonic() - t0))
+            run.slept_s += slept
+        return slept
 
     async def _attempt(self, run: _JobRun, nxt: NextRun) -> AttemptOutcome:
         rec = run.rec
@@ -800,8 +844,12 @@ class Orchestrator:
         self._note(
             AttemptStarted(job_id=jid, ts=self.clock.time(), n=n, kind=kind, session_id=spec.expected_session_id)
         )
-        if run.pending is not None:
-            self.jobs.update_recovery(run.pending.rec_id, started_at=self.clock.time(), waited_s=run.pending.waited_s)
+        p = run.pending
+        if p is not None:
+            self.jobs.update_recovery(
+                p.rec_id, started_at=self.clock.time(), waited_s=p.waited_s, backoff_s=p.backoff_s, budget_s=p.budget_s
+            )
+        run.progress.begin(lost=p.lost if p is not None else 0, fresh_session=nxt.mode == "start")
         try:
             run.attempt = await self.manager.start(spec, on_event=self._event_handler(run))
         except RuntimeError as e:  # the manager is shutting down
@@ -831,13 +879,18 @@ class Orchestrator:
         first = [True]
 
         def on_event(ev: StreamEvent) -> None:
+            caught_up = run.progress.see(ev)
+            p = run.pending
             if first[0]:
                 first[0] = False
-                p = run.pending
                 if p is not None and not p.restored:
                     p.restored = True
-                    self.jobs.update_recovery(p.rec_id, restored_at=ev.ts)
+                    # nothing lost (or already redone by this very event): caught up at once
+                    caught = ev.ts if run.progress.caught_up else None
+                    self.jobs.update_recovery(p.rec_id, restored_at=ev.ts, caught_up_at=caught)
                     self._note(Restored(job_id=jid, ts=ev.ts, recovery_s=max(0.0, ev.ts - p.detected_at)))
+            elif caught_up and p is not None and p.restored:
+                self.jobs.update_recovery(p.rec_id, caught_up_at=ev.ts)
             data = ev.data
             if ev.type == "assistant" and data is not None:
                 msg = data.get("message")
