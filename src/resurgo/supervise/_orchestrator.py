@@ -213,6 +213,20 @@ class _Pending:
     learn: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """A failed attempt as the decision sees it: what happened, what it was, what kind of fault."""
+
+    outcome: AttemptOutcome
+    observation: Observation
+    error: ErrorClass
+    #: ``resurgo.store.runs.FAULT_KINDS`` and when the fault began (wall clock)
+    kind: str
+    at: float
+    #: the attempt got further than where the previous failure left the job
+    progressed: bool
+
+
 @dataclass
 class _JobRun:
     """The mutable state of one job while this supervisor runs it."""
@@ -279,6 +293,12 @@ class Orchestrator:
         self.budget_factory = budget_factory
         self._runs: dict[str, _JobRun] = {}
         self._backoff = AdaptiveBackoff(max_delay=config.backoff_cap, jitter=False)
+        #: seconds from starting the CLI to its first event (EWMA of what this supervisor saw); the part
+        #: of resurgo's own back-off that overlaps with it (0 until measured)
+        self._start_estimate = 0.0
+        self._start_ewma: float | None = None
+        #: the back-off grows only while attempts fail without progress (False: the old exponential rule)
+        self.progress_aware = True
         self.has_subscribers: Callable[[str], bool] = lambda job_id: True
 
     # -- the stored state may change under us -------------------------------------------------------
@@ -490,6 +510,7 @@ class Orchestrator:
                 backoff_base=self.config.backoff_base,
                 backoff_cap=self.config.backoff_cap,
                 clock=self.clock,
+                progress_aware=self.progress_aware,
             ),
             model=rec.model,
             fallback_models=list(self.config.fallback_models),
@@ -529,128 +550,168 @@ class Orchestrator:
             self._runs.pop(job_id, None)
 
     async def _run(self, run: _JobRun, reason: str | None) -> JobResult:
-        rec = run.rec
-        jid = rec.id
-        nxt = self._first_run(run, reason)
-        if rec.attempts == 0:
-            run.endpoint.budget.deposit()  # a first call earns retry budget; recoveries spend it
+        """The seed's flow, one failure per turn: act -> monitor -> detect -> classify -> decide -> wait.
+
+        Each step is one method below; a step that ends the job returns its
+        result (or raises :class:`_TakenAway` / ``CancelledError``, handled by
+        :meth:`run_job`).
+        """
+        nxt = self._begin(run, reason)
         while True:
-            # -- breaker check: while the endpoint is open, this job waits (and sends nothing)
-            run.call = await self._admit(run)
-            outcome = await self._attempt(run, nxt)
-            # -- still ours? (cancelled from another shell: neither success nor a failure to recover from)
-            taken = self._stored_change(run)
-            if taken is not None:
-                self._take_away(run, taken)
-                raise _TakenAway(taken, outcome)
-            # -- detect
-            if outcome.succeeded:
-                self._finish_attempt_row(run, outcome)
-                if run.call is not None:
-                    run.call.success()
-                run.endpoint.load.record(False)
+            outcome = await self._act(run, nxt)  # breaker admission, then the CLI, monitored to its end
+            if self._detect(run, outcome):  # succeeded (a cancel raises)
                 return self._succeeded(run, outcome)
-            if outcome.cancelled:
-                self._finish_attempt_row(run, outcome)
-                run.attempt_id = None
-                if run.call is not None:
-                    run.call.release()
-                raise asyncio.CancelledError  # handled by run_job: the job becomes interrupted
-            # -- classify
-            obs = outcome.to_observation()
-            err = self._classify(obs, outcome, jid)
-            self._finish_attempt_row(run, outcome, err)
-            self._record_error(jid, err, obs)
-            api_side = self._api_side(err, outcome)
-            if run.call is not None:
-                if api_side:
-                    run.call.failure(err)
-                else:
-                    run.call.release()
-            if api_side:
-                run.endpoint.load.record(True)
-            self._close_pending(run, succeeded=False)
-            self._note(FailureDetected(job_id=jid, ts=outcome.ended_at, error=err, attempt=run.attempts))
-            # -- choose a strategy
-            sf = self.sessions.session_failure(outcome) if outcome.mode != "start" else None
-            sid = outcome.session_id
-            # a transcript the CLI could not find ("No conversation found") is as good as none
-            has_tx = sf != "not_found" and self.sessions.has_transcript(sid, rec.cwd, env=run.full_env)
-            ctx = RecoveryContext(
-                job_id=jid,
-                error=err,
-                observation=obs,
-                session_id=sid,
-                has_transcript=has_tx,
-                resume_failed=sf is not None,
-                forked_once=run.forked_once,
-                fallback_models=tuple(run.fallback_models),
-                fallback_endpoints=tuple(run.fallback_endpoints),
-                local_resource=_local_resource(err, outcome),
-            )
-            plan = self.planner.choose(ctx, run.intensity)
-            self._note(
-                RecoveryPlanned(
-                    job_id=jid,
-                    ts=self.clock.time(),
-                    strategy=plan.strategy.value,
-                    action=plan.action,
-                    reason=plan.reason,
-                    wait_s=plan.wait_s,
-                    server_wait=plan.server_wait,
-                )
-            )
+            failure = self._classify_failure(run, outcome)  # classified, recorded, reported to the breaker
+            plan = self._decide(run, failure)  # a strategy and its wait, or give up
             if plan.give_up:
-                return self._failed(run, err, plan, outcome)
-            if not plan.server_wait:
-                run.intensity.record()
-            # -- record the recovery (detected now; restored by the next attempt's first event)
-            kind = fault_kind(err, outcome)
-            lost = run.progress.lost_if(restart=plan.action == "start")
-            rec_id = self.jobs.record_recovery(
-                jid,
+                return self._failed(run, failure.error, plan, outcome)
+            await self._wait(run, failure, plan)  # retry budget, back-off or imposed wait, clean-up
+            nxt = self._next_run(run, plan, outcome)  # resume, fork or start over; failover applied
+
+    # -- the steps ------------------------------------------------------------------------------------
+    def _begin(self, run: _JobRun, reason: str | None) -> NextRun:
+        """The first run of this supervisor: a fresh start, or the continuation of an interrupted job."""
+        nxt = self._first_run(run, reason)
+        if run.rec.attempts == 0:
+            run.endpoint.budget.deposit()  # a first call earns retry budget; recoveries spend it
+        return nxt
+
+    async def _act(self, run: _JobRun, nxt: NextRun) -> AttemptOutcome:
+        """Wait for the endpoint's breaker to admit the call, run one attempt, and check the job is still ours."""
+        run.call = await self._admit(run)
+        outcome = await self._attempt(run, nxt)
+        taken = self._stored_change(run)  # cancelled from another shell: neither success nor failure
+        if taken is not None:
+            self._take_away(run, taken)
+            raise _TakenAway(taken, outcome)
+        return outcome
+
+    def _detect(self, run: _JobRun, outcome: AttemptOutcome) -> bool:
+        """True when the attempt succeeded; a cancelled attempt raises; False: a failure to recover from."""
+        if outcome.succeeded:
+            self._finish_attempt_row(run, outcome)
+            if run.call is not None:
+                run.call.success()
+            run.endpoint.load.record(False)
+            return True
+        if outcome.cancelled:
+            self._finish_attempt_row(run, outcome)
+            run.attempt_id = None
+            if run.call is not None:
+                run.call.release()
+            raise asyncio.CancelledError  # handled by run_job: the job becomes interrupted
+        return False
+
+    def _classify_failure(self, run: _JobRun, outcome: AttemptOutcome) -> _Failure:
+        """Classify the failed attempt, record it, and tell the breaker when the API caused it."""
+        jid = run.rec.id
+        obs = outcome.to_observation()
+        err = self._classify(obs, outcome, jid)
+        self._finish_attempt_row(run, outcome, err)
+        self._record_error(jid, err, obs)
+        api_side = self._api_side(err, outcome)
+        if run.call is not None:
+            if api_side:
+                run.call.failure(err)
+            else:
+                run.call.release()
+        if api_side:
+            run.endpoint.load.record(True)
+        self._close_pending(run, succeeded=False)
+        self._note(FailureDetected(job_id=jid, ts=outcome.ended_at, error=err, attempt=run.attempts))
+        kind = fault_kind(err, outcome)
+        return _Failure(
+            outcome=outcome,
+            observation=obs,
+            error=err,
+            kind=kind,
+            at=min(fault_at(kind, outcome), outcome.ended_at),
+            progressed=run.progress.progressed,
+        )
+
+    def _decide(self, run: _JobRun, f: _Failure) -> RecoveryPlan:
+        """Choose the strategy (and its wait); record the recovery unless the job gives up."""
+        jid = run.rec.id
+        outcome = f.outcome
+        sf = self.sessions.session_failure(outcome) if outcome.mode != "start" else None
+        # a transcript the CLI could not find ("No conversation found") is as good as none
+        has_tx = sf != "not_found" and self.sessions.has_transcript(outcome.session_id, run.rec.cwd, env=run.full_env)
+        ctx = RecoveryContext(
+            job_id=jid,
+            error=f.error,
+            observation=f.observation,
+            session_id=outcome.session_id,
+            has_transcript=has_tx,
+            resume_failed=sf is not None,
+            forked_once=run.forked_once,
+            fallback_models=tuple(run.fallback_models),
+            fallback_endpoints=tuple(run.fallback_endpoints),
+            local_resource=_local_resource(f.error, outcome),
+            fault_kind=f.kind,
+            progressed=f.progressed,
+        )
+        plan = self.planner.choose(ctx, run.intensity)
+        self._note(
+            RecoveryPlanned(
+                job_id=jid,
+                ts=self.clock.time(),
                 strategy=plan.strategy.value,
-                attempt_id=run.attempt_id,
-                error_type=err.type.value if err.type else None,
-                signature=_signature(self.classifier, obs),
+                action=plan.action,
                 reason=plan.reason,
-                detected_at=outcome.ended_at,
-                fault_kind=kind,
-                fault_at=min(fault_at(kind, outcome), outcome.ended_at),
-                lost_tools=lost,
+                wait_s=plan.wait_s,
+                server_wait=plan.server_wait,
             )
-            run.pending = _Pending(rec_id, plan.strategy.value, err, obs, outcome.ended_at, fault_kind=kind, lost=lost)
-            self._set(run, JobState.RECOVERING, reason=plan.reason)
-            # -- budget, then backoff / server wait
-            await self._spend_budget(run)
-            wait = plan.wait_s
-            if wait > 0 and not plan.server_wait:
-                wait = max(wait, self._backoff.adjust_for_load(wait, run.endpoint.load.load()))
-            if wait > 0:
-                # the part a server imposed (its reset / retry-after) vs resurgo's own back-off
-                imposed = wait if plan.server_wait else min(wait, float(err.retry_after or 0.0))
-                slept = await self._wait(run, wait, plan.reason)
-                run.pending.waited_s += min(slept, imposed)
-                run.pending.backoff_s += max(0.0, slept - imposed)
-            if plan.cleanup and self.cleaner is not None:
-                try:
-                    await self.cleaner.sweep()
-                except Exception:
-                    log.exception("cleanup before recovering job %s failed", jid)
-            # -- fail over
-            if plan.model:
-                run.model = plan.model
-                with contextlib.suppress(ValueError):
-                    run.fallback_models.remove(plan.model)
-            if plan.endpoint:
-                run.env["ANTHROPIC_BASE_URL"] = plan.endpoint
-                run.full_env["ANTHROPIC_BASE_URL"] = plan.endpoint
-                run.endpoint = self.endpoint(plan.endpoint)
-                with contextlib.suppress(ValueError):
-                    run.fallback_endpoints.remove(plan.endpoint)
-            if plan.strategy is Strategy.FORK_SESSION:
-                run.forked_once = True
-            nxt = self._next_run(run, plan, outcome)
+        )
+        if plan.give_up:
+            return plan
+        if not plan.server_wait:
+            run.intensity.record(fault_kind=f.kind, progressed=f.progressed)
+        # the recovery is detected now; the next attempt's first event restores it
+        lost = run.progress.lost_if(restart=plan.action == "start")
+        rec_id = self.jobs.record_recovery(
+            jid,
+            strategy=plan.strategy.value,
+            attempt_id=run.attempt_id,
+            error_type=f.error.type.value if f.error.type else None,
+            signature=_signature(self.classifier, f.observation),
+            reason=plan.reason,
+            detected_at=outcome.ended_at,
+            fault_kind=f.kind,
+            fault_at=f.at,
+            lost_tools=lost,
+        )
+        run.pending = _Pending(
+            rec_id, plan.strategy.value, f.error, f.observation, outcome.ended_at, fault_kind=f.kind, lost=lost
+        )
+        self._set(run, JobState.RECOVERING, reason=plan.reason)
+        return plan
+
+    async def _wait(self, run: _JobRun, f: _Failure, plan: RecoveryPlan) -> None:
+        """Everything between deciding and acting: retry budget, back-off or imposed wait, clean-up.
+
+        The imposed part (a server's reset or retry-after) is waited in full.
+        resurgo's own back-off overlaps with the CLI's start-up: the CLI sends
+        its first request only after its ``init`` event, so the back-off that
+        the API sees is kept while the job stands still for less.
+        """
+        await self._spend_budget(run)
+        wait = plan.wait_s
+        if wait > 0 and not plan.server_wait:
+            wait = max(wait, self._backoff.adjust_for_load(wait, run.endpoint.load.load()))
+        imposed = wait if plan.server_wait else min(wait, float(f.error.retry_after or 0.0))
+        own = max(0.0, wait - imposed)
+        if own > 0:
+            own = max(0.0, own - self._start_estimate)
+        if imposed + own > 0:
+            slept = await self._sleep_waiting(run, imposed + own, plan.reason)
+            assert run.pending is not None
+            run.pending.waited_s += min(slept, imposed)
+            run.pending.backoff_s += max(0.0, slept - imposed)
+        if plan.cleanup and self.cleaner is not None:
+            try:
+                await self.cleaner.sweep()
+            except Exception:
+                log.exception("cleanup before recovering job %s failed", run.rec.id)
 
     # -- steps --------------------------------------------------------------------------------------
     def _first_run(self, run: _JobRun, reason: str | None) -> NextRun:
@@ -698,6 +759,19 @@ class Orchestrator:
         return run.progress.lost_if(restart=restart)
 
     def _next_run(self, run: _JobRun, plan: RecoveryPlan, outcome: AttemptOutcome) -> NextRun:
+        """Apply the plan's failover (model, endpoint) and say how the next attempt runs."""
+        if plan.model:
+            run.model = plan.model
+            with contextlib.suppress(ValueError):
+                run.fallback_models.remove(plan.model)
+        if plan.endpoint:
+            run.env["ANTHROPIC_BASE_URL"] = plan.endpoint
+            run.full_env["ANTHROPIC_BASE_URL"] = plan.endpoint
+            run.endpoint = self.endpoint(plan.endpoint)
+            with contextlib.suppress(ValueError):
+                run.fallback_endpoints.remove(plan.endpoint)
+        if plan.strategy is Strategy.FORK_SESSION:
+            run.forked_once = True
         rec = run.rec
         sid = outcome.session_id or run.rec.session_id
         why = plan.reason
@@ -805,7 +879,7 @@ class Orchestrator:
             details={"job_id": run.rec.id, "waited_s": waited, "stats": ep.budget.stats().__repr__()},
         )
 
-    async def _wait(self, run: _JobRun, seconds: float, why: str) -> float:
+    async def _sleep_waiting(self, run: _JobRun, seconds: float, why: str) -> float:
         """Wait ``seconds`` in state ``waiting``; returns the time actually waited."""
         now = self.clock.time()
         self._set(run, JobState.WAITING, reason=why)
@@ -858,7 +932,16 @@ class Orchestrator:
             run.stopper = asyncio.ensure_future(run.attempt.stop("user", _taken_reason(run.taken)))
         outcome = await run.attempt.wait()  # on cancellation run.attempt stays set for _interrupted()
         run.attempt = None
+        if outcome.first_event_at is not None:
+            self._learn_start(outcome.first_event_at - outcome.started_at)
         return outcome
+
+    def _learn_start(self, seconds: float) -> None:
+        """Track the CLI's start-up time; 80 % of its EWMA is what own back-off may overlap with."""
+        if seconds < 0:
+            return
+        self._start_ewma = seconds if self._start_ewma is None else 0.8 * self._start_ewma + 0.2 * seconds
+        self._start_estimate = 0.8 * self._start_ewma
 
     def store_attempt_error(self, attempt_id: int, err: ErrorClass) -> None:
         """Close an attempt row that never got a process (the CLI could not be found)."""

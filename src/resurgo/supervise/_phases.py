@@ -18,6 +18,7 @@ and the progress-aware back-off both need answered from the CLI's events:
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,8 +26,10 @@ from typing import Any
 from resurgo.classify._types import ErrorClass, ErrorType
 from resurgo.supervise._process import AttemptOutcome, StreamEvent
 
-#: Fault kinds whose back-off protects a struggling API (they share one back-off streak).
-OVERLOAD_KINDS = frozenset({"429", "529", "5xx", "network", "stall"})
+#: Signals that end a process from outside (a person, an OOM killer, a chaos run); SIGSEGV, SIGABRT
+#: and the like are the process crashing by itself, filed under ``other``.
+_OUTSIDE_SIGNALS = frozenset({int(signal.SIGKILL), int(signal.SIGTERM), int(signal.SIGINT), int(signal.SIGHUP),
+                              int(signal.SIGQUIT)})
 
 _NETWORK_CATEGORIES = frozenset({"connection", "timeout", "stream_incomplete", "cli_connection", "tls_certificate"})
 _429_CATEGORIES = frozenset({"rate_limit", "usage_limit"})
@@ -49,12 +52,12 @@ def fault_kind(err: ErrorClass, outcome: AttemptOutcome) -> str:
     """The kind of fault that ended ``outcome`` (one of :data:`resurgo.store.runs.FAULT_KINDS`).
 
     What the supervisor saw decides first (a watchdog kill is a stall, a
-    signal nobody in resurgo sent is a kill), then the API's status, then the
+    SIGKILL, SIGTERM, ... that nobody in resurgo sent is a kill), then the API's status, then the
     classifier's category.
     """
     if outcome.killed_by == "stall_watchdog":
         return "stall"
-    if outcome.signal is not None and outcome.killed_by is None:
+    if outcome.signal is not None and outcome.killed_by is None and outcome.signal in _OUTSIDE_SIGNALS:
         return "kill"
     status = _api_status(outcome)
     if status == 429:
@@ -172,4 +175,4 @@ class Progress:
                 self.session_results += n
 
 
-__all__ = ["OVERLOAD_KINDS", "Progress", "fault_at", "fault_kind"]
+__all__ = ["Progress", "fault_at", "fault_kind"]
