@@ -350,14 +350,16 @@ class RunStore:
         )
 
     # -- attempts ----------------------------------------------------------------------------------
-    def begin_attempt(self, job_id: str, *, kind: str, session_id: str | None = None) -> tuple[int, int]:
-        """Add the job's next attempt row; returns ``(attempt_id, n)``."""
+    def begin_attempt(
+        self, job_id: str, *, kind: str, session_id: str | None = None, n: int | None = None
+    ) -> tuple[int, int]:
+        """Add the job's next attempt row (number ``n``, default the job's count + 1); returns ``(id, n)``."""
         now = self.clock.time()
         with self.store.transaction() as conn:
             row = conn.execute("SELECT attempts FROM jobs WHERE id=?", (job_id,)).fetchone()
             if row is None:
                 raise JobStoreError(f"no job with id {job_id!r}")
-            n = int(row[0]) + 1
+            n = int(row[0]) + 1 if n is None else n
             cur = conn.execute(
                 "INSERT INTO attempts(job_id, n, kind, session_id, started_at) VALUES(?,?,?,?,?)",
                 (job_id, n, kind, session_id, now),

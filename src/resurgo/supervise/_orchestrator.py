@@ -152,6 +152,31 @@ class Endpoint:
     breaker: CircuitBreaker
     budget: EndpointBudget
     load: LoadTracker
+    #: set (and replaced by a fresh one) on every breaker transition: wakes the jobs waiting to be admitted
+    changed: asyncio.Event | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    def wait_for_change(self) -> asyncio.Event:
+        """The event the next breaker transition sets (a job waiting for admission awaits it)."""
+        if self.changed is None:
+            self.changed = asyncio.Event()
+            self._loop = asyncio.get_running_loop()
+        return self.changed
+
+    def on_breaker_event(self, ev: object) -> None:
+        """A transition (closed after a probe, half-open after the wait): let the waiting jobs try again now."""
+        if not isinstance(ev, StateTransition) or self.changed is None:
+            return
+        old, self.changed = self.changed, None
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is loop:
+            old.set()
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(old.set)  # a distributed breaker's listener runs on another thread
 
 
 class _Call:
@@ -374,17 +399,18 @@ class Orchestrator:
             await self.clock.asleep(interval)
             self.check_stored()
 
-    async def _sleep(self, run: _JobRun, seconds: float) -> None:
-        """Sleep, unless the job is taken away meanwhile (then :class:`_TakenAway` at once)."""
+    async def _sleep(self, run: _JobRun, seconds: float, *, wake: asyncio.Event | None = None) -> None:
+        """Sleep, unless the job is taken away meanwhile (then :class:`_TakenAway` at once) or ``wake`` is set."""
         if run.taken is None:
-            sleeper = asyncio.ensure_future(self.clock.asleep(seconds))
-            waker = asyncio.ensure_future(run.stop.wait())
+            tasks = {asyncio.ensure_future(self.clock.asleep(seconds)), asyncio.ensure_future(run.stop.wait())}
+            if wake is not None:
+                tasks.add(asyncio.ensure_future(wake.wait()))
             try:
-                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for t in (sleeper, waker):
+                for t in tasks:
                     t.cancel()
-                await asyncio.gather(sleeper, waker, return_exceptions=True)
+                await asyncio.gather(*tasks, return_exceptions=True)
         if run.taken is not None:
             raise _TakenAway(run.taken)
 
@@ -409,6 +435,7 @@ class Orchestrator:
                     clock=self.clock,
                 )
             ep = Endpoint(url=url, breaker=br, budget=budget, load=LoadTracker(clock=self.clock))
+            br.add_listener(ep.on_breaker_event)
             self.endpoints[url] = ep
         return ep
 
@@ -421,10 +448,13 @@ class Orchestrator:
             return
         frm, to = ev.from_state.value, ev.to_state.value
         try:
-            self.jobs.store.execute(
-                "INSERT INTO breaker_transitions(breaker, ts, from_state, to_state, reason, metrics_json)"
-                " VALUES(?,?,?,?,?,?)",
-                (ev.breaker, ev.at, frm, to, redact_text(ev.reason), _json(ev.metrics.to_dict())),
+            self.jobs.runs.insert_breaker_transition(
+                breaker=ev.breaker,
+                ts=ev.at,
+                from_state=frm,
+                to_state=to,
+                reason=redact_text(ev.reason),
+                metrics_json=_json(ev.metrics.to_dict()),
             )
         except Exception:
             log.exception("could not store breaker transition %s -> %s", frm, to)
@@ -791,8 +821,11 @@ class Orchestrator:
                 permit = br.acquire()
             except CircuitOpenError as e:
                 ra = e.retry_after
-                # open: sleep until it may half-open; half-open and full: poll for the probe's verdict
-                delay = min(max(ra, 0.05), 5.0) if ra else 0.25
+                # open: sleep until it may half-open (then this job's acquire makes it half-open and takes the
+                # probe at once); half-open and full: until the probe's verdict (any transition wakes us
+                # at once; the poll is a safety net)
+                delay = min(max(ra, 0.005), 5.0) if ra else 0.25
+                wake = run.endpoint.wait_for_change()
                 if not announced:
                     announced = True
                     self._set(run, JobState.WAITING, reason=f"circuit breaker of {run.endpoint.url} is {e.state.value}")
@@ -804,7 +837,7 @@ class Orchestrator:
                             reason=f"breaker {br.name} is {e.state.value}",
                         )
                     )
-                await self._sleep(run, delay)
+                await self._sleep(run, delay, wake=wake)
                 continue
             waited = self.clock.monotonic() - t0
             if announced:
@@ -945,10 +978,7 @@ class Orchestrator:
 
     def store_attempt_error(self, attempt_id: int, err: ErrorClass) -> None:
         """Close an attempt row that never got a process (the CLI could not be found)."""
-        self.jobs.store.execute(
-            "UPDATE attempts SET ended_at=?, outcome='failed', error_json=? WHERE id=?",
-            (self.clock.time(), err.to_json(), attempt_id),
-        )
+        self.jobs.runs.fail_attempt(attempt_id, error_json=err.to_json())
 
     def _finish_attempt_row(self, run: _JobRun, outcome: AttemptOutcome, error: ErrorClass | None = None) -> None:
         if run.attempt_id is None:
@@ -1040,19 +1070,15 @@ class Orchestrator:
 
     def _record_error(self, job_id: str, err: ErrorClass, obs: Observation) -> None:
         try:
-            self.jobs.store.execute(
-                "INSERT INTO errors(ts, job_id, type, severity, retryable, rule, signature, message)"
-                " VALUES(?,?,?,?,?,?,?,?)",
-                (
-                    self.clock.time(),
-                    job_id,
-                    err.type.value if err.type else "internal",
-                    err.severity.value if err.severity else None,
-                    1 if err.retryable else 0,
-                    err.rule or None,
-                    _signature(self.classifier, obs),
-                    redact_text(err.description)[:2000],
-                ),
+            self.jobs.runs.insert_error(
+                ts=self.clock.time(),
+                job_id=job_id,
+                type=err.type.value if err.type else "internal",
+                severity=err.severity.value if err.severity else None,
+                retryable=err.retryable,
+                rule=err.rule or None,
+                signature=_signature(self.classifier, obs),
+                message=redact_text(err.description)[:2000],
             )
         except Exception:
             log.exception("could not store the error of job %s", job_id)
@@ -1080,7 +1106,7 @@ class Orchestrator:
             jid, JobState.SUCCEEDED, result=outcome.result, session_id=outcome.session_id, expect=ACTIVE_STATES
         ):
             raise _TakenAway(self.jobs.require(jid))  # cancelled in the last instant: it stays so
-        self.jobs.store.execute("UPDATE jobs SET reason=NULL WHERE id=?", (jid,))  # recovered: no failure to explain
+        self.jobs.runs.clear_reason(jid)  # recovered: no failure to explain
         self._retries_row(run, succeeded=True, give_up=None)
         return self._result(jid)
 
@@ -1114,16 +1140,12 @@ class Orchestrator:
 
     def _retries_row(self, run: _JobRun, *, succeeded: bool, give_up: str | None) -> None:
         try:
-            self.jobs.store.execute(
-                "INSERT INTO retries(ts, scope, attempts, succeeded, give_up_reason, slept_s) VALUES(?,?,?,?,?,?)",
-                (
-                    self.clock.time(),
-                    f"job:{run.rec.id}",
-                    max(1, run.attempts),
-                    1 if succeeded else 0,
-                    redact_text(give_up) if give_up else None,
-                    round(run.slept_s, 6),
-                ),
+            self.jobs.runs.insert_retries(
+                scope=f"job:{run.rec.id}",
+                attempts=max(1, run.attempts),
+                succeeded=succeeded,
+                give_up_reason=redact_text(give_up) if give_up else None,
+                slept_s=round(run.slept_s, 6),
             )
         except Exception:
             log.exception("could not store the retries row of job %s", run.rec.id)
