@@ -320,7 +320,7 @@ def test_rich_rendering_shows_metrics_and_verdicts() -> None:
     console = Console(record=True, width=140, color_system=None)
     console.print(_report())
     text = console.export_text()
-    assert "availability (jobs succeeded)" in text and "72.73%" in text
+    assert "availability (job success ratio)" in text and "72.73%" in text
     assert "availability (time, per job-second)" in text and f"{(1 - 26 / 728) * 100:.2f}%" in text
     assert "fail" in text and "pass" in text
     assert "MTTR" in text and "4.000 s" in text

@@ -142,9 +142,9 @@ def test_a_recovery_an_operator_had_to_start_is_not_automatic() -> None:
 
 def test_a_failure_no_fault_hit_is_a_false_positive_even_next_to_other_jobs_faults() -> None:
     art = _healthy()
-    # j3 fails at the very moment j1's 529 and the storm are active: it is still unexplained
-    art.attempts[4] = _att(5, "j3", 1, T, T + 10, "failed", err="network")
-    art.attempts.append(_att(6, "j3", 2, T + 10.2, T + 20, "succeeded"))
+    # j3 fails while j1's 529 and the storm are active: nothing hit j3, so it is still unexplained
+    art.attempts[4] = _att(5, "j3", 1, T, T + 10.3, "failed", err="network")
+    art.attempts.append(_att(6, "j3", 2, T + 10.4, T + 20, "succeeded"))
     r = score(art)
     assert r.false_positives == 1 and r.attribution["unexplained_count"] == 1
     assert r.false_positive_samples[0]["what"].startswith("incident network (job j3, attempt 1)")

@@ -478,12 +478,15 @@ class ChaosRunner:
 
 
 def _stored_phases(store: Any) -> dict[int, dict[str, float | None]]:
-    """Recovery phases the supervisor stored, by recovery id (hook: empty until the store records them)."""
-    with contextlib.suppress(Exception):
-        from resurgo.store import recovery_phases  # type: ignore[attr-defined]
-
-        return dict(recovery_phases(store))
-    return {}
+    """The phases the supervisor stored for each recovery (``Store.recovery_phases``), by recovery id."""
+    read = getattr(store, "recovery_phases", None)
+    if read is None:  # a store without the phase columns: the scorer derives what it can
+        return {}
+    out: dict[int, dict[str, float | None]] = {}
+    for p in read():
+        out[int(p.id)] = {name: getattr(p, name, None) for name in (
+            "detect_s", "imposed_s", "backoff_s", "budget_s", "overhead_s", "start_s", "redo_s")}
+    return out
 
 
 def run_chaos(

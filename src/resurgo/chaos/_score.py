@@ -345,18 +345,14 @@ def score(
                 phases=phases, recovered_by=by, attempt=a.n,
             ))
 
-    explained_running = [
-        (a.started_at, a.ended_at if a.ended_at is not None else float("inf"), [h.at for h in by_attempt.get(a.id, [])]
-         + [k.time for k in kills_of(a, art.kills)])
-        for a in art.attempts
-    ]
+    # what a breaker counts: failures the supervisor judged the API's (not a killed CLI, not a dead supervisor)
+    api_failed = sorted((i for i in incidents if i.error_type not in ("process", "interrupted")), key=lambda i: i.at)
 
     def opening_explained(ev: BreakerEvent) -> bool:
-        # the failure that tripped it came from an attempt running at the crossing; it is
-        # justified when one of those attempts had been hit by a fault before it
-        crossing = max((e.at for e in art.breaker_events if e.breaker == ev.breaker
-                        and e.kind == "threshold_crossed" and e.at <= ev.at), default=ev.at)
-        return any(s <= crossing <= e and any(t <= crossing for t in ts) for s, e, ts in explained_running)
+        # The supervisor finishes the attempt's row, then records its failure in the breaker, so
+        # the failure that opened it is the API failure that ended last before the opening.
+        before = [i for i in api_failed if i.at <= ev.at]
+        return bool(before) and bool(before[-1].explained)
 
     report = compute_report(  # the reaction target: crossing -> first *job* admission the breaker refused
         started_at=art.started_at,
@@ -412,15 +408,30 @@ def _phases(
     """
     if nxt is None:
         return None
-    if rec is not None and rec.phases:
-        out = {k: (None if v is None else float(v)) for k, v in rec.phases.items()}
-        if attr is not None and "detection" not in out:
-            out["detection"] = max(0.0, at - attr.at)
-        return out
+    detection = max(0.0, at - attr.at) if attr is not None else None
+    p = rec.phases if rec is not None else None
+    if p:
+        def num(k: str) -> float:
+            v = p.get(k)
+            return float(v) if v is not None else 0.0
+
+        start = p.get("start_s")
+        redo = p.get("redo_s")
+        return {
+            "detection": detection if detection is not None else p.get("detect_s"),
+            "imposed_wait": imposed,
+            # what the supervisor waited on the endpoint beyond what the run imposed (an open
+            # breaker after the storm, a half-open probe): the endpoint's state, resurgo's to shorten
+            "endpoint_wait": max(0.0, num("imposed_s") - imposed),
+            "own_backoff": num("backoff_s") + num("budget_s"),
+            "overhead": num("overhead_s"),
+            "cli_start": None if start is None else float(start),
+            "lost_work": None if redo is None else float(redo),
+        }
     start_next = nxt_att.started_at if nxt_att is not None else None
     waiting = max(0.0, start_next - at) if start_next is not None else None
     return {
-        "detection": max(0.0, at - attr.at) if attr is not None else None,
+        "detection": detection,
         "imposed_wait": imposed,
         "own_wait": None if waiting is None else max(0.0, waiting - imposed),
         "cli_start": None if start_next is None else max(0.0, nxt - start_next),
