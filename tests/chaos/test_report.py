@@ -321,7 +321,7 @@ def test_rich_rendering_shows_metrics_and_verdicts() -> None:
     console.print(_report())
     text = console.export_text()
     assert "availability (job success ratio)" in text and "72.73%" in text
-    assert "availability (time, per job-second)" in text and f"{(1 - 26 / 728) * 100:.2f}%" in text
+    assert "availability (time: share of job-time making progress)" in text and f"{(1 - 26 / 728) * 100:.2f}%" in text
     assert "fail" in text and "pass" in text
     assert "MTTR" in text and "4.000 s" in text
     assert "MTBF (job-s of operation per failure)" in text and f"{702 / 7:.3f} s" in text
