@@ -12,6 +12,9 @@ Exit status (so CI can gate on it):
 * 2 -- bad options (click);
 * 6 -- the run could not be set up or crashed (no CLI found, ...); the
   message says why, and nothing is left running.
+
+``--json`` prints the whole report as one JSON document on stdout (progress
+lines stay on stderr), for scripts and CI; the exit status is the same.
 """
 
 from __future__ import annotations
