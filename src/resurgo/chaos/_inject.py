@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -140,8 +141,6 @@ class Storm:
         self._wall0 = 0.0
 
     def tick(self, now: float) -> None:
-        import time
-
         ctx = self.ctx
         if self.end is None and now >= self.at:
             self.end = now + ctx.config.storm_s
@@ -159,8 +158,6 @@ class Storm:
                 self.plan.arm("off", probability=0.0)
 
     def _finish(self) -> None:
-        import time
-
         if self.end is None:
             return
         self.end = None

@@ -40,15 +40,7 @@ from typing import Any
 
 import psutil
 
-from resurgo.chaos._config import (
-    API_FAULT_TYPES,
-    NET_FAULT_TYPES,
-    ChaosConfig,
-    ChaosError,
-    find_claude_cli,
-    job_prompt,
-    job_route,
-)
+from resurgo.chaos._config import ChaosConfig, ChaosError, find_claude_cli, job_prompt, job_route
 from resurgo.chaos._faults import FaultLog
 from resurgo.chaos._inject import RunContext, build_injectors
 from resurgo.chaos._pressure import Pressure
@@ -62,7 +54,7 @@ from resurgo.chaos._report import (
     snapshot_processes,
 )
 from resurgo.chaos._schedule import Scheduler
-from resurgo.chaos._score import AttemptRow, Attribution, FaultHit, RecoveryRow, RunArtifacts, attribute, score
+from resurgo.chaos._score import AttemptRow, FaultHit, RecoveryRow, RunArtifacts, score
 
 log = logging.getLogger("resurgo.chaos")
 
@@ -508,15 +500,5 @@ def run_chaos(
     return ChaosRunner(cfg, progress=progress).run()
 
 
-__all__ = [
-    "API_FAULT_TYPES",
-    "NET_FAULT_TYPES",
-    "Attribution",
-    "ChaosConfig",
-    "ChaosError",
-    "ChaosRunner",
-    "attribute",
-    "find_claude_cli",
-    "job_prompt",
-    "run_chaos",
-]
+#: ChaosConfig and ChaosError live in ._config; named here too for callers of the runner module.
+__all__ = ["ChaosConfig", "ChaosError", "ChaosRunner", "run_chaos"]
