@@ -92,6 +92,23 @@ REPORT_VERSION = 2
 # job-based MTBF as ``mtbf_job``; loading such a file renames them rather than misreading them.
 _V1_RENAMES = {"mtbf": "mtbf_system", "downtime": "downtime_system", "mtbf_job": "mtbf"}
 
+#: The definitions written into every JSON report, next to the figures they define.
+DEFINITIONS: dict[str, str] = {
+    "availability": "job success ratio: jobs that succeeded / jobs meant to succeed (the seed's target)",
+    "availability_time": "time-based: share of job-time in which jobs were making progress, "
+                         "1 - down job-seconds / run job-seconds",
+    "availability_time_excl_imposed": "time-based excluding imposed waits: 1 - (down - imposed) / (run - imposed), "
+                                      "imposed = the reset time sent with each injected 429/529 and the breaker's "
+                                      "open time during the injected storm, counted where the job was down",
+    "recovery": "failure detected -> first event of the resumed run; excl. imposed waits subtracts the imposed "
+                "part of it",
+    "recoverable": "decided by the injected fault (an injected 401 is not), never by the classifier",
+    "automatic": "recovered by the supervisor or by the restarted supervisor; otherwise an operator did it",
+    "breaker_reaction": "threshold crossing -> first job call the breaker refused",
+    "false_positive": "an incident no injected fault hit (that job, that attempt), or a breaker opening "
+                      "tripped by one; no time window",
+}
+
 JobOutcome = Literal["succeeded", "failed", "lost"]
 BreakerEventKind = Literal["threshold_crossed", "opened", "rejected", "half_open", "closed"]
 _OUTCOMES = ("succeeded", "failed", "lost")
@@ -398,6 +415,7 @@ class ChaosReport:
         d["duration"] = self.duration
         d["checks"] = [asdict(c) for c in self.checks()]
         d["goals"] = [asdict(c) for c in self.goal_checks()]
+        d["definitions"] = DEFINITIONS
         d["passed"] = self.passed
         return d
 
