@@ -81,8 +81,11 @@ def test_a_healthy_record_passes_and_its_numbers_check_by_hand() -> None:
     # availability: run 30 + 30 + 20 = 80 job-s, down 1.9 + 0.7 = 2.6, imposed 1.0
     assert r.availability_time == pytest.approx(1 - 2.6 / 80)
     assert r.availability_time_excl_imposed == pytest.approx(1 - 1.6 / 79)
-    assert set(r.recovery_breakdown) == {"529", "kill"}
+    assert set(r.recovery_breakdown) == {"529", "kill", "all"}
     assert r.recovery_breakdown["kill"]["phases_p50"]["cli_start"] == pytest.approx(0.4)
+    # j1: 1.9 s down - 1 s reset - 0.4 s CLI start = 0.5 s of resurgo's own; j2: 0.7 - 0.4 = 0.3 s
+    assert r.recovery_breakdown["529"]["excl_imposed_and_cli_start_p50"] == pytest.approx(0.5)
+    assert r.recovery_breakdown["all"]["n"] == 2
 
 
 def test_a_wrong_classifier_fails_accuracy_and_recovery() -> None:

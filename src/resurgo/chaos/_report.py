@@ -529,8 +529,9 @@ def _breakdown(incidents: Sequence[IncidentRecord]) -> dict[str, dict[str, Any]]
     for i in incidents:
         if i.cause is not None:
             groups.setdefault(fault_bucket(i.cause), []).append(i)
+    groups["all"] = [i for i in incidents if i.cause is not None]
     out: dict[str, dict[str, Any]] = {}
-    for bucket in FAULT_BUCKETS:
+    for bucket in (*FAULT_BUCKETS, "all"):
         g = groups.get(bucket)
         if not g:
             continue
@@ -542,7 +543,13 @@ def _breakdown(incidents: Sequence[IncidentRecord]) -> dict[str, dict[str, Any]]
             for k, v in (i.phases or {}).items():
                 if v is not None:
                     phases.setdefault(k, []).append(float(v))
+        # what is left once the server's waits and the CLI's own start-up are taken out: resurgo's share
+        own = [
+            max(0.0, i.recovered_at - i.at - i.imposed_s - float((i.phases or {}).get("cli_start") or 0.0))
+            for i in rec if i.recovered_at is not None and (i.phases or {}).get("cli_start") is not None
+        ]
         out[bucket] = {
+            "excl_imposed_and_cli_start_p50": percentile(own, 50),
             "n": len(g),
             "recovered": len(rec),
             "p50": percentile(times, 50),
@@ -845,7 +852,8 @@ def render_report(r: ChaosReport) -> Group:
     parts: list[RenderableType] = [m, t]
     if r.recovery_breakdown:
         b = Table(title="recovery time by fault kind (s, p50; phases p50)")
-        for col in ("kind", "n", "recovery p50 / p95", "excl. imposed p50 / p95", "phases"):
+        for col in ("kind", "n", "recovery p50 / p95", "excl. imposed p50 / p95", "excl. imposed & CLI start p50",
+                    "phases"):
             b.add_column(col)
         for kind, d in r.recovery_breakdown.items():
             ph = ", ".join(f"{k} {v:.2f}" for k, v in (d.get("phases_p50") or {}).items() if v is not None)
@@ -853,6 +861,7 @@ def render_report(r: ChaosReport) -> Group:
                 kind, str(d.get("n")),
                 f"{_s(d.get('p50'))} / {_s(d.get('p95'))}",
                 f"{_s(d.get('excl_imposed_p50'))} / {_s(d.get('excl_imposed_p95'))}",
+                _s(d.get("excl_imposed_and_cli_start_p50")),
                 ph or "n/a",
             )
         parts.append(b)
