@@ -116,9 +116,14 @@ class Progress:
         self.progressed = False
 
     def lost_if(self, *, restart: bool) -> int:
-        """Tool calls the next attempt must redo: in flight now, plus everything for a restart."""
+        """Tool calls the next attempt must redo: in flight now, plus everything for a restart.
+
+        An attempt that failed before it caught up passes on what it had not
+        redone yet (killed while starting, it redid nothing).
+        """
         in_flight = max(0, self.issued - self.results)
-        return in_flight + (self.session_results if restart else 0)
+        owed = 0 if self.caught_up else max(0, self.lost - self.results)
+        return owed + in_flight + (self.session_results if restart else 0)
 
     def see(self, ev: StreamEvent) -> bool:
         """Count one event; True when it is the moment the attempt caught up."""
