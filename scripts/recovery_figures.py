@@ -14,6 +14,9 @@ Definitions (all per recovery that restored, i.e. whose next attempt printed an 
   ``waited_s`` (server reset / retry-after, open breaker);
 * ``from_fault_s``: ``restored_at - fault_at - imposed`` (adds the detection
   time; needs the phase columns);
+* ``per_failure_s``: every failure, restored or not, from its fault (or detection)
+  until the job's first restoration at or after it, minus the imposed waits in
+  between (a recovery whose CLI was killed again while starting counts here);
 * time-based availability excluding imposed waits: over every job's run time
   (``started_at`` .. ``finished_at``), the share in which it was not down,
   where a job is down from each fault (or detection, on old stores) until the
@@ -75,6 +78,18 @@ def figures(path: str) -> dict[str, Any]:
         down_s += max(0.0, down_time(start, end, [(at(r), r["restored_at"]) for r in rs]) - imposed)
         prog = [(at(r), r.get("caught_up_at") or r["restored_at"]) for r in rs]
         down_prog_s += max(0.0, down_time(start, end, prog) - imposed)
+    # per failure, as the chaos report counts an incident: from its fault (or detection) to the first
+    # restoration at or after it, so a recovery killed while its CLI started is counted, not dropped
+    chain: list[float] = []
+    for rs in by_job.values():
+        restores = sorted(float(r["restored_at"]) for r in rs if r["restored_at"] is not None)
+        for r in rs:
+            at = float(r["fault_at"] if r.get("fault_at") is not None else r["detected_at"])
+            back = next((x for x in restores if x >= at), None)
+            if back is not None:
+                imposed_chain = sum(float(x["waited_s"] or 0.0) for x in rs
+                                    if at <= float(x["detected_at"]) <= back)
+                chain.append(max(0.0, back - at - imposed_chain))
     denom = run_s - imposed_s
     out: dict[str, Any] = {
         "store": path,
@@ -82,6 +97,7 @@ def figures(path: str) -> dict[str, Any]:
         "restored": len(det),
         "from_detection_s": {"median": _pct(det, 0.5), "p95": _pct(det, 0.95)},
         "from_fault_s": {"median": _pct(flt, 0.5), "p95": _pct(flt, 0.95), "n": len(flt)},
+        "per_failure_s": {"median": _pct(chain, 0.5), "p95": _pct(chain, 0.95), "n": len(chain)},
         "job_run_s": run_s,
         "imposed_s": imposed_s,
         "availability_excl_imposed": None if denom <= 0 else 1 - down_s / denom,
@@ -112,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for f in res:
         print(f"{f['store']}: {f['restored']}/{f['recoveries']} recoveries restored")
-        for k in ("from_detection_s", "from_fault_s"):
+        for k in ("from_detection_s", "from_fault_s", "per_failure_s"):
             v = f[k]
             if v["median"] is not None:
                 print(f"  recovery excl. imposed, {k[:-2].replace('_', ' ')}: median {v['median']:.2f} s,"

@@ -193,3 +193,22 @@ async def test_resurgo_show_prints_the_phase_breakdown(tmp_path: Path) -> None:
     data = json.loads(js.output)
     assert data["recovery_phases"][0]["fault_kind"] == "kill"
     assert data["phases_by_fault"]["kill"]["n"] == 1
+
+
+async def test_lost_work_is_carried_over_an_attempt_killed_while_starting(tmp_path: Path) -> None:
+    rig: Rig
+
+    def script(spec: Any, n: int) -> dict[str, Any]:
+        t = rig.clock.time()
+        if n == 1:  # killed with one tool call in flight
+            return {"signal": 9, "events": (_tool_use(t + 0.1),)}
+        if n == 2:  # killed again before it redid anything
+            return {"signal": 9}
+        return {"exit_code": 0, "result": R_OK, "events": (_tool_use(t + 0.1), _tool_result(t + 0.4))}
+
+    rig = Rig(tmp_path, script)
+    rig.manager.script = script
+    res = await rig.orch.run_job(rig.job())
+    p1, p2 = rig.store.recovery_phases(res.job_id)
+    assert p1.lost_tools == 1 and p2.lost_tools == 1  # still owed after the second kill
+    assert p2.redo_s is not None and abs(p2.redo_s - 0.4) < 1e-6

@@ -18,6 +18,7 @@ from resurgo.classify import ErrorClass, make_signature
 from resurgo.classify._signature import redact
 from resurgo.clock import Clock
 from resurgo.store import RunStore, Store
+from resurgo.store.runs import fault_kind_of
 
 _log = logging.getLogger("resurgo.sdk")
 
@@ -143,7 +144,14 @@ class RunRecorder:
 
         self._safe(write)
 
-    def recovery(self, *, strategy: str, ec: ErrorClass, message: str, detected_at: float) -> None:
+    def recovery(
+        self, *, strategy: str, ec: ErrorClass, message: str, detected_at: float, waited: float = 0.0
+    ) -> None:
+        """A recovery starts (after the retrier's wait of ``waited`` s): its row, filed by fault kind.
+
+        The server's ``retry_after`` is the imposed part of the wait, the rest
+        is the retrier's own back-off (``resurgo.store.runs.RecoveryPhases``).
+        """
         store = self._store
         if store is None:
             return
@@ -160,9 +168,13 @@ class RunRecorder:
                 error_type=None if ec.type is None else ec.type.value,
                 signature=make_signature(ec.category, message),
                 reason=redact(ec.description)[:_MAX_TEXT],
-                waited_s=float(ec.retry_after or 0.0),
+                waited_s=min(waited, float(ec.retry_after or 0.0)) if waited else float(ec.retry_after or 0.0),
                 state="recovering",
+                fault_kind=fault_kind_of(None if ec.type is None else ec.type.value, ec.category),
+                fault_at=detected_at,
             )
+            if waited > float(ec.retry_after or 0.0):
+                store.update_recovery(self._recovery_id, backoff_s=waited - float(ec.retry_after or 0.0))
 
         self._safe(write)
 

@@ -41,6 +41,33 @@ TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 #: and a new one resumed it; ``other``: anything else (deadline, crash without signal ...).
 FAULT_KINDS = ("kill", "stall", "429", "529", "5xx", "network", "supervisor", "other")
 
+_NETWORK_CATEGORIES = frozenset({"connection", "timeout", "stream_incomplete", "cli_connection", "tls_certificate"})
+
+
+def fault_kind_of(error_type: str | None, category: str | None, status: int | None = None) -> str:
+    """The fault kind of an API-side failure from its HTTP status, else the classifier's verdict.
+
+    The part of the fault kind that needs no process evidence (the supervisor
+    decides ``kill`` and ``stall`` first); shared by the supervisor and the SDK.
+    """
+    if status == 429:
+        return "429"
+    if status == 529:
+        return "529"
+    if status is not None and 500 <= status < 600:
+        return "5xx"
+    cat = category or ""
+    if cat in ("rate_limit", "usage_limit"):
+        return "429"
+    if cat == "overloaded":
+        return "529"
+    if cat in ("server_error", "bad_gateway"):
+        return "5xx"
+    if error_type == "network" or cat in _NETWORK_CATEGORIES:
+        return "network"
+    return "other"
+
+
 #: Event row: job_id, attempt_id, ts, source, type, subtype, data_json.
 EventRow = tuple[str, int | None, float, str, str | None, str | None, str]
 
@@ -190,12 +217,14 @@ class RunStore:
         endpoint: str | None = None,
         owner: str | None = None,
         started: bool = False,
+        session_id: str | None = None,
     ) -> None:
         """Insert a job row (raises ``sqlite3.IntegrityError`` on a duplicate id or idem key)."""
         now = self.clock.time()
         self.store.execute(
             "INSERT INTO jobs(id, batch_id, name, idem_key, prompt, args_json, cwd, env_json, model,"
-            " endpoint, state, created_at, started_at, updated_at, owner) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " endpoint, state, created_at, started_at, updated_at, owner, session_id)"
+            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 job_id,
                 batch_id,
@@ -212,6 +241,7 @@ class RunStore:
                 now if started else None,
                 now,
                 owner,
+                session_id,
             ),
         )
 
@@ -661,6 +691,7 @@ __all__ = [
     "JobStoreError",
     "RecoveryPhases",
     "RunStore",
+    "fault_kind_of",
     "read_recovery_phases",
     "summarize_phases",
 ]

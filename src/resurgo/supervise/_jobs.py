@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from resurgo._launch import owner_id
 from resurgo._redact import redact_json_line
 from resurgo.classify._types import ErrorClass
 from resurgo.clock import SYSTEM_CLOCK, Clock
@@ -75,13 +76,6 @@ ACTIVE_STATES = frozenset({JobState.RUNNING, JobState.RECOVERING, JobState.WAITI
 AttemptKind = str  # start | resume | fork | restart
 
 
-def owner_id() -> str:
-    """``host:pid:start`` — who runs a job; the start time tells a reused pid apart."""
-    try:
-        start = int(psutil.Process().create_time())
-    except psutil.Error:
-        start = 0
-    return f"{socket.gethostname()}:{os.getpid()}:{start}"
 
 
 def owner_alive(owner: str | None) -> bool:
@@ -357,8 +351,12 @@ class JobStore:
         batch_id: str | None = None,
         name: str | None = None,
         job_id: str | None = None,
+        session_id: str | None = None,
     ) -> JobRecord:
-        """Insert a pending job; with an ``idem_key`` already known, return that job instead."""
+        """Insert a pending job; with an ``idem_key`` already known, return that job instead.
+
+        ``session_id`` is the session its first attempt will start (chosen by the caller).
+        """
         if not isinstance(prompt, str) or not prompt.strip():
             raise JobStoreError("a job needs a non-empty prompt")
         if isinstance(args, str):
@@ -387,6 +385,7 @@ class JobStore:
                 idem_key=idem_key,
                 model=model,
                 endpoint=endpoint,
+                session_id=session_id,
             )
         except Exception as e:
             if idem_key is not None and "UNIQUE" in str(e):

@@ -23,17 +23,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from resurgo.classify._types import ErrorClass, ErrorType
+from resurgo.classify._types import ErrorClass
+from resurgo.store.runs import fault_kind_of
 from resurgo.supervise._process import AttemptOutcome, StreamEvent
 
 #: Signals that end a process from outside (a person, an OOM killer, a chaos run); SIGSEGV, SIGABRT
 #: and the like are the process crashing by itself, filed under ``other``.
 _OUTSIDE_SIGNALS = frozenset({int(signal.SIGKILL), int(signal.SIGTERM), int(signal.SIGINT), int(signal.SIGHUP),
                               int(signal.SIGQUIT)})
-
-_NETWORK_CATEGORIES = frozenset({"connection", "timeout", "stream_incomplete", "cli_connection", "tls_certificate"})
-_429_CATEGORIES = frozenset({"rate_limit", "usage_limit"})
-_5XX_CATEGORIES = frozenset({"server_error", "bad_gateway"})
 
 
 def _api_status(outcome: AttemptOutcome) -> int | None:
@@ -59,23 +56,7 @@ def fault_kind(err: ErrorClass, outcome: AttemptOutcome) -> str:
         return "stall"
     if outcome.signal is not None and outcome.killed_by is None and outcome.signal in _OUTSIDE_SIGNALS:
         return "kill"
-    status = _api_status(outcome)
-    if status == 429:
-        return "429"
-    if status == 529:
-        return "529"
-    if status is not None and 500 <= status < 600:
-        return "5xx"
-    cat = err.category or ""
-    if cat in _429_CATEGORIES:
-        return "429"
-    if cat == "overloaded":
-        return "529"
-    if cat in _5XX_CATEGORIES:
-        return "5xx"
-    if err.type is ErrorType.NETWORK or cat in _NETWORK_CATEGORIES:
-        return "network"
-    return "other"
+    return fault_kind_of(err.type.value if err.type else None, err.category, _api_status(outcome))
 
 
 def fault_at(kind: str, outcome: AttemptOutcome) -> float:
@@ -135,9 +116,14 @@ class Progress:
         self.progressed = False
 
     def lost_if(self, *, restart: bool) -> int:
-        """Tool calls the next attempt must redo: in flight now, plus everything for a restart."""
+        """Tool calls the next attempt must redo: in flight now, plus everything for a restart.
+
+        An attempt that failed before it caught up passes on what it had not
+        redone yet (killed while starting, it redid nothing).
+        """
         in_flight = max(0, self.issued - self.results)
-        return in_flight + (self.session_results if restart else 0)
+        owed = 0 if self.caught_up else max(0, self.lost - self.results)
+        return owed + in_flight + (self.session_results if restart else 0)
 
     def see(self, ev: StreamEvent) -> bool:
         """Count one event; True when it is the moment the attempt caught up."""
