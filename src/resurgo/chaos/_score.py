@@ -334,7 +334,10 @@ def score(
                       "expected": exp if attr is not None else None, "got": got,
                       "rule": err.get("rule"), "description": str(err.get("description") or "")[:160],
                       "killed_by": a.killed_by, "signal": a.signal, "recovered_by": by,
-                      "recoverable": recoverable, "imposed_s": round(imp, 3)}
+                      "recoverable": recoverable, "imposed_s": round(imp, 3),
+                      "recovery_s": None if nxt is None else round(nxt - at, 3),
+                      "phases": None if phases is None else {
+                          k: (None if v is None else round(float(v), 3)) for k, v in phases.items()}}
             details.append(detail)
             if attr is None:
                 unexplained.append(detail)
