@@ -68,3 +68,20 @@ def test_the_configuration_chooses_the_injectors() -> None:
     assert names == ["supervisor", "storm", "api", "network", "kills", "burst", "pressure"]
     quiet = [i.name for i in build_injectors(_ctx(fault_rate=0.0, kill_every=None, bursts=False)[0])]
     assert quiet == []
+
+
+def test_a_storm_goes_on_until_the_breaker_opened_but_not_for_ever() -> None:
+    for opened_at, storm_end in ((36.0, 36.0), (None, 42.0)):
+        ctx, srv, _ = _ctx(duration=100.0, storm_s=4.0, fault_rate=0.2)
+        clock = [0.0]
+        ctx.breaker_opened_since = lambda since, at=opened_at, c=clock: at is not None and c[0] >= at  # type: ignore[misc]
+        storm = Storm(ctx, StandInPlan(ctx), None)
+        ended = None
+        for k in range(0, 600):
+            clock[0] = k / 10
+            storm.tick(clock[0])
+            if ended is None and ctx.storms:
+                ended = clock[0]
+        # it opened at 36: the storm stopped then; never opened: it stopped at 3 x 4 s after its start at 30
+        assert ended == storm_end
+        assert srv.plans[-1] is None

@@ -90,7 +90,8 @@ class ChaosConfig:
     network / bursts / storm:
         Proxy faults every ~``net_every`` s; one burst (every CLI killed at once
         plus a cut of every live connection); one 529 storm of ``storm_s``
-        seconds (every request fails), which is what opens the breaker.
+        seconds (every request fails), which is what opens the breaker; it
+        goes on until the breaker has opened, up to ``3 * storm_s``.
     nonretryable_jobs:
         Jobs pointed at a second stand-in that answers 401: they must fail
         fast and clearly (auth, not retried); availability leaves them out.

@@ -40,6 +40,11 @@ class Injector(Protocol):
         """Undo what is still armed (the run is over or failed); idempotent."""
 
 
+def _assume_opened(since: float) -> bool:
+    """Without a breaker log to read, a storm lasts ``storm_s`` exactly."""
+    return True
+
+
 @dataclass
 class RunContext:
     """What the injectors share: the run's settings, dice, logs and handles on its processes."""
@@ -58,6 +63,8 @@ class RunContext:
     storms: list[tuple[float, float]] = field(default_factory=list)  # wall-clock (start, end) of each storm
     pressure: Pressure | None = None
     storm_active: bool = False
+    #: whether the endpoint breaker has opened since a wall-clock time (the worker's breaker log)
+    breaker_opened_since: Callable[[float], bool] = _assume_opened
 
     def tick_in(self, now: float, mean: float) -> float:
         """The next time of a periodic fault: ``mean`` seconds jittered +-50 % with the seed."""
@@ -129,7 +136,14 @@ class ApiFaults:
 
 
 class Storm:
-    """One 529 storm of ``storm_s`` seconds at 30 % of the run: every request fails; it opens the breaker."""
+    """One 529 storm at 30 % of the run: every request fails, for ``storm_s`` seconds and until the breaker opened.
+
+    The storm is there to trip the breaker.  Under load few requests may reach
+    the stand-in in ``storm_s`` (CLIs start slowly and are killed while
+    starting), too few to cross the threshold; then the storm goes on, up to
+    three times ``storm_s``, rather than leave the breaker untested.  A breaker
+    that still has not opened fails the run's reaction target.
+    """
 
     name = "storm"
 
@@ -137,6 +151,7 @@ class Storm:
         self.ctx, self.plan, self.api = ctx, plan, api
         self.at = ctx.t0 + ctx.config.duration * 0.3
         self.end: float | None = None
+        self.cap = float("inf")
         self._wid: int | None = None
         self._wall0 = 0.0
 
@@ -144,6 +159,7 @@ class Storm:
         ctx = self.ctx
         if self.end is None and now >= self.at:
             self.end = now + ctx.config.storm_s
+            self.cap = now + 3 * ctx.config.storm_s
             self.at = float("inf")
             ctx.storm_active = True
             self.plan.arm("529", probability=1.0)
@@ -151,6 +167,8 @@ class Storm:
             self._wid = ctx.faults.open("storm:529", "stand-in", detail=f"{ctx.config.storm_s:g} s, every request")
             ctx.progress(f"chaos: 529 storm for {ctx.config.storm_s:g} s")
         elif self.end is not None and now >= self.end:
+            if now < self.cap and not ctx.breaker_opened_since(self._wall0):
+                return  # not tripped yet: keep storming
             self._finish()
             if self.api is not None:
                 self.api.resume_now(now)

@@ -268,6 +268,7 @@ class ChaosRunner:
                 config=c, rng=self._rng, faults=self.faults, armed=self.armed, progress=self._progress,
                 stand_in=srv, proxy=proxy, cli_pids=self._cli_pids,
                 kill_supervisor=lambda: self._kill_supervisor(spec_path), t0=t0,
+                breaker_opened_since=lambda t: _breaker_opened_since(root / "breaker.jsonl", t),
             )
             Scheduler(
                 build_injectors(ctx), duration=c.duration, t0=t0, stop=self._stop,
@@ -467,6 +468,22 @@ class ChaosRunner:
             fault_windows=self.faults,
             extra={"armed": self.armed.to_list()},
         )
+
+
+def _breaker_opened_since(path: Path, since: float) -> bool:
+    """Whether the worker's breaker log has an opening at or after ``since`` (wall-clock)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return False
+    for line in reversed(lines):
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            d = json.loads(line)
+            if float(d["at"]) < since:
+                return False
+            if d["kind"] == "opened":
+                return True
+    return False
 
 
 def _stored_phases(store: Any) -> dict[int, dict[str, float | None]]:
