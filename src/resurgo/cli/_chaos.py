@@ -82,8 +82,9 @@ def chaos_cmd(
     from resurgo.chaos._config import ChaosConfig, ChaosError
     from resurgo.chaos._runner import ChaosRunner
 
-    console = Console(stderr=False)
-    err = Console(stderr=True)
+    # soft_wrap: the report and run-directory paths stay on one line in a pipe or a CI log (copyable)
+    console = Console(stderr=False, soft_wrap=True)
+    err = Console(stderr=True, soft_wrap=True)
     try:
         cfg = ChaosConfig(
             duration=duration, jobs=jobs, concurrency=concurrency, kill_every=kill_every or None,
