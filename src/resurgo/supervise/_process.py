@@ -43,10 +43,11 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from resurgo.classify._types import Observation
 from resurgo.clock import SYSTEM_CLOCK, Clock
+from resurgo.supervise._owner import owner_id
 from resurgo.supervise._reaper import (
     TreeKillReport,
     TreeTracker,
@@ -58,8 +59,28 @@ from resurgo.supervise._reaper import (
 )
 from resurgo.supervise._redact import redact_argv, redact_text
 
-if TYPE_CHECKING:
-    from resurgo.supervise._jobs import EventWriter, JobStore
+
+class EventWriter(Protocol):
+    """Where an attempt's CLI events go (``_jobs.EventWriter`` implements it); a protocol so
+    that this module does not import the job store that imports it."""
+
+    def add(self, ev: StreamEvent) -> None: ...
+    def maybe_flush(self) -> None: ...
+    def flush(self) -> None: ...
+    async def drain(self) -> None: ...
+
+
+class JobStore(Protocol):
+    """What the process manager records in the job store (``_jobs.JobStore`` implements it)."""
+
+    owner: str
+
+    def record_process(
+        self, *, pid: int, start_time: float, pgid: int | None, job_id: str | None = None,
+        attempt_id: int | None = None,
+    ) -> None: ...
+    def process_ended(self, pid: int, start_time: float, ended_at: float | None = None) -> None: ...
+    def event_writer(self, job_id: str, attempt_id: int | None, **kw: Any) -> EventWriter: ...
 
 log = logging.getLogger("resurgo.supervise")
 
@@ -1052,8 +1073,6 @@ class ProcessManager:
 
 
 def _default_owner() -> str:
-    from resurgo.supervise._jobs import owner_id
-
     return owner_id()
 
 
