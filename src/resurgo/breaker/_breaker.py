@@ -533,9 +533,18 @@ class CircuitBreaker:
             )
 
     def _reject(self, st: State, now: float) -> CircuitOpenError:
-        """Count a rejection by an open state without going through ``_acquire_slow``."""
+        """Count a rejection by an open state without going through ``_acquire_slow``.
+
+        ``_rejected_locked`` inlined: this is the open breaker's hot path."""
         with self._lock:
-            self._rejected_locked(st, now)
+            self._counts.rejected += 1
+            if self._listeners:
+                self._pending.append(
+                    CallRejected(
+                        breaker=self.name, at=self._clock.time(), monotonic=now,
+                        state=st.kind, retry_after=st.retry_after(now),
+                    )
+                )
         if self._pending:
             self._drain()
         return CircuitOpenError(self.name, st.kind, st.retry_after(now), st.reason)
