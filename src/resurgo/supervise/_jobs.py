@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import os
+import socket
 import sqlite3
 import threading
 import uuid
@@ -33,12 +34,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+import psutil
+
 from resurgo._redact import redact_json_line
 from resurgo.classify._types import ErrorClass
 from resurgo.clock import SYSTEM_CLOCK, Clock
 from resurgo.store import Store
 from resurgo.store.schema import ensure_schema
-from resurgo.supervise._owner import owner_alive, owner_id
+from resurgo.supervise._owner import owner_id
 from resurgo.supervise._redact import REDACTED, is_secret_name, redact_env, redact_text
 
 if TYPE_CHECKING:
@@ -76,6 +79,28 @@ AttemptKind = str  # start | resume | fork | restart
 
 class JobStoreError(ValueError):
     """A job operation got bad input (unknown job, illegal state change, bad arguments)."""
+
+
+def owner_alive(owner: str | None) -> bool:
+    """Is the supervisor named by ``owner`` still running?
+
+    Owners on another host are assumed alive (we cannot check them and must not
+    steal their jobs).  An unparseable owner is treated as dead.
+    """
+    if not owner:
+        return False
+    parts = owner.rsplit(":", 2)
+    if len(parts) != 3:
+        return False
+    host, pid_s, start_s = parts
+    if host != socket.gethostname():
+        return True
+    try:
+        pid, start = int(pid_s), int(start_s)
+        p = psutil.Process(pid)
+        return abs(int(p.create_time()) - start) <= 1 and p.status() != psutil.STATUS_ZOMBIE
+    except (ValueError, psutil.Error):
+        return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
-"""Who runs a job: the owner id a supervisor writes on its jobs, and whether that owner lives.
+"""Who runs a job: the owner id a supervisor writes on its jobs and processes.
 
 Its own module because both the process manager (``_process``) and the job store
-(``_jobs``) need it; keeping it in either made the two import each other.
+(``_jobs``) need it; keeping it in ``_jobs`` made the two import each other.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import socket
 
 import psutil
 
-__all__ = ["owner_alive", "owner_id"]
+__all__ = ["owner_id"]
 
 
 def owner_id() -> str:
@@ -21,25 +21,3 @@ def owner_id() -> str:
     except psutil.Error:
         start = 0
     return f"{socket.gethostname()}:{os.getpid()}:{start}"
-
-
-def owner_alive(owner: str | None) -> bool:
-    """Is the supervisor named by ``owner`` still running?
-
-    Owners on another host are assumed alive (we cannot check them and must not
-    steal their jobs).  An unparseable owner is treated as dead.
-    """
-    if not owner:
-        return False
-    parts = owner.rsplit(":", 2)
-    if len(parts) != 3:
-        return False
-    host, pid_s, start_s = parts
-    if host != socket.gethostname():
-        return True
-    try:
-        pid, start = int(pid_s), int(start_s)
-        p = psutil.Process(pid)
-        return abs(int(p.create_time()) - start) <= 1 and p.status() != psutil.STATUS_ZOMBIE
-    except (ValueError, psutil.Error):
-        return False
