@@ -223,11 +223,14 @@ def report(title: str, baseline: float, results: dict[str, float]) -> dict[str, 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer iterations (smoke test)")
+    ap.add_argument("--repeat", type=int, default=None, help="repeats per figure (best is kept; default 5)")
     a = ap.parse_args()
     # Instrumentation off everywhere: stamina logs every retry by default, backoff
     # logs through its logger; resurgo runs here without hooks.
     stamina.instrumentation.set_on_retry_hooks([])
     n_ok, n_flaky, rep = (2_000, 500, 2) if a.quick else (50_000, 4_000, 5)
+    if a.repeat is not None:
+        rep = a.repeat
     print(
         f"python {platform.python_version()} on {platform.machine()}; "
         f"tenacity {version('tenacity')}, stamina {version('stamina')}, "
