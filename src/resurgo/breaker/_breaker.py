@@ -1,4 +1,11 @@
-"""The circuit breaker: a state machine over small state objects.
+"""The circuit breaker: a coordinator over small state objects that decide for themselves.
+
+``CircuitBreaker`` holds the current state object, runs the call paths, and
+delivers events; it never asks which state it is in.  Each state object
+(``_states``) returns the :class:`~resurgo.breaker._states.Transition` it
+decides on, and the breaker installs it (``_transition_locked``).  Optional
+behaviours -- load-adjusted thresholds, partial failures, recovery actions and
+health probes -- live in ``_addons`` and reach the breaker through ``_step``.
 
 Design notes (why it looks like this):
 
