@@ -53,6 +53,16 @@ INIT_GETATTR_OLD = (
 INIT_GETATTR_NEW = "    value = getattr(module, name)\n"
 INIT_BLOCK = re.compile(r"# --- BEGIN transitional.*?# --- END transitional\n+", re.S)
 
+DOC_SECTION = re.compile(r"<!-- rename:begin.*?<!-- rename:end -->\n", re.S)
+DOC_AFTER = """## The classifier and retrier packages
+
+The functions are ``resurgo.classify(...)`` and ``@resurgo.retry``; the packages behind them are
+``resurgo.classifier`` and ``resurgo.retrier`` (like ``resurgo.breaker``: the package is named
+after the thing, the function after the action).  Import from the packages
+(``from resurgo.classifier import ErrorClass``, ``from resurgo.retrier import RetryPolicy``);
+no module's class is changed and no attribute is both a function and a module.
+"""
+
 PLAIN_TEST = '''"""After the rename: ``resurgo.classify`` / ``resurgo.retry`` are plain functions whatever
 was imported first, and no module's class is changed behind the user's back."""
 
@@ -143,6 +153,8 @@ def main(argv: list[str]) -> int:
     for f in files(root):
         text = f.read_text(encoding="utf-8")
         new_text = rewrite(plain_init(text) if f == pkg / "__init__.py" else text)
+        if f.name == "architecture.md":
+            new_text = DOC_SECTION.sub(lambda _: DOC_AFTER, new_text)
         if new_text != text:
             changed.append(f)
             if not a.dry_run:
