@@ -26,6 +26,7 @@ from resurgo.classify._rules import (
     PACKS,
     TIER_CONFIDENCE,
     Rule,
+    RuleError,
     Tier,
     check_unique,
     load_packs,
@@ -169,7 +170,14 @@ class Classifier:
     ) -> None:
         self._clock = clock
         self._use_re2 = use_re2
-        self._pack_rules = load_packs(packs, use_re2=use_re2) if packs else []
+        unknown = [n for n in packs if n not in PACKS]
+        if unknown:
+            raise RuleError(f"unknown rule pack {unknown[0]!r}; shipped packs: {', '.join(PACKS)}")
+        self._packs = tuple(packs)
+        # the packs are compiled on the first question, not here: a supervised run that
+        # succeeds never classifies anything, and `resurgo run` should not pay for ~300 patterns
+        self._pack_rules: list[Rule] = []
+        self._loaded = False
         self._user_rules: list[Rule] = []
         self._book = OutcomeBook(store, min_successes=learn_min_successes, min_ratio=learn_min_ratio)
         self._stats = WindowedStats(bucket_seconds=stats_bucket, horizon=stats_horizon)
@@ -183,8 +191,21 @@ class Classifier:
         self._bumped: dict[tuple[int, Priority], tuple[ErrorClass, ErrorClass]] = {}
         self._cache_size = cache_size
         self._lock = threading.Lock()
-        self._index()
-        self.add_rules(rules)
+        self._pending_rules = list(rules)
+        if self._pending_rules:  # user rules are checked at once (a bad rule file must fail at start-up)
+            self._load()
+
+    def _load(self) -> None:
+        """Compile the packs and index every rule (once; on the first question)."""
+        with self._lock:
+            if self._loaded:
+                return
+            self._pack_rules = load_packs(self._packs, use_re2=self._use_re2) if self._packs else []
+            pending, self._pending_rules = self._pending_rules, []
+            check_unique([*self._user_rules, *pending, *self._pack_rules])
+            self._user_rules.extend(pending)
+            self._index()
+            self._loaded = True
 
     # -- construction ----------------------------------------------------------------
     @classmethod
@@ -197,6 +218,7 @@ class Classifier:
         new = list(rules)
         if not new:
             return
+        self._load()
         check_unique([*self._user_rules, *new, *self._pack_rules])
         with self._lock:
             self._user_rules.extend(new)
@@ -259,6 +281,8 @@ class Classifier:
     @property
     def rules(self) -> tuple[Rule, ...]:
         """All rules in precedence order of equal-weight ties (user rules first)."""
+        if not self._loaded:
+            self._load()
         return self._rules
 
     # -- the public questions --------------------------------------------------------
@@ -360,6 +384,8 @@ class Classifier:
 
     # -- engine ----------------------------------------------------------------------
     def _decide(self, error: Any, *, learned: bool = True) -> _Decision:
+        if not self._loaded:
+            self._load()
         if isinstance(error, BaseException):
             d = self._decide_exception(error)
         elif isinstance(error, Observation):

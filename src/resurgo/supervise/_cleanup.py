@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+from resurgo._launch import OWNER_ENV
 from resurgo.clock import SYSTEM_CLOCK, Clock
 from resurgo.supervise._health_store import remove_dead_health
 from resurgo.supervise._jobs import JobStore, owner_alive
-from resurgo.supervise._process import OWNER_ENV
 from resurgo.supervise._reaper import (
     end_tree,
     env_values,
