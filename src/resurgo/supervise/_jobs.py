@@ -42,7 +42,6 @@ from resurgo.classify._types import ErrorClass
 from resurgo.clock import SYSTEM_CLOCK, Clock
 from resurgo.store import Store
 from resurgo.store.schema import ensure_schema
-from resurgo.supervise._owner import owner_id
 from resurgo.supervise._redact import REDACTED, is_secret_name, redact_env, redact_text
 
 if TYPE_CHECKING:

@@ -60,7 +60,6 @@ from resurgo._launch import (
 )
 from resurgo.classify._types import Observation
 from resurgo.clock import SYSTEM_CLOCK, Clock
-from resurgo.supervise._owner import owner_id
 from resurgo.supervise._reaper import (
     TreeKillReport,
     TreeTracker,
