@@ -130,6 +130,14 @@ def plain_init(text: str) -> str:
     if INIT_GETATTR_OLD not in text:
         raise SystemExit("src/resurgo/__init__.py: the transitional __getattr__ line is missing; edit by hand")
     text = text.replace(INIT_GETATTR_OLD, INIT_GETATTR_NEW)
+    text = re.sub(
+        r"# Where the classifier and the retrier live\..*?(?=_CLASSIFY_PKG)",
+        lambda _: "# The packages behind the functions ``classify`` and ``retry``: named apart from them, so\n"
+        "# importing a package never replaces a function of the same name on this module.\n",
+        text,
+        count=1,
+        flags=re.S,
+    )
     text, n = INIT_BLOCK.subn("", text)
     if n != 1:
         raise SystemExit("src/resurgo/__init__.py: the transitional block is missing; edit by hand")
