@@ -100,6 +100,10 @@ def test_dashboard_shows_the_store(browser: Any, busy_store: Store) -> None:
         assert int(tile(page, "jobs_active")) == active
         hint = page.inner_text('.tile[data-metric="availability_jobs"] .hint')
         assert hint == f"{av.jobs_succeeded} of {av.jobs_finished} finished jobs"
+        # time-based availability excluding the waits the endpoint imposed, beside the plain one
+        hint = page.inner_text('.tile[data-metric="availability_time"] .hint')
+        assert av.time_ratio_excl_imposed is not None and av.imposed_s > 0
+        assert hint.endswith(f"excl. imposed waits {av.time_ratio_excl_imposed * 100:.1f}%"), hint
 
         # errors over time: one stacked bar segment per (bucket, type); they add up to the total
         counts = page.eval_on_selector_all("#chart-errors svg rect.bar", "rs => rs.map(r => +r.dataset.count)")

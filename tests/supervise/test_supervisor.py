@@ -354,6 +354,9 @@ async def test_budget_factory_and_endpoint_breaker(tmp_path: Path) -> None:
     async with sup:
         assert sup.endpoint_url() == URL
         assert sup.endpoint_url({"ANTHROPIC_BASE_URL": "http://127.0.0.1:8"}) == "http://127.0.0.1:8"
+        # jobs reaching one API by routes of their own (the chaos run's) share its breaker by name
+        routed = {"ANTHROPIC_BASE_URL": f"{URL}/j/job-1/", "RESURGO_ENDPOINT": URL}
+        assert sup.endpoint_url(routed) == URL
         br = sup.endpoint_breaker(URL)
         assert br is sup.endpoint_breaker(URL) and sup.breakers == {URL: br}
         res = await sup.run("go", cwd=tmp_path)

@@ -379,7 +379,11 @@ class Run:
             waited = 0.0 if self.failed_at is None else max(0.0, self.s.clock.monotonic() - self.failed_at)
             self.slept += waited
             self.recorder.recovery(
-                strategy=action, ec=self.last_ec, message=self.last_message, detected_at=self.s.clock.time() - waited
+                strategy=action,
+                ec=self.last_ec,
+                message=self.last_message,
+                detected_at=self.s.clock.time() - waited,
+                waited=waited,
             )
             _call_hooks(
                 self.s.on_recovery,

@@ -60,7 +60,8 @@
   function renderTiles(s) {
     const av = s.availability, rec = s.recoveries, rt = s.retries, er = s.errors;
     tile("availability_time", av.time_ratio, pct(av.time_ratio),
-      av.run_s ? `down ${dur(av.down_s)} of ${dur(av.run_s)} run` : "no job ran", level(av.time_ratio, 0.99, 0.95));
+      av.run_s ? `down ${dur(av.down_s)} of ${dur(av.run_s)} run · excl. imposed waits ${pct(av.time_ratio_excl_imposed)}`
+        : "no job ran", level(av.time_ratio, 0.99, 0.95));
     tile("availability_jobs", av.job_ratio, pct(av.job_ratio),
       `${av.jobs_succeeded} of ${av.jobs_finished} finished jobs`, level(av.job_ratio, 0.95, 0.8));
     tile("mttr", av.mttr_s, dur(av.mttr_s), `without imposed waits ${dur(av.mttr_active_s)}`,
