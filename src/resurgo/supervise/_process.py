@@ -43,7 +43,7 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from resurgo._launch import (
     ARGV_PROMPT_LIMIT,
@@ -72,8 +72,28 @@ from resurgo.supervise._reaper import (
 )
 from resurgo.supervise._redact import redact_argv, redact_text
 
-if TYPE_CHECKING:
-    from resurgo.supervise._jobs import EventWriter, JobStore
+
+class EventWriter(Protocol):
+    """Where an attempt's CLI events go (``_jobs.EventWriter`` implements it); a protocol so
+    that this module does not import the job store that imports it."""
+
+    def add(self, ev: StreamEvent) -> None: ...
+    def maybe_flush(self) -> None: ...
+    def flush(self) -> None: ...
+    async def drain(self) -> None: ...
+
+
+class JobStore(Protocol):
+    """What the process manager records in the job store (``_jobs.JobStore`` implements it)."""
+
+    owner: str
+
+    def record_process(
+        self, *, pid: int, start_time: float, pgid: int | None, job_id: str | None = None,
+        attempt_id: int | None = None,
+    ) -> None: ...
+    def process_ended(self, pid: int, start_time: float, ended_at: float | None = None) -> None: ...
+    def event_writer(self, job_id: str, attempt_id: int | None, **kw: Any) -> EventWriter: ...
 
 log = logging.getLogger("resurgo.supervise")
 
