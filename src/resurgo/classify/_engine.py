@@ -32,6 +32,7 @@ from resurgo.classify._rules import (
     load_packs,
     load_rules,
 )
+from resurgo.classify._semantic import match as semantic_match
 from resurgo.classify._signature import make_signature, redact
 from resurgo.classify._stats import ErrorStats, SpreadTracker, WindowedStats
 from resurgo.classify._types import (
@@ -481,7 +482,15 @@ class Classifier:
     def _evaluate(
         self, nodes: list[Node], *, headers: Any, signature: str | None = None, observed: bool = False
     ) -> _Decision:
+        deferred: _Decision | None = None
         for tier in _RULE_TIERS:
+            if tier is Tier.EXIT:
+                # vocabulary families: after every explicit message rule, before "it exited non-zero";
+                # the exit-wrapper family says no more than the exit tier's structured evidence, so it waits
+                sem = _semantic_decision(nodes, headers=headers, signature=signature)
+                if sem is not None and sem.verdict.category != "process_exit":
+                    return sem
+                deferred = sem
             best: tuple[Rule, Node, float] | None = None
             for node in nodes:
                 hit = self._best_in_tier(tier, node)
@@ -503,6 +512,8 @@ class Classifier:
                     if reset is None and len(nodes) > 1:
                         reset = next((r for r in (parse_message_reset(n.text) for n in nodes) if r), None)
                 return _Decision(verdict, sig, tier, reset, headers)
+        if deferred is not None:
+            return deferred
         top = nodes[0]
         sig = signature or make_signature(top.label or _obs_label(top), top.primary)
         fb_ev = ("fallback: no rule matched", f"signature {sig!r}")
@@ -590,6 +601,25 @@ class Classifier:
                 self._bumped.clear()
             self._bumped[(id(v), prio)] = (v, out)
         return out
+
+
+def _semantic_decision(nodes: list[Node], *, headers: Any, signature: str | None) -> _Decision | None:
+    """The semantic tier's verdict for the first node whose text speaks a family's vocabulary."""
+    for node in nodes:
+        hit = semantic_match(node.text)
+        if hit is None:
+            continue
+        fam, verdict, m = hit
+        sig = signature or make_signature(node.label or _obs_label(node), node.primary)
+        snippet = redact(node.text[max(0, m.start() - 20) : m.end() + 20]).replace("\n", " ")
+        ev = (
+            f"semantic: vocabulary family {fam.name!r} (no explicit rule matched; confidence {verdict.confidence:g})",
+            f"words …{snippet}…",
+            f"signature {sig!r}",
+        )
+        reset = parse_message_reset(node.text) if verdict.retryable else None
+        return _Decision(replace(verdict, evidence=ev), sig, Tier.SEMANTIC, reset, headers)
+    return None
 
 
 def _describe(rule: Rule, node: Node, observed: bool) -> str:

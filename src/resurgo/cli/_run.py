@@ -93,7 +93,10 @@ def _early_start(prompt: str, cwd: str, model: str | None, claude_args: Sequence
         return None
     from resurgo._launch import ClaudeNotFoundError, find_claude, prestart
 
-    kw = settings().supervisor_kwargs()
+    cfg = settings()
+    if cfg.get("otel", "enabled"):
+        return None  # each attempt gets its own trace context (TRACEPARENT), known only once its span exists
+    kw = cfg.supervisor_kwargs()
     try:
         exe = find_claude(claude if claude is not None else kw.get("claude"))
     except ClaudeNotFoundError:

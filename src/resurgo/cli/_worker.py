@@ -72,10 +72,23 @@ def worker_cmd(
     if max_concurrency is not None:
         given["max_concurrency"] = max_concurrency
     cfg = supervisor_config(str(store_path(store)), given)
+    from resurgo.distributed._policy import WorkerPolicy
+    from resurgo.distributed._transcripts import TranscriptCodec, TranscriptError
+
+    s = settings()
+    # what this worker accepts from Redis: the [worker] section (resurgo.distributed._policy)
+    policy = WorkerPolicy.create(cwd_roots=s.get("worker", "cwd_roots") or None,
+                                 allow_env=s.get("worker", "allow_env"),
+                                 allow_claude_args=s.get("worker", "allow_claude_args"))
+    try:
+        codec = TranscriptCodec(s.get("worker", "transcripts"), key=s.get("worker", "transcript_key"))
+    except TranscriptError as e:
+        raise CliError(f"[worker] transcripts: {e}") from None
     worker = FleetWorker(
         redis_url, config=cfg, prefix=prefix, name=name, concurrency=conc if isinstance(conc, int) else None,
         lease=lease, grace=grace,
-        transcript_interval=transcript_interval, share_state=not no_share_state,
+        transcript_interval=transcript_interval, share_state=not no_share_state, policy=policy,
+        transcripts=codec,
     )
 
     async def main() -> None:

@@ -17,6 +17,7 @@ from resurgo.mockapi._errors import error_response
 from resurgo.mockapi._faults import KNOWN_STATUSES, Faults
 from resurgo.mockapi._script import parse_directives
 from resurgo.mockapi._server import MockServer, RequestRecord
+from resurgo.mockapi._shapes import tool_wait
 
 __all__ = [
     "KNOWN_STATUSES",
@@ -26,4 +27,5 @@ __all__ = [
     "RequestRecord",
     "error_response",
     "parse_directives",
+    "tool_wait",
 ]

@@ -32,6 +32,25 @@ _MAX_HEADER = 256 * 1024
 _MAX_BODY = 64 * 1024 * 1024
 _SECRET_HEADERS = {"x-api-key", "authorization", "proxy-authorization", "cookie"}
 CONTROL_PREFIX = "/_resurgo/"
+ROUTE_PREFIX = "/j/"
+_MAX_ROUTE = 128
+
+
+def split_route(path: str) -> tuple[str | None, str]:
+    """``/j/<route>/v1/messages`` -> ``("<route>", "/v1/messages")``; other paths unchanged.
+
+    The real CLI keeps the path of ``ANTHROPIC_BASE_URL`` (checked with 2.1.x:
+    ``http://host:port/j/job-7/`` is requested as ``/j/job-7/v1/messages``), so a
+    route prefix names the client without a header of our own.  Bounded: a route
+    longer than 128 characters is not a route and the path is left as it is.
+    """
+    if not path.startswith(ROUTE_PREFIX):
+        return None, path
+    rest = path[len(ROUTE_PREFIX) :]
+    route, sep, tail = rest.partition("/")
+    if not route or len(route) > _MAX_ROUTE:
+        return None, path
+    return route, "/" + tail if sep else "/"
 
 
 @dataclass(frozen=True)
@@ -53,6 +72,9 @@ class RequestRecord:
     status: int | None
     stream: bool
     body: dict[str, Any] | None = field(repr=False, default=None)
+    route: str | None = None
+    """The ``/j/<route>`` prefix the client's base URL carried (None: none): a chaos run gives
+    every job its own base URL path so each request, and each fault, is known per job."""
 
 
 class _BadRequest(Exception):
@@ -271,6 +293,7 @@ class MockServer(StartStop):
         path = parts.path
         if path.startswith(CONTROL_PREFIX):
             return await self._control(writer, method, path, body_bytes, keep_alive)
+        route, path = split_route(path)
 
         session_id = headers.get("x-claude-code-session-id")
         body: dict[str, Any] | None = None
@@ -294,6 +317,7 @@ class MockServer(StartStop):
                 status=status,
                 stream=stream,
                 body=body if self._record_bodies else None,
+                route=route,
             )
             with self._records_lock:
                 self._records.append(rec)
@@ -456,6 +480,7 @@ class MockServer(StartStop):
                     "fault": r.fault,
                     "status": r.status,
                     "stream": r.stream,
+                    "route": r.route,
                 }
                 for r in self.requests
             ]

@@ -155,6 +155,9 @@ class SupervisorConfig:
         attempt ended and stops waiting within about this time.
     claude_args:
         Arguments added to every job's command line (before the job's own).
+    otel:
+        Emit OpenTelemetry traces and metrics (needs ``pip install 'resurgo[otel]'``;
+        ``[otel] enabled`` in the configuration).  See docs/otel.md.
     """
 
     claude: str | os.PathLike[str] | None = None
@@ -186,6 +189,7 @@ class SupervisorConfig:
     state_check_interval: float = 1.0
     claude_args: tuple[str, ...] = ()
     classify_rules: str | os.PathLike[str] | None = None
+    otel: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -251,6 +255,8 @@ class SupervisorConfig:
             not isinstance(self.alert_webhook, str) or not self.alert_webhook.startswith(("http://", "https://"))
         ):
             raise ConfigError(f"alert_webhook must be an http(s) URL, got {self.alert_webhook!r}")
+        if not isinstance(self.otel, bool):
+            raise ConfigError(f"otel must be true or false, got {self.otel!r}")
         if self.store is not None and not isinstance(self.store, Store | str | os.PathLike):
             raise ConfigError(f"store must be a Store, a path or None, got {type(self.store).__name__}")
 
