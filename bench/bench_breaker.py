@@ -8,6 +8,12 @@ the same loop calling the bare function.  Contenders are measured in
 interleaved rounds and the best round is kept, so background load hits all
 of them alike.  Ratios are anchor / resurgo: above 1 means resurgo is faster.
 
+Every library gets the same number of calls per round.  Before the rejected
+calls are timed, each open breaker is checked to be really open: one call must
+raise that library's own open-circuit error without reaching the function.  A
+ratio is reported only when resurgo's overhead is above zero (else "n/a"; no
+clamping, no infinite wins).  Results go to ``bench/results/breaker.json``.
+
 Run: ``python bench/bench_breaker.py [--rounds N] [--calls N]``.
 """
 
@@ -24,7 +30,9 @@ import aiobreaker
 import circuitbreaker
 import purgatory
 import pybreaker
+from purgatory.domain.model import OpenedState as PurgatoryOpen
 
+from _results import write_results
 from resurgo.breaker import CircuitBreaker, CircuitOpenError, CircuitThresholds
 
 Loop = Callable[[int], float]
@@ -34,7 +42,11 @@ def f() -> int:
     return 1
 
 
+REACHED = [0]  # calls that got through to a failing function
+
+
 def fail() -> int:
+    REACHED[0] += 1
     raise ConnectionError("down")
 
 
@@ -43,7 +55,30 @@ async def af() -> int:
 
 
 async def afail() -> int:
+    REACHED[0] += 1
     raise ConnectionError("down")
+
+
+def check_rejects(name: str, call: Callable[[], object], exc: type[BaseException]) -> None:
+    """The breaker must be open: the call raises ``exc`` and never reaches the function."""
+    before = REACHED[0]
+    try:
+        call()
+    except exc:
+        if REACHED[0] != before:
+            raise SystemExit(f"{name}: the call reached the function; the breaker is not open") from None
+        return
+    except BaseException as e:
+        raise SystemExit(f"{name}: expected {exc.__name__}, got {type(e).__name__}: {e}") from None
+    raise SystemExit(f"{name}: the call was not rejected")
+
+
+def acheck_rejects(name: str, call: Callable[[], Awaitable[object]], exc: type[BaseException]) -> None:
+    check_rejects(name, lambda: asyncio.run(_await(call)), exc)
+
+
+async def _await(call: Callable[[], Awaitable[object]]) -> object:
+    return await call()
 
 
 def _classifier(exc: BaseException):  # type: ignore[no-untyped-def]
@@ -52,7 +87,7 @@ def _classifier(exc: BaseException):  # type: ignore[no-untyped-def]
     return ErrorClass(ErrorType.NETWORK, Severity.MEDIUM, "network", "down", True)
 
 
-def _resurgo(**kw: object) -> CircuitBreaker:
+def _resurgo() -> CircuitBreaker:
     t = CircuitThresholds(min_calls=1, wait_in_open=1e6, max_wait_in_open=1e6)
     return CircuitBreaker("bench", thresholds=t, classifier=_classifier)
 
@@ -162,7 +197,14 @@ def build() -> dict[str, dict[str, Loop]]:
 
     asyncio.run(trip())
     assert rao.state.value == "open"
-    pg_exc: type[BaseException] = Exception  # purgatory raises its OpenedState error
+    check_rejects("resurgo sync", r_open_dec, CircuitOpenError)
+    check_rejects("pybreaker", pb_open_dec, pybreaker.CircuitBreakerError)
+    check_rejects("circuitbreaker sync", cb_open_dec, circuitbreaker.CircuitBreakerError)
+    acheck_rejects("resurgo async", rao_dec, CircuitOpenError)
+    acheck_rejects("aiobreaker", ab_open_dec, aiobreaker.CircuitBreakerError)
+    acheck_rejects("purgatory", pg_open_dec, PurgatoryOpen)
+    acheck_rejects("circuitbreaker async", cba_open_dec, circuitbreaker.CircuitBreakerError)
+    pg_exc: type[BaseException] = PurgatoryOpen
 
     return {
         "sync success (closed)": {
@@ -199,6 +241,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--calls", type=int, default=20_000)
+    ap.add_argument("--out", default="breaker", help="results name: bench/results/NAME.json")
     args = ap.parse_args()
     groups = build()
     best: dict[str, dict[str, float]] = {g: {} for g in groups}
@@ -207,31 +250,43 @@ def main() -> None:
         for _ in range(args.rounds):
             for g, loops in groups.items():
                 for name, loop in loops.items():
-                    n = args.calls // 10 if name == "purgatory" else args.calls
+                    n = args.calls
                     per = loop(n) / n * 1e9
                     best[g][name] = min(best[g].get(name, float("inf")), per)
     finally:
         gc.enable()
     failed = []
+    out: dict[str, object] = {"rounds": args.rounds, "calls_per_round": args.calls, "groups": {}}
     for g, res in best.items():
         bare = res.pop("bare function")
         ours = res["resurgo @breaker"] - bare
         print(f"\n{g}  (bare loop {bare:.0f} ns/call; overhead = ns/call above it)")
         print(f"  {'library':<20}{'overhead ns':>12}{'anchor/resurgo':>16}")
+        rows = []
         for name, v in res.items():
             over = v - bare
+            ratio = None
             if name.startswith("resurgo"):
                 print(f"  {name:<20}{over:>12.0f}{'':>16}")
-            else:
-                ratio = over / ours if ours > 0 else float("inf")
+            elif ours > 0:
+                ratio = over / ours
                 print(f"  {name:<20}{over:>12.0f}{ratio:>15.2f}x")
                 if ratio <= 1.0:
                     failed.append(f"{g}: {name}")
+            else:
+                print(f"  {name:<20}{over:>12.0f}{'n/a (noise)':>16}")
+                failed.append(f"{g}: {name} (resurgo's overhead not measurable)")
+            rows.append({"library": name, "ns_per_call": v, "overhead_ns": over, "anchor_over_resurgo": ratio})
+        out["groups"][g] = {"bare_ns": bare, "rows": rows}  # type: ignore[index]
     print()
     if failed:
-        print("resurgo is NOT faster than: " + "; ".join(failed))
+        print("resurgo is NOT shown faster than: " + "; ".join(failed))
     else:
         print("resurgo is faster than every anchor on every measurement")
+    out["not_faster_than"] = failed
+    write_results(
+        args.out, out, anchors=["pybreaker", "circuitbreaker", "aiobreaker", "purgatory"]
+    )
 
 
 if __name__ == "__main__":

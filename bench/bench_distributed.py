@@ -13,7 +13,9 @@ Starts a private ``redis-server`` on loopback (killed at the end), then:
   anchor (ratio = local / shared: how many times slower the fleet-wide
   budget is).
 
-Run: ``python bench/bench_distributed.py [--openings N]``.
+Run: ``python bench/bench_distributed.py [--openings N]``.  Results go to
+``bench/results/distributed.json`` (with the versions of resurgo, Python, redis-py and
+the redis-server used).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import tempfile
 import threading
 import time
 
+from _results import write_results
 from resurgo.breaker import CircuitBreaker, CircuitEvent, CircuitState, StateTransition
 from resurgo.distributed import RedisBreakerSync, RedisLink, RedisRetryBudget
 from resurgo.retry import RetryBudget
@@ -112,6 +115,15 @@ def bench_budget(url: str, seconds: float = 1.0) -> dict[str, float]:
         link.close()
 
 
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--openings", type=int, default=200)
@@ -128,6 +140,21 @@ def main() -> None:
             for kind in ("deposit", "try_withdraw"):
                 lo, sh = ops[f"local {kind}"], ops[f"shared {kind}"]
                 print(f"  {kind:13s} local {lo:12,.0f}/s   shared {sh:12,.0f}/s   local/shared {lo / sh:7.1f}x")
+            server = subprocess.run(
+                [shutil.which("redis-server") or "redis-server", "--version"],
+                capture_output=True, text=True, check=False,
+            ).stdout.strip()
+            write_results(
+                "distributed",
+                {
+                    "propagation_ms": {
+                        "openings": len(lat), "p50": statistics.median(lat), "p95": pct(lat, 0.95),
+                        "max": max(lat), "within_100ms": sum(x < 100 for x in lat), "samples": lat,
+                    },
+                    "budget_ops_per_s": ops,
+                },
+                anchors={"redis": _version("redis"), "redis-server": server or None},
+            )
         finally:
             proc.kill()
             proc.wait()

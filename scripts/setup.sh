@@ -33,7 +33,7 @@ stamp=.venv/.resurgo-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing resurgo and its dev dependencies into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[dev,bench,sdk]"
+  .venv/bin/python -m pip install -q -e ".[dev,bench,sdk,otel]"
   touch "$stamp"
 fi
 
@@ -53,3 +53,20 @@ if [ -z "$have" ] || { [ "$CLAUDE_VERSION" != latest ] && [[ "$have" != "$CLAUDE
   fi
 fi
 echo "setup: claude $("$CLAUDE_BIN" --version)"
+
+# The newest CLI version resurgo is tested with (the one claude-agent-sdk bundles), in a second
+# prefix: tests marked cli_versions run against both (docs/cli-versions.md; `resurgo doctor`
+# reports the same range).  RESURGO_CLAUDE_LATEST points the tests at another install.
+CLAUDE_LATEST_VERSION=${RESURGO_CLAUDE_LATEST_VERSION:-2.1.332}
+LATEST_BIN=.tools/npm-latest/node_modules/.bin/claude
+have=$("$LATEST_BIN" --version 2>/dev/null || true)
+if [[ "$have" != "$CLAUDE_LATEST_VERSION "* ]]; then
+  echo "setup: installing the Claude Code CLI $CLAUDE_LATEST_VERSION from npm (second prefix)"
+  mkdir -p .tools/npm-latest
+  npm install --prefix .tools/npm-latest --no-audit --no-fund --loglevel=error \
+    "@anthropic-ai/claude-code@$CLAUDE_LATEST_VERSION" >/dev/null
+  if ! "$LATEST_BIN" --version >/dev/null 2>&1; then
+    (cd .tools/npm-latest/node_modules/@anthropic-ai/claude-code && node install.cjs)
+  fi
+fi
+echo "setup: claude (latest tested) $("$LATEST_BIN" --version)"

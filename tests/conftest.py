@@ -14,25 +14,78 @@ import pytest
 
 from resurgo.mockapi import MockServer
 
+#: The CLI versions the suite runs: the pinned one everything was recorded against (scripts/setup.sh
+#: installs it into .tools/npm) and the newest one we test (.tools/npm-latest).  Keep in step with
+#: ``resurgo.cli._doctor.TESTED_CLI_RANGE`` and the README.
+CLI_VERSIONS = ("pinned", "latest")
+_ROOT = Path(__file__).resolve().parents[1]
 
-def find_claude() -> str | None:
-    """The real CLI: $RESURGO_CLAUDE, else the repo's npm install, else PATH."""
+
+def find_claude(which: str = "pinned") -> str | None:
+    """The real CLI.
+
+    pinned: $RESURGO_CLAUDE, else the repo's .tools/npm install, else PATH;
+    latest: $RESURGO_CLAUDE_LATEST, else the repo's .tools/npm-latest install.
+    """
+    if which == "latest":
+        env = os.environ.get("RESURGO_CLAUDE_LATEST")
+        if env:
+            return env
+        local = _ROOT / ".tools/npm-latest/node_modules/.bin/claude"
+        return str(local) if local.exists() else None
     env = os.environ.get("RESURGO_CLAUDE")
     if env:
         return env
-    local = Path(__file__).resolve().parents[1] / ".tools/npm/node_modules/.bin/claude"
+    local = _ROOT / ".tools/npm/node_modules/.bin/claude"
     if local.exists():
         return str(local)
     return shutil.which("claude")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "cli_versions: run this real-CLI test once per tested CLI version (pinned and latest), "
+        "through a parametrised claude_bin",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``cli_versions`` get ``claude_bin`` once per version (ids ``cli-pinned``, ``cli-latest``).
+
+    Only a representative subset carries the mark (process mechanics, sessions and
+    resume, the supervisor's recoveries, OpenTelemetry): running the whole
+    integration suite twice would double the default run for little more coverage.
+    """
+    if "claude_bin" in metafunc.fixturenames and metafunc.definition.get_closest_marker("cli_versions"):
+        metafunc.parametrize("claude_bin", CLI_VERSIONS, indirect=True, ids=[f"cli-{v}" for v in CLI_VERSIONS])
+
+
 @pytest.fixture(scope="session")
-def claude_bin() -> str:
-    """Path of the real Claude Code CLI; a missing CLI fails loudly instead of skipping."""
-    path = find_claude()
+def claude_bin(request: pytest.FixtureRequest) -> str:
+    """Path of the real Claude Code CLI; a missing CLI fails loudly instead of skipping.
+
+    The pinned version unless the test is marked ``cli_versions`` (then each version in turn).
+    """
+    which = getattr(request, "param", "pinned")
+    path = find_claude(which)
     if path is None or not Path(path).exists():
-        pytest.fail("real Claude Code CLI not found: set RESURGO_CLAUDE or run the README set-up")
+        hint = "RESURGO_CLAUDE_LATEST" if which == "latest" else "RESURGO_CLAUDE"
+        pytest.fail(f"real Claude Code CLI ({which}) not found: set {hint} or run scripts/setup.sh")
     return path
+
+
+@pytest.fixture(scope="session")
+def claude_version(claude_bin: str) -> tuple[int, int, int]:
+    """``claude --version`` of ``claude_bin`` as a tuple, for the few assertions that differ by version
+    (each such difference is listed in docs/cli-versions.md)."""
+    import re
+    import subprocess
+
+    out = subprocess.run([claude_bin, "--version"], capture_output=True, text=True, timeout=60).stdout
+    m = re.search(r"(\d+)\.(\d+)\.(\d+)", out)
+    assert m, f"cannot read the CLI version from {out!r}"
+    return int(m.group(1)), int(m.group(2)), int(m.group(3))
 
 
 @pytest.fixture

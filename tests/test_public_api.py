@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 SCRIPT = """
-import resurgo.supervise            # imports the resurgo.classify and resurgo.retry sub-packages
+import resurgo.supervise            # imports every sub-package before the top-level names are used
 import resurgo
 from resurgo import classify, retry
 assert resurgo.classify(ConnectionResetError("reset")).type == "network"

@@ -14,33 +14,46 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# Where the classifier and the retrier live.  Today the packages share their names with the
+# functions ``resurgo.classify`` and ``resurgo.retry``; scripts/rename_packages.py moves them to
+# ``resurgo.classifier`` and ``resurgo.retrier`` (and deletes the transitional block below), after
+# which a function and a package never compete for one attribute of this module.
+_CLASSIFY_PKG = "resurgo.classify"
+_RETRY_PKG = "resurgo.retry"
+
+#: Sub-packages reachable as attributes without importing them first (``resurgo.breaker.X``).
+_SUBPACKAGES = frozenset({"breaker", "clock", "store", _CLASSIFY_PKG[8:], _RETRY_PKG[8:]})
+
 _EXPORTS: dict[str, str] = {
     # classify
-    "classify": "resurgo.classify",
-    "is_retryable": "resurgo.classify",
-    "priority": "resurgo.classify",
-    "suggest_strategy": "resurgo.classify",
-    "Classifier": "resurgo.classify",
-    "ErrorClass": "resurgo.classify",
-    "ErrorType": "resurgo.classify",
-    "Observation": "resurgo.classify",
-    "Priority": "resurgo.classify",
-    "Severity": "resurgo.classify",
-    "Strategy": "resurgo.classify",
+    "classify": _CLASSIFY_PKG,
+    "is_retryable": _CLASSIFY_PKG,
+    "priority": _CLASSIFY_PKG,
+    "suggest_strategy": _CLASSIFY_PKG,
+    "Classifier": _CLASSIFY_PKG,
+    "ErrorClass": _CLASSIFY_PKG,
+    "ErrorType": _CLASSIFY_PKG,
+    "Observation": _CLASSIFY_PKG,
+    "Priority": _CLASSIFY_PKG,
+    "Severity": _CLASSIFY_PKG,
+    "Strategy": _CLASSIFY_PKG,
     # retry
-    "retry": "resurgo.retry",
-    "Retrier": "resurgo.retry",
-    "RetryPolicy": "resurgo.retry",
-    "RetryBudget": "resurgo.retry",
-    "RetryError": "resurgo.retry",
-    "RetryBudgetExhausted": "resurgo.retry",
-    "set_testing": "resurgo.retry",
+    "retry": _RETRY_PKG,
+    "Retrier": _RETRY_PKG,
+    "RetryPolicy": _RETRY_PKG,
+    "RetryBudget": _RETRY_PKG,
+    "RetryError": _RETRY_PKG,
+    "RetryBudgetExhausted": _RETRY_PKG,
+    "set_testing": _RETRY_PKG,
     # breaker
     "CircuitBreaker": "resurgo.breaker",
     "CircuitThresholds": "resurgo.breaker",
     "CircuitState": "resurgo.breaker",
     "CircuitOpenError": "resurgo.breaker",
     "BreakerGroup": "resurgo.breaker",
+    # adaptive concurrency
+    "AdaptiveLimiter": "resurgo.limit",
+    "LimitExceededError": "resurgo.limit",
     # time
     "Clock": "resurgo.clock",
     "FakeClock": "resurgo.clock",
@@ -53,6 +66,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "AdaptiveLimiter",
     "BreakerGroup",
     "CircuitBreaker",
     "CircuitOpenError",
@@ -64,6 +78,7 @@ __all__ = [
     "ErrorType",
     "FakeClock",
     "JobResult",
+    "LimitExceededError",
     "Observation",
     "Priority",
     "Retrier",
@@ -86,6 +101,20 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    mod = _EXPORTS.get(name)
+    if mod is None:
+        if name in _SUBPACKAGES:
+            return importlib.import_module(f"{__name__}.{name}")
+        raise AttributeError(f"module 'resurgo' has no attribute {name!r}")
+    module = importlib.import_module(mod)
+    # transitional: value = getattr(module, name)
+    value = _callable(module) if name in _CALLABLE_SUBPACKAGES else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+# --- BEGIN transitional: package and function share a name (removed by scripts/rename_packages.py)
 class _CallableModule(types.ModuleType):
     """``resurgo.classify`` / ``resurgo.retry``: a sub-package that is also the function of its name.
 
@@ -111,16 +140,6 @@ def _callable(module: types.ModuleType) -> types.ModuleType:
 _CALLABLE_SUBPACKAGES = ("classify", "retry")
 
 
-def __getattr__(name: str) -> Any:
-    mod = _EXPORTS.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'resurgo' has no attribute {name!r}")
-    module = importlib.import_module(mod)
-    value = _callable(module) if name in _CALLABLE_SUBPACKAGES else getattr(module, name)
-    globals()[name] = value
-    return value
-
-
 class _Package(types.ModuleType):
     """This package's module type: the import system's ``setattr(resurgo, "retry", module)``
     after a sub-package import makes that module callable (see :class:`_CallableModule`)."""
@@ -135,6 +154,7 @@ sys.modules[__name__].__class__ = _Package
 for _name in _CALLABLE_SUBPACKAGES:  # imported before this module finished (unusual, but possible)
     if f"{__name__}.{_name}" in sys.modules:
         setattr(sys.modules[__name__], _name, sys.modules[f"{__name__}.{_name}"])
+# --- END transitional
 
 
 def __dir__() -> list[str]:
@@ -163,6 +183,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         suggest_strategy,
     )
     from resurgo.clock import Clock, FakeClock, SystemClock
+    from resurgo.limit import AdaptiveLimiter, LimitExceededError
     from resurgo.retry import (
         Retrier,
         RetryBudget,

@@ -223,9 +223,14 @@ def prestart(
     argv, stdin = cli_argv(claude, prompt=prompt, session_id=sid, model=model, claude_args=claude_args)
     if stdin is not None:
         return None
+    from resurgo._private_dir import UnsafeTempDirError, ensure_private_dir
+
     token = uuid.uuid4().hex
     own = owner or owner_id()
-    tmpdir = make_tmpdir(tmp_root or default_tmp_root())
+    try:  # the same check as every attempt's: 0700 and ours (resurgo._private_dir)
+        tmpdir = make_tmpdir(ensure_private_dir(tmp_root or default_tmp_root()))
+    except (UnsafeTempDirError, OSError):
+        return None  # the supervisor reports it in its own words
     env = attempt_env(env_overrides or {}, token=token, owner=own, tmpdir=tmpdir)
     started = time.time()
     try:

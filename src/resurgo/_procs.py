@@ -412,6 +412,19 @@ class TreeTracker:
     def still_alive(self) -> list[int]:
         return [pid for pid, ct in self.seen.items() if same_process(pid, ct)]
 
+    def alive_map(self) -> dict[int, float]:
+        """``{pid: start time}`` of the descendants still alive: what :func:`end_tree` may signal."""
+        return {pid: ct for pid, ct in self.seen.items() if same_process(pid, ct)}
+
+    def sid_starts(self) -> dict[int, float]:
+        """``{session or group id: start time of its leader}`` for the remembered ids whose leader we saw.
+
+        A session id is a pid; once its leader and members are gone the kernel
+        may hand it to an unrelated program.  The leader's start time is what
+        tells the remembered session from a new one with the same number.
+        """
+        return {sid: self.seen[sid] for sid in self.sids if sid in self.seen}
+
 
 @dataclass(frozen=True, slots=True)
 class TreeKillReport:
@@ -436,12 +449,24 @@ def _signal_pid(pid: int, sig: int) -> bool:
         return False
 
 
+def _reused_ids(sid_starts: Mapping[int, float]) -> set[int]:
+    """Remembered session/group ids now led by another process (the number was reused)."""
+    out = set()
+    for sid, ct in sid_starts.items():
+        now = create_time(sid)
+        if now is not None and abs(now - ct) > 0.05:
+            out.add(sid)
+    return out
+
+
 def _living(
-    sids: Collection[int], extra: Iterable[int], *, not_before: float | None, started: Mapping[int, float]
+    sids: Collection[int], extra: Iterable[int], *, not_before: float | None, started: Mapping[int, float],
+    sid_starts: Mapping[int, float] | None = None,
 ) -> list[int]:
     """Non-zombie pids of the sessions plus tracked extras still alive (and still the same process)."""
     pids: set[int] = set()
-    for ids in session_members(sids, include_zombies=False):
+    reused = _reused_ids(sid_starts) if sid_starts else set()
+    for ids in session_members(set(sids) - reused, include_zombies=False):
         if not_before is not None:
             ct = create_time(ids.pid)
             if ct is None or ct + 0.05 < not_before:
@@ -465,6 +490,7 @@ async def end_tree(
     leader_running: bool = False,
     grace: float = 3.0,
     not_before: float | None = None,
+    sid_starts: Mapping[int, float] | None = None,
     clock: Clock = SYSTEM_CLOCK,
     poll: float = 0.02,
 ) -> TreeKillReport:
@@ -477,6 +503,9 @@ async def end_tree(
     older than the run.  Zombie children of ours in these sessions are reaped.
     ``extra`` given as ``{pid: start time}`` (:func:`marked_tree`) is matched by
     pid *and* start time, so a pid reused while we wait is never signalled.
+    ``sid_starts`` (``{session id: its leader's start time}``,
+    :meth:`TreeTracker.sid_starts`) drops a remembered session whose number
+    now belongs to a new leader; every pass of the grace loop rechecks both.
     """
     started: Mapping[int, float] = extra if isinstance(extra, Mapping) else {}
     extra = list(extra)
@@ -488,19 +517,19 @@ async def end_tree(
     if leader is not None and leader_running:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(leader, signal.SIGTERM)
-    for pid in _living(sids, extra, not_before=not_before, started=started):
+    for pid in _living(sids, extra, not_before=not_before, started=started, sid_starts=sid_starts):
         if _signal_pid(pid, signal.SIGTERM):
             terminated.append(pid)
 
     deadline = clock.monotonic() + max(0.0, grace)
     while True:
         reaped.extend(p for p, _ in reap_orphans(sids, watched=watched, pids=extra))
-        alive = _living(sids, extra, not_before=not_before, started=started)
+        alive = _living(sids, extra, not_before=not_before, started=started, sid_starts=sid_starts)
         if not alive or clock.monotonic() >= deadline:
             break
         await clock.asleep(poll)
 
-    alive = _living(sids, extra, not_before=not_before, started=started)
+    alive = _living(sids, extra, not_before=not_before, started=started, sid_starts=sid_starts)
     if alive:
         if leader is not None and leader_running:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -512,12 +541,12 @@ async def end_tree(
         end = clock.monotonic() + 2.0
         while clock.monotonic() < end:
             reaped.extend(p for p, _ in reap_orphans(sids, watched=watched, pids=extra))
-            if not _living(sids, extra, not_before=not_before, started=started):
+            if not _living(sids, extra, not_before=not_before, started=started, sid_starts=sid_starts):
                 break
             await clock.asleep(poll)
 
     reaped.extend(p for p, _ in reap_orphans(sids, watched=watched, pids=extra))
-    left = _living(sids, extra, not_before=not_before, started=started)
+    left = _living(sids, extra, not_before=not_before, started=started, sid_starts=sid_starts)
     me = os.getpid()
     foreign = [ids.pid for ids in session_members(sids) if ids.zombie and ids.ppid != me and ids.pid not in watched]
     return TreeKillReport(

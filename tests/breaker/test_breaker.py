@@ -585,3 +585,42 @@ def test_batched_fast_successes_land_in_the_right_time_buckets(clock) -> None:
     fail(b)
     assert b.state is S.OPEN  # 3 of 6 = 50 %, counting the batched successes
     assert b.history[-1].metrics.calls == 6
+
+
+@pytest.mark.parametrize("path", ["call", "decorator", "async", "acquire"])
+def test_the_probe_is_admitted_the_instant_the_open_wait_ends(make, clock, path: str) -> None:
+    """Issue 14: no extra delay between the end of OPEN and the first probe.
+
+    Nothing reads the state in between (a read would itself move OPEN to
+    HALF_OPEN and hide a call path whose fast rejection outlives the wait)."""
+    import asyncio
+
+    b = make()
+    b.open(wait=30)
+    seen: list[str] = []
+
+    def probe() -> str:
+        seen.append("probe")
+        return "ok"
+
+    async def aprobe() -> str:
+        return probe()
+
+    def attempt() -> None:
+        if path == "call":
+            b.call(probe)
+        elif path == "decorator":
+            b(probe)()
+        elif path == "async":
+            asyncio.run(b.call_async(aprobe))
+        else:
+            b.acquire().on_success(probe())
+
+    clock.advance(30 - 1e-6)
+    with pytest.raises(CircuitOpenError):
+        attempt()
+    assert seen == []
+    clock.advance(1e-6)  # exactly the deadline
+    attempt()
+    assert seen == ["probe"]
+    assert [(t.from_state, t.to_state) for t in b.history][-1] == (S.OPEN, S.HALF_OPEN)

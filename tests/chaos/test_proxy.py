@@ -284,3 +284,30 @@ def test_concurrent_switches_leave_no_window_open() -> None:
     ws = log.windows()
     assert len(ws) == 400
     assert all(w.end is not None for w in ws)
+
+
+def test_each_route_has_its_own_port_and_its_faults_are_logged_per_route(upstream: Upstream) -> None:
+    with FaultProxy(upstream=("127.0.0.1", upstream.port), seed=1) as p:
+        pa, pb = p.add_route("job-a"), p.add_route("job-b")
+        assert len({p.port, pa, pb}) == 3 and p.add_route("job-a") == pa  # idempotent
+        assert p.route_url("job-b") == f"http://127.0.0.1:{pb}"
+        assert _echo(pa) == b"hello"  # the same relay on every route
+        p.set_mode("reset")
+        _expect_reset(pb)
+        _expect_reset(p.port)  # the main port: a fault that reached no job
+        p.clear()
+        with connect(pa) as live:  # a live connection of job-a, broken by a cut of everything
+            live.sendall(b"x")
+            assert live.recv(1) == b"x"
+            assert p.cut_all() == 1
+        events = p.fault_events()
+    assert [(e.route, e.mode) for e in events] == [("job-b", "reset"), (None, "reset"), ("job-a", "cut_all")]
+    assert len({e.conn for e in events}) == 3 and all(e.at > 0 for e in events)
+
+
+def test_routes_need_a_started_proxy_and_a_bounded_name(upstream: Upstream) -> None:
+    p = FaultProxy(upstream=("127.0.0.1", upstream.port))
+    with pytest.raises(RuntimeError, match="not started"):
+        p.add_route("job-a")
+    with p, pytest.raises(ValueError, match="route name"):
+        p.add_route("x" * 200)

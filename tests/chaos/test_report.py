@@ -261,7 +261,7 @@ def test_checks_list_seed_and_resurgo_bars() -> None:
 def test_a_clean_run_passes_every_target() -> None:
     jobs = [JobRecord(f"j{i}", T0, "succeeded", T0 + 5) for i in range(1000)]
     incidents = [IncidentRecord(f"j{i}", T0 + 1, "network", "network", recovered_at=T0 + 3) for i in range(50)]
-    events = [BreakerEvent(T0 + 1, "api", "threshold_crossed"), BreakerEvent(T0 + 1.1, "api", "rejected")]
+    events = [BreakerEvent(T0 + 1, "api", "threshold_crossed"), BreakerEvent(T0 + 1.05, "api", "rejected")]
     r = compute_report(
         started_at=T0,
         ended_at=T0 + 10,
@@ -320,8 +320,8 @@ def test_rich_rendering_shows_metrics_and_verdicts() -> None:
     console = Console(record=True, width=140, color_system=None)
     console.print(_report())
     text = console.export_text()
-    assert "availability (jobs succeeded)" in text and "72.73%" in text
-    assert "availability (time, per job-second)" in text and f"{(1 - 26 / 728) * 100:.2f}%" in text
+    assert "availability (job success ratio)" in text and "72.73%" in text
+    assert "availability (time: share of job-time making progress)" in text and f"{(1 - 26 / 728) * 100:.2f}%" in text
     assert "fail" in text and "pass" in text
     assert "MTTR" in text and "4.000 s" in text
     assert "MTBF (job-s of operation per failure)" in text and f"{702 / 7:.3f} s" in text

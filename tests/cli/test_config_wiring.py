@@ -138,16 +138,17 @@ def _serve_dashboard(args: list[str], cwd: Path, env: dict[str, str],
 
 def test_dashboard_takes_its_defaults_from_the_configuration(tmp_path: Path) -> None:
     (tmp_path / "resurgo.toml").write_text(
-        '[dashboard]\nhost = "127.0.0.1"\nport = 0\ntoken = "tok-from-config"\n[store]\npath = "cfg.db"\n'
+        '[dashboard]\nhost = "127.0.0.1"\nport = 0\ntoken = "tok-from-config-0123456789"\n[store]\npath = "cfg.db"\n'
     )
     env = cli_env(tmp_path)
-    line, codes = _serve_dashboard([], tmp_path, env, (None, "tok-from-config"))
+    line, codes = _serve_dashboard([], tmp_path, env, (None, "tok-from-config-0123456789"))
     assert codes == [401, 200]  # the token of the file guards the dashboard
     assert f"(store: {tmp_path / 'cfg.db'};" in line and os.path.exists(tmp_path / "cfg.db")
     assert ":8765/" not in line  # port 0 from the file, not the built-in 8765
     # options given on the command line win
-    line, codes = _serve_dashboard(["--token", "tok-cli", "--store", str(tmp_path / "cli.db")], tmp_path, env,
-                                   ("tok-from-config", "tok-cli"))
+    line, codes = _serve_dashboard(["--token", "tok-cli-0123456789abcdef", "--store", str(tmp_path / "cli.db")],
+                                   tmp_path, env,
+                                   ("tok-from-config-0123456789", "tok-cli-0123456789abcdef"))
     assert codes == [401, 200]
     assert f"(store: {tmp_path / 'cli.db'};" in line
 

@@ -134,17 +134,17 @@ def test_non_loopback_bind_requires_a_token(store: Store) -> None:
 
 
 def test_token_auth(store: Store) -> None:
-    d = Dashboard(store, token="s3cret-token", now=lambda: NOW).start()
+    d = Dashboard(store, token="s3cret-token-0123456789", now=lambda: NOW).start()
     try:
         status, headers, body = get(d, "/api/summary")
         assert status == 401 and "token is required" in json.loads(body)["error"]
         assert headers["www-authenticate"].startswith("Bearer")
         assert get(d, "/metrics")[0] == 401
         assert get(d, "/api/summary", {"Authorization": "Bearer wrong"})[0] == 401
-        assert get(d, "/api/summary", {"Authorization": "Bearer s3cret-token"})[0] == 200
-        assert get(d, "/metrics", {"Authorization": "Bearer s3cret-token"})[0] == 200
+        assert get(d, "/api/summary", {"Authorization": "Bearer s3cret-token-0123456789"})[0] == 200
+        assert get(d, "/metrics", {"Authorization": "Bearer s3cret-token-0123456789"})[0] == 200
         # ?token= sets a cookie and, for the page, redirects to drop the token from the address
-        status, headers, _ = get(d, "/?token=s3cret-token")
+        status, headers, _ = get(d, "/?token=s3cret-token-0123456789")
         assert status == 303 and headers["location"] == "/"
         cookie = headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
@@ -154,7 +154,7 @@ def test_token_auth(store: Store) -> None:
         assert status == 401 and b"needs its access token" in body
         assert get(d, "/static/style.css")[0] == 200  # assets hold no data
         # with a token, any Host header is fine (the token is the protection)
-        assert get(d, "/healthz", {"Host": "dash.example", "Authorization": "Bearer s3cret-token"})[0] == 200
+        assert get(d, "/healthz", {"Host": "dash.example", "Authorization": "Bearer s3cret-token-0123456789"})[0] == 200
     finally:
         d.shutdown()
 

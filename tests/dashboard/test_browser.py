@@ -100,6 +100,10 @@ def test_dashboard_shows_the_store(browser: Any, busy_store: Store) -> None:
         assert int(tile(page, "jobs_active")) == active
         hint = page.inner_text('.tile[data-metric="availability_jobs"] .hint')
         assert hint == f"{av.jobs_succeeded} of {av.jobs_finished} finished jobs"
+        # time-based availability excluding the waits the endpoint imposed, beside the plain one
+        hint = page.inner_text('.tile[data-metric="availability_time"] .hint')
+        assert av.time_ratio_excl_imposed is not None and av.imposed_s > 0
+        assert hint.endswith(f"excl. imposed waits {av.time_ratio_excl_imposed * 100:.1f}%"), hint
 
         # errors over time: one stacked bar segment per (bucket, type); they add up to the total
         counts = page.eval_on_selector_all("#chart-errors svg rect.bar", "rs => rs.map(r => +r.dataset.count)")
@@ -219,12 +223,12 @@ def test_page_falls_back_to_polling_when_streams_are_refused(browser: Any, busy_
 
 
 def test_token_page_in_the_browser(browser: Any, busy_store: Store) -> None:
-    with Dashboard(busy_store, now=lambda: NOW, token="tok-123") as dash:
+    with Dashboard(busy_store, now=lambda: NOW, token="tok-123-4567890abcdef") as dash:
         page = browser.new_page()
         resp = page.goto(dash.url)
         assert resp is not None and resp.status == 401
         assert "needs its access token" in page.inner_text("body")
-        page.goto(dash.url + "?token=tok-123#1h")
+        page.goto(dash.url + "?token=tok-123-4567890abcdef#1h")
         page.wait_for_selector("body[data-loaded='1']", timeout=15000)
         assert "token" not in page.url  # dropped from the address bar after the cookie was set
         assert int(tile(page, "errors")) > 0

@@ -37,7 +37,9 @@ class Fleet:
     def start(self, name: str, *, concurrency: int = 2, lease: float = 2.0, grace: float = 5.0) -> None:
         home = self.tmp / f"home-{name}"
         home.mkdir()
-        env = {**self.env, "HOME": str(home), "PYTHONUNBUFFERED": "1"}
+        # jobs from Redis may not grant tools by default: these workers allow --allowedTools ([worker] section)
+        env = {**self.env, "HOME": str(home), "PYTHONUNBUFFERED": "1",
+               "RESURGO_WORKER_ALLOW_CLAUDE_ARGS": "--allowedTools"}
         log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed right after the fork
         try:
             self.procs[name] = subprocess.Popen(

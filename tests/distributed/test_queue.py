@@ -41,8 +41,9 @@ class Owner:
         return str(items[0][0])
 
     def claim(self, jid: str, entry: str, max_claims: int = 5) -> int:
-        r = self.claim_s(keys=[self.q.job_key(jid)], args=[self.name, time.time(), entry, max_claims,
-                                                         self.q.stream, GROUP])
+        k = self.q.job_key(jid)
+        r = self.claim_s(keys=[k, self.q.stream, k + ":owners", k + ":transcript"],
+                         args=[self.name, time.time(), entry, max_claims, GROUP])
         return int(r[0])
 
     def beat(self, jid: str, token: int, entry: str) -> int:
@@ -57,7 +58,8 @@ class Owner:
         return int(self.tr_s(keys=[k, k + ":transcript"], args=[token, "sid", text, "/w", time.time()]))
 
     def release(self, jid: str, token: int, entry: str) -> int:
-        return int(self.release_s(keys=[self.q.job_key(jid), self.q.stream], args=[GROUP, token, entry, "bye"]))
+        k = self.q.job_key(jid)
+        return int(self.release_s(keys=[k, self.q.stream, k + ":owners"], args=[GROUP, token, entry, "bye"]))
 
 
 def test_a_reclaimed_jobs_slow_old_owner_cannot_complete_it(q: FleetQueue) -> None:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from resurgo.mockapi import Faults, MockServer
+from resurgo.mockapi import Faults, MockServer, tool_wait
 
 from ._cli import argv, parse, run, spawn
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cli_versions]
 
 
 @pytest.fixture
@@ -126,7 +126,7 @@ def test_session_targeted_fault_hits_only_that_session(
 
 
 def test_resume_after_sigkill_mid_tool_continues_statelessly(
-    claude_bin: str, env: dict[str, str], cwd: Path, mock_api: MockServer
+    claude_bin: str, claude_version: tuple[int, int, int], env: dict[str, str], cwd: Path, mock_api: MockServer
 ) -> None:
     sid = str(uuid.uuid4())
     # the first step blocks only on its first run, so the resumed repeat of it is quick
@@ -137,7 +137,7 @@ def test_resume_after_sigkill_mid_tool_continues_statelessly(
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     assert proc.returncode == -signal.SIGKILL
-    # the resumed conversation has no tool_result for step 1, so the stand-in asks for it again
+    seen = len(mock_api.requests)
     r = run(claude_bin, "continue", env, cwd, extra=["--resume", sid])
     assert r.result["is_error"] is False, r.result
     assert r.result["result"] == "resumed and done"
@@ -148,4 +148,72 @@ def test_resume_after_sigkill_mid_tool_continues_statelessly(
         for b in e["message"]["content"]
         if b.get("type") == "tool_use"
     ]
-    assert commands == [first, "echo second"]
+    history = next(q.body for q in mock_api.requests[seen:] if q.path == "/v1/messages" and q.body)["messages"]
+    blocks = [b for m in history if isinstance(m["content"], list) for b in m["content"]]
+    interrupted = [b for b in blocks if b.get("type") == "tool_result" and b.get("is_error")]
+    if claude_version >= (2, 1, 332):
+        # 2.1.332 keeps the dangling tool_use and answers it with a synthetic error result ("[Tool call
+        # interrupted: ... its outcome is unknown ...]"), so the stand-in goes on with step 2: the model is
+        # told the interrupted step may or may not have run (docs/cli-versions.md)
+        assert len(interrupted) == 1 and "Tool call interrupted" in str(interrupted[0]["content"])
+        assert commands == ["echo second"]
+    else:
+        # 2.1.197 drops the dangling tool_use from the resumed history: the step is asked for again
+        assert interrupted == [] and not any(b.get("type") == "tool_use" for b in blocks)
+        assert commands == [first, "echo second"]
+
+
+def _tool_results(srv: MockServer) -> list[dict[str, object]]:
+    return [
+        b
+        for q in srv.requests
+        if q.path == "/v1/messages" and q.body
+        for m in q.body["messages"]
+        if isinstance(m["content"], list)
+        for b in m["content"]
+        if b.get("type") == "tool_result"
+    ]
+
+
+def test_a_long_leading_sleep_is_refused_by_newer_clis_and_tool_wait_runs_everywhere(
+    claude_bin: str, claude_version: tuple[int, int, int], env: dict[str, str], cwd: Path, mock_api: MockServer
+) -> None:
+    """The known difference (2.1.332 blocks `sleep N`, N >= 25, as the first command) and the shape that avoids it.
+
+    Neither run is waited out: a refused call comes back within a second as an error tool_result;
+    a call that runs shows as a `sleep 1` child of the tool loop, and no second request arrives.
+    """
+    long_s = 30
+    with spawn(argv(claude_bin, f"[[bash: sleep {long_s}; echo x]] [[text: fin]]"), env, cwd) as proc:
+        if claude_version >= (2, 1, 332):
+            out, _ = proc.communicate(timeout=60)
+            [res] = _tool_results(mock_api)
+            assert res["is_error"] is True and f"Blocked: sleep {long_s}" in str(res["content"])
+            assert [e for e in parse(out) if e.get("type") == "result"][-1]["result"] == "fin"
+        else:
+            _wait_for(lambda: bool(_sleepers(cwd, f"sleep {long_s}")), timeout=20)
+            assert _tool_results(mock_api) == []  # 2.1.197 runs it
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    mock_api.reset_requests()
+    shape = tool_wait(long_s)
+    assert not shape.startswith("sleep")
+    with spawn(argv(claude_bin, f"[[bash: {shape}; echo waited]] [[text: fin]]"), env, cwd) as proc:
+        _wait_for(lambda: bool(_sleepers(cwd, "sleep 1")), timeout=20)
+        time.sleep(1.0)
+        assert _tool_results(mock_api) == [], "the tool_wait shape was refused"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def _sleepers(cwd: Path, cmd: str) -> list[int]:
+    import psutil
+
+    out = []
+    for p in psutil.process_iter(["pid", "cmdline", "cwd"]):
+        try:
+            if " ".join(p.info["cmdline"] or []) == cmd and p.info["cwd"] == str(cwd):
+                out.append(p.pid)
+        except psutil.Error:
+            continue
+    return out

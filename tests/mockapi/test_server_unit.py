@@ -364,3 +364,22 @@ def test_port_in_use_raises() -> None:
 def test_skip_then_persistent(mock_api: MockServer) -> None:
     mock_api.set_faults(Faults(status=502, skip=2))
     assert [post(mock_api)[0] for _ in range(4)] == [200, 200, 502, 502]
+
+
+def test_a_route_prefix_names_the_client_and_is_served_like_the_bare_path(mock_api: MockServer) -> None:
+    from resurgo.mockapi._server import split_route
+
+    assert split_route("/j/job-007/v1/messages") == ("job-007", "/v1/messages")
+    assert split_route("/j/job-007/") == ("job-007", "/")
+    assert split_route("/v1/messages") == (None, "/v1/messages")
+    assert split_route("/j//v1/messages") == (None, "/j//v1/messages")
+    assert split_route("/j/" + "x" * 200 + "/v1/messages")[0] is None  # bounded
+    mock_api.set_faults(Faults(status=529, count=1))
+    status, _, _ = post(mock_api, "/j/job-007/v1/messages?beta=true")
+    assert status == 529
+    status, _, _ = post(mock_api, "/j/job-008/v1/messages")
+    assert status == 200
+    recs = [r for r in mock_api.requests if r.path == "/v1/messages"]
+    assert [(r.route, r.fault) for r in recs] == [("job-007", "529"), ("job-008", None)]
+    _, listed = get(mock_api, "/_resurgo/requests")
+    assert [r["route"] for r in listed["requests"]] == ["job-007", "job-008"]

@@ -191,6 +191,25 @@ def test_availability_chained_unrestored_recovery_ends_at_next_restore() -> None
     assert a.mtbf_s == pytest.approx(90 / 2)
 
 
+def test_availability_excluding_imposed_waits_takes_them_out_of_down_and_run_time() -> None:
+    s = Store(":memory:")
+    ensure_schema(s)
+    s.execute(
+        "INSERT INTO jobs(id, prompt, cwd, state, created_at, started_at, finished_at, updated_at)"
+        " VALUES('x', 'p', '/', 'succeeded', 0, 0, 100, 100)"
+    )
+    # down 10..20, of which 6 s the server imposed (a reset time): resurgo's own share is 4 s of 94
+    s.execute("INSERT INTO recoveries(job_id, strategy, detected_at, restored_at, waited_s, succeeded)"
+              " VALUES('x', 'wait_until', 10, 20, 6, 1)")
+    # a wait recorded longer than its down interval counts only within it
+    s.execute("INSERT INTO recoveries(job_id, strategy, detected_at, restored_at, waited_s, succeeded)"
+              " VALUES('x', 'wait_until', 50, 52, 30, 1)")
+    a = availability(s, Window(0, 100))
+    assert a.down_s == pytest.approx(12.0) and a.imposed_s == pytest.approx(8.0)
+    assert a.time_ratio == pytest.approx(0.88)
+    assert a.time_ratio_excl_imposed == pytest.approx(1 - 4 / 92)
+
+
 def test_window_clips_intervals(store: Store) -> None:
     win = Window(T0 + 100, T0 + 700)
     a = availability(store, win)

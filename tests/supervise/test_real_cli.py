@@ -16,7 +16,7 @@ from resurgo.supervise._session import SessionManager
 
 from ._helpers import alive, marked
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cli_versions]
 
 LIVE = Liveness(stall_timeout=20, tick=0.05, grace=2.0)
 

@@ -354,6 +354,9 @@ async def test_budget_factory_and_endpoint_breaker(tmp_path: Path) -> None:
     async with sup:
         assert sup.endpoint_url() == URL
         assert sup.endpoint_url({"ANTHROPIC_BASE_URL": "http://127.0.0.1:8"}) == "http://127.0.0.1:8"
+        # jobs reaching one API by routes of their own (the chaos run's) share its breaker by name
+        routed = {"ANTHROPIC_BASE_URL": f"{URL}/j/job-1/", "RESURGO_ENDPOINT": URL}
+        assert sup.endpoint_url(routed) == URL
         br = sup.endpoint_breaker(URL)
         assert br is sup.endpoint_breaker(URL) and sup.breakers == {URL: br}
         res = await sup.run("go", cwd=tmp_path)
@@ -382,6 +385,30 @@ async def test_adopt_job_resumes_a_session_that_ran_elsewhere(tmp_path: Path) ->
         assert spec.mode == "resume" and spec.session_id == sid
         with pytest.raises(ValueError, match="session id"):
             sup.adopt_job(JobSpec("x", cwd=tmp_path), " ")
+
+
+async def test_adopted_transcripts_are_private_and_stay_in_their_folder(tmp_path: Path) -> None:
+    """A session id from Redis becomes a file name: only UUIDs; the file is 0600 whatever the umask."""
+    import os
+    import uuid
+
+    from resurgo.supervise._session import SessionManager
+
+    sup, _mgr = _sup(tmp_path, lambda s, n: {**ok(s, n), "transcript": False})
+    sid = str(uuid.uuid4())
+    old = os.umask(0o022)
+    try:
+        async with sup:
+            for bad in ("../../../../escaped", "x/../../y", sid + "/../z", sid.upper() + "x"):
+                with pytest.raises(ValueError, match="must be a UUID"):
+                    sup.adopt_job(JobSpec("x", cwd=tmp_path), bad, transcript="{}\n")
+            assert not list(tmp_path.rglob("escaped*")) and not list(tmp_path.rglob("z.jsonl"))
+            h = sup.adopt_job(JobSpec("t", cwd=tmp_path), sid, transcript='{"type":"user"}\n')
+            await h.result()
+    finally:
+        os.umask(old)
+    path = SessionManager().transcript_path(sid, tmp_path, env={"HOME": str(tmp_path / "home")})
+    assert path.stat().st_mode & 0o777 == 0o600
 
 
 async def test_alerts_are_kept_in_the_store_as_supervisor_events(tmp_path: Path) -> None:

@@ -102,6 +102,7 @@ def _messages(srv: MockServer, session_ids: set[str] | None = None) -> list[Any]
 # ---------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.cli_versions
 async def test_sigkill_mid_tool_resumes_the_same_session_and_leaves_no_orphan(
     claude_bin: str, claude_env: dict[str, str], mock_api: MockServer, tmp_path: Path, run_dir: Path
 ) -> None:
@@ -313,6 +314,7 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
         t.join(5)
 
 
+@pytest.mark.cli_versions
 async def test_401_is_not_retried_escalates_and_exits_with_the_auth_status(
     claude_bin: str,
     claude_env: dict[str, str],

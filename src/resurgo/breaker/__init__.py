@@ -4,13 +4,13 @@ the taxonomy's judgement of what counts, and a group that fails over between bac
 Everything public is re-exported here; the modules behind it are private.
 """
 
+from resurgo.breaker._addons import RecoveryReport
 from resurgo.breaker._breaker import (
     BreakerMetrics,
     CircuitBreaker,
     Classifier,
     Listener,
     Permit,
-    RecoveryReport,
 )
 from resurgo.breaker._config import CircuitThresholds, ThresholdsError, WaitGenerator, WindowKind
 from resurgo.breaker._events import (

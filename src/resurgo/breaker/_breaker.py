@@ -1,4 +1,11 @@
-"""The circuit breaker: a state machine over small state objects.
+"""The circuit breaker: a coordinator over small state objects that decide for themselves.
+
+``CircuitBreaker`` holds the current state object, runs the call paths, and
+delivers events; it never asks which state it is in.  Each state object
+(``_states``) returns the :class:`~resurgo.breaker._states.Transition` it
+decides on, and the breaker installs it (``_transition_locked``).  Optional
+behaviours -- load-adjusted thresholds, partial failures, recovery actions and
+health probes -- live in ``_addons`` and reach the breaker through ``_step``.
 
 Design notes (why it looks like this):
 
@@ -38,7 +45,6 @@ Design notes (why it looks like this):
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import logging
@@ -48,11 +54,12 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
-from resurgo.breaker._config import CircuitThresholds, ThresholdsError, WaitGenerator, WindowKind
+from resurgo.breaker._addons import Recovery, RecoveryReport, check_batch, load_adjusted
+from resurgo.breaker._config import CircuitThresholds, ThresholdsError, WaitGenerator
 from resurgo.breaker._events import (
     CallRejected,
     CircuitEvent,
@@ -62,15 +69,14 @@ from resurgo.breaker._events import (
     StateTransition,
 )
 from resurgo.breaker._states import (
-    ClosedState,
     DisabledState,
     ForcedOpenState,
-    HalfOpenState,
     MetricsOnlyState,
-    OpenState,
     State,
+    StateContext,
+    Transition,
 )
-from resurgo.breaker._window import CountWindow, SlidingWindow, TimeWindow, WindowSnapshot
+from resurgo.breaker._window import WindowSnapshot
 from resurgo.classify._types import ErrorClass, ErrorType
 from resurgo.clock import SYSTEM_CLOCK, Clock, SystemClock
 
@@ -133,20 +139,6 @@ class BreakerMetrics:
             "retry_after": self.retry_after,
             "reason": self.reason,
         }
-
-
-@dataclass(frozen=True, slots=True)
-class RecoveryReport:
-    """What one ``execute_recovery`` round did and concluded."""
-
-    state_before: CircuitState
-    state_after: CircuitState
-    actions_run: int = 0
-    probes_run: int = 0
-    probes_passed: int = 0
-    closed: bool = False
-    errors: tuple[str, ...] = field(default=())
-    note: str = ""
 
 
 class Permit:
@@ -262,7 +254,6 @@ class CircuitBreaker:
         self._classifier = classifier
         self._failure_result = failure_result
         self._ignore = tuple(ignore)
-        self._wait_generator = wait_generator
         self._honour_retry_after = honour_retry_after
         self._baseline = thresholds
         self._thresholds = thresholds
@@ -280,16 +271,12 @@ class CircuitBreaker:
         # closed the breaker); a state remembers the value it was created under, so a
         # late auth error can tell whether someone has fixed things since its call began.
         self._epoch = 0
-        self._recovery_actions: list[Callable[[], object]] = []
-        self._health_probes: list[Callable[[], object]] = []
+        self._recovery = Recovery()
         self._cv: ContextVar[_Stack | None] = ContextVar(f"resurgo.breaker.{name}", default=None)
-        self._n_success = 0
-        self._n_failure = 0
-        self._n_ignored = 0
-        self._n_rejected = 0
-        self._n_expired = 0
-        self._n_stale = 0
-        self._state: State = ClosedState(self, self._mono(), self._new_window())
+        # What the state objects may use (thresholds, counters, the event queue), and no more.
+        self._ctx = StateContext(name, self._clock, thresholds, wait_generator, self._emit_locked)
+        self._counts = self._ctx.counts
+        self._state: State = self._ctx.closed(self._mono())
 
     def __repr__(self) -> str:
         return f"CircuitBreaker({self.name!r}, state={self._state.kind.value})"
@@ -473,10 +460,7 @@ class CircuitBreaker:
         """Would a call be admitted now?  Takes no permit (so the answer can go stale)."""
         now = self._mono()
         with self._lock:
-            st = self._tick_locked(now)
-            if isinstance(st, HalfOpenState):
-                return st.issued < st.max
-            ok = not isinstance(st, OpenState | ForcedOpenState)
+            ok = self._tick_locked(now).permits_call()
         if self._pending:
             self._drain()
         return ok
@@ -517,15 +501,50 @@ class CircuitBreaker:
     def _tick_locked(self, now: float) -> State:
         for _ in range(4):  # OPEN -> HALF_OPEN -> (expired leases) -> OPEN at most
             st = self._state
-            st.tick_locked(now)
-            if self._state is st:
+            tr = st.tick_locked(now)
+            if tr is None:
                 return st
+            self._transition_locked(st, tr, now)
         return self._state
 
-    def _reject(self, st: State, now: float) -> CircuitOpenError:
-        """Count a rejection by an open state without going through ``_acquire_slow``."""
+    def _step(
+        self,
+        decide: Callable[[State, float], Transition | None],
+        *,
+        intervention: bool = False,
+        tick: bool = True,
+    ) -> tuple[State, State]:
+        """One locked step for the add-ons (``_addons.Core``): let the current state
+        decide, apply its transition, deliver the events; returns (before, after)."""
+        now = self._mono()
         with self._lock:
-            self._n_rejected += 1
+            st = self._tick_locked(now) if tick else self._state
+            tr = decide(st, now)
+            if tr is not None:
+                if intervention:
+                    self._epoch += 1  # results of calls admitted before this are stale
+                self._transition_locked(st, tr, now)
+            after = self._state
+        if self._pending:
+            self._drain()
+        return st, after
+
+    def _rejected_locked(self, st: State, now: float) -> None:
+        self._counts.rejected += 1
+        if self._listeners:
+            self._pending.append(
+                CallRejected(
+                    breaker=self.name, at=self._clock.time(), monotonic=now,
+                    state=st.kind, retry_after=st.retry_after(now),
+                )
+            )
+
+    def _reject(self, st: State, now: float) -> CircuitOpenError:
+        """Count a rejection by an open state without going through ``_acquire_slow``.
+
+        ``_rejected_locked`` inlined: this is the open breaker's hot path."""
+        with self._lock:
+            self._counts.rejected += 1
             if self._listeners:
                 self._pending.append(
                     CallRejected(
@@ -540,27 +559,14 @@ class CircuitBreaker:
     def _acquire_slow(self) -> tuple[State, int]:
         now = self._mono()
         with self._lock:
-            while True:
-                st = self._tick_locked(now)
-                lease = st.acquire_locked(now)
-                if lease != -2:
-                    break
+            st = self._tick_locked(now)
+            lease = st.acquire_locked(now)
             if lease < 0:
-                self._n_rejected += 1
-                kind = st.kind
-                retry_after = st.retry_after(now)
-                reason = st.reason
-                if self._listeners:
-                    self._pending.append(
-                        CallRejected(
-                            breaker=self.name, at=self._clock.time(), monotonic=now,
-                            state=kind, retry_after=retry_after,
-                        )
-                    )
+                self._rejected_locked(st, now)
         if self._pending:
             self._drain()
         if lease < 0:
-            raise CircuitOpenError(self.name, kind, retry_after, reason)
+            raise CircuitOpenError(self.name, st.kind, st.retry_after(now), st.reason)
         return st, lease
 
     def _on_result(
@@ -582,14 +588,18 @@ class CircuitBreaker:
         if not st.records:
             return Outcome.FAILURE if code & 1 else Outcome.SUCCESS
         with self._lock:
-            if self._state is st and st.record_locked(lease, code, now):
+            if self._state is st and st.holds_locked(lease):
+                tr = st.record_locked(lease, code, now)
                 if code & 1:
-                    self._n_failure += 1
+                    self._counts.failure += 1
+                    outcome = Outcome.FAILURE
                 else:
-                    self._n_success += 1
-                outcome = Outcome.FAILURE if code & 1 else Outcome.SUCCESS
+                    self._counts.success += 1
+                    outcome = Outcome.SUCCESS
+                if tr is not None:
+                    self._transition_locked(st, tr, now)
             else:
-                self._n_stale += 1
+                self._counts.stale += 1
                 outcome = Outcome.STALE
         if self._pending:
             self._drain()
@@ -625,20 +635,15 @@ class CircuitBreaker:
         t = ec.type
         if t is None or t is ErrorType.VALIDATION:
             return self._ignored(st, lease)
-        if t is ErrorType.AUTH and not isinstance(st, MetricsOnlyState):
+        if t is ErrorType.AUTH and st.trips:
             return self._trip_auth(st, ec, t1)
-        if (
-            t is ErrorType.RESOURCE
-            and ec.retry_after is not None
-            and self._honour_retry_after
-            and not isinstance(st, MetricsOnlyState)
-        ):
+        if t is ErrorType.RESOURCE and ec.retry_after is not None and self._honour_retry_after and st.trips:
             return self._trip_rate_limit(st, lease, ec, t1)
         return self._record(st, lease, code, t1)
 
     def _ignored(self, st: State, lease: int) -> Outcome:
         with self._lock:
-            self._n_ignored += 1
+            self._counts.ignored += 1
             if lease and self._state is st:
                 st.release_locked(lease)
         return Outcome.IGNORED
@@ -650,19 +655,18 @@ class CircuitBreaker:
         The credential is bad whichever episode the call began in, so an automatic
         transition since admission does not make the error stale; an operator
         control or a recovery that closed the breaker since then does (someone
-        said it was fixed, and this call predates the fix)."""
+        said it was fixed, and this call predates the fix).  Whether the current
+        state hands over is its own decision (``auth_error_locked``)."""
         with self._lock:
             if st.epoch != self._epoch:
-                self._n_stale += 1
+                self._counts.stale += 1
                 return Outcome.STALE
-            self._n_failure += 1
+            self._counts.failure += 1
             cur = self._state
-            if isinstance(cur, ClosedState | OpenState | HalfOpenState):
-                desc = ec.description or ec.category or "authentication failed"
-                self._transition_locked(
-                    cur, ForcedOpenState(self, now, f"auth error: {desc}", True),
-                    f"auth error: {desc}", now,
-                )
+            desc = ec.description or ec.category or "authentication failed"
+            tr = cur.auth_error_locked(f"auth error: {desc}", now)
+            if tr is not None:
+                self._transition_locked(cur, tr, now)
         if self._pending:
             self._drain()
         return Outcome.FORCED_OPEN
@@ -675,70 +679,44 @@ class CircuitBreaker:
         breaker entered on its own to the server's reset time."""
         assert ec.retry_after is not None
         wait = max(0.0, float(ec.retry_after))
-        cap = self._thresholds.max_retry_after
+        cap = self._ctx.thresholds.max_retry_after
         if cap is not None:
             wait = min(wait, cap)
         with self._lock:
             cur = self._state
-            fresh = cur is st and (
-                not isinstance(st, HalfOpenState) or lease in st.leases
-            )
-            if not fresh and not (
-                isinstance(cur, OpenState) and st.epoch == self._epoch and now + wait > cur.deadline
-            ):
-                self._n_stale += 1
+            fresh = cur is st and st.holds_locked(lease)
+            if not fresh and not (st.epoch == self._epoch and cur.lengthens_open(now + wait)):
+                self._counts.stale += 1
                 return Outcome.STALE
-            self._n_failure += 1
-            if isinstance(cur, ClosedState | HalfOpenState) or (
-                isinstance(cur, OpenState) and now + wait > cur.deadline
-            ):
-                attempt = cur.attempt + 1 if isinstance(cur, HalfOpenState) else max(1, cur.attempt)
-                self._open_locked(cur, f"rate limited; resets in {wait:.3g} s", now,
-                                  attempt=attempt, wait=wait)
+            self._counts.failure += 1
+            tr = cur.rate_limited_locked(wait, f"rate limited; resets in {wait:.3g} s", now)
+            if tr is not None:
+                self._transition_locked(cur, tr, now)
         if self._pending:
             self._drain()
         return Outcome.RATE_LIMITED
 
     # ================================================================== transitions
-    def _new_window(self) -> SlidingWindow:
-        t = self._thresholds
-        if t.window_kind is WindowKind.COUNT:
-            return CountWindow(int(t.sliding_window))
-        return TimeWindow(t.sliding_window, bucket=t.bucket_seconds)
-
-    def _transition_locked(self, frm: State, new: State, reason: str, now: float) -> bool:
+    def _transition_locked(self, frm: State, tr: Transition, now: float) -> bool:
+        """Install the state ``frm`` decided on, if ``frm`` is still current."""
         if self._state is not frm:
             return False
+        new = tr.to
+        new.epoch = self._epoch
         self._state = new
-        tr = StateTransition(
+        ev = StateTransition(
             breaker=self.name, at=self._clock.time(), monotonic=now,
-            from_state=frm.kind, to_state=new.kind, reason=reason,
-            metrics=frm.snapshot(now), attempt=new.attempt,
-            open_for=(new.deadline - now) if isinstance(new, OpenState) else None,
+            from_state=frm.kind, to_state=new.kind, reason=tr.reason,
+            metrics=frm.snapshot(now), attempt=new.attempt, open_for=new.open_for(now),
         )
-        self._history.append(tr)
+        self._history.append(ev)
         if self._listeners:
-            self._pending.append(tr)
+            self._pending.append(ev)
         return True
 
     def _emit_locked(self, ev: CircuitEvent) -> None:
         if self._listeners:
             self._pending.append(ev)
-
-    def _open_locked(
-        self, frm: State, reason: str, now: float, *, attempt: int, wait: float | None = None
-    ) -> None:
-        if wait is None:
-            gen = self._wait_generator
-            wait = gen(attempt) if gen is not None else self._thresholds.wait_for(attempt)
-            if not (wait >= 0 and math.isfinite(wait)):
-                log.error("breaker %r: wait generator returned %r; using wait_in_open",
-                          self.name, wait)
-                wait = self._thresholds.wait_in_open
-        self._transition_locked(frm, OpenState(self, now, attempt, wait, reason), reason, now)
-
-    def _close_locked(self, frm: State, reason: str, now: float) -> None:
-        self._transition_locked(frm, ClosedState(self, now, self._new_window()), reason, now)
 
     def _drain(self) -> None:
         """Deliver the queued events, oldest first, to every listener.
@@ -770,42 +748,32 @@ class CircuitBreaker:
             finally:
                 self._deliverer = 0
 
-    def _manual(self, make: Callable[[float], State], reason: str) -> None:
-        now = self._mono()
-        with self._lock:
-            self._epoch += 1  # results of calls admitted before this are stale
-            self._transition_locked(self._state, make(now), reason, now)
-        if self._pending:
-            self._drain()
+    def _manual(self, make: Callable[[State, float], State], reason: str) -> None:
+        """An operator control: an intervention that always moves to ``make(current, now)``."""
+        self._step(lambda st, now: Transition(make(st, now), reason), intervention=True, tick=False)
 
     # ================================================================== operator controls
     def reset(self, reason: str = "reset") -> None:
         """Back to CLOSED with an empty window and the wait back-off forgotten."""
-        self._manual(lambda now: ClosedState(self, now, self._new_window()), reason)
+        self._manual(lambda st, now: self._ctx.closed(now), reason)
 
     def force_open(self, reason: str = "forced open by operator") -> None:
         """Reject everything until ``reset()`` (health probes will not close it)."""
-        self._manual(lambda now: ForcedOpenState(self, now, reason, False), reason)
+        self._manual(lambda st, now: ForcedOpenState(self._ctx, now, reason, False), reason)
 
     def disable(self, reason: str = "disabled") -> None:
         """Let everything through and record nothing (until ``reset()``)."""
-        self._manual(lambda now: DisabledState(self, now), reason)
+        self._manual(lambda st, now: DisabledState(self._ctx, now), reason)
 
     def metrics_only(self, reason: str = "metrics only") -> None:
         """Record and report threshold crossings but never open (until ``reset()``)."""
-        self._manual(lambda now: MetricsOnlyState(self, now, self._new_window()), reason)
+        self._manual(lambda st, now: MetricsOnlyState(self._ctx, now, self._ctx.new_window()), reason)
 
     def open(self, *, wait: float | None = None, reason: str = "opened by operator") -> None:
         """Open now for ``wait`` seconds (default: the wait generator's next wait)."""
         if wait is not None and not (wait >= 0 and math.isfinite(wait)):
             raise ValueError(f"wait must be a finite number >= 0, got {wait!r}")
-        now = self._mono()
-        with self._lock:
-            self._epoch += 1
-            cur = self._state
-            self._open_locked(cur, reason, now, attempt=cur.attempt + 1, wait=wait)
-        if self._pending:
-            self._drain()
+        self._manual(lambda st, now: self._ctx.opened(now, st.attempt + 1, reason, wait), reason)
 
     def open_until(self, timestamp: float, *, reason: str = "opened until a reset time") -> None:
         """Open until the wall-clock ``timestamp`` (epoch seconds), e.g. a 429 reset."""
@@ -829,13 +797,7 @@ class CircuitBreaker:
         """Seconds until a call can be admitted: 0 when it can now, None if unknown."""
         now = self._mono()
         with self._lock:
-            st = self._tick_locked(now)
-            if isinstance(st, HalfOpenState):
-                ra: float | None = 0.0 if st.issued < st.max else None
-            elif isinstance(st, OpenState | ForcedOpenState):
-                ra = st.retry_after(now)
-            else:
-                ra = 0.0
+            ra = self._tick_locked(now).admits_in(now)
         if self._pending:
             self._drain()
         return ra
@@ -843,7 +805,7 @@ class CircuitBreaker:
     @property
     def thresholds(self) -> CircuitThresholds:
         """The thresholds in force (after ``adjust_thresholds``)."""
-        return self._thresholds
+        return self._ctx.thresholds
 
     @property
     def baseline_thresholds(self) -> CircuitThresholds:
@@ -861,10 +823,11 @@ class CircuitBreaker:
         with self._lock:
             st = self._tick_locked(now)
             st.fold_locked()  # batched successes count before the counters are read
+            c = self._counts
             m = BreakerMetrics(
                 name=self.name, state=st.kind, window=st.snapshot(now),
-                successes=self._n_success, failures=self._n_failure, ignored=self._n_ignored,
-                rejected=self._n_rejected, expired_leases=self._n_expired, stale=self._n_stale,
+                successes=c.success, failures=c.failure, ignored=c.ignored,
+                rejected=c.rejected, expired_leases=c.expired, stale=c.stale,
                 attempt=st.attempt, retry_after=st.retry_after(now), reason=st.reason,
             )
         if self._pending:
@@ -882,7 +845,7 @@ class CircuitBreaker:
         with self._lock:
             self._listeners = tuple(x for x in self._listeners if x is not fn)
 
-    # ================================================================== the seed's API
+    # ================================================================== thresholds
     def set_thresholds(self, thresholds: CircuitThresholds) -> None:
         """Replace the thresholds (and the load-adjustment baseline).
 
@@ -899,20 +862,16 @@ class CircuitBreaker:
 
     def _apply(self, t: CircuitThresholds) -> None:
         with self._lock:
-            old = self._thresholds
-            self._thresholds = t
+            old = self._ctx.thresholds
+            self._ctx.thresholds = t
             self._slow_s = t.slow_call_duration
             self._fast_limit = self._slow_s if self._failure_result is None else -1.0
-            shape = (old.window_kind, old.window_size, old.bucket_seconds)
-            if shape != (t.window_kind, t.window_size, t.bucket_seconds):
-                st = self._state
-                if isinstance(st, ClosedState | MetricsOnlyState):
-                    st.fold_locked()
-                    w = self._new_window()
-                    st.window = w
-                    st.wrecord = w.record
-                    st.ok_until = -math.inf
+            if (old.window_kind, old.window_size, old.bucket_seconds) != (
+                t.window_kind, t.window_size, t.bucket_seconds
+            ):
+                self._state.reshape_locked()
 
+    # ================================================================== optional behaviours (_addons)
     def adjust_thresholds(self, load: float) -> CircuitThresholds:
         """Adapt to the caller's own load (0 = idle, 1 = at capacity) and return the result.
 
@@ -929,19 +888,7 @@ class CircuitBreaker:
         the dependency alone longer.  ``min_calls`` and the window stay as they
         are, so the breaker still needs the same evidence.
         """
-        if isinstance(load, bool) or not isinstance(load, int | float) or not math.isfinite(load):
-            raise ThresholdsError(f"load must be a finite number, got {load!r}")
-        if load < 0:
-            raise ThresholdsError(f"load must be >= 0, got {load!r}")
-        b = self._baseline
-        s = min(1.0, max(0.0, (float(load) - 0.5) / 0.5))
-        wait = b.wait_in_open * (1.0 + s)
-        t = b.replace(
-            failure_rate=b.failure_rate * (1.0 - s / 2.0),
-            slow_call_rate=b.slow_call_rate * (1.0 - s / 2.0),
-            wait_in_open=wait,
-            max_wait_in_open=max(b.max_wait_in_open, wait),
-        )
+        t = load_adjusted(self._baseline, load)
         self._apply(t)
         return t
 
@@ -954,106 +901,21 @@ class CircuitBreaker:
         HALF_OPEN the batch fills the remaining probe slots in proportion; in
         the open states and DISABLED it is not recorded.  Returns the state.
         """
-        for name, v in (("success", success), ("failure", failure)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
-        now = self._mono()
-        with self._lock:
-            st = self._tick_locked(now)
-            if isinstance(st, ClosedState | MetricsOnlyState) and success + failure:
-                w = st.window
-                assert w is not None
-                st.fold_locked()
-                w.record_many(success, failure, now)
-                st.ok_until = w.clean_until()
-                self._n_success += success
-                self._n_failure += failure
-                st.evaluate_locked(now)
-            elif isinstance(st, HalfOpenState):
-                st.record_batch_locked(success, failure, now)
-            kind = self._state.kind
-        if self._pending:
-            self._drain()
-        return kind
+        check_batch(success, failure)
+        _, after = self._step(lambda st, now: st.record_batch_locked(success, failure, now))
+        return after.kind
 
-    # ------------------------------------------------------------------ recovery
     def add_recovery_action(self, fn: Callable[[], object]) -> Callable[[], object]:
         """Register an action ``execute_recovery`` runs while open (refresh a token,
         restart a process).  Sync or async; returns ``fn`` (decorator-friendly)."""
-        self._recovery_actions.append(fn)
+        self._recovery.actions.append(fn)
         return fn
 
     def add_health_probe(self, fn: Callable[[], object]) -> Callable[[], object]:
         """Register an active health check: truthy (or returning without raising
         ``None``) means the dependency is back.  Sync or async."""
-        self._health_probes.append(fn)
+        self._recovery.probes.append(fn)
         return fn
-
-    def _recovery_start(self) -> tuple[State, RecoveryReport | None]:
-        now = self._mono()
-        with self._lock:
-            st = self._tick_locked(now)
-        if self._pending:
-            self._drain()
-        if not isinstance(st, OpenState | HalfOpenState | ForcedOpenState):
-            return st, RecoveryReport(st.kind, st.kind, note="not open; nothing to recover")
-        return st, None
-
-    def _recovery_finish(
-        self, st: State, actions: int, probes: int, passed: int, errors: list[str]
-    ) -> RecoveryReport:
-        closed = False
-        note = ""
-        if isinstance(st, ForcedOpenState) and not st.probeable:
-            note = "forced open by an operator; only reset() closes it"
-        elif probes == 0:
-            note = "no health probes registered; the wait in open decides"
-        elif passed == probes:
-            now = self._mono()
-            with self._lock:
-                cur = self._state
-                closable = isinstance(cur, OpenState | HalfOpenState) or (
-                    isinstance(cur, ForcedOpenState) and cur.probeable
-                )
-                if closable:
-                    closed = True
-                    self._epoch += 1  # the probes say it is fixed: older auth errors are stale
-                    self._transition_locked(
-                        cur, ClosedState(self, now, self._new_window()),
-                        f"{probes} health probe(s) passed", now,
-                    )
-            if self._pending:
-                self._drain()
-        else:
-            note = f"{probes - passed} of {probes} health probe(s) failed"
-        return RecoveryReport(
-            st.kind, self._state.kind, actions, probes, passed, closed, tuple(errors), note
-        )
-
-    async def _recover(self, st: State, invoke: _Invoke) -> RecoveryReport:
-        """The recovery procedure, written once: the actions, then the probes, each run
-        through ``invoke(is_probe, fn)``, which calls ``fn`` and, for the async driver,
-        awaits what it returns.  The sync driver's ``invoke`` never suspends, so it can
-        run this coroutine to its end with a single ``send`` and no event loop."""
-        errors: list[str] = []
-        actions = probes = passed = 0
-        for fn in self._recovery_actions:
-            actions += 1
-            try:
-                await invoke(False, fn)
-            except Exception as e:
-                errors.append(f"action {_name(fn)}: {type(e).__name__}: {e}")
-        if not (isinstance(st, ForcedOpenState) and not st.probeable):
-            for fn in self._health_probes:
-                probes += 1
-                try:
-                    r = await invoke(True, fn)
-                    ok = r is None or bool(r)
-                except Exception as e:  # asyncio.TimeoutError is an Exception
-                    errors.append(f"probe {_name(fn)}: {type(e).__name__}: {e}")
-                    ok = False
-                passed += ok
-        return self._recovery_finish(st, actions, probes, passed, errors)
 
     def execute_recovery(self) -> RecoveryReport:
         """While open, run the recovery actions, then the health probes; close at once
@@ -1062,32 +924,12 @@ class CircuitBreaker:
         Async actions or probes are rejected here (use ``execute_recovery_async``)
         rather than silently left un-awaited.
         """
-        st, done = self._recovery_start()
-        if done is not None:
-            return done
-        coro = self._recover(st, _invoke_sync)
-        try:
-            coro.send(None)
-        except StopIteration as end:
-            report: RecoveryReport = end.value
-            return report
-        coro.close()  # unreachable: _invoke_sync never suspends
-        raise RuntimeError("the synchronous recovery suspended")
+        return self._recovery.run(self)
 
     async def execute_recovery_async(self, *, probe_timeout: float | None = None) -> RecoveryReport:
         """``execute_recovery`` for asyncio: awaits async actions and probes, with an
         optional per-probe timeout (a probe that hangs counts as failed)."""
-        st, done = self._recovery_start()
-        if done is not None:
-            return done
-
-        async def invoke(probe: bool, fn: Callable[[], object]) -> object:
-            r = fn()
-            if inspect.isawaitable(r):
-                return await (asyncio.wait_for(_as_coro(r), probe_timeout) if probe else r)
-            return r
-
-        return await self._recover(st, invoke)
+        return await self._recovery.run_async(self, probe_timeout=probe_timeout)
 
     async def recover_until_closed(
         self, *, interval: float = 1.0, max_rounds: int | None = None,
@@ -1095,42 +937,6 @@ class CircuitBreaker:
     ) -> RecoveryReport:
         """Run ``execute_recovery_async`` every ``interval`` seconds (on the breaker's
         clock) until the breaker is no longer open, or ``max_rounds`` is spent."""
-        if interval <= 0:
-            raise ValueError("interval must be positive")
-        rounds = 0
-        while True:
-            rep = await self.execute_recovery_async(probe_timeout=probe_timeout)
-            rounds += 1
-            if rep.closed or rep.state_after not in (
-                CircuitState.OPEN, CircuitState.HALF_OPEN, CircuitState.FORCED_OPEN
-            ):
-                return rep
-            if max_rounds is not None and rounds >= max_rounds:
-                return rep
-            await self._clock.asleep(interval)
-
-
-def _name(fn: object) -> str:
-    return getattr(fn, "__qualname__", None) or repr(fn)
-
-
-_Invoke = Callable[[bool, Callable[[], object]], Awaitable[object]]
-
-
-async def _invoke_sync(probe: bool, fn: Callable[[], object]) -> object:
-    """``execute_recovery``'s step: call ``fn``; an async one is closed and refused."""
-    r = fn()
-    if inspect.isawaitable(r):
-        _close_awaitable(r)
-        raise TypeError(f"{fn!r} is async; use execute_recovery_async()")
-    return r
-
-
-def _close_awaitable(aw: object) -> None:
-    close = getattr(aw, "close", None)
-    if callable(close):
-        close()
-
-
-async def _as_coro(aw: Awaitable[object]) -> object:
-    return await aw
+        return await self._recovery.until_closed(
+            self, interval=interval, max_rounds=max_rounds, probe_timeout=probe_timeout
+        )

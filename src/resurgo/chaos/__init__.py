@@ -1,12 +1,17 @@
 """Fault injection for chaos runs: network faults, process kills, machine pressure, the report.
 
-These are the building blocks of ``resurgo chaos``.  Each injector writes what
-it did, and when, to a shared :class:`FaultLog`, so the report can separate
-justified alarms from false positives.  Everything is loopback-only and
+These are the building blocks of ``resurgo chaos``: settings (``_config``),
+one injector per fault kind (``_inject``), the timetable (``_schedule``), the
+process machinery (``_runner``, ``_worker``), attribution and scoring
+(``_score``) and the report (``_report``).  Each injector logs which job each
+fault reached (the stand-in per base-URL route, the proxy per listening port,
+the killer per pid), so every alarm is judged per job and per attempt; the
+shared :class:`FaultLog` keeps *when*, for the post-mortem.  Everything is loopback-only and
 bounded in time, count and size: a chaos tool must never harm the machine or
 reach another host.
 """
 
+from resurgo.chaos._config import ChaosConfig, ChaosError
 from resurgo.chaos._faults import FaultLog, FaultWindow
 from resurgo.chaos._kill import Candidate, KillRecord, ProcessKiller
 from resurgo.chaos._pressure import Pressure, PressurePlan, memory_cap_mb, stress_ng_path
@@ -27,7 +32,7 @@ from resurgo.chaos._report import (
     snapshot_files,
     snapshot_processes,
 )
-from resurgo.chaos._runner import ChaosConfig, ChaosError, ChaosRunner, run_chaos
+from resurgo.chaos._runner import ChaosRunner, run_chaos
 
 __all__ = [
     "BreakerEvent",

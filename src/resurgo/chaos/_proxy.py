@@ -22,11 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import ipaddress
 import random
 import socket
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -105,6 +107,23 @@ class ProxyStats:
     """Live connections broken by :meth:`FaultProxy.cut_all`."""
 
 
+@dataclass(frozen=True, slots=True)
+class ProxyFault:
+    """One fault the proxy applied to one connection: the per-job ground truth of a chaos run.
+
+    ``route`` is the name of the listener the connection came in on (see
+    :meth:`FaultProxy.add_route`; None for the main port), so with one route
+    per job every network fault is known per job; ``mode`` is the fault mode,
+    or ``"cut_all"`` for a live connection broken by :meth:`FaultProxy.cut_all`.
+    ``at`` is wall-clock time (``time.time()``), comparable with the store.
+    """
+
+    at: float
+    route: str | None
+    mode: str
+    conn: int
+
+
 def _mode(mode: FaultMode | str) -> FaultMode:
     try:
         return FaultMode(mode)
@@ -154,10 +173,14 @@ def _abort(writer: asyncio.StreamWriter | None, *, rst: bool) -> None:
 
 
 class _Conn:
-    __slots__ = ("client", "down", "task", "up", "upstream")
+    __slots__ = ("client", "down", "id", "route", "task", "up", "upstream")
 
-    def __init__(self, client: asyncio.StreamWriter, task: asyncio.Task[Any] | None) -> None:
+    def __init__(
+        self, client: asyncio.StreamWriter, task: asyncio.Task[Any] | None, *, route: str | None = None, cid: int = 0
+    ) -> None:
         self.client = client
+        self.route = route
+        self.id = cid
         self.upstream: asyncio.StreamWriter | None = None
         self.task = task
         self.up = 0
@@ -251,6 +274,10 @@ class FaultProxy(StartStop):
         self._conns: set[_Conn] = set()
         self._runner: LoopThread | None = None
         self._port: int | None = None
+        # per-route listeners and the per-connection fault record (guarded by _lock)
+        self._routes: dict[str, int] = {}
+        self._route_servers: list[asyncio.Server] = []
+        self._fault_events: list[ProxyFault] = []
 
     # ------------------------------------------------------------------ config
 
@@ -316,15 +343,19 @@ class FaultProxy(StartStop):
             with self._lock:
                 self._window = wid
 
-    def _decide(self) -> FaultConfig:
-        """Roll the dice for one new connection: its fault, or PASS."""
+    def _decide(self, conn: _Conn | None = None) -> FaultConfig:
+        """Roll the dice for one new connection: its fault, or PASS (a fault is logged with its route)."""
         with self._lock:
             config = self._config
             self._connections += 1
+            if conn is not None:
+                conn.id = self._connections
             if not config.active:
                 return config
             if config.probability >= 1.0 or self._rng.random() < config.probability:
                 self._faults[config.mode.value] = self._faults.get(config.mode.value, 0) + 1
+                if conn is not None:
+                    self._fault_events.append(ProxyFault(time.time(), conn.route, config.mode.value, conn.id))
                 return config
         return FaultConfig()
 
@@ -358,6 +389,24 @@ class FaultProxy(StartStop):
     def running(self) -> bool:
         return self._server is not None
 
+    @property
+    def routes(self) -> dict[str, int]:
+        """Route name -> its listening port (see :meth:`add_route`)."""
+        with self._lock:
+            return dict(self._routes)
+
+    def route_url(self, route: str) -> str:
+        """``http://host:port`` of a route added with :meth:`add_route`."""
+        host = self.listen_host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.routes[route]}"
+
+    def fault_events(self) -> list[ProxyFault]:
+        """Every fault applied so far, per connection and route, oldest first."""
+        with self._lock:
+            return list(self._fault_events)
+
     def stats(self) -> ProxyStats:
         with self._lock:
             return ProxyStats(
@@ -377,6 +426,9 @@ class FaultProxy(StartStop):
         if self._server is not None:
             raise RuntimeError("the proxy is already started")
         self._loop = asyncio.get_running_loop()
+        with self._lock:
+            self._routes.clear()
+            self._route_servers = []
         self._server = await asyncio.start_server(self._handle, self.listen_host, self._listen_port, reuse_address=True)
         sock = self._server.sockets[0]
         self._port = int(sock.getsockname()[1])
@@ -390,6 +442,9 @@ class FaultProxy(StartStop):
         server.close()
         with self._lock:
             conns = list(self._conns)
+            extra, self._route_servers = self._route_servers, []
+        for srv in extra:
+            srv.close()
         tasks = []
         for c in conns:
             _abort(c.client, rst=False)
@@ -399,8 +454,9 @@ class FaultProxy(StartStop):
                 tasks.append(c.task)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(server.wait_closed(), timeout=2.0)
+        for srv in (server, *extra):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(srv.wait_closed(), timeout=2.0)
         if self._log is not None:
             with self._lock:
                 wid, self._window = self._window, None
@@ -439,6 +495,46 @@ class FaultProxy(StartStop):
         if runner is not None and not runner.stop(timeout=timeout):
             raise RuntimeError(f"the proxy thread did not stop within {timeout} s")
 
+    # ------------------------------------------------------------------ routes
+
+    async def aadd_route(self, route: str) -> int:
+        """:meth:`add_route` for callers inside the proxy's loop."""
+        if not route or len(route) > 128:
+            raise ValueError("a route name must have 1..128 characters")
+        with self._lock:
+            if route in self._routes:
+                return self._routes[route]
+        if self._server is None:
+            raise RuntimeError("the proxy is not started")
+        srv = await asyncio.start_server(
+            functools.partial(self._handle, route=route), self.listen_host, 0, reuse_address=True
+        )
+        port = int(srv.sockets[0].getsockname()[1])
+        with self._lock:
+            self._routes[route] = port
+            self._route_servers.append(srv)
+        return port
+
+    def add_route(self, route: str, *, timeout: float = 5.0) -> int:
+        """Listen on one more port whose connections are tagged ``route``; returns the port.
+
+        The same relay, faults and dice as the main port; only the tag differs.
+        A chaos run gives every job its own route, so each network fault (and
+        each live connection broken by :meth:`cut_all`) is known per job -- a
+        TCP proxy cannot otherwise tell which client a connection serves.
+        Idempotent per name; callable from any thread once started.
+        """
+        loop = self._loop
+        if loop is None or self._server is None:
+            raise RuntimeError("the proxy is not started")
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            raise RuntimeError("inside the proxy's loop, await aadd_route()")
+        return asyncio.run_coroutine_threadsafe(self.aadd_route(route), loop).result(timeout)
+
     # ------------------------------------------------------------------ network cut
 
     def cut_all(self, *, rst: bool = True, timeout: float = 5.0) -> int:
@@ -468,9 +564,11 @@ class FaultProxy(StartStop):
         return self._cut_all_now(rst)
 
     def _cut_all_now(self, rst: bool) -> int:
+        now = time.time()
         with self._lock:
             conns = list(self._conns)
             self._cut_all += len(conns)
+            self._fault_events.extend(ProxyFault(now, c.route, "cut_all", c.id) for c in conns)
         for c in conns:
             _abort(c.client, rst=rst)
             _abort(c.upstream, rst=rst)
@@ -480,12 +578,15 @@ class FaultProxy(StartStop):
 
     # ------------------------------------------------------------------ connections
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = _Conn(writer, asyncio.current_task())
+    async def _handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, route: str | None = None
+    ) -> None:
+        conn = _Conn(writer, asyncio.current_task(), route=route)
+        config = self._decide(conn)
         with self._lock:
             self._conns.add(conn)
         try:
-            await self._serve(conn, reader, writer, self._decide())
+            await self._serve(conn, reader, writer, config)
         except (asyncio.CancelledError, ConnectionError, OSError, _Cut):
             pass
         finally:
@@ -611,4 +712,4 @@ class FaultProxy(StartStop):
                 self._bytes_up += len(data)
 
 
-__all__ = ["FaultConfig", "FaultMode", "FaultProxy", "ProxyStats"]
+__all__ = ["FaultConfig", "FaultMode", "FaultProxy", "ProxyFault", "ProxyStats"]

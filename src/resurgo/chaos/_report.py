@@ -7,16 +7,23 @@ and the arithmetic can be checked by hand.
 
 Definitions (the seed names the metrics but not their formulas; these are ours):
 
-* **availability** (job-based, the target) — jobs that succeeded / jobs that
-  were meant to succeed (jobs deliberately given a non-retryable fault are left
-  out).  A clear failure counts against availability just as a lost job does.
-  This is the seed's target: under injected chaos, time lost to faults measures
-  how hard the run was hit more than how well resurgo coped.
+* **availability** (job success ratio, the seed's target) — jobs that
+  succeeded / jobs that were meant to succeed (jobs deliberately given a
+  non-retryable fault are left out).  A clear failure counts against
+  availability just as a lost job does.
 * **automatic recovery rate** — recoverable incidents recovered without a
-  human / recoverable incidents.
-* **recovery time** — ``recovered_at - at`` of each recovered incident;
-  **MTTR** is their mean (the seed's "mean recovery time"); p50/p95 are
-  nearest-rank, as in ``resurgo.observe``.
+  human / recoverable incidents.  Whether an incident is *recoverable* comes
+  from the fault that was injected (a SIGKILL, a 529, a cut connection are; an
+  injected 401 is not), never from the classifier's verdict, so a transient
+  failure misclassified as fatal counts as a miss; whether the recovery was
+  automatic comes from what happened (the supervisor's recovery, or the
+  restarted supervisor resuming its job; anything else needed an operator).
+* **recovery time** — ``recovered_at - at`` of each recovered incident (from
+  the failure's detection to the first event of the resumed run); **MTTR** is
+  their mean (the seed's "mean recovery time"); p50/p95 are nearest-rank, as
+  in ``resurgo.observe``.  **Excluding imposed waits** subtracts the part of
+  it spent in waits the run imposed on itself: a server's reset time
+  (``retry-after``) and an open breaker during a storm the chaos run injected.
 
 Time is counted in **job-seconds**, exactly as ``resurgo.observe`` counts it for
 the dashboard (``docs/metrics.md``, and the same functions compute it): a job
@@ -27,6 +34,11 @@ among the job's incidents, else until its run ends.
 
 * **availability_time** — ``1 - down_job_s / run_job_s``: the share of job
   time spent making progress.
+* **availability_time_excl_imposed** — the same with imposed waits (see
+  above) taken out of both the down time and the run time:
+  ``1 - (down - imposed) / (run - imposed)``, imposed counted only where the job
+  was down.  What resurgo itself costs, when the server's and the storm's
+  waits are not its to shorten.
 * **MTBF** — ``(run_job_s - down_job_s) / failures``: job-seconds of operation
   per failure, where failures are the incidents plus failed jobs that had none.
   It does not shrink as more jobs run at once.
@@ -35,12 +47,17 @@ among the job's incidents, else until its run ends.
   ``downtime_system``).  With jobs in parallel nearly the whole run is "down"
   and this tends to zero (a 60-job run scored 0.01 s), so it is kept only as
   context for runs of one job at a time.
-* **breaker reaction** — from a breaker's threshold crossing to the first call
-  it rejected (a crossing never followed by a call is counted as unmeasured,
-  not as fast).  Breakers that report no explicit crossing use their opening.
-* **false positive** — an incident or a breaker opening at a time when no
-  fault window (plus ``grace`` seconds, since symptoms trail causes) was
-  active; the rate is over all such alarms.
+* **breaker reaction** — from a breaker's threshold crossing to the first *job*
+  call it rejected (a crossing never followed by a call is counted as
+  unmeasured, not as fast).  Breakers that report no explicit crossing use
+  their opening.  A run that injected a storm and saw no reaction at all
+  fails this target rather than reporting "no data".
+* **false positive** — an alarm nothing injected explains.  With attributed
+  incidents (the chaos runner: every fault is known per job and per attempt)
+  an incident is a false positive when no fault hit *that attempt of that
+  job*, and a breaker opening when the failure that tripped it was one; no
+  time window, no grace.  Records without attribution fall back to fault
+  windows plus ``grace`` seconds.
 * **classification accuracy** — share of incidents (and extra labelled
   samples) whose classified type equals the injected ground truth.
 
@@ -66,6 +83,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 
 from resurgo._redact import redact_text
+from resurgo.chaos._config import FAULT_BUCKETS, fault_bucket
 from resurgo.chaos._faults import FaultLog, FaultWindow
 from resurgo.observe._metrics import down_time, mtbf, percentile, time_availability, union_length
 
@@ -73,6 +91,23 @@ REPORT_VERSION = 2
 # Version 1 named the system-level MTBF ``mtbf`` and its downtime ``downtime``, and kept the
 # job-based MTBF as ``mtbf_job``; loading such a file renames them rather than misreading them.
 _V1_RENAMES = {"mtbf": "mtbf_system", "downtime": "downtime_system", "mtbf_job": "mtbf"}
+
+#: The definitions written into every JSON report, next to the figures they define.
+DEFINITIONS: dict[str, str] = {
+    "availability": "job success ratio: jobs that succeeded / jobs meant to succeed (the seed's target)",
+    "availability_time": "time-based: share of job-time in which jobs were making progress, "
+                         "1 - down job-seconds / run job-seconds",
+    "availability_time_excl_imposed": "time-based excluding imposed waits: 1 - (down - imposed) / (run - imposed), "
+                                      "imposed = the reset time sent with each injected 429/529 and the breaker's "
+                                      "open time during the injected storm, counted where the job was down",
+    "recovery": "failure detected -> first event of the resumed run; excl. imposed waits subtracts the imposed "
+                "part of it",
+    "recoverable": "decided by the injected fault (an injected 401 is not), never by the classifier",
+    "automatic": "recovered by the supervisor or by the restarted supervisor; otherwise an operator did it",
+    "breaker_reaction": "threshold crossing -> first job call the breaker refused",
+    "false_positive": "an incident no injected fault hit (that job, that attempt), or a breaker opening "
+                      "tripped by one; no time window",
+}
 
 JobOutcome = Literal["succeeded", "failed", "lost"]
 BreakerEventKind = Literal["threshold_crossed", "opened", "rejected", "half_open", "closed"]
@@ -121,6 +156,14 @@ class IncidentRecord:
     injector's ground truth when known.  ``recovered_at`` is when the job was
     back on track (next successful attempt or call); ``automatic`` False means
     a human (``resurgo resume``) had to step in.
+
+    Attribution (set by the chaos scorer): ``cause`` is the injected fault that
+    ended the attempt (``"api:529"``, ``"kill:cli"``, ``"net:reset"``...),
+    ``explained`` whether any injected fault hit this attempt (None: not
+    attributed, the report falls back to fault windows), ``imposed_s`` the
+    part of the recovery spent in imposed waits, ``phases`` its breakdown in
+    seconds, ``recovered_by`` who recovered it (``supervisor``,
+    ``supervisor restart``, ``operator``).
     """
 
     job_id: str
@@ -130,6 +173,12 @@ class IncidentRecord:
     recovered_at: float | None = None
     automatic: bool = True
     recoverable: bool = True
+    cause: str | None = None
+    explained: bool | None = None
+    imposed_s: float = 0.0
+    phases: Mapping[str, float | None] | None = None
+    recovered_by: str | None = None
+    attempt: int | None = None
 
     def __post_init__(self) -> None:
         if self.recovered_at is not None and self.recovered_at < self.at:
@@ -180,7 +229,7 @@ class TargetCheck:
 
     name: str
     bar: Literal["seed", "resurgo"]
-    op: Literal[">=", "<", "=="]
+    op: Literal[">=", "<", "<=", "=="]
     target: float
     value: float | None
     status: Literal["pass", "fail", "no data"]
@@ -236,6 +285,13 @@ class ChaosReport:
     recovery_p95: float | None = None
     recovery_max: float | None = None
     mttr: float | None = None
+    recovered_by: dict[str, int] = field(default_factory=dict)
+    # the same without imposed waits (server reset times, an open breaker during an injected storm)
+    recovery_excl_imposed_p50: float | None = None
+    recovery_excl_imposed_p95: float | None = None
+    recovery_excl_imposed_max: float | None = None
+    # per fault kind: n, recovery p50/p95, the same without imposed waits, and the median of each phase
+    recovery_breakdown: dict[str, dict[str, Any]] = field(default_factory=dict)
     # job-seconds (see the module docstring): the primary MTBF and the time-based availability
     # (None in reports read back from version 1, which did not record them)
     run_job_s: float | None = None
@@ -243,6 +299,8 @@ class ChaosReport:
     failures: int | None = None
     mtbf: float | None = None
     availability_time: float | None = None
+    imposed_job_s: float | None = None
+    availability_time_excl_imposed: float | None = None
     # secondary, system-level: down whenever any job is recovering (meaningless with parallel jobs)
     downtime_system: float = 0.0
     mtbf_system: float | None = None
@@ -253,6 +311,9 @@ class ChaosReport:
     breaker_reaction_p50: float | None = None
     breaker_reaction_max: float | None = None
     breaker_reaction_mean: float | None = None
+    # the breaker alone: a probe call made by the run itself right after each crossing (context only)
+    breaker_probe_reaction_max: float | None = None
+    storms: int = 0
     # false positives
     alarms: int = 0
     false_positives: int = 0
@@ -283,25 +344,31 @@ class ChaosReport:
         def chk(
             name: str,
             bar: Literal["seed", "resurgo"],
-            op: Literal[">=", "<", "=="],
+            op: Literal[">=", "<", "<=", "=="],
             target: float,
             value: float | None,
+            *,
+            required: bool = False,
         ) -> TargetCheck:
             if value is None:
-                status: Literal["pass", "fail", "no data"] = "no data"
+                # "required": the run provoked what this target measures, so silence is a failure
+                status: Literal["pass", "fail", "no data"] = "fail" if required else "no data"
             elif op == ">=":
                 status = "pass" if value >= target else "fail"
             elif op == "<":
                 status = "pass" if value < target else "fail"
+            elif op == "<=":
+                status = "pass" if value <= target else "fail"
             else:
                 status = "pass" if value == target else "fail"
             return TargetCheck(name, bar, op, target, value, status)
 
+        storm = self.storms > 0
         return [
             chk("classification accuracy", "seed", ">=", 0.95, self.classification_accuracy),
             chk("automatic recovery rate", "seed", ">=", 0.90, self.auto_recovery_rate),
             chk("mean recovery time (s)", "seed", "<", 30.0, self.mttr),
-            chk("breaker reaction max (s)", "seed", "<", 1.0, self.breaker_reaction_max),
+            chk("breaker reaction max (s)", "seed", "<", 1.0, self.breaker_reaction_max, required=storm),
             chk("false positive rate", "seed", "<", 0.05, self.false_positive_rate),
             chk("availability", "seed", ">=", 0.99, self.availability),
             chk("jobs lost", "resurgo", "==", 0, float(self.jobs_lost)),
@@ -309,7 +376,25 @@ class ChaosReport:
             chk("leaked temp files", "resurgo", "==", 0, float(len(self.leaked_temp_files))),
             chk("automatic recovery rate", "resurgo", ">=", 0.99, self.auto_recovery_rate),
             chk("availability", "resurgo", ">=", 0.999, self.availability),
+            chk("breaker reaction max (s)", "resurgo", "<", 0.1, self.breaker_reaction_max, required=storm),
         ]
+
+    def goal_checks(self) -> list[TargetCheck]:
+        """Issue 14's goals for recovery speed; reported beside the targets, not part of :attr:`passed`."""
+        out = []
+        for name, op, target, value in (
+            ("recovery excl. imposed waits p50 (s)", "<=", 1.0, self.recovery_excl_imposed_p50),
+            ("recovery excl. imposed waits p95 (s)", "<=", 2.5, self.recovery_excl_imposed_p95),
+            ("availability (time) excl. imposed waits", ">=", 0.90, self.availability_time_excl_imposed),
+        ):
+            if value is None:
+                status: Literal["pass", "fail", "no data"] = "no data"
+            elif op == "<=":
+                status = "pass" if value <= target else "fail"
+            else:
+                status = "pass" if value >= target else "fail"
+            out.append(TargetCheck(name, "resurgo", op, target, value, status))  # type: ignore[arg-type]
+        return out
 
     def check_lines(self) -> list[str]:
         return [c.line() for c in self.checks()]
@@ -329,6 +414,8 @@ class ChaosReport:
         d["version"] = REPORT_VERSION
         d["duration"] = self.duration
         d["checks"] = [asdict(c) for c in self.checks()]
+        d["goals"] = [asdict(c) for c in self.goal_checks()]
+        d["definitions"] = DEFINITIONS
         d["passed"] = self.passed
         return d
 
@@ -411,6 +498,69 @@ def _breaker_reactions(events: Sequence[BreakerEvent]) -> tuple[list[float], int
     return reactions, unmeasured, openings
 
 
+def _intersect(a: Sequence[tuple[float, float]], b: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Pairwise intersections of two interval lists (either may overlap itself; callers take the union)."""
+    out = []
+    for s1, e1 in a:
+        for s2, e2 in b:
+            s0, e0 = max(s1, s2), min(e1, e2)
+            if e0 > s0:
+                out.append((s0, e0))
+    return out
+
+
+def _down_intervals(
+    start: float, end: float, failures: Sequence[tuple[float, float | None]]
+) -> list[tuple[float, float]]:
+    """The intervals :func:`resurgo.observe._metrics.down_time` measures (same definition, kept as intervals)."""
+    restores = sorted(r for _, r in failures if r is not None)
+    downs = []
+    for detected, _ in failures:
+        back = next((x for x in restores if x >= detected), None)
+        s, e = max(detected, start), min(end if back is None else back, end)
+        if e > s:
+            downs.append((s, e))
+    return downs
+
+
+def _breakdown(incidents: Sequence[IncidentRecord]) -> dict[str, dict[str, Any]]:
+    """Recovery time per fault bucket, with and without imposed waits, and the median of each phase."""
+    groups: dict[str, list[IncidentRecord]] = {}
+    for i in incidents:
+        if i.cause is not None:
+            groups.setdefault(fault_bucket(i.cause), []).append(i)
+    groups["all"] = [i for i in incidents if i.cause is not None]
+    out: dict[str, dict[str, Any]] = {}
+    for bucket in (*FAULT_BUCKETS, "all"):
+        g = groups.get(bucket)
+        if not g:
+            continue
+        rec = [i for i in g if i.recovered_at is not None]
+        times = [i.recovered_at - i.at for i in rec if i.recovered_at is not None]
+        excl = [max(0.0, i.recovered_at - i.at - i.imposed_s) for i in rec if i.recovered_at is not None]
+        phases: dict[str, list[float]] = {}
+        for i in rec:
+            for k, v in (i.phases or {}).items():
+                if v is not None:
+                    phases.setdefault(k, []).append(float(v))
+        # what is left once the server's waits and the CLI's own start-up are taken out: resurgo's share
+        own = [
+            max(0.0, i.recovered_at - i.at - i.imposed_s - float((i.phases or {}).get("cli_start") or 0.0))
+            for i in rec if i.recovered_at is not None and (i.phases or {}).get("cli_start") is not None
+        ]
+        out[bucket] = {
+            "excl_imposed_and_cli_start_p50": percentile(own, 50),
+            "n": len(g),
+            "recovered": len(rec),
+            "p50": percentile(times, 50),
+            "p95": percentile(times, 95),
+            "excl_imposed_p50": percentile(excl, 50),
+            "excl_imposed_p95": percentile(excl, 95),
+            "phases_p50": {k: percentile(v, 50) for k, v in sorted(phases.items())},
+        }
+    return out
+
+
 def compute_report(
     *,
     started_at: float,
@@ -426,12 +576,23 @@ def compute_report(
     seed: int | None = None,
     config: Mapping[str, Any] | None = None,
     max_fp_samples: int = 50,
+    probe_breaker_events: Iterable[BreakerEvent] = (),
+    storms: int = 0,
+    imposed: Mapping[str, Sequence[tuple[float, float]]] | None = None,
+    opening_explained: Callable[[BreakerEvent], bool] | None = None,
 ) -> ChaosReport:
     """Score a chaos run from its records (see the module docstring for the formulas).
 
-    ``grace`` is how long after a fault window ends an alarm is still blamed
-    on it (default 5 s: a killed CLI is noticed on the next poll, a cut stream
-    when the reader gives up).
+    ``breaker_events`` are the jobs' own (the reaction target is measured on
+    them); ``probe_breaker_events`` those of a probe that measures the breaker
+    alone (context).  ``storms`` is how many storms the run injected: with one,
+    a missing breaker reaction fails.  ``imposed`` maps a job id to its imposed
+    waits (intervals); ``opening_explained`` tells whether a breaker opening
+    was tripped by an injected fault.  When every incident carries
+    ``explained`` and ``opening_explained`` is given, false positives are
+    attributed per attempt and ``fault_log``/``grace`` only fill the fault
+    counts; otherwise ``grace`` is how long after a fault window ends an alarm
+    is still blamed on it.
     """
     if ended_at < started_at:
         raise ValueError("the run ended before it started")
@@ -470,10 +631,21 @@ def compute_report(
     r.recovery_p95 = percentile(times, 95)
     r.recovery_max = max(times) if times else None
     r.mttr = _mean(times)
+    by: dict[str, int] = {}
+    for i in incidents:
+        if i.recovered_at is not None:
+            who = i.recovered_by or ("supervisor" if i.automatic else "operator")
+            by[who] = by.get(who, 0) + 1
+    r.recovered_by = dict(sorted(by.items()))
+    excl = [max(0.0, i.recovered_at - i.at - i.imposed_s) for i in incidents if i.recovered_at is not None]
+    r.recovery_excl_imposed_p50 = percentile(excl, 50)
+    r.recovery_excl_imposed_p95 = percentile(excl, 95)
+    r.recovery_excl_imposed_max = max(excl) if excl else None
+    r.recovery_breakdown = _breakdown(incidents)
     by_job: dict[str, list[tuple[float, float | None]]] = {}
     for i in incidents:
         by_job.setdefault(i.job_id, []).append((i.at, i.recovered_at))
-    run_s = down_s = 0.0
+    run_s = down_s = imposed_s = 0.0
     for j in jobs:
         if j.started_at is None:
             continue
@@ -482,10 +654,16 @@ def compute_report(
         if re_ > rs:
             run_s += re_ - rs
             down_s += down_time(rs, re_, by_job.get(j.job_id, []))
+            waits = (imposed or {}).get(j.job_id)
+            if waits:
+                downs = _down_intervals(rs, re_, by_job.get(j.job_id, []))
+                imposed_s += union_length(_intersect(downs, list(waits)))
     failures = len(incidents) + sum(1 for j in jobs if j.outcome == "failed" and j.job_id not in by_job)
     r.run_job_s, r.down_job_s, r.failures = run_s, down_s, failures
     r.mtbf = mtbf(run_s, down_s, failures)
     r.availability_time = time_availability(run_s, down_s)
+    r.imposed_job_s = imposed_s
+    r.availability_time_excl_imposed = time_availability(run_s - imposed_s, down_s - imposed_s)
     r.downtime_system = union_length(
         (max(i.at, started_at), min(ended_at if i.recovered_at is None else i.recovered_at, ended_at))
         for i in incidents
@@ -500,20 +678,35 @@ def compute_report(
     r.breaker_reaction_p50 = percentile(reactions, 50)
     r.breaker_reaction_max = max(reactions) if reactions else None
     r.breaker_reaction_mean = _mean(reactions)
+    probe_reactions, _, _ = _breaker_reactions(list(probe_breaker_events))
+    r.breaker_probe_reaction_max = max(probe_reactions) if probe_reactions else None
+    r.storms = storms
 
     # false positives
-    alarms: list[tuple[float, str]] = [(i.at, f"incident {i.error_type} (job {i.job_id})") for i in incidents]
-    alarms += [(e.at, f"breaker {e.breaker} opened") for e in events if e.kind == "opened"]
-    fps = [
-        FalsePositive(t, what)
-        for t, what in sorted(alarms)
-        if not any(w.covers(t, grace=grace, now=ended_at) for w in windows)
-    ]
-    r.alarms = len(alarms)
+    opened = [e for e in events if e.kind == "opened"]
+    attributed = opening_explained is not None and all(i.explained is not None for i in incidents)
+    if attributed:
+        assert opening_explained is not None
+        # per job and per attempt: an alarm nothing injected into *that* attempt explains
+        fps = [FalsePositive(i.at, f"incident {i.error_type} (job {i.job_id}, attempt {i.attempt})")
+               for i in incidents if not i.explained]
+        fps += [FalsePositive(e.at, f"breaker {e.breaker} opened") for e in opened if not opening_explained(e)]
+        fps.sort(key=lambda f: f.at)
+        n_alarms = len(incidents) + len(opened)
+    else:
+        alarms = [(i.at, f"incident {i.error_type} (job {i.job_id})") for i in incidents]
+        alarms += [(e.at, f"breaker {e.breaker} opened") for e in opened]
+        fps = [
+            FalsePositive(t, what)
+            for t, what in sorted(alarms)
+            if not any(w.covers(t, grace=grace, now=ended_at) for w in windows)
+        ]
+        n_alarms = len(alarms)
+    r.alarms = n_alarms
     r.false_positives = len(fps)
-    r.false_positive_rate = _ratio(len(fps), len(alarms))
+    r.false_positive_rate = _ratio(len(fps), n_alarms)
     r.false_positive_samples = [asdict(f) for f in fps[:max_fp_samples]]
-    r.fp_grace = grace
+    r.fp_grace = 0.0 if attributed else grace
 
     # classification
     pairs = [(c.expected, c.got) for c in classifications]
@@ -605,14 +798,20 @@ def render_report(r: ChaosReport) -> Group:
     rows = [
         ("jobs submitted / succeeded", f"{r.jobs_submitted} / {r.jobs_succeeded}"),
         ("jobs failed / lost", f"{r.jobs_failed} / {r.jobs_lost}"),
-        ("availability (jobs succeeded)", _pct(r.availability)),
-        ("availability (time, per job-second)", _pct(r.availability_time)),
+        ("availability (job success ratio)", _pct(r.availability)),
+        ("availability (time: share of job-time making progress)", _pct(r.availability_time)),
+        ("availability (time, excluding imposed waits)", _pct(r.availability_time_excl_imposed)),
         ("incidents (recoverable)", f"{r.incidents} ({r.recoverable_incidents})"),
         ("automatic recovery", _pct(r.auto_recovery_rate)),
         (
             "recovery p50 / p95 / max",
             f"{_s(r.recovery_p50, ' s')} / {_s(r.recovery_p95, ' s')} / {_s(r.recovery_max, ' s')}",
         ),
+        (
+            "recovery excl. imposed waits p50 / p95",
+            f"{_s(r.recovery_excl_imposed_p50, ' s')} / {_s(r.recovery_excl_imposed_p95, ' s')}",
+        ),
+        ("recovered by", ", ".join(f"{k}={v}" for k, v in r.recovered_by.items()) or "none"),
         ("MTTR", _s(r.mttr, " s")),
         ("MTBF (job-s of operation per failure)", _s(r.mtbf, " s")),
         (
@@ -623,10 +822,11 @@ def render_report(r: ChaosReport) -> Group:
         ("MTBF, system-wide (down while any job recovers)", _s(r.mtbf_system, " s")),
         ("breaker openings", str(r.breaker_openings)),
         (
-            "breaker reaction p50 / max",
+            "breaker reaction, job calls p50 / max",
             f"{_s(r.breaker_reaction_p50, ' s')} / {_s(r.breaker_reaction_max, ' s')}"
             + (f" ({r.breaker_unmeasured} unmeasured)" if r.breaker_unmeasured else ""),
         ),
+        ("breaker reaction, the breaker alone (probe) max", _s(r.breaker_probe_reaction_max, " s")),
         ("false positives", f"{r.false_positives} of {r.alarms} ({_pct(r.false_positive_rate)})"),
         ("classification accuracy", _pct(r.classification_accuracy)),
         ("faults injected", ", ".join(f"{k}={v}" for k, v in sorted(r.faults.items())) or "none"),
@@ -641,15 +841,31 @@ def render_report(r: ChaosReport) -> Group:
     t.add_column("measured", justify="right")
     t.add_column("result")
     style = {"pass": "green", "fail": "bold red", "no data": "yellow"}
-    for c in r.checks():
+    for c in [*r.checks(), *r.goal_checks()]:
         t.add_row(
             c.name,
             c.bar,
             f"{c.op} {_fmt_num(c.target)}",
             "n/a" if c.value is None else _fmt_num(c.value),
-            f"[{style[c.status]}]{c.status}[/]",
+            f"[{style[c.status]}]{c.status}[/]" + ("" if c in r.checks() else " (goal)"),
         )
-    return Group(m, t)
+    parts: list[RenderableType] = [m, t]
+    if r.recovery_breakdown:
+        b = Table(title="recovery time by fault kind (s, p50; phases p50)")
+        for col in ("kind", "n", "recovery p50 / p95", "excl. imposed p50 / p95", "excl. imposed & CLI start p50",
+                    "phases"):
+            b.add_column(col)
+        for kind, d in r.recovery_breakdown.items():
+            ph = ", ".join(f"{k} {v:.2f}" for k, v in (d.get("phases_p50") or {}).items() if v is not None)
+            b.add_row(
+                kind, str(d.get("n")),
+                f"{_s(d.get('p50'))} / {_s(d.get('p95'))}",
+                f"{_s(d.get('excl_imposed_p50'))} / {_s(d.get('excl_imposed_p95'))}",
+                _s(d.get("excl_imposed_and_cli_start_p50")),
+                ph or "n/a",
+            )
+        parts.append(b)
+    return Group(*parts)
 
 
 __all__ = [

@@ -153,7 +153,7 @@ async def run(spec: Mapping[str, Any]) -> int:
             urls = {sup.endpoint_url(s.env) for s in specs}
             for url in sorted(urls):
                 writer.watch(sup.endpoint_breaker(url))
-            results = await sup.run_many(specs, concurrency=int(spec.get("concurrency", config.concurrency)))
+            results = await sup.run_many(specs, concurrency=int(spec.get("concurrency", config.max_jobs)))
         except asyncio.CancelledError:
             await sup.aclose()
             return 5

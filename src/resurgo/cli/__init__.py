@@ -31,6 +31,7 @@ _COMMANDS: dict[str, str] = {
     "dashboard": "resurgo.cli._dashboard:dashboard_cmd",
     "chaos": "resurgo.cli._chaos:chaos_cmd",
     "worker": "resurgo.cli._worker:worker_cmd",
+    "doctor": "resurgo.cli._doctor:doctor_cmd",
 }
 
 

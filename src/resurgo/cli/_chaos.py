@@ -12,6 +12,9 @@ Exit status (so CI can gate on it):
 * 2 -- bad options (click);
 * 6 -- the run could not be set up or crashed (no CLI found, ...); the
   message says why, and nothing is left running.
+
+``--json`` prints the whole report as one JSON document on stdout (progress
+lines stay on stderr), for scripts and CI; the exit status is the same.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ import click
 @click.option("--keep", is_flag=True, help="Keep the run's directory (store, logs) for a post-mortem.")
 @click.option("--strict", is_flag=True, help="Exit 1 unless resurgo's higher bar is met too.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the target lines.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the report as JSON on stdout (progress stays on stderr); the exit status is unchanged.")
 def chaos_cmd(
     duration: float,
     jobs: int,
@@ -63,6 +68,7 @@ def chaos_cmd(
     keep: bool,
     strict: bool,
     quiet: bool,
+    as_json: bool,
 ) -> None:
     """Run a batch through the real Claude Code CLI under chaos and check the availability targets.
 
@@ -73,10 +79,12 @@ def chaos_cmd(
     from rich.console import Console
 
     from resurgo.chaos import render_report
-    from resurgo.chaos._runner import ChaosConfig, ChaosError, ChaosRunner
+    from resurgo.chaos._config import ChaosConfig, ChaosError
+    from resurgo.chaos._runner import ChaosRunner
 
-    console = Console(stderr=False)
-    err = Console(stderr=True)
+    # soft_wrap: the report and run-directory paths stay on one line in a pipe or a CI log (copyable)
+    console = Console(stderr=False, soft_wrap=True)
+    err = Console(stderr=True, soft_wrap=True)
     try:
         cfg = ChaosConfig(
             duration=duration, jobs=jobs, concurrency=concurrency, kill_every=kill_every or None,
@@ -95,6 +103,12 @@ def chaos_cmd(
         err.print("[yellow]resurgo chaos: interrupted; everything it started has been ended[/]")
         sys.exit(5)
     saved = report.save(report_path)
+    ok = report.passed if strict else report.passed_seed()
+    if as_json:
+        # one JSON document on stdout and nothing else, so `resurgo chaos --json | jq` works
+        click.echo(report.to_json())
+        err.print(f"report saved to {saved}", highlight=False)
+        sys.exit(0 if ok else 1)
     if not quiet:
         console.print(render_report(report))
         if keep and runner.root is not None:
@@ -102,5 +116,4 @@ def chaos_cmd(
     for line in report.check_lines():
         console.print(line, highlight=False, markup=False)
     console.print(f"report saved to {saved}", highlight=False)
-    ok = report.passed if strict else report.passed_seed()
     sys.exit(0 if ok else 1)

@@ -158,9 +158,17 @@ def json_option(f: Any) -> Any:
 
 
 def console(*, stderr: bool = False) -> Console:
+    """The console of every command's human output.
+
+    ``soft_wrap=True``: rich never inserts line breaks into printed text.  When
+    stdout is not a terminal rich assumes 80 columns, and a store path or a
+    command in a hint would be split across two lines and could not be copied
+    (a terminal still wraps long lines visually, without breaking them).
+    Tables keep their own layout.
+    """
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def print_json(obj: Any) -> None:

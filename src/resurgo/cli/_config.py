@@ -49,7 +49,7 @@ def show_cmd(sections: tuple[str, ...], as_json: bool) -> None:
         data = {k: v for k, v in data.items() if k in sections}
     if as_json:
         print_json({"files": [lay.name for lay in s.layers if lay.name not in ("environment", "command line")],
-                    "settings": data, "problems": [p.to_dict() for p in s.problems]})
+                    "settings": data, "dangerous": s.dangerous(), "problems": [p.to_dict() for p in s.problems]})
         return
     from rich.table import Table
     from rich.text import Text
@@ -66,6 +66,14 @@ def show_cmd(sections: tuple[str, ...], as_json: bool) -> None:
         for k, v in keys.items():
             t.add_row(k, _fmt(v["value"]), v["source"])
         out.print(t)
+    risky = s.dangerous()
+    if risky:
+        # what a planted or borrowed config would change first: the program run, its arguments and
+        # environment, where the API key and alerts go, who can reach the dashboard
+        out.print("[bold]settings that choose what runs or where data goes[/], and who set them:")
+        for d in risky:
+            out.print(f"  {d['setting']} = {_fmt(d['value'])}  [dim]set by {d['source']}[/]",
+                      markup=True, highlight=False)
     if s.problems:
         out.print(f"[red]{len(s.problems)} problem(s)[/]; run `resurgo config check`")
 

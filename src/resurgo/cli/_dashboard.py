@@ -43,8 +43,10 @@ def dashboard_cmd(store_opt: Path | None, host: str | None, port: int | None, to
     cfg = settings()  # invalid configuration: every problem listed, exit status 2
     host = host if host is not None else str(cfg.get("dashboard", "host"))
     port = port if port is not None else int(cfg.get("dashboard", "port"))
+    given = token is not None
     token = token if token is not None else cfg.get("dashboard", "token")
-    if token == "generate":
+    generated = token == "generate"
+    if generated:
         token = secrets.token_urlsafe(24)
     path = store_path(store_opt)
     try:
@@ -56,8 +58,16 @@ def dashboard_cmd(store_opt: Path | None, host: str | None, port: int | None, to
     except DashboardError as e:
         store.close()
         raise click.ClickException(str(e)) from e
-    url = dash.url + (f"?token={token}" if token else "")
-    click.echo(f"resurgo dashboard on {url}  (store: {path}; Prometheus: {dash.url}metrics)", err=True)
+    # the token never goes into the announced address (terminal scroll-back, logs of service managers)
+    click.echo(f"resurgo dashboard on {dash.url}  (store: {path}; Prometheus: {dash.url}metrics)", err=True)
+    if generated:
+        click.echo(f"access token (generated, shown once): {token}\n"
+                   "  open the page and add ?token=<that token> once (it is then kept in a cookie), "
+                   "or send Authorization: Bearer <token>", err=True)
+    elif token:
+        where = "--token" if given else cfg.source("dashboard", "token")
+        click.echo(f"access token: the one from {where} (add ?token=... once, or send Authorization: Bearer)",
+                   err=True)
     def _terminate(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 

@@ -193,12 +193,17 @@ def demo_cmd(demo_dir: Path | None, claude: str | None, n_jobs: int, no_crash: b
 
 
 def _demo_folder(demo_dir: Path | None) -> Path:
+    from resurgo._private_dir import ensure_private_dir
+
     cands = [demo_dir] if demo_dir is not None else [Path.cwd() / ".resurgo-demo"]
     if demo_dir is None:
         cands.append(Path(tempfile.gettempdir()) / f"resurgo-demo-{os.getuid()}")
     for c in cands:
         try:
-            c.mkdir(parents=True, exist_ok=True)
+            if c.parent == Path(tempfile.gettempdir()):
+                ensure_private_dir(c)  # a predictable name in a shared folder: 0700 and ours, or refused
+            else:
+                c.mkdir(parents=True, exist_ok=True)
             probe = c / ".write-test"
             probe.write_text("")
             probe.unlink()
@@ -225,6 +230,7 @@ def _figures(store_file: Path, results: Any, started: float) -> None:
     out.print(t)
     with Store(os.fspath(store_file)) as store:
         s = summary(store, start=started - 1, end=time.time() + 1)
+        outcome = recovery_outcomes(store, start=started - 1)
     a, rec = s.availability, s.recoveries
     ok = sum(1 for r in results if r.ok)
 
@@ -232,11 +238,40 @@ def _figures(store_file: Path, results: Any, started: float) -> None:
         return f"{x * 100:.1f} %" if x is not None else "-"
 
     out.print(f"[bold]jobs[/]: {ok}/{len(results)} succeeded   "
-              f"[bold]recoveries[/]: {rec.count} ({rec.succeeded} restored, {rec.failed} failed)")
+              f"[bold]recoveries[/]: {rec.count} ({describe_recoveries(rec.succeeded, *outcome)})")
     out.print(f"[bold]availability[/]: {pct(a.job_ratio)} of jobs, {pct(a.time_ratio)} of run time   "
               f"[bold]MTTR[/]: {human_seconds(a.mttr_s)}   [bold]errors seen[/]: {s.errors.total}")
-    out.print(f"\nOpen the dashboard on this run: [bold]resurgo dashboard --store {store_file}[/]\n"
-              f"Inspect a job: resurgo show crash-me --store {store_file}")
+    # soft_wrap: never break these lines (a pipe or a log gets 80 columns): they are meant to be copied
+    out.print(f"\nOpen the dashboard on this run: [bold]resurgo dashboard --store {store_file}[/]", soft_wrap=True)
+    out.print(f"Inspect a job: resurgo show crash-me --store {store_file}", soft_wrap=True)
+
+
+def recovery_outcomes(store: Any, *, start: float) -> tuple[int, int]:
+    """``(interrupted, failed)`` among the recoveries that did not restore their job.
+
+    A recovery that was itself hit by a second fault is followed by another
+    recovery of the same job: it was interrupted and retried, not a failure a
+    reader should worry about.  Only a failed recovery with nothing after it
+    (the job gave up) is a failure.
+    """
+    rows = store.query(
+        "SELECT r.id, EXISTS(SELECT 1 FROM recoveries l WHERE l.job_id = r.job_id AND l.id > r.id) AS retried"
+        " FROM recoveries r WHERE r.succeeded = 0 AND r.detected_at >= ?",
+        (start,),
+    )
+    interrupted = sum(1 for r in rows if r[1])
+    return interrupted, len(rows) - interrupted
+
+
+def describe_recoveries(restored: int, interrupted: int, failed: int) -> str:
+    """The recoveries in words: "2 restored; 1 recovery was interrupted by a second fault and retried"."""
+    parts = [f"{restored} restored"]
+    if interrupted:
+        parts.append(f"{interrupted} recover{'y was' if interrupted == 1 else 'ies were'} interrupted by a second "
+                     "fault and retried")
+    if failed:
+        parts.append(f"{failed} failed")
+    return "; ".join(parts)
 
 
 __all__ = ["demo_cmd", "find_demo_claude"]

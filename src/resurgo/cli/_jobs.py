@@ -356,6 +356,18 @@ def show_cmd(job: str, max_events: int, store_opt: Path | None, as_json: bool) -
                       human_seconds(r.get("waited_s") or 0), human_seconds(restored), ok,
                       _r(_short(r.get("reason"), 50)))
         out.print(t)
+    if detail.get("recovery_phases"):
+        # where each recovery's time went: fault -> noticed -> waits -> CLI started -> first event -> caught up
+        t = Table(title="recovery phases (s)", title_justify="left")
+        for col in ("fault", "detect", "imposed", "backoff", "budget", "other", "cli start", "redo", "lost tools",
+                    "total", "excl. imposed"):
+            t.add_column(col, justify="left" if col == "fault" else "right")
+        for ph in detail["recovery_phases"]:
+            t.add_row(ph["fault_kind"], *(_secs(ph.get(k)) for k in (
+                "detect_s", "imposed_s", "backoff_s", "budget_s", "overhead_s", "start_s", "redo_s")),
+                "-" if ph.get("lost_tools") is None else str(ph["lost_tools"]),
+                _secs(ph.get("recovery_s")), _secs(ph.get("recovery_excl_imposed_s")))
+        out.print(t)
     evs = detail["events"]
     if evs:
         total = detail["events_total"]
@@ -364,6 +376,10 @@ def show_cmd(job: str, max_events: int, store_opt: Path | None, as_json: bool) -
         for ev in evs:
             src = "sup" if ev["source"] == "supervisor" else "cli"
             out.print(f"  {clock_time(ev['ts'])} [dim]{src}[/] " + _describe(ev))
+
+
+def _secs(v: Any) -> str:
+    return "-" if v is None else f"{float(v):.2f}"
 
 
 # -- cleanup -----------------------------------------------------------------------------------
@@ -376,14 +392,13 @@ def cleanup_cmd(store_opt: Path | None, as_json: bool) -> None:
     Safe while other supervisors run: processes and jobs of a live supervisor
     are recognised (pid and start time) and left alone.
     """
-    import tempfile
-
+    from resurgo._private_dir import default_tmp_root
     from resurgo.supervise._cleanup import ResourceCleaner
     from resurgo.supervise._jobs import JobStore
 
     store = open_store(store_path(store_opt))
     try:
-        cleaner = ResourceCleaner(JobStore(store), tmp_root=Path(tempfile.gettempdir()) / f"resurgo-{os.getuid()}")
+        cleaner = ResourceCleaner(JobStore(store), tmp_root=default_tmp_root())
         rep = asyncio.run(cleaner.startup())
     finally:
         store.close()
@@ -463,7 +478,10 @@ def _signal_job_processes(js: Any, job_id: str) -> list[int]:
         if p.job_id != job_id or not same_process(p.pid, p.start_time):
             continue
         try:
-            if p.pgid and p.pgid != os.getpgid(0):
+            # the group only while the recorded process (checked above by pid and start time) is still in
+            # it: then the kernel cannot have handed the group id to anyone else
+            in_group = bool(p.pgid) and os.getpgid(p.pid) == p.pgid
+            if in_group and p.pgid != os.getpgid(0):
                 os.killpg(p.pgid, signal.SIGTERM)
                 sent.append(p.pgid)
             else:

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from resurgo.mockapi import Faults, MockServer
+from resurgo.mockapi import Capacity, Faults, MockServer
 
 _SHORTHANDS = {"reset": ("reset", True), "hang": ("hang", True)}
 
@@ -83,14 +83,29 @@ def _convert(key: str, raw: str, hint: str) -> Any:
     "cut_after=4, retry_after=30, event_delay=0.5, session_id=..., nth=2); repeatable. "
     "Shorthands: 529, reset, hang, cut=N.",
 )
-def mock_api_cmd(host: str, port: int, faults: tuple[str, ...]) -> None:
-    """Run the fault-injecting Messages API stand-in until Ctrl-C."""
+@click.option("--max-inflight", type=click.IntRange(min=1), default=None,
+              help="Capacity: at most K Messages requests at once; more are refused with 529 overloaded_error.")
+@click.option("--rate", type=click.IntRange(min=1), default=None,
+              help="Capacity: at most N Messages requests per --rate-window; more get 429 with retry-after.")
+@click.option("--rate-window", type=click.FloatRange(min=0.001), default=60.0, show_default=True,
+              help="Seconds of one request-rate window.")
+@click.option("--latency", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+              help="Seconds added to every admitted Messages request (while it holds its slot).")
+def mock_api_cmd(host: str, port: int, faults: tuple[str, ...], max_inflight: int | None, rate: int | None,
+                 rate_window: float, latency: float) -> None:
+    """Run the fault-injecting Messages API stand-in until Ctrl-C.
+
+    The capacity model (--max-inflight, --rate, --latency) can be changed while it runs:
+    POST /_resurgo/capacity with a JSON object of the same fields (max_inflight, rate,
+    rate_window, latency); GET /_resurgo/capacity shows it with its counters.
+    """
     plan = parse_fault_options(faults)
-    srv = MockServer(host=host, port=port, faults=plan)
+    cap = Capacity(max_inflight=max_inflight, rate=rate, rate_window=rate_window, latency=latency)
+    srv = MockServer(host=host, port=port, faults=plan, capacity=cap)
     srv.start()
     click.echo(srv.url, nl=True)
     click.echo(
-        f"ANTHROPIC_BASE_URL={srv.url}  faults: {plan.kinds or 'none'}  "
+        f"ANTHROPIC_BASE_URL={srv.url}  faults: {plan.kinds or 'none'}  capacity: {cap.to_dict()}  "
         f"control: POST {srv.url}/_resurgo/faults, GET {srv.url}/_resurgo/stats",
         err=True,
     )

@@ -38,12 +38,13 @@ from resurgo.cli._common import (
     store_path,
     supervisor_config,
 )
+from resurgo.cli._concurrency import CONCURRENCY_HELP, MAX_CONCURRENCY_HELP, concurrency_option
 from resurgo.cli._progress import Progress, alerts_to
 
 # -- running the supervisor ----------------------------------------------------------------------
 
 
-def _make_supervisor(path: Path, *, concurrency: int | None = None, claude: str | None = None,
+def _make_supervisor(path: Path, *, concurrency: int | str | None = None, claude: str | None = None,
                      overrides: Mapping[str, Any] | None = None, prestarted: Any = None) -> Any:
     """A Supervisor configured from the merged settings, on the store at ``path``.
 
@@ -96,7 +97,10 @@ def _early_start(prompt: str, cwd: str, model: str | None, claude_args: Sequence
         return None
     from resurgo._launch import ClaudeNotFoundError, find_claude, prestart
 
-    kw = settings().supervisor_kwargs()
+    cfg = settings()
+    if cfg.get("otel", "enabled"):
+        return None  # each attempt gets its own trace context (TRACEPARENT), known only once its span exists
+    kw = cfg.supervisor_kwargs()
     try:
         exe = find_claude(claude if claude is not None else kw.get("claude"))
     except ClaudeNotFoundError:
@@ -124,7 +128,7 @@ def run_supervised(
     *,
     as_json: bool = False,
     label: str = "run",
-    concurrency: int | None = None,
+    concurrency: int | str | None = None,
     names: Mapping[str, str] | None = None,
     total: int = 1,
     quiet: bool = False,
@@ -246,9 +250,12 @@ def _print_result(res: Any, *, as_json: bool) -> int:
 @click.option("--claude", "claude", default=None, help="Claude Code CLI to run (else config, $RESURGO_CLAUDE, PATH).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job record as JSON instead of the answer.")
+@click.option("--concurrency", default=None, callback=concurrency_option, metavar="N|auto", help=CONCURRENCY_HELP)
+@click.option("--max-concurrency", type=click.IntRange(1, 1024), default=None, help=MAX_CONCURRENCY_HELP)
 @store_option
 def run_cmd(prompt: str, claude_args: tuple[str, ...], cwd: Path | None, model: str | None, name: str | None,
-            claude: str | None, quiet: bool, as_json: bool, store_opt: Path | None) -> None:
+            claude: str | None, quiet: bool, as_json: bool, concurrency: int | str | None,
+            max_concurrency: int | None, store_opt: Path | None) -> None:
     """Run PROMPT through the Claude Code CLI until it finishes, recovering from failures.
 
     Arguments after `--` go to the CLI as they are (e.g. `-- --allowedTools Bash`).
@@ -269,7 +276,9 @@ def run_cmd(prompt: str, claude_args: tuple[str, ...], cwd: Path | None, model: 
         async def work(sup: Any) -> Any:
             return await sup.submit(spec).result()
 
-        code = run_supervised(path, work, as_json=as_json, quiet=quiet, claude=claude, prestarted=pre)
+        code = run_supervised(path, work, as_json=as_json, quiet=quiet, claude=claude, prestarted=pre,
+                              concurrency=concurrency,
+                              overrides={"max_concurrency": max_concurrency} if max_concurrency else None)
     finally:
         if pre is not None:
             pre.discard()  # not adopted (a different command line, an error before the job): end it
@@ -280,8 +289,9 @@ def run_cmd(prompt: str, claude_args: tuple[str, ...], cwd: Path | None, model: 
 
 @click.command("batch")
 @click.argument("file", type=click.Path(dir_okay=True, path_type=Path))
-@click.option("--concurrency", "-j", type=click.IntRange(1, 1024), default=None,
-              help="Jobs running at once (default: [supervisor] concurrency, 4).")
+@click.option("--concurrency", "-j", default=None, callback=concurrency_option, metavar="N|auto",
+              help=CONCURRENCY_HELP)
+@click.option("--max-concurrency", type=click.IntRange(1, 1024), default=None, help=MAX_CONCURRENCY_HELP)
 @click.option("--claude", "claude", default=None, help="Claude Code CLI to run (else config, $RESURGO_CLAUDE, PATH).")
 @click.option("--redis", "redis_url", metavar="URL", default=None,
               help="Submit the jobs to the fleet at this Redis (run by `resurgo worker --redis URL`) instead of "
@@ -296,7 +306,8 @@ def run_cmd(prompt: str, claude_args: tuple[str, ...], cwd: Path | None, model: 
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"jobs": [job records], "malformed": [problems]} as JSON instead of the table.')
 @store_option
-def batch_cmd(file: Path, concurrency: int | None, claude: str | None, redis_url: str | None, local: bool,
+def batch_cmd(file: Path, concurrency: int | str | None, max_concurrency: int | None, claude: str | None,
+              redis_url: str | None, local: bool,
               prefix: str, timeout: float | None, quiet: bool, as_json: bool, store_opt: Path | None) -> None:
     """Run every job of FILE (JSONL, TOML [[jobs]] or YAML list) sharing breakers and retry budgets.
 
@@ -326,7 +337,8 @@ def batch_cmd(file: Path, concurrency: int | None, claude: str | None, redis_url
         redis_url = cfg.get("redis", "url")
         source = f"[redis] url ({cfg.source('redis', 'url')})"
     if redis_url is not None:
-        ignored = [o for o, v in (("--concurrency", concurrency), ("--claude", claude), ("--store", store_opt))
+        ignored = [o for o, v in (("--concurrency", concurrency), ("--max-concurrency", max_concurrency),
+                                  ("--claude", claude), ("--store", store_opt))
                    if v is not None]
         if ignored:
             verb = "applies" if len(ignored) == 1 else "apply"
@@ -358,7 +370,7 @@ def batch_cmd(file: Path, concurrency: int | None, claude: str | None, redis_url
     names = {r.id: (r.name or f"#{i + 1}") for i, r in enumerate(before.values()) if r is not None}
 
     async def work(sup: Any) -> Any:
-        return await sup.run_many(specs, concurrency=concurrency or sup.config.concurrency)
+        return await sup.run_many(specs)  # the configuration holds --concurrency (N, or auto: max_concurrency)
 
     def done_cb(results: Any, progress: Progress) -> int:
         rows = [SummaryRow(job_id=r.job_id, name=r.name or job.where, state=r.state.value, attempts=r.attempts,
@@ -368,7 +380,8 @@ def batch_cmd(file: Path, concurrency: int | None, claude: str | None, redis_url
         return print_batch_summary(rows, [r.to_dict() for r in results], bf, as_json=as_json)
 
     code = run_supervised(path, work, as_json=as_json, concurrency=concurrency, names=names, total=len(specs),
-                          quiet=quiet, claude=claude, on_done=done_cb)
+                          quiet=quiet, claude=claude, on_done=done_cb,
+                          overrides={"max_concurrency": max_concurrency} if max_concurrency else None)
     raise SystemExit(code)
 
 

@@ -22,8 +22,11 @@ import click
 @click.command("worker")
 @click.option("--redis", "redis_url", default=None, metavar="URL",
               help="Redis of the fleet (redis://host:6379/0) [the [redis] url configuration key].")
-@click.option("--concurrency", "-c", type=click.IntRange(min=1), default=None,
-              help="Jobs run at once [the supervisor's concurrency, 4].")
+@click.option("--concurrency", "-c", default=None, metavar="N|auto",
+              help="Jobs run at once, or 'auto': one adaptive limit per API endpoint shared by the whole fleet "
+                   "through Redis [the supervisor's concurrency, 4].")
+@click.option("--max-concurrency", type=click.IntRange(1, 1024), default=None,
+              help="With --concurrency auto: the most jobs this worker runs at once [max_concurrency, 32].")
 @click.option("--name", default=None, help="Consumer name in the fleet [host:pid].")
 @click.option("--store", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="This worker's local SQLite store [[store] path, else resurgo's default store].")
@@ -39,7 +42,8 @@ import click
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
 def worker_cmd(
-    redis_url: str | None, concurrency: int | None, name: str | None, store: Path | None, prefix: str, lease: float,
+    redis_url: str | None, concurrency: str | None, max_concurrency: int | None, name: str | None,
+    store: Path | None, prefix: str, lease: float,
     grace: float, transcript_interval: float, claude: str | None, no_share_state: bool, log_level: str,
 ) -> None:
     """Run jobs from the fleet's queue in Redis until SIGTERM / Ctrl-C."""
@@ -60,12 +64,31 @@ def worker_cmd(
     given: dict[str, object] = {}
     if claude is not None:
         given["claude"] = claude
-    if concurrency is not None:
-        given["concurrency"] = concurrency
+    from resurgo.cli._concurrency import concurrency_option
+
+    conc = concurrency_option(None, None, concurrency)
+    if conc is not None:
+        given["concurrency"] = conc
+    if max_concurrency is not None:
+        given["max_concurrency"] = max_concurrency
     cfg = supervisor_config(str(store_path(store)), given)
+    from resurgo.distributed._policy import WorkerPolicy
+    from resurgo.distributed._transcripts import TranscriptCodec, TranscriptError
+
+    s = settings()
+    # what this worker accepts from Redis: the [worker] section (resurgo.distributed._policy)
+    policy = WorkerPolicy.create(cwd_roots=s.get("worker", "cwd_roots") or None,
+                                 allow_env=s.get("worker", "allow_env"),
+                                 allow_claude_args=s.get("worker", "allow_claude_args"))
+    try:
+        codec = TranscriptCodec(s.get("worker", "transcripts"), key=s.get("worker", "transcript_key"))
+    except TranscriptError as e:
+        raise CliError(f"[worker] transcripts: {e}") from None
     worker = FleetWorker(
-        redis_url, config=cfg, prefix=prefix, name=name, concurrency=concurrency, lease=lease, grace=grace,
-        transcript_interval=transcript_interval, share_state=not no_share_state,
+        redis_url, config=cfg, prefix=prefix, name=name, concurrency=conc if isinstance(conc, int) else None,
+        lease=lease, grace=grace,
+        transcript_interval=transcript_interval, share_state=not no_share_state, policy=policy,
+        transcripts=codec,
     )
 
     async def main() -> None:

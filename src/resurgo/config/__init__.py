@@ -19,6 +19,7 @@ from resurgo.config._load import (
     find_project_config,
     load_settings,
     suggest,
+    trust_problems,
     user_config_path,
 )
 from resurgo.config._schema import Key, redact_url
@@ -35,5 +36,6 @@ __all__ = [
     "load_settings",
     "redact_url",
     "suggest",
+    "trust_problems",
     "user_config_path",
 ]

@@ -5,7 +5,8 @@ Precedence, lowest first (each layer overrides single keys of the ones below):
 1. built-in defaults;
 2. the user config, ``$XDG_CONFIG_HOME/resurgo/config.toml`` (``~/.config/...``);
 3. the project's ``resurgo.toml``, the first one found walking up from the
-   current folder (project settings beat personal ones, as with git);
+   current folder, up to the repository root or ``$HOME`` and only through
+   folders you own (project settings beat personal ones, as with git);
 4. ``--config FILE`` (an explicit file beats every discovered one);
 5. environment variables ``RESURGO_<SECTION>_<KEY>`` (e.g.
    ``RESURGO_SUPERVISOR_STALL_TIMEOUT=60``, ``RESURGO_DASHBOARD_TOKEN``), whose
@@ -13,6 +14,9 @@ Precedence, lowest first (each layer overrides single keys of the ones below):
    ``["a","b"]``) and as plain strings otherwise, so a deployment can adjust
    one value without editing files;
 6. options given on the command line itself.
+
+Files that another user could write are refused (``refused: ...`` problems,
+see :mod:`resurgo.config._trust`): they could choose the program resurgo runs.
 
 Validation never stops at the first problem: every layer is checked and every
 problem collected with the file, section and key it comes from, because fixing
@@ -38,6 +42,8 @@ from resurgo.config._schema import (
     redact_url,
     supervisor_config_class,
 )
+from resurgo.config._trust import find_project_config as _find_project_config
+from resurgo.config._trust import trust_problems
 
 ENV_PREFIX = "RESURGO_"
 PROJECT_FILE = "resurgo.toml"
@@ -96,14 +102,14 @@ def user_config_path(environ: Mapping[str, str] | None = None) -> Path:
     return Path(base) / "resurgo" / "config.toml"
 
 
-def find_project_config(start: str | os.PathLike[str] | None = None) -> Path | None:
-    """The nearest ``resurgo.toml`` in ``start`` (default: the current folder) or above it."""
-    here = Path(start or os.getcwd()).resolve()
-    for d in (here, *here.parents):
-        cand = d / PROJECT_FILE
-        if cand.is_file():
-            return cand
-    return None
+def find_project_config(start: str | os.PathLike[str] | None = None, *,
+                        environ: Mapping[str, str] | None = None) -> Path | None:
+    """The nearest ``resurgo.toml`` at or above ``start`` (default: the current folder).
+
+    The search stops at the repository root, ``$HOME`` and before folders that
+    are not yours (see :mod:`resurgo.config._trust`).
+    """
+    return _find_project_config(start, environ=environ)
 
 
 def suggest(word: str, choices: Any) -> str:
@@ -118,6 +124,11 @@ def suggest(word: str, choices: Any) -> str:
 
 
 def _read_file(path: Path, problems: list[ConfigProblem], *, required: bool) -> Layer | None:
+    untrusted = trust_problems(path)
+    if untrusted:
+        # never read a file another user can change: it could pick the program resurgo runs
+        problems += [ConfigProblem(str(path), None, None, f"refused: {why}") for why in untrusted]
+        return None
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -265,6 +276,8 @@ class Settings:
         hook = self.get("alerts", "webhook")
         if hook:
             kw["alert_webhook"] = hook
+        if self.get("otel", "enabled"):
+            kw["otel"] = True
         return kw
 
     def display(self, section: str, key: str) -> Any:
@@ -286,6 +299,18 @@ class Settings:
             s: {k: {"value": self.display(s, k), "source": self.source(s, k)} for k in keys}
             for s, keys in self.values.items()
         }
+
+    def dangerous(self) -> list[dict[str, Any]]:
+        """Settings that choose what runs or where data goes, with the file or variable that set them.
+
+        Only those not at their default: these are what to look at first when
+        a configuration came from somewhere you do not fully trust.
+        """
+        return [
+            {"setting": f"{s}.{k}", "value": self.display(s, k), "source": self.source(s, k)}
+            for s, keys in self.schema.items() for k, spec in keys.items()
+            if spec.dangerous and self.source(s, k) != "default"
+        ]
 
 
 def _plain(v: Any) -> Any:
@@ -321,7 +346,7 @@ def load_settings(
         lay = _read_file(user_config_path(environ), problems, required=False)
         if lay:
             layers.append(lay)
-    proj = find_project_config(cwd)
+    proj = find_project_config(cwd, environ=environ)
     if proj is not None:
         lay = _read_file(proj, problems, required=False)
         if lay:
@@ -413,5 +438,6 @@ __all__ = [
     "find_project_config",
     "load_settings",
     "suggest",
+    "trust_problems",
     "user_config_path",
 ]

@@ -43,6 +43,8 @@ class Key:
     doc: str
     secret: bool = False
     is_path: bool = False
+    #: chooses what runs or where data goes (``resurgo config show`` lists who set it)
+    dangerous: bool = False
 
 
 # -- value checks --------------------------------------------------------------------------------
@@ -61,6 +63,22 @@ def integer(*, lo: int | None = None, hi: int | None = None, optional: bool = Fa
         if hi is not None and v > hi:
             raise SettingError(f"must be <= {hi}, got {v}")
         return v
+
+    return check
+
+
+def concurrency_value() -> Check:
+    """An integer in [1, 1024] or the word ``auto`` (an adaptive limit per endpoint)."""
+    as_int = integer(lo=1, hi=1024)
+
+    def check(v: Any) -> Any:
+        if isinstance(v, str) and v.strip().lower() == "auto":
+            return "auto"
+        if isinstance(v, str) and v.strip().isdigit():
+            return as_int(int(v.strip()))
+        if isinstance(v, str | bool) or not isinstance(v, int):
+            raise SettingError(f'must be an integer or "auto", got {v!r}')
+        return as_int(v)
 
     return check
 
@@ -93,6 +111,19 @@ def duration(*, positive: bool = True, optional: bool = False) -> Check:
         if not math.isfinite(s) or s < 0 or (positive and s == 0):
             raise SettingError(f"must be {'> 0' if positive else '>= 0'} seconds, got {v!r}")
         return s
+
+    return check
+
+
+def boolean() -> Check:
+    def check(v: Any) -> Any:
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, str) and v.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return v.strip().lower() in ("1", "true", "yes", "on")
+        if isinstance(v, int) and v in (0, 1):
+            return bool(v)
+        raise SettingError(f"must be true or false, got {v!r}")
 
     return check
 
@@ -142,6 +173,15 @@ def str_list(item: Check | None = None) -> Check:
         if not isinstance(v, list | tuple) or not all(isinstance(s, str) and s for s in v):
             raise SettingError(f"must be a list of non-empty strings, got {v!r}")
         return [item(s) if item else s for s in v]
+
+    return check
+
+
+def choice(*options: str) -> Check:
+    def check(v: Any) -> Any:
+        if v not in options:
+            raise SettingError(f"must be one of {', '.join(options)}, got {v!r}")
+        return v
 
     return check
 
@@ -207,8 +247,13 @@ def redact_url(u: str) -> str:
 # -- the sections ----------------------------------------------------------------------------------
 def _supervisor_keys() -> dict[str, Key]:
     return {
-        "claude": Key(path(), None, "Claude Code CLI to run (else $RESURGO_CLAUDE, then PATH)", is_path=True),
-        "concurrency": Key(integer(lo=1, hi=1024), 4, "jobs running at once in a batch"),
+        "claude": Key(path(), None, "Claude Code CLI to run (else $RESURGO_CLAUDE, then PATH)", is_path=True,
+                      dangerous=True),
+        "concurrency": Key(concurrency_value(), 4,
+                           "jobs running at once in a batch, or \"auto\": found per API endpoint"),
+        "max_concurrency": Key(integer(lo=1, hi=1024), 32, "with concurrency = \"auto\": most jobs at once"),
+        "concurrency_algorithm": Key(choice("aimd", "gradient", "vegas"), "aimd",
+                                     "with concurrency = \"auto\": the limit algorithm"),
         "stall_timeout": Key(duration(optional=True), 120.0, "no stream-json event for this long: kill and resume"),
         "deadline": Key(duration(optional=True), None, "wall-clock limit per attempt (none: no limit)"),
         "result_exit_timeout": Key(duration(optional=True), 10.0, "the CLI printed its result but does not exit"),
@@ -223,22 +268,25 @@ def _supervisor_keys() -> dict[str, Key]:
                                         "recoveries per second always allowed (1.0 here: CLI runs are few; "
                                         "the library RetryBudget's 10.0 suits RPC rates)"),
         "fallback_models": Key(str_list(), [], "models to fall back to on overload"),
-        "fallback_endpoints": Key(str_list(url("http", "https")), [], "other ANTHROPIC_BASE_URLs to fail over to"),
+        "fallback_endpoints": Key(str_list(url("http", "https")), [], "other ANTHROPIC_BASE_URLs to fail over to",
+                                  dangerous=True),
         "continuation_prompt": Key(continuation(), _SUPERVISOR_DEFAULT,
                                    "prompt sent when resuming a session ({reason} {description} {category} {type})"),
         "cli_max_retries": Key(integer(lo=0, optional=True), None, "CLAUDE_CODE_MAX_RETRIES for the child"),
-        "env": Key(str_map(), {}, "extra environment for every job (secret values redacted)", secret=True),
+        "env": Key(str_map(), {}, "extra environment for every job (secret values redacted)", secret=True,
+                   dangerous=True),
         "health_interval": Key(duration(), 5.0, "seconds between health checks"),
         "cleanup_interval": Key(duration(), 60.0, "seconds between cleanup sweeps"),
         "state_check_interval": Key(duration(), 1.0, "seconds between checks for jobs cancelled elsewhere"),
         "budget_wait_max": Key(duration(positive=False), 60.0, "longest wait for retry-budget tokens"),
         "alert_min_interval": Key(duration(positive=False), 60.0, "same alert at most once per this many s"),
-        "claude_args": Key(str_list(), [], "arguments added to every job's claude command line"),
+        "claude_args": Key(str_list(), [], "arguments added to every job's claude command line",
+                           dangerous=True),
     }
 
 
 #: SupervisorConfig fields configured in other sections ([store] path, [breaker], [alerts] webhook).
-_SUPERVISOR_ELSEWHERE = ("store", "breaker", "alert_webhook", "classify_rules")
+_SUPERVISOR_ELSEWHERE = ("store", "breaker", "alert_webhook", "classify_rules", "otel")
 
 
 def supervisor_config_class() -> Any:
@@ -270,7 +318,8 @@ def _with_class_defaults(keys: dict[str, Key]) -> dict[str, Key]:
     for name, key in _dataclass_keys(cls, skip=_SUPERVISOR_ELSEWHERE).items():
         if name in out:
             old = out[name]
-            out[name] = Key(old.check, key.default, old.doc, secret=old.secret, is_path=old.is_path)
+            out[name] = Key(old.check, key.default, old.doc, secret=old.secret, is_path=old.is_path,
+                            dangerous=old.dangerous)
         else:
             out[name] = key
     return out
@@ -309,17 +358,36 @@ def build_schema() -> dict[str, dict[str, Key]]:
             "rules": Key(path(), None, "TOML file of extra classification rules ([[rule]] tables)", is_path=True),
         },
         "dashboard": {
-            "host": Key(text(optional=False, nonempty=True), "127.0.0.1", "address the dashboard listens on"),
+            "host": Key(text(optional=False, nonempty=True), "127.0.0.1", "address the dashboard listens on",
+                        dangerous=True),
             "port": Key(integer(lo=0, hi=65535), 8765, "dashboard port (0: any free one)"),
-            "token": Key(text(), None, "dashboard access token", secret=True),
+            "token": Key(text(), None, "dashboard access token", secret=True, dangerous=True),
         },
         "alerts": {
-            "webhook": Key(url("http", "https"), None, "URL POSTed on escalations and breaker openings", secret=True),
+            "webhook": Key(url("http", "https"), None, "URL POSTed on escalations and breaker openings", secret=True,
+                           dangerous=True),
         },
         "redis": {
             "url": Key(url("redis", "rediss", "unix"), None,
                        "Redis of the fleet: `resurgo batch` submits there unless --local; "
-                       "`resurgo worker` serves it unless --redis", secret=True),
+                       "`resurgo worker` serves it unless --redis", secret=True, dangerous=True),
+        },
+        "otel": {
+            "enabled": Key(boolean(), False, "emit OpenTelemetry traces and metrics (pip install 'resurgo[otel]'; "
+                           "exporter settings: the standard OTEL_* variables, docs/otel.md)"),
+        },
+        "worker": {
+            # what `resurgo worker` accepts from the fleet's Redis (resurgo.distributed._policy)
+            "cwd_roots": Key(str_list(), [], "folders a fleet job's cwd must lie under "
+                             "(default: the folder the worker started in)", is_path=True, dangerous=True),
+            "allow_env": Key(str_list(), [], "variables a fleet job may set although refused by default "
+                             "(PATH, LD_*, ANTHROPIC_*, ...)", dangerous=True),
+            "allow_claude_args": Key(str_list(), [], "claude flags a fleet job may pass beyond the safe ones "
+                                     "(e.g. --allowedTools; '*' for any)", dangerous=True),
+            "transcripts": Key(choice("redact", "encrypt", "plain"), "redact",
+                               "how session transcripts are stored in Redis"),
+            "transcript_key": Key(text(), None, "Fernet key for transcripts = 'encrypt' (shared by the fleet)",
+                                  secret=True),
         },
         "store": {
             "path": Key(path(), None, "SQLite run store (default: $RESURGO_HOME or the XDG state folder)",

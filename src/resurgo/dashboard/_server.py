@@ -10,19 +10,36 @@ would leak a connection (three file descriptors) per request.  Long-lived
 event streams are capped for the same reason; a refused stream makes the page
 fall back to polling.
 
+Nobody can tie the server up without credentials: a connection reaches the
+pool only once its request headers have fully arrived.  Until then one
+selector thread (:class:`_HeaderGate`) reads it without blocking, with an
+overall deadline (``header_timeout``, 10 s); idle or trickling connections
+beyond ``max_pending`` (or ``max_per_client`` from one address) evict the
+oldest waiting one, so a flood of idle sockets cannot keep ``/healthz`` from
+answering.
+
 Security: bound to loopback without a token, the server also checks the
-``Host`` header (a web page elsewhere cannot reach it through DNS rebinding).
-Bound anywhere else it refuses to start without a token.  Every JSON response
-goes through :func:`resurgo.observe.redact_obj`.
+``Host`` header (a web page elsewhere cannot reach it through DNS rebinding)
+and refuses requests a browser marks as cross-site (``Sec-Fetch-Site``,
+``Origin``), so a web page cannot make the browser read a tokenless
+dashboard.  Bound anywhere else it refuses to start without a token of at
+least :data:`MIN_TOKEN_LENGTH` characters.  Every JSON response goes through
+:func:`resurgo.observe.redact_obj`; non-finite numbers become ``null``; a 500
+says only that something failed (details go to the log).
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import hmac
+import io
 import ipaddress
 import json
 import logging
+import math
 import re
+import selectors
 import socket
 import threading
 import time
@@ -53,6 +70,15 @@ from resurgo.supervise._jobs import owner_alive
 log = logging.getLogger(__name__)
 
 COOKIE = "resurgo_token"
+
+#: shorter tokens can be guessed over the network (``resurgo dashboard --token generate`` makes 32 characters)
+MIN_TOKEN_LENGTH = 16
+
+#: ``/api/errors`` never builds more buckets than this, whatever ``bucket=`` asks for
+MAX_BUCKETS = 2000
+
+#: epoch seconds outside this range are not dates anyone means (and overflow window arithmetic)
+_MAX_EPOCH = 1e11
 
 #: ``range=`` values the UI offers, in seconds; ``all`` means from the oldest record.
 RANGES: dict[str, float | None] = {
@@ -120,11 +146,173 @@ def parse_range(params: dict[str, list[str]], now: float) -> tuple[float | None,
     return (None if span is None else end - span), end
 
 
-def _float(value: str, name: str) -> float:
+def _float(value: str, name: str, *, what: str = "epoch seconds") -> float:
     try:
-        return float(value)
+        v = float(value)
     except ValueError:
-        raise BadRequest(f"{name} must be epoch seconds, got {value!r}") from None
+        raise BadRequest(f"{name} must be {what}, got {value!r}") from None
+    if not math.isfinite(v) or abs(v) > _MAX_EPOCH:
+        raise BadRequest(f"{name} must be a finite number of {what}, got {value!r}")
+    return v
+
+
+def bucket_width(raw: str, window_s: float) -> float | None:
+    """``bucket=`` in seconds, raised so the window holds at most :data:`MAX_BUCKETS` buckets.
+
+    A tiny bucket would otherwise build millions of empty buckets (``1e-300``
+    exhausts memory); raising it rather than refusing keeps a zoomed-out chart working.
+    """
+    if not raw:
+        return None
+    b = _float(raw, "bucket", what="seconds")
+    if b <= 0:
+        raise BadRequest(f"bucket must be > 0 seconds, got {raw!r}")
+    return max(b, window_s / MAX_BUCKETS) if window_s > 0 else b
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as ``None``: JSON has no such numbers, and a float the
+    store happens to hold must not turn a response into an error (or a dropped connection)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+class _HeaderGate(threading.Thread):
+    """Reads request headers of new connections without a thread each; hands complete ones on.
+
+    One selector, non-blocking sockets, an absolute deadline per connection
+    (``timeout``), at most ``max_pending`` waiting connections and
+    ``max_per_client`` per address, the oldest evicted first: an attacker's
+    idle sockets age out and are pushed out by fresh ones, while a real client
+    sends its headers at once and is passed on straight away.
+    """
+
+    _LIMIT = 64 * 1024  # request line and headers; a GET has no body
+
+    def __init__(self, ready: Callable[[socket.socket, Any, bytes], None], *, timeout: float,
+                 max_pending: int, max_per_client: int) -> None:
+        super().__init__(name="resurgo-dashboard-headers", daemon=True)
+        self.ready = ready
+        self.timeout = timeout
+        self.max_pending = max_pending
+        self.max_per_client = max_per_client
+        self.sel = selectors.DefaultSelector()
+        self._inbox: collections.deque[tuple[socket.socket, Any]] = collections.deque()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self.sel.register(self._wake_r, selectors.EVENT_READ)
+        # insertion-ordered: the first entries are the oldest
+        self._pending: dict[socket.socket, tuple[Any, float, bytearray]] = {}
+        self._stopping = False
+        self.evicted = 0
+
+    def add(self, sock: socket.socket, addr: Any) -> None:
+        self._inbox.append((sock, addr))
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+
+    def stop(self) -> None:
+        self._stopping = True
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+        if self.is_alive():
+            self.join(timeout=5)
+        for sock in list(self._pending):
+            self._drop(sock)
+        while self._inbox:
+            self._close(self._inbox.popleft()[0])
+        self.sel.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    @staticmethod
+    def _close(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            sock.close()
+
+    def _drop(self, sock: socket.socket) -> None:
+        self._pending.pop(sock, None)
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self.sel.unregister(sock)
+        self._close(sock)
+
+    def _admit(self, sock: socket.socket, addr: Any) -> None:
+        host = addr[0] if isinstance(addr, tuple) and addr else addr
+        same = [s for s, (a, _d, _b) in self._pending.items() if (a[0] if isinstance(a, tuple) else a) == host]
+        if len(same) >= self.max_per_client:
+            self.evicted += 1
+            self._drop(same[0])
+        if len(self._pending) >= self.max_pending:
+            self.evicted += 1
+            self._drop(next(iter(self._pending)))
+        try:
+            sock.setblocking(False)
+            self.sel.register(sock, selectors.EVENT_READ)
+        except (OSError, ValueError):
+            self._close(sock)
+            return
+        self._pending[sock] = (addr, time.monotonic() + self.timeout, bytearray())
+
+    def run(self) -> None:
+        while not self._stopping:
+            now = time.monotonic()
+            first = next(iter(self._pending.values()), None)
+            wait = 0.5 if first is None else max(0.0, min(0.5, first[1] - now))
+            try:
+                events = self.sel.select(wait)
+            except (OSError, ValueError):
+                if self._stopping:
+                    return
+                continue
+            for key, _mask in events:
+                sock = key.fileobj
+                if sock is self._wake_r:
+                    with contextlib.suppress(OSError):
+                        self._wake_r.recv(4096)
+                    while self._inbox:
+                        self._admit(*self._inbox.popleft())
+                    continue
+                assert isinstance(sock, socket.socket)
+                self._read(sock)
+            now = time.monotonic()
+            expired = [s for s, (_a, deadline, _b) in self._pending.items() if deadline <= now]
+            for s in expired:
+                self._drop(s)
+
+    def _read(self, sock: socket.socket) -> None:
+        entry = self._pending.get(sock)
+        if entry is None:
+            return
+        addr, _deadline, buf = entry
+        try:
+            chunk = sock.recv(8192)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._drop(sock)
+            return
+        if not chunk:
+            self._drop(sock)
+            return
+        buf += chunk
+        if b"\r\n\r\n" in buf or b"\n\n" in buf:
+            self._pending.pop(sock, None)
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self.sel.unregister(sock)
+            try:
+                sock.setblocking(True)
+            except OSError:
+                self._close(sock)
+                return
+            self.ready(sock, addr, bytes(buf))
+        elif len(buf) > self._LIMIT:
+            self._drop(sock)
 
 
 class _PooledHTTPServer(HTTPServer):
@@ -133,16 +321,40 @@ class _PooledHTTPServer(HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, addr: tuple[str, int], handler: type[BaseHTTPRequestHandler], workers: int) -> None:
+    request_queue_size = 128
+
+    def __init__(self, addr: tuple[str, int], handler: type[BaseHTTPRequestHandler], workers: int, *,
+                 header_timeout: float = 10.0, max_pending: int = 256, max_per_client: int = 128) -> None:
         host = addr[0]
         if ":" in host.strip("[]"):
             self.address_family = socket.AF_INET6
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="resurgo-dashboard")
+        self._prebuf: dict[int, bytes] = {}
+        self._prebuf_lock = threading.Lock()
         super().__init__((host.strip("[]"), addr[1]), handler)
+        self.gate = _HeaderGate(self._ready, timeout=header_timeout, max_pending=max_pending,
+                                max_per_client=max_per_client)
+        self.gate.start()
         self.dashboard: Dashboard | None = None
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        self.pool.submit(self._work, request, client_address)
+        # headers first, without a worker: only complete requests reach the pool (see _HeaderGate)
+        self.gate.add(request, client_address)
+
+    def _ready(self, request: socket.socket, client_address: Any, head: bytes) -> None:
+        with self._prebuf_lock:
+            self._prebuf[request.fileno()] = head
+        try:
+            self.pool.submit(self._work, request, client_address)
+        except RuntimeError:  # shutting down
+            with self._prebuf_lock:
+                self._prebuf.pop(request.fileno(), None)
+            with contextlib.suppress(OSError):
+                request.close()
+
+    def take_head(self, request: socket.socket) -> bytes:
+        with self._prebuf_lock:
+            return self._prebuf.pop(request.fileno(), b"")
 
     def _work(self, request: Any, client_address: Any) -> None:
         try:
@@ -151,6 +363,10 @@ class _PooledHTTPServer(HTTPServer):
             self.handle_error(request, client_address)
         finally:
             self.shutdown_request(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.gate.stop()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("dashboard: error while handling %s", client_address, exc_info=True)
@@ -164,7 +380,11 @@ class Dashboard:
     a loopback ``host`` is allowed.  ``now`` is injectable so tests and
     screenshots can pin time; ``is_alive(owner)`` decides whose stored
     health is shown (default: :func:`owner_alive`, the supervisor process
-    exists).  ``port=0`` picks a free port (see :attr:`port`).
+    exists).  ``port=0`` picks a free port (see :attr:`port`).  A token has at
+    least :data:`MIN_TOKEN_LENGTH` characters.  ``header_timeout`` [10 s] is
+    how long a connection may take to send its request headers;
+    ``max_pending`` [256] / ``max_per_client`` [128] bound the connections
+    still sending them (the oldest is dropped first).
     """
 
     def __init__(
@@ -180,9 +400,17 @@ class Dashboard:
         workers: int = 16,
         max_streams: int = 8,
         is_alive: Callable[[str | None], bool] = owner_alive,
+        header_timeout: float = 10.0,
+        max_pending: int = 256,
+        max_per_client: int = 128,
     ) -> None:
         if token is not None and not token.strip():
             raise DashboardError("the token must not be empty")
+        if token is not None and len(token) < MIN_TOKEN_LENGTH:
+            raise DashboardError(
+                f"the token is too short ({len(token)} characters; at least {MIN_TOKEN_LENGTH}): it could be "
+                "guessed. Use --token generate for a random one."
+            )
         if not token and not is_loopback(host):
             raise DashboardError(
                 f"refusing to serve the dashboard on {host} without a token: anyone who can reach "
@@ -208,7 +436,8 @@ class Dashboard:
         except Exception as e:
             raise DashboardError(f"cannot use the store {store.path}: {e}") from e
         try:
-            self.httpd = _PooledHTTPServer((host, port), _Handler, workers)
+            self.httpd = _PooledHTTPServer((host, port), _Handler, workers, header_timeout=header_timeout,
+                                           max_pending=max_pending, max_per_client=max_per_client)
         except OSError as e:
             raise DashboardError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
         self.httpd.dashboard = self
@@ -296,8 +525,8 @@ class Dashboard:
             return self.health(now)
         win = self._window(params, now)
         if path == "/api/errors":
-            bucket = params.get("bucket", [""])[0]
-            series = error_series(self.store, win, bucket_s=_float(bucket, "bucket") if bucket else None)
+            bucket = bucket_width(params.get("bucket", [""])[0], win.seconds)
+            series = error_series(self.store, win, bucket_s=bucket)
             return {
                 "window": _win(win),
                 "series": series.to_dict(),
@@ -328,6 +557,10 @@ class Dashboard:
                 "window": _win(win),
                 "jobs": list_jobs(self.store, win if use_window else None, state=state, limit=n),
             }
+        if path == "/api/concurrency":
+            from resurgo.observe._concurrency import concurrency_series
+
+            return {"window": _win(win), **concurrency_series(self.store, win.start, win.end)}
         if path.startswith("/api/jobs/"):
             job_id = urllib.parse.unquote(path[len("/api/jobs/") :])
             detail = job_detail(self.store, job_id)
@@ -359,7 +592,8 @@ class _Handler(BaseHTTPRequestHandler):
     server: _PooledHTTPServer
     # One request per connection: idle keep-alive connections would each pin a pool worker.
     protocol_version = "HTTP/1.0"
-    timeout = 30
+    # headers have already arrived (the gate); this bounds each write to a client that stopped reading
+    timeout = 10
     server_version = "resurgo-dashboard"
     sys_version = ""
 
@@ -420,6 +654,30 @@ class _Handler(BaseHTTPRequestHandler):
                 return True, False
         return False, False
 
+    def setup(self) -> None:
+        super().setup()
+        head = self.server.take_head(self.connection)
+        if head:  # the gate read the request headers already; a GET has nothing more to read
+            raw, self.rfile = self.rfile, io.BytesIO(head)
+            raw.close()
+
+    def _cross_site(self) -> bool:
+        """A request a browser sent on behalf of another site (a link, an image, a fetch from a web page).
+
+        ``Sec-Fetch-Site`` is sent by current browsers; ``Origin`` covers
+        older ones for scripted requests.  Tools (curl, Prometheus) send
+        neither and are unaffected; the page's own requests are same-origin.
+        """
+        site = self.headers.get("Sec-Fetch-Site", "").strip().lower()
+        if site and site not in ("same-origin", "none"):
+            return True
+        origin = self.headers.get("Origin")
+        if origin is not None:
+            o = urllib.parse.urlsplit(origin.strip())
+            if origin.strip() == "null" or o.netloc.lower() != self.headers.get("Host", "").strip().lower():
+                return True
+        return False
+
     def _host_ok(self) -> bool:
         """Without a token, only loopback Host headers: defeats DNS rebinding."""
         if self.dash.token:
@@ -440,6 +698,10 @@ class _Handler(BaseHTTPRequestHandler):
         path = url.path.rstrip("/") or "/"
         if not self._host_ok():
             self._error(HTTPStatus.FORBIDDEN, "this dashboard answers only to loopback host names")
+            return
+        if not self.dash.token and self._cross_site() and path != "/healthz":
+            # without a token a loopback address is the only protection; another site's page must not use it
+            self._error(HTTPStatus.FORBIDDEN, "cross-site requests are refused")
             return
         if path.startswith("/static/") or path == "/favicon.ico":
             # Assets hold no data, and the token page needs its stylesheet.
@@ -499,11 +761,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._error(HTTPStatus.BAD_REQUEST, str(e))
             except KeyError as e:
                 self._error(HTTPStatus.NOT_FOUND, str(e.args[0]) if e.args else "not found")
-            except Exception as e:
+            except Exception:
+                # the text of an exception can hold paths, SQL or data: it goes to the log only
                 log.exception("dashboard: %s failed", path)
-                self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(e).__name__}: {e}")
+                self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error; the dashboard's log has the details")
             else:
-                self._json(HTTPStatus.OK, value, headers=cookie)
+                self._json(HTTPStatus.OK, json_safe(value), headers=cookie)
         else:
             self._error(HTTPStatus.NOT_FOUND, f"no such page {path}")
 

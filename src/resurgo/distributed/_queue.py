@@ -41,7 +41,10 @@ __all__ = ["FleetJob", "FleetQueue", "FleetResult", "run_batch_via_redis"]
 GROUP = "workers"
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 
-# KEYS: job ; ARGV: worker, now, entry_id, max_claims, stream, group
+# Every key a script touches is passed in KEYS (Redis Cluster routes on them; with a prefix holding a
+# hash tag, e.g. "{resurgo}", all of a fleet's keys share one slot), never built inside the script.
+
+# KEYS: job, stream, owners, transcript ; ARGV: worker, now, entry_id, max_claims, group
 CLAIM = r"""
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {-3, '', 0} end
@@ -51,7 +54,7 @@ if claims >= tonumber(ARGV[4]) then
   redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', ARGV[2],
              'reason', 'claimed ' .. claims .. ' times without finishing (workers died running it)')
   redis.call('HINCRBY', KEYS[1], 'completions', 1)
-  redis.call('XACK', ARGV[5], ARGV[6], ARGV[3])
+  redis.call('XACK', KEYS[2], ARGV[5], ARGV[3])
   return {-2, '', 0}
 end
 local token = redis.call('HINCRBY', KEYS[1], 'token', 1)
@@ -59,9 +62,9 @@ redis.call('HINCRBY', KEYS[1], 'claims', 1)
 local prev = redis.call('HGET', KEYS[1], 'owner') or ''
 redis.call('HSET', KEYS[1], 'state', 'running', 'owner', ARGV[1], 'entry', ARGV[3], 'claimed_at', ARGV[2])
 redis.call('HSETNX', KEYS[1], 'started_at', ARGV[2])
-if prev ~= '' and prev ~= ARGV[1] then redis.call('RPUSH', KEYS[1] .. ':owners', prev) end
+if prev ~= '' and prev ~= ARGV[1] then redis.call('RPUSH', KEYS[3], prev) end
 local sid = redis.call('HGET', KEYS[1], 'session_id') or ''
-return {token, sid, redis.call('EXISTS', KEYS[1] .. ':transcript')}
+return {token, sid, redis.call('EXISTS', KEYS[4])}
 """
 
 # KEYS: job, stream ; ARGV: group, worker, token, entry_id
@@ -96,14 +99,14 @@ redis.call('PUBLISH', KEYS[3], cjson.encode({job = id, state = ARGV[4]}))
 return 1
 """
 
-# KEYS: job, stream ; ARGV: group, token, entry_id, reason
+# KEYS: job, stream, owners ; ARGV: group, token, entry_id, reason
 RELEASE = r"""
 if redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then return 0 end
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'succeeded' or state == 'failed' or state == 'cancelled' then return 0 end
 redis.call('HINCRBY', KEYS[1], 'token', 1)
 local owner = redis.call('HGET', KEYS[1], 'owner') or ''
-if owner ~= '' then redis.call('RPUSH', KEYS[1] .. ':owners', owner) end
+if owner ~= '' then redis.call('RPUSH', KEYS[3], owner) end
 local id = string.match(KEYS[1], '([^:]+)$')
 local entry = redis.call('XADD', KEYS[2], '*', 'job', id)
 redis.call('XACK', KEYS[2], ARGV[1], ARGV[3])
@@ -111,16 +114,16 @@ redis.call('HSET', KEYS[1], 'state', 'queued', 'owner', '', 'entry', entry, 'rea
 return 1
 """
 
-# KEYS: job, idem ; ARGV: id, spec_json, now, batch, stream
+# KEYS: job, stream[, idem] ; ARGV: id, spec_json, now, batch
 SUBMIT = r"""
-if KEYS[2] ~= '' then
-  local existing = redis.call('GET', KEYS[2])
+if #KEYS >= 3 then
+  local existing = redis.call('GET', KEYS[3])
   if existing then return {existing, 0} end
-  redis.call('SET', KEYS[2], ARGV[1])
+  redis.call('SET', KEYS[3], ARGV[1])
 end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'spec', ARGV[2], 'state', 'queued', 'submitted_at', ARGV[3],
            'batch', ARGV[4], 'token', 0, 'claims', 0, 'completions', 0)
-local entry = redis.call('XADD', ARGV[5], '*', 'job', ARGV[1])
+local entry = redis.call('XADD', KEYS[2], '*', 'job', ARGV[1])
 redis.call('HSET', KEYS[1], 'entry', entry)
 return {ARGV[1], 1}
 """
@@ -251,8 +254,10 @@ class FleetQueue:
         """Queue one job; with an ``idem_key`` already submitted, return that job's id instead."""
         job = FleetJob.of(spec)
         jid = uuid.uuid4().hex
-        idem = f"{self.prefix}:idem:{job.idem_key}" if job.idem_key else ""
-        r = self._submit(keys=[self.job_key(jid), idem], args=[jid, job.to_json(), time.time(), batch, self.stream])
+        keys = [self.job_key(jid), self.stream]
+        if job.idem_key:
+            keys.append(f"{self.prefix}:idem:{job.idem_key}")
+        r = self._submit(keys=keys, args=[jid, job.to_json(), time.time(), batch])
         return str(r[0])
 
     def submit_many(self, specs: Iterable[Any], *, batch: str = "") -> list[str]:

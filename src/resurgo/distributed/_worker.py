@@ -15,6 +15,12 @@ Why it is built this way:
   uploaded is written into *this* host's config dir at the path the CLI will
   look for, the job is entered into the local store as interrupted with that
   session, and ``Supervisor.resume`` continues the conversation.
+* **A job spec is a request, not an order.**  Whoever can write to Redis can
+  queue jobs, so the worker checks each one against its own
+  :class:`~resurgo.distributed._policy.WorkerPolicy` (environment, ``cwd``,
+  ``claude_args``, session ids) and fails a job it refuses, with the reasons.
+  Transcripts are redacted (or encrypted) before they go to Redis
+  (:mod:`resurgo.distributed._transcripts`).
 * **Graceful stop releases, never abandons.**  On SIGTERM the worker takes no
   new jobs, lets running ones finish for ``grace`` seconds, then interrupts
   them, uploads their transcripts and puts them back in the stream so another
@@ -39,14 +45,15 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
+from resurgo._endpoints import endpoint_name
 from resurgo.distributed._link import RedisLink, default_worker_name
+from resurgo.distributed._policy import WorkerPolicy, is_session_id
 from resurgo.distributed._queue import CLAIM, FINISH, GROUP, HEARTBEAT, RELEASE, TRANSCRIPT, FleetJob
+from resurgo.distributed._transcripts import TranscriptCodec, TranscriptError
 
 log = logging.getLogger("resurgo.distributed")
 
 __all__ = ["FleetWorker"]
-
-_REDACTED = "<redacted>"
 
 
 @dataclass
@@ -76,6 +83,9 @@ class FleetWorker:
     many claims a job is failed instead of passed on; ``grace`` [10 s] how long
     :meth:`stop` lets running jobs finish before releasing them;
     ``share_state`` [True] shares breakers, budgets and learned rules.
+    ``policy`` [:class:`WorkerPolicy` defaults: jobs under the current folder,
+    no dangerous variables or flags] decides which jobs from Redis it runs;
+    ``transcripts`` [redacting] how session transcripts are stored in Redis.
     """
 
     def __init__(
@@ -92,13 +102,15 @@ class FleetWorker:
         grace: float = 10.0,
         share_state: bool = True,
         environ: dict[str, str] | None = None,
+        policy: WorkerPolicy | None = None,
+        transcripts: TranscriptCodec | None = None,
     ) -> None:
         from resurgo.supervise import SupervisorConfig
 
         self.config = config if config is not None else SupervisorConfig()
         if not isinstance(self.config, SupervisorConfig):
             raise TypeError("config must be a SupervisorConfig")
-        self.concurrency = concurrency or self.config.concurrency
+        self.concurrency = concurrency or self.config.max_jobs
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
         if not lease > 0.3:
@@ -114,6 +126,8 @@ class FleetWorker:
         self.grace = float(grace)
         self.share_state = share_state
         self.environ = dict(os.environ if environ is None else environ)
+        self.policy = policy if policy is not None else WorkerPolicy.create()
+        self.transcripts = transcripts if transcripts is not None else TranscriptCodec()
         self.stream = f"{prefix}:jobs"
         self.r: Any = aredis.Redis.from_url(
             url, decode_responses=True, socket_timeout=max(5.0, self.lease), socket_connect_timeout=2.0,
@@ -157,7 +171,8 @@ class FleetWorker:
         await self._ensure_group()
         classifier = Classifier()
         self.sup = Supervisor(config=self.config, classifier=classifier, environ=self.environ,
-                              budget_factory=self._fleet_budget if self.share_state else None)
+                              budget_factory=self._fleet_budget if self.share_state else None,
+                              limiter_factory=self._fleet_limiter if self.share_state else None)
         await self.sup.start()
         if self.share_state:
             from resurgo.distributed._breaker import RedisBreakerSync
@@ -243,29 +258,37 @@ class FleetWorker:
 
     async def _start(self, entry: str, job_id: str) -> None:
         key = f"{self.prefix}:job:{job_id}"
-        r = await self._claim(keys=[key], args=[self.name, time.time(), entry, self.max_claims, self.stream, GROUP])
+        r = await self._claim(keys=[key, self.stream, f"{key}:owners", f"{key}:transcript"],
+                              args=[self.name, time.time(), entry, self.max_claims, GROUP])
         token = int(r[0])
         if token < 0:
             if token in (-1, -3):  # already final (a stale delivery) or unknown: nothing to run
                 await self.r.xack(self.stream, GROUP, entry)
             return
-        spec = FleetJob.from_json(await self.r.hget(key, "spec"))
-        run = _Running(job_id, entry, token, spec, self._env_for(spec), session_id=str(r[1]) or None)
+        try:
+            spec = FleetJob.from_json(await self.r.hget(key, "spec"))
+        except (TypeError, ValueError) as e:
+            await self._refuse(_Running(job_id, entry, token, FleetJob("-"), {}), key,
+                               [f"malformed job spec: {str(e)[:200]}"])
+            return
+        env, problems = self.policy.check(spec)
+        sid = str(r[1]) or None
+        if sid is not None and not is_session_id(sid):
+            problems.append("the session id in Redis is not a UUID")
+        run = _Running(job_id, entry, token, spec, env, session_id=sid)
+        if problems:
+            await self._refuse(run, key, problems)
+            return
         self._running[job_id] = run
         run.task = asyncio.create_task(self._job(run, resume=bool(int(r[2])) and bool(r[1])),
                                        name=f"resurgo-fleet-{job_id}")
 
-    def _env_for(self, spec: FleetJob) -> dict[str, str]:
-        env: dict[str, str] = {}
-        for k, v in spec.env.items():
-            if v == _REDACTED:
-                if k in self.environ:
-                    env[k] = self.environ[k]  # secrets never travel through Redis; each host has its own
-                else:
-                    log.warning("job needs secret %s, which this worker's environment does not have", k)
-            else:
-                env[k] = v
-        return env
+    async def _refuse(self, run: _Running, key: str, problems: list[str]) -> None:
+        """Fail a job this worker's policy does not allow (passing it on would only repeat the refusal)."""
+        reason = "refused by worker " + self.name + ": " + "; ".join(problems)
+        log.warning("job %s %s", run.job_id, reason)
+        payload = json.dumps({"state": "failed", "reason": reason, "worker": self.name})
+        await self._complete(run, key, "failed", payload, reason)
 
     # ------------------------------------------------------------------ one job
     async def _job(self, run: _Running, *, resume: bool) -> None:
@@ -345,7 +368,7 @@ class FleetWorker:
 
     async def _give_back(self, run: _Running, key: str, reason: str) -> None:
         ok = await self._retrying(f"job {run.job_id}", lambda: self._release(
-            keys=[key, self.stream], args=[GROUP, run.token, run.entry, reason]))
+            keys=[key, self.stream, f"{key}:owners"], args=[GROUP, run.token, run.entry, reason]))
         if int(ok) == 1:
             self.released += 1
             log.info("job %s released for another worker (%s)", run.job_id, reason)
@@ -355,10 +378,15 @@ class FleetWorker:
         from resurgo.supervise import JobSpec
 
         assert run.session_id is not None
-        content = await self.r.get(f"{key}:transcript")
+        stored = await self.r.get(f"{key}:transcript")
+        try:
+            content = self.transcripts.decode(stored or "")
+        except TranscriptError as e:
+            log.warning("job %s: cannot use the stored transcript (%s); starting the session afresh", run.job_id, e)
+            content = ""
         spec = run.spec
         Path(spec.cwd).mkdir(parents=True, exist_ok=True)
-        run.uploaded = (run.session_id, len((content or "").encode()))
+        run.uploaded = (run.session_id, -1)  # what we wrote is the decoded text; the next upload re-encodes
         h = self.sup.adopt_job(
             JobSpec(spec.prompt, cwd=spec.cwd, model=spec.model, claude_args=tuple(spec.claude_args), env=run.env,
                     name=spec.name),
@@ -411,8 +439,9 @@ class FleetWorker:
         if run.uploaded == (sid, len(data)):
             return
         key = f"{self.prefix}:job:{run.job_id}"
+        stored = await asyncio.to_thread(self.transcripts.encode, data.decode("utf-8", "replace"))
         ok = await self._transcript(keys=[key, f"{key}:transcript"],
-                                    args=[run.token, sid, data.decode("utf-8", "replace"), run.spec.cwd, time.time()])
+                                    args=[run.token, sid, stored, run.spec.cwd, time.time()])
         if int(ok) == 1:
             run.uploaded = (sid, len(data))
         else:
@@ -453,9 +482,23 @@ class FleetWorker:
         from resurgo.distributed._budget import RedisRetryBudget
 
         return RedisRetryBudget(
-            self.link, f"endpoint:{url}", ratio=self.config.retry_budget_ratio,
+            self.link, f"endpoint:{endpoint_name(url)}", ratio=self.config.retry_budget_ratio,
             min_retries_per_sec=self.config.retry_budget_min_per_sec, ttl=10.0,
         )
+
+    def _fleet_limiter(self, url: str) -> Any:
+        """With ``concurrency="auto"``: the fleet's one adaptive limit of ``url``, kept in Redis."""
+        if self.link is None:
+            return None  # not connected yet: a local limit
+        from resurgo.distributed._limit import RedisLimiter
+        from resurgo.limit import AIMDOptions
+        from resurgo.supervise._adaptive import endpoint_limit_options
+
+        if self.config.concurrency_algorithm != "aimd":
+            log.warning("the fleet-wide limit in Redis is AIMD; concurrency_algorithm=%s applies to local limits only",
+                        self.config.concurrency_algorithm)
+        opts = AIMDOptions(**endpoint_limit_options("aimd", max_limit=self.config.max_concurrency))
+        return RedisLimiter(self.link, f"endpoint:{url}", options=opts, lease_ttl=max(10.0, 3 * self.lease))
 
     def _share_endpoint(self, env: Mapping[str, str]) -> None:
         """Attach the breaker of the endpoint a job with overrides ``env`` uses to the fleet's breaker sync."""

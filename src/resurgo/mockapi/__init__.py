@@ -12,16 +12,20 @@ real CLI reacting to real HTTP faults, never by mocking the CLI. Stdlib only.
 
 from __future__ import annotations
 
+from resurgo.mockapi._capacity import Capacity
 from resurgo.mockapi._errors import error_response
 from resurgo.mockapi._faults import KNOWN_STATUSES, Faults
 from resurgo.mockapi._script import parse_directives
 from resurgo.mockapi._server import MockServer, RequestRecord
+from resurgo.mockapi._shapes import tool_wait
 
 __all__ = [
     "KNOWN_STATUSES",
+    "Capacity",
     "Faults",
     "MockServer",
     "RequestRecord",
     "error_response",
     "parse_directives",
+    "tool_wait",
 ]

@@ -22,6 +22,7 @@ from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 from resurgo._lifecycle import LoopThread, StartStop
+from resurgo.mockapi._capacity import Capacity, CapacityState
 from resurgo.mockapi._errors import error_response, reason_phrase
 from resurgo.mockapi._faults import KIND_CUT, KIND_HANG, KIND_RESET, Decision, Faults, FaultState
 from resurgo.mockapi._script import estimate_tokens, next_reply
@@ -31,6 +32,25 @@ _MAX_HEADER = 256 * 1024
 _MAX_BODY = 64 * 1024 * 1024
 _SECRET_HEADERS = {"x-api-key", "authorization", "proxy-authorization", "cookie"}
 CONTROL_PREFIX = "/_resurgo/"
+ROUTE_PREFIX = "/j/"
+_MAX_ROUTE = 128
+
+
+def split_route(path: str) -> tuple[str | None, str]:
+    """``/j/<route>/v1/messages`` -> ``("<route>", "/v1/messages")``; other paths unchanged.
+
+    The real CLI keeps the path of ``ANTHROPIC_BASE_URL`` (checked with 2.1.x:
+    ``http://host:port/j/job-7/`` is requested as ``/j/job-7/v1/messages``), so a
+    route prefix names the client without a header of our own.  Bounded: a route
+    longer than 128 characters is not a route and the path is left as it is.
+    """
+    if not path.startswith(ROUTE_PREFIX):
+        return None, path
+    rest = path[len(ROUTE_PREFIX) :]
+    route, sep, tail = rest.partition("/")
+    if not route or len(route) > _MAX_ROUTE:
+        return None, path
+    return route, "/" + tail if sep else "/"
 
 
 @dataclass(frozen=True)
@@ -52,6 +72,9 @@ class RequestRecord:
     status: int | None
     stream: bool
     body: dict[str, Any] | None = field(repr=False, default=None)
+    route: str | None = None
+    """The ``/j/<route>`` prefix the client's base URL carried (None: none): a chaos run gives
+    every job its own base URL path so each request, and each fault, is known per job."""
 
 
 class _BadRequest(Exception):
@@ -74,8 +97,10 @@ class MockServer(StartStop):
         *,
         faults: Faults | None = None,
         record_bodies: bool = True,
+        capacity: Capacity | None = None,
     ) -> None:
         self.host = host
+        self._capacity = CapacityState(capacity)
         self._want_port = port
         self._port: int | None = None
         self._faults = FaultState(faults or Faults())
@@ -127,6 +152,20 @@ class MockServer(StartStop):
     def clear_faults(self) -> None:
         self._faults.set(Faults())
 
+    @property
+    def capacity(self) -> Capacity:
+        return self._capacity.capacity
+
+    def set_capacity(self, capacity: Capacity | None = None, /, **fields: Any) -> None:
+        """Switch the capacity model now (thread-safe): a :class:`Capacity` or its fields; none = unlimited."""
+        if capacity is not None and fields:
+            raise TypeError("pass a Capacity or keyword fields, not both")
+        self._capacity.set(capacity if capacity is not None else Capacity(**fields))
+
+    def capacity_stats(self) -> dict[str, Any]:
+        """The capacity model's plan and counters (in flight now, most seen, admitted, refused)."""
+        return self._capacity.snapshot()
+
     def stats(self) -> dict[str, Any]:
         """Counts by path, status and fault, plus the fault plan's bookkeeping."""
         recs = self.requests
@@ -146,6 +185,7 @@ class MockServer(StartStop):
             "open_connections": len(self._writers),
             "connections_total": self._connections_total,
             **self._faults.snapshot(),
+            "capacity": self._capacity.snapshot(),
         }
 
     def reset_requests(self) -> None:
@@ -253,6 +293,7 @@ class MockServer(StartStop):
         path = parts.path
         if path.startswith(CONTROL_PREFIX):
             return await self._control(writer, method, path, body_bytes, keep_alive)
+        route, path = split_route(path)
 
         session_id = headers.get("x-claude-code-session-id")
         body: dict[str, Any] | None = None
@@ -264,7 +305,7 @@ class MockServer(StartStop):
         stream = bool(body and body.get("stream"))
         decision = self._faults.decide(path, session_id)
 
-        def record(status: int | None) -> None:
+        def record(status: int | None, fault: str | None = None) -> None:
             rec = RequestRecord(
                 method=method,
                 path=path,
@@ -272,10 +313,11 @@ class MockServer(StartStop):
                 headers={k: ("<redacted>" if k in _SECRET_HEADERS else v) for k, v in headers.items()},
                 session_id=session_id,
                 time=time.time(),
-                fault=decision.kind,
+                fault=fault or decision.kind,
                 status=status,
                 stream=stream,
                 body=body if self._record_bodies else None,
+                route=route,
             )
             with self._records_lock:
                 self._records.append(rec)
@@ -318,7 +360,19 @@ class MockServer(StartStop):
             record(200)
             await self._send_json(writer, 200, {"input_tokens": estimate_tokens(body)}, keep_alive)
             return keep_alive
-        return await self._messages(writer, body, stream, decision, record, keep_alive)
+        adm = self._capacity.admit(time.time())
+        if adm.status is not None:
+            hdrs, ebody = error_response(adm.status, retry_after=adm.retry_after)
+            hdrs.update(adm.headers or {})
+            record(adm.status, "capacity" if adm.status == 529 else "rate")
+            await self._send(writer, adm.status, hdrs, ebody, keep_alive)
+            return keep_alive
+        try:
+            if adm.latency:
+                await asyncio.sleep(adm.latency)
+            return await self._messages(writer, body, stream, decision, record, keep_alive)
+        finally:
+            self._capacity.release()
 
     async def _messages(
         self,
@@ -400,6 +454,20 @@ class MockServer(StartStop):
             await self._send_json(writer, 200, {"faults": faults.to_dict()}, keep_alive)
         elif name == "faults" and method == "GET":
             await self._send_json(writer, 200, {"faults": self.faults.to_dict()}, keep_alive)
+        elif name == "capacity" and method == "POST":
+            try:
+                data = json.loads(body or b"{}")
+                if not isinstance(data, dict):
+                    raise ValueError("expected a JSON object of Capacity fields")
+                cap = Capacity.from_dict(data)
+            except (ValueError, TypeError) as e:
+                hdrs, ebody = error_response(400, message=f"bad capacity: {e}")
+                await self._send(writer, 400, hdrs, ebody, keep_alive)
+                return keep_alive
+            self._capacity.set(cap)
+            await self._send_json(writer, 200, self._capacity.snapshot(), keep_alive)
+        elif name == "capacity" and method == "GET":
+            await self._send_json(writer, 200, self._capacity.snapshot(), keep_alive)
         elif name == "stats" and method == "GET":
             await self._send_json(writer, 200, self.stats(), keep_alive)
         elif name == "requests" and method == "GET":
@@ -412,6 +480,7 @@ class MockServer(StartStop):
                     "fault": r.fault,
                     "status": r.status,
                     "stream": r.stream,
+                    "route": r.route,
                 }
                 for r in self.requests
             ]

@@ -14,6 +14,7 @@ from typing import Any
 
 from resurgo.observe._metrics import Window
 from resurgo.store import Store
+from resurgo.store.runs import summarize_phases
 
 _JOB_LIST_COLUMNS = (
     "id, batch_id, name, model, endpoint, state, session_id, attempts, recoveries,"
@@ -90,11 +91,14 @@ def job_detail(store: Store, job_id: str, *, max_events: int = 2000) -> dict[str
     errors = [
         dict(r) for r in store.query("SELECT * FROM errors WHERE job_id = ? ORDER BY ts, id", (job_id,))
     ]
+    phases = store.recovery_phases(job_id)
     return {
         "job": job,
         "attempts": attempts,
         "events": events,
         "events_total": total,
         "recoveries": recoveries,
+        "recovery_phases": [p.to_dict() for p in phases],
+        "phases_by_fault": summarize_phases(phases),
         "errors": errors,
     }

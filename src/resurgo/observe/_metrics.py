@@ -499,6 +499,10 @@ class Availability:
     mttr_s: float | None
     mttr_active_s: float | None
     mtbf_s: float | None
+    #: down time spent in waits the endpoint imposed (``recoveries.waited_s``: reset times, an open
+    #: breaker), and the time-based availability with it taken out of both down and run time
+    imposed_s: float = 0.0
+    time_ratio_excl_imposed: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -580,13 +584,14 @@ def availability(store: Store, win: Window) -> Availability:
     )
     recs: dict[str, list[Any]] = defaultdict(list)
     for r in store.query(
-        "SELECT job_id, detected_at, restored_at FROM recoveries WHERE detected_at < ?"
+        "SELECT job_id, detected_at, restored_at, waited_s FROM recoveries WHERE detected_at < ?"
         " ORDER BY detected_at",
         (win.end,),
     ):
         recs[str(r["job_id"])].append(r)
     run_s = 0.0
     down_s = 0.0
+    imposed_s = 0.0
     for job in jobs:
         end = _run_end(job, win)
         if end is None:
@@ -600,6 +605,11 @@ def availability(store: Store, win: Window) -> Availability:
             for r in recs.get(str(job["id"]), [])
         ]
         down_s += down_time(rs, re_, fails)
+        for r in recs.get(str(job["id"]), []):
+            # a wait lies within its recovery's down interval: count it there, clipped to the window
+            d0 = max(float(r["detected_at"]), rs)
+            d1 = min(re_ if r["restored_at"] is None else float(r["restored_at"]), re_)
+            imposed_s += max(0.0, min(float(r["waited_s"] or 0.0), d1 - d0))
     fin = store.query(
         "SELECT COUNT(*) AS n, SUM(state = 'succeeded') AS s, SUM(state = 'failed') AS f,"
         " SUM(state = 'failed' AND NOT EXISTS (SELECT 1 FROM recoveries r WHERE r.job_id = jobs.id)) AS fx"
@@ -627,6 +637,8 @@ def availability(store: Store, win: Window) -> Availability:
         mttr_s=rstats.time.mean,
         mttr_active_s=rstats.active_time.mean,
         mtbf_s=mtbf(run_s, down_s, failures),
+        imposed_s=min(imposed_s, down_s),
+        time_ratio_excl_imposed=time_availability(run_s - min(imposed_s, down_s), down_s - min(imposed_s, down_s)),
     )
 
 

@@ -199,6 +199,10 @@ class ResurgoCollector:
             if value is not None:
                 g.add_metric([label], value)
             out.append(g)
+        # adaptive concurrency (absent on stores without its table) ------------------
+        from resurgo.observe._concurrency import concurrency_families
+
+        out += list(concurrency_families(store))
         return out
 
     @staticmethod

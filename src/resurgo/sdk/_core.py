@@ -29,6 +29,7 @@ from claude_agent_sdk import (
 )
 
 from resurgo._continuation import check_continuation, render_continuation
+from resurgo._endpoints import endpoint_name
 from resurgo.breaker import CircuitBreaker, CircuitOpenError, CircuitThresholds, Permit
 from resurgo.classify import ErrorClass, ErrorType, Severity, Strategy
 from resurgo.classify import classify as _default_classify
@@ -117,7 +118,7 @@ def breaker_for(endpoint: str, *, thresholds: CircuitThresholds | None = None) -
         b = _breakers.get(key)
         if b is None:
             b = _breakers[key] = CircuitBreaker(
-                f"claude-api {key}", thresholds=thresholds, classifier=_breaker_classifier
+                f"claude-api {endpoint_name(key)}", thresholds=thresholds, classifier=_breaker_classifier
             )
         elif thresholds is not None and b.thresholds != thresholds:
             raise ValueError(f"the breaker for {key!r} already exists with other thresholds")
@@ -241,7 +242,7 @@ class Settings:
 
             retrier = Retrier(
                 policy=policy or DEFAULT_POLICY,
-                name=f"claude-sdk {endpoint}",
+                name=f"claude-sdk {endpoint_name(endpoint)}",
                 budget=budget_for(endpoint) if isinstance(budget, _Default) else budget,
                 clock=clk,
                 classifier=attempt_classifier,
@@ -379,7 +380,11 @@ class Run:
             waited = 0.0 if self.failed_at is None else max(0.0, self.s.clock.monotonic() - self.failed_at)
             self.slept += waited
             self.recorder.recovery(
-                strategy=action, ec=self.last_ec, message=self.last_message, detected_at=self.s.clock.time() - waited
+                strategy=action,
+                ec=self.last_ec,
+                message=self.last_message,
+                detected_at=self.s.clock.time() - waited,
+                waited=waited,
             )
             _call_hooks(
                 self.s.on_recovery,

@@ -17,8 +17,8 @@ from typing import Any
 from resurgo.classify import ErrorClass, make_signature
 from resurgo.classify._signature import redact
 from resurgo.clock import Clock
-from resurgo.store import Store
-from resurgo.store.schema import ensure_schema
+from resurgo.store import RunStore, Store
+from resurgo.store.runs import fault_kind_of
 
 _log = logging.getLogger("resurgo.sdk")
 
@@ -29,6 +29,8 @@ class RunRecorder:
     """Store writes for one run; every method is a no-op without a store."""
 
     __slots__ = ("_attempt_id", "_clock", "_recovery_id", "_store", "job_id")
+
+    _store: RunStore | None
 
     def __init__(
         self,
@@ -41,43 +43,40 @@ class RunRecorder:
         endpoint: str,
         model: str | None,
     ) -> None:
-        self._store = store
+        self._store = None
         self._clock = clock
         self._attempt_id: int | None = None
         self._recovery_id: int | None = None
         self.job_id = f"sdk-{uuid.uuid4().hex[:12]}"
         if store is None:
             return
-        now = clock.time()
+
+        runs: list[RunStore] = []
 
         def write() -> None:
-            ensure_schema(store)
-            store.execute(
-                "INSERT INTO jobs(id, name, prompt, cwd, model, endpoint, state, created_at, started_at,"
-                " updated_at, owner) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    self.job_id,
-                    name,
-                    redact(prompt)[:_MAX_TEXT],
-                    cwd or os.getcwd(),
-                    model,
-                    endpoint,
-                    "running",
-                    now,
-                    now,
-                    now,
-                    f"{os.uname().nodename}:{os.getpid()}",
-                ),
+            rs = RunStore(store, clock=clock)
+            rs.insert_job(
+                self.job_id,
+                name=name,
+                prompt=redact(prompt)[:_MAX_TEXT],
+                cwd=cwd or os.getcwd(),
+                model=model,
+                endpoint=endpoint,
+                state="running",
+                owner=f"{os.uname().nodename}:{os.getpid()}",
+                started=True,
             )
+            runs.append(rs)
 
-        if not self._safe(write):
-            self._store = None  # the job row is missing: later rows would violate its foreign key
+        # without the job row later rows would violate its foreign key: then write nothing at all
+        self._store = runs[0] if self._safe(write, store) else None
 
-    def _safe(self, fn: Any) -> bool:
+    def _safe(self, fn: Any, store: Store | None = None) -> bool:
         try:
             fn()
         except Exception:
-            _log.exception("resurgo.sdk: could not write metrics to %r; continuing without them", self._store)
+            where = store if store is not None else (self._store.store if self._store is not None else None)
+            _log.exception("resurgo.sdk: could not write metrics to %r; continuing without them", where)
             return False
         return True
 
@@ -88,20 +87,10 @@ class RunRecorder:
         now = self._clock.time()
 
         def write() -> None:
-            cur = store.execute(
-                "INSERT INTO attempts(job_id, n, kind, session_id, started_at) VALUES(?,?,?,?,?)",
-                (self.job_id, n, kind, session_id, now),
-            )
-            self._attempt_id = cur.lastrowid
-            store.execute(
-                "UPDATE jobs SET attempts=?, state='running', session_id=COALESCE(?, session_id), updated_at=?"
-                " WHERE id=?",
-                (n, session_id, now, self.job_id),
-            )
+            self._attempt_id, _ = store.begin_attempt(self.job_id, kind=kind, session_id=session_id, n=n)
+            store.set_job_state_unchecked(self.job_id, "running", attempts=n, session_id=session_id)
             if self._recovery_id is not None:
-                store.execute(
-                    "UPDATE recoveries SET started_at=? WHERE id=?", (now, self._recovery_id)
-                )
+                store.update_recovery(self._recovery_id, started_at=now)
 
         self._safe(write)
 
@@ -114,15 +103,9 @@ class RunRecorder:
 
         def write() -> None:
             if self._attempt_id is not None:
-                store.execute(
-                    "UPDATE attempts SET first_event_at=COALESCE(first_event_at, ?) WHERE id=?",
-                    (now, self._attempt_id),
-                )
+                store.attempt_first_event(self._attempt_id, now)
             if self._recovery_id is not None:
-                store.execute(
-                    "UPDATE recoveries SET restored_at=COALESCE(restored_at, ?) WHERE id=?",
-                    (now, self._recovery_id),
-                )
+                store.update_recovery(self._recovery_id, restored_at=now, only_unset=True)
 
         self._safe(write)
 
@@ -136,39 +119,39 @@ class RunRecorder:
 
         def write() -> None:
             if self._attempt_id is not None:
-                store.execute(
-                    "UPDATE attempts SET ended_at=?, exit_code=?, outcome=?, error_json=?, session_id=COALESCE(?,"
-                    " session_id) WHERE id=?",
-                    (
-                        now,
-                        exit_code,
-                        "succeeded" if ok else "failed",
-                        None if ec is None else ec.to_json(),
-                        session_id,
-                        self._attempt_id,
-                    ),
+                store.finish_attempt(
+                    self._attempt_id,
+                    outcome="succeeded" if ok else "failed",
+                    ended_at=now,
+                    exit_code=exit_code,
+                    error_json=None if ec is None else ec.to_json(),
+                    session_id=session_id,
+                    keep_unset=True,
                 )
             if self._recovery_id is not None and ok:
-                store.execute("UPDATE recoveries SET succeeded=1 WHERE id=?", (self._recovery_id,))
+                store.update_recovery(self._recovery_id, succeeded=True)
             if ec is not None and ec.type is not None:
-                store.execute(
-                    "INSERT INTO errors(ts, job_id, type, severity, retryable, rule, signature, message)"
-                    " VALUES(?,?,?,?,?,?,?,?)",
-                    (
-                        now,
-                        self.job_id,
-                        ec.type.value,
-                        None if ec.severity is None else ec.severity.value,
-                        int(ec.retryable),
-                        ec.rule,
-                        make_signature(ec.category, message),
-                        redact(message)[:_MAX_TEXT],
-                    ),
+                store.insert_error(
+                    ts=now,
+                    job_id=self.job_id,
+                    type=ec.type.value,
+                    severity=None if ec.severity is None else ec.severity.value,
+                    retryable=ec.retryable,
+                    rule=ec.rule,
+                    signature=make_signature(ec.category, message),
+                    message=redact(message)[:_MAX_TEXT],
                 )
 
         self._safe(write)
 
-    def recovery(self, *, strategy: str, ec: ErrorClass, message: str, detected_at: float) -> None:
+    def recovery(
+        self, *, strategy: str, ec: ErrorClass, message: str, detected_at: float, waited: float = 0.0
+    ) -> None:
+        """A recovery starts (after the retrier's wait of ``waited`` s): its row, filed by fault kind.
+
+        The server's ``retry_after`` is the imposed part of the wait, the rest
+        is the retrier's own back-off (``resurgo.store.runs.RecoveryPhases``).
+        """
         store = self._store
         if store is None:
             return
@@ -176,26 +159,22 @@ class RunRecorder:
 
         def write() -> None:
             if prev is not None:  # the previous recovery led to another failure
-                store.execute("UPDATE recoveries SET succeeded=0 WHERE id=? AND succeeded IS NULL", (prev,))
-            cur = store.execute(
-                "INSERT INTO recoveries(job_id, attempt_id, strategy, error_type, signature, detected_at, waited_s,"
-                " reason) VALUES(?,?,?,?,?,?,?,?)",
-                (
-                    self.job_id,
-                    self._attempt_id,
-                    strategy,
-                    None if ec.type is None else ec.type.value,
-                    make_signature(ec.category, message),
-                    detected_at,
-                    float(ec.retry_after or 0.0),
-                    redact(ec.description)[:_MAX_TEXT],
-                ),
+                store.update_recovery(prev, succeeded=False, only_unset=True)
+            self._recovery_id = store.insert_recovery(
+                self.job_id,
+                strategy=strategy,
+                detected_at=detected_at,
+                attempt_id=self._attempt_id,
+                error_type=None if ec.type is None else ec.type.value,
+                signature=make_signature(ec.category, message),
+                reason=redact(ec.description)[:_MAX_TEXT],
+                waited_s=min(waited, float(ec.retry_after or 0.0)) if waited else float(ec.retry_after or 0.0),
+                state="recovering",
+                fault_kind=fault_kind_of(None if ec.type is None else ec.type.value, ec.category),
+                fault_at=detected_at,
             )
-            self._recovery_id = cur.lastrowid
-            store.execute(
-                "UPDATE jobs SET recoveries=recoveries+1, state='recovering', updated_at=? WHERE id=?",
-                (self._clock.time(), self.job_id),
-            )
+            if waited > float(ec.retry_after or 0.0):
+                store.update_recovery(self._recovery_id, backoff_s=waited - float(ec.retry_after or 0.0))
 
         self._safe(write)
 
@@ -219,26 +198,18 @@ class RunRecorder:
 
         def write() -> None:
             if self._recovery_id is not None and not ok:
-                store.execute(
-                    "UPDATE recoveries SET succeeded=0 WHERE id=? AND succeeded IS NULL", (self._recovery_id,)
-                )
-            store.execute(
-                "UPDATE jobs SET state=?, finished_at=?, updated_at=?, session_id=COALESCE(?, session_id),"
-                " result_text=?, error_json=?, reason=? WHERE id=?",
-                (
-                    state or ("succeeded" if ok else "failed"),
-                    now,
-                    now,
-                    session_id,
-                    None if not isinstance(result_text, str) else redact(result_text)[:_MAX_TEXT],
-                    None if ec is None else ec.to_json(),
-                    reason,
-                    self.job_id,
-                ),
+                store.update_recovery(self._recovery_id, succeeded=False, only_unset=True)
+            store.force_finish(
+                self.job_id,
+                state or ("succeeded" if ok else "failed"),
+                session_id=session_id,
+                result_text=None if not isinstance(result_text, str) else redact(result_text)[:_MAX_TEXT],
+                error_json=None if ec is None else ec.to_json(),
+                reason=reason,
             )
-            store.execute(
-                "INSERT INTO retries(ts, scope, attempts, succeeded, give_up_reason, slept_s) VALUES(?,?,?,?,?,?)",
-                (now, self.job_id, attempts, int(ok), None if ok else reason, slept),
+            store.insert_retries(
+                scope=self.job_id, attempts=attempts, succeeded=ok, give_up_reason=None if ok else reason,
+                slept_s=slept, ts=now,
             )
 
         self._safe(write)

@@ -15,7 +15,10 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from resurgo.store.runs import RecoveryPhases
 
 Migration = str | Callable[[sqlite3.Connection], None]
 
@@ -176,6 +179,12 @@ class Store:
                     (component, len(migrations)),
                 )
             return len(migrations)
+
+    def recovery_phases(self, job_id: str | None = None) -> list[RecoveryPhases]:
+        """Every recovery (of ``job_id``, or all) broken into phases (``resurgo.store.runs.RecoveryPhases``)."""
+        from resurgo.store.runs import read_recovery_phases
+
+        return read_recovery_phases(self, job_id)
 
     def close(self) -> None:
         with self._lock:

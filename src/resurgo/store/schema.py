@@ -147,6 +147,18 @@ MIGRATIONS: list[Migration] = [
         PRIMARY KEY (owner, component)
     );
     """,
+    # 3: where the time of a recovery went (``resurgo.store.runs.RecoveryPhases``): the fault's kind
+    # and moment, resurgo's own back-off and retry-budget waits (``waited_s`` stays the imposed
+    # wait: retry-after, quota reset, open breaker), when the lost work was done again, and how
+    # many tool calls were lost.  Rows written before have NULLs: their phases read as unknown.
+    """
+    ALTER TABLE recoveries ADD COLUMN fault_kind TEXT;
+    ALTER TABLE recoveries ADD COLUMN fault_at REAL;
+    ALTER TABLE recoveries ADD COLUMN backoff_s REAL NOT NULL DEFAULT 0;
+    ALTER TABLE recoveries ADD COLUMN budget_s REAL NOT NULL DEFAULT 0;
+    ALTER TABLE recoveries ADD COLUMN caught_up_at REAL;
+    ALTER TABLE recoveries ADD COLUMN lost_tools INTEGER;
+    """,
 ]
 
 

@@ -24,20 +24,34 @@ code, and a webhook that hangs for ``timeout`` seconds must stall none of
 them.  One daemon thread per manager posts them in order from a bounded queue
 (``queue_size``; when full, new alerts are counted in ``dropped`` and logged
 instead of queued) and exits when idle.  A dead webhook is logged, not fatal.
+
+The webhook is a place the configuration chose, and nowhere else: redirects
+are not followed (a 3xx is a failed delivery: the webhook's URL is the only
+destination anyone approved), a loopback webhook never goes through a proxy
+(``HTTP_PROXY`` set for the outside world must not see local traffic); for
+others the standard proxy variables apply unless ``proxy=False``.  One POST
+has an overall deadline of ``timeout`` seconds (a server that trickles its
+answer cannot hold the delivery thread longer), and any odd answer is a
+failed delivery, never an exception.
 """
 
 from __future__ import annotations
 
 import asyncio
+import http.client
+import ipaddress
 import json
 import logging
+import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from resurgo._redact import redact_url
 from resurgo.clock import SYSTEM_CLOCK, Clock
@@ -104,12 +118,14 @@ class AlertManager:
         history: int = 200,
         queue_size: int = 100,
         idle: float = 5.0,
+        proxy: bool = True,
     ) -> None:
         if min_interval < 0 or timeout <= 0:
             raise ValueError("AlertManager: min_interval >= 0 and timeout > 0 required")
         if queue_size < 1 or idle <= 0:
             raise ValueError("AlertManager: queue_size >= 1 and idle > 0 required")
         self.webhook = webhook
+        self.proxy = proxy
         self.min_interval = min_interval
         self.timeout = timeout
         self.clock = clock
@@ -209,7 +225,7 @@ class AlertManager:
             return self._cond.wait_for(lambda: not self._queue and not self._busy, timeout)
 
     def post(self, a: Alert) -> bool:
-        """POST one alert to the webhook now (blocking); True when it answered 2xx."""
+        """POST one alert to the webhook now (blocking, at most ``timeout`` s); True when it answered 2xx."""
         assert self.webhook is not None
         body = json.dumps(a.to_dict()).encode()
         req = urllib.request.Request(
@@ -218,12 +234,43 @@ class AlertManager:
             method="POST",
             headers={"Content-Type": "application/json", "User-Agent": "resurgo-alerts"},
         )
+        conns: list[http.client.HTTPConnection] = []
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({} if not self.proxy or _loopback_url(self.webhook) else None),
+            _NoRedirect(),
+            _TrackedHTTP(conns),
+            _TrackedHTTPS(conns),
+        )
+        # the per-operation socket timeout does not bound the whole exchange; this does
+        expired = threading.Event()
+        deadline = threading.Timer(self.timeout, _abort, (conns, expired))
+        deadline.daemon = True
+        started = time.monotonic()
+        deadline.start()
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                ok = 200 <= int(resp.status) < 300
-        except (urllib.error.URLError, OSError, ValueError) as e:
+            with opener.open(req, timeout=self.timeout) as resp:
+                status = resp.status
+                resp.read(65536)  # the answer must arrive whole (and in time) to count
+                ok = isinstance(status, int) and 200 <= status < 300 and not expired.is_set()
+                if expired.is_set():
+                    log.warning("alert webhook %s failed: no complete answer within %g s",
+                                redact_url(self.webhook), self.timeout)
+                elif not ok:
+                    log.warning("alert webhook %s answered %r", redact_url(self.webhook), status)
+        except urllib.error.HTTPError as e:
             ok = False
-            log.warning("alert webhook %s failed: %s", redact_url(self.webhook), redact_text(str(e)))
+            e.close()
+            what = "a redirect, which is not followed" if 300 <= e.code < 400 else f"HTTP {e.code}"
+            log.warning("alert webhook %s failed: %s", redact_url(self.webhook), what)
+        except Exception as e:  # any odd answer is a failed delivery (http.client raises more than OSError)
+            ok = False
+            if expired.is_set() or time.monotonic() - started >= self.timeout:
+                why = f"no complete answer within {self.timeout:g} s"
+            else:
+                why = redact_text(f"{type(e).__name__}: {e}")
+            log.warning("alert webhook %s failed: %s", redact_url(self.webhook), why)
+        finally:
+            deadline.cancel()
         with self._lock:
             if ok:
                 self.delivered += 1
@@ -237,6 +284,65 @@ class AlertManager:
             if not self._queue and not self._busy:
                 return
         await asyncio.to_thread(self.flush, timeout if timeout is not None else self.timeout + 1)
+
+
+def _loopback_url(url: str) -> bool:
+    try:
+        host = (urlsplit(url).hostname or "").strip("[]").lower()
+    except ValueError:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A 3xx becomes an HTTPError: the alert (and whatever the URL's path holds) goes nowhere else."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _abort(conns: list[http.client.HTTPConnection], expired: threading.Event) -> None:
+    expired.set()
+    for c in list(conns):
+        sock = c.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked read in the delivery thread
+            except OSError:
+                pass
+
+
+class _TrackedHTTP(urllib.request.HTTPHandler):
+    def __init__(self, conns: list[http.client.HTTPConnection]) -> None:
+        super().__init__()
+        self.conns = conns
+
+    def http_open(self, req: urllib.request.Request) -> Any:
+        def make(host: str, **kw: Any) -> http.client.HTTPConnection:
+            c = http.client.HTTPConnection(host, **kw)
+            self.conns.append(c)
+            return c
+
+        return self.do_open(make, req)
+
+
+class _TrackedHTTPS(urllib.request.HTTPSHandler):
+    def __init__(self, conns: list[http.client.HTTPConnection]) -> None:
+        super().__init__()
+        self.conns = conns
+
+    def https_open(self, req: urllib.request.Request) -> Any:
+        def make(host: str, **kw: Any) -> http.client.HTTPSConnection:
+            c = http.client.HTTPSConnection(host, **kw)
+            self.conns.append(c)
+            return c
+
+        return self.do_open(make, req, context=self._context)  # type: ignore[attr-defined]
 
 
 __all__ = [

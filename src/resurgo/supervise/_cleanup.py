@@ -24,10 +24,12 @@ from typing import TYPE_CHECKING
 import psutil
 
 from resurgo._launch import OWNER_ENV
+from resurgo._private_dir import private_dir_problems
 from resurgo.clock import SYSTEM_CLOCK, Clock
 from resurgo.supervise._health_store import remove_dead_health
 from resurgo.supervise._jobs import JobStore, owner_alive
 from resurgo.supervise._reaper import (
+    create_time,
     end_tree,
     env_values,
     our_children,
@@ -145,10 +147,11 @@ class ResourceCleaner:
                 log.warning("ending process %d left running by a dead supervisor (job %s)", rec.pid, rec.job_id)
                 report = await end_tree(
                     {rec.pid},
-                    extra=[rec.pid],
+                    extra={rec.pid: rec.start_time},  # rechecked by pid *and* start time while we wait
                     leader=None,
                     grace=self.grace,
                     not_before=rec.start_time,
+                    sid_starts={rec.pid: rec.start_time},  # its group only while it still leads it
                 )
                 rep.ended_processes += [p for p in (*report.terminated, *report.killed) if p not in rep.ended_processes]
                 rep.left += list(report.left)
@@ -159,7 +162,7 @@ class ResourceCleaner:
     async def end_marked_strays(self, rep: CleanupReport) -> None:
         """End processes whose ``RESURGO_SUPERVISOR`` names a supervisor that is no longer alive."""
         cache: dict[str, bool] = {}
-        strays: list[int] = []
+        strays: dict[int, float] = {}  # pid -> start time, so the grace loop never signals a reused pid
         for pid, owner in env_values(OWNER_ENV).items():
             if owner == self.jobs.owner:
                 continue
@@ -168,11 +171,12 @@ class ResourceCleaner:
                 alive = cache[owner] = self._owner_alive(owner)
             if not alive:
                 ids = proc_ids(pid)
-                if ids is not None and not ids.zombie:
-                    strays.append(pid)
+                ct = create_time(pid)
+                if ids is not None and not ids.zombie and ct is not None:
+                    strays[pid] = ct
         if not strays:
             return
-        log.warning("ending %d process(es) left by dead supervisors: %s", len(strays), strays)
+        log.warning("ending %d process(es) left by dead supervisors: %s", len(strays), sorted(strays))
         report = await end_tree((), extra=strays, grace=self.grace)
         rep.ended_processes += [p for p in (*report.terminated, *report.killed) if p not in rep.ended_processes]
         rep.left += list(report.left)
@@ -202,8 +206,8 @@ class ResourceCleaner:
     def remove_leaked_tmp(self) -> list[str]:
         """Remove per-attempt temp folders whose supervisor is gone (or that no running attempt uses)."""
         root = self.tmp_root
-        if root is None or not root.is_dir():
-            return []
+        if root is None or not root.is_dir() or private_dir_problems(root):
+            return []  # (a root that is not ours: nothing in it is ours to remove)
         in_use = {a.tmpdir for a in self.manager.active} if self.manager is not None else set()
         in_use |= {a.tmpdir for a in self.manager.pending} if self.manager is not None else set()
         now = self.clock.time()

@@ -12,7 +12,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Literal
 
 from resurgo._continuation import ContinuationError, check_continuation
 from resurgo.breaker import CircuitThresholds, ThresholdsError
@@ -87,7 +87,17 @@ class SupervisorConfig:
         A :class:`~resurgo.store.Store`, a path, or None for
         :func:`resurgo.store.default_store_path`.
     concurrency:
-        Jobs running at once in ``run_many`` (default 4).
+        Jobs running at once in ``run_many`` (default 4), or ``"auto"``: an
+        adaptive limit per API endpoint (:mod:`resurgo.limit`) finds how many
+        CLI runs the API takes at once, from 429/529 answers (final results and
+        the CLI's own ``api_retry`` events), ``rate_limit_event`` statuses and
+        latency; a usage-limit reset pauses the whole endpoint until then.
+    max_concurrency:
+        With ``concurrency="auto"``: the most jobs running at once (default 32).
+    concurrency_algorithm:
+        With ``concurrency="auto"``: ``"aimd"`` (default: reacts to refusals,
+        which is how the API says "too many") or ``"gradient"`` / ``"vegas"``
+        (also read latency).
     stall_timeout / deadline / result_exit_timeout / kill_grace:
         Liveness of one attempt (seconds; ``deadline`` None = no limit): no
         stream-json event for ``stall_timeout`` s ends the process group and
@@ -145,6 +155,9 @@ class SupervisorConfig:
         attempt ended and stops waiting within about this time.
     claude_args:
         Arguments added to every job's command line (before the job's own).
+    otel:
+        Emit OpenTelemetry traces and metrics (needs ``pip install 'resurgo[otel]'``;
+        ``[otel] enabled`` in the configuration).  See docs/otel.md.
     max_line_bytes:
         Longest CLI stdout line kept (bytes, default 64 MiB, at least 1024).  A longer
         one (a runaway tool result, a stream without newlines) is not buffered: it is
@@ -154,7 +167,9 @@ class SupervisorConfig:
 
     claude: str | os.PathLike[str] | None = None
     store: Store | str | os.PathLike[str] | None = None
-    concurrency: int = 4
+    concurrency: int | Literal["auto"] = 4
+    max_concurrency: int = 32
+    concurrency_algorithm: str = "aimd"
     stall_timeout: float | None = 120.0
     deadline: float | None = None
     result_exit_timeout: float | None = 10.0
@@ -179,12 +194,25 @@ class SupervisorConfig:
     state_check_interval: float = 1.0
     claude_args: tuple[str, ...] = ()
     classify_rules: str | os.PathLike[str] | None = None
+    otel: bool = False
     max_line_bytes: int = 64 << 20
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) or self.concurrency < 1:
-            raise ConfigError(f"concurrency must be an integer >= 1, got {self.concurrency!r}")
+        if self.concurrency != "auto" and (
+            isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) or self.concurrency < 1
+        ):
+            raise ConfigError(f"concurrency must be an integer >= 1 or \"auto\", got {self.concurrency!r}")
+        if (
+            isinstance(self.max_concurrency, bool)
+            or not isinstance(self.max_concurrency, int)
+            or not 1 <= self.max_concurrency <= 1024
+        ):
+            raise ConfigError(f"max_concurrency must be an integer in [1, 1024], got {self.max_concurrency!r}")
+        if self.concurrency_algorithm not in ("aimd", "gradient", "vegas"):
+            raise ConfigError(
+                f"concurrency_algorithm must be one of aimd, gradient, vegas; got {self.concurrency_algorithm!r}"
+            )
         mlb = self.max_line_bytes
         if isinstance(mlb, bool) or not isinstance(mlb, int) or mlb < 1024:
             raise ConfigError(f"max_line_bytes must be an integer >= 1024, got {self.max_line_bytes!r}")
@@ -236,8 +264,20 @@ class SupervisorConfig:
             not isinstance(self.alert_webhook, str) or not self.alert_webhook.startswith(("http://", "https://"))
         ):
             raise ConfigError(f"alert_webhook must be an http(s) URL, got {self.alert_webhook!r}")
+        if not isinstance(self.otel, bool):
+            raise ConfigError(f"otel must be true or false, got {self.otel!r}")
         if self.store is not None and not isinstance(self.store, Store | str | os.PathLike):
             raise ConfigError(f"store must be a Store, a path or None, got {type(self.store).__name__}")
+
+    @property
+    def adaptive(self) -> bool:
+        """True when the number of jobs at once is found per endpoint rather than fixed."""
+        return self.concurrency == "auto"
+
+    @property
+    def max_jobs(self) -> int:
+        """Jobs running at once at most: the fixed concurrency, or ``max_concurrency`` when adaptive."""
+        return self.max_concurrency if self.concurrency == "auto" else int(self.concurrency)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SupervisorConfig:

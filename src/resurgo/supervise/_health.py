@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import psutil
 
+from resurgo._endpoints import endpoint_name
 from resurgo.clock import SYSTEM_CLOCK, Clock
 
 if TYPE_CHECKING:
@@ -120,7 +121,7 @@ class HealthChecker:
     # -- individual checks -------------------------------------------------------------------
     async def check_api(self, url: str) -> ComponentHealth:
         """TCP connect to the endpoint's host and port: cheap, spends no tokens, says "reachable"."""
-        name = f"api:{url}"
+        name = f"api:{endpoint_name(url)}"
         now = self.clock.time()
         try:
             parts = urlsplit(url)

@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import socket
-import sqlite3
 import threading
 import uuid
 from collections import deque
@@ -41,7 +40,7 @@ from resurgo._redact import redact_json_line
 from resurgo.classify._types import ErrorClass
 from resurgo.clock import SYSTEM_CLOCK, Clock
 from resurgo.store import Store
-from resurgo.store.schema import ensure_schema
+from resurgo.store.runs import JobStoreError, RunStore
 from resurgo.supervise._redact import REDACTED, is_secret_name, redact_env, redact_text
 
 if TYPE_CHECKING:
@@ -77,8 +76,6 @@ ACTIVE_STATES = frozenset({JobState.RUNNING, JobState.RECOVERING, JobState.WAITI
 AttemptKind = str  # start | resume | fork | restart
 
 
-class JobStoreError(ValueError):
-    """A job operation got bad input (unknown job, illegal state change, bad arguments)."""
 
 
 def owner_alive(owner: str | None) -> bool:
@@ -342,7 +339,8 @@ class JobStore:
         clock: Clock = SYSTEM_CLOCK,
         owner: str | None = None,
     ) -> None:
-        ensure_schema(store)
+        #: every write to the run tables goes through this (the one home of their SQL)
+        self.runs = RunStore(store, clock=clock)
         self.store = store
         self.clock = clock
         self.owner = owner or owner_id()
@@ -383,27 +381,20 @@ class JobStore:
         jid = job_id or uuid.uuid4().hex
         stored_env = {k: (REDACTED if is_secret_name(k) and v else v) for k, v in env.items()}
         secrets = {k: v for k, v in env.items() if is_secret_name(k) and v}
-        now = self.clock.time()
         try:
-            self.store.execute(
-                "INSERT INTO jobs(id, batch_id, name, idem_key, prompt, args_json, cwd, env_json, model,"
-                " endpoint, state, created_at, updated_at, session_id) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    jid,
-                    batch_id,
-                    name,
-                    idem_key,
-                    prompt,
-                    json.dumps(list(args)),
-                    os.fspath(cwd),
-                    json.dumps(stored_env),
-                    model,
-                    endpoint,
-                    JobState.PENDING.value,
-                    now,
-                    now,
-                    session_id,
-                ),
+            self.runs.insert_job(
+                jid,
+                prompt=prompt,
+                cwd=os.fspath(cwd),
+                state=JobState.PENDING.value,
+                args=args,
+                env=stored_env,
+                batch_id=batch_id,
+                name=name,
+                idem_key=idem_key,
+                model=model,
+                endpoint=endpoint,
+                session_id=session_id,
             )
         except Exception as e:
             if idem_key is not None and "UNIQUE" in str(e):
@@ -494,51 +485,14 @@ class JobStore:
         start running again (:meth:`reopen` is the one explicit way back).
         ``claim`` records this supervisor as the owner.
         """
-        with self.store.transaction() as conn:
-            return self._transition(
-                conn, job_id, JobState(state), reason=reason, session_id=session_id, expect=expect, claim=claim
-            )
-
-    def _transition(
-        self,
-        conn: sqlite3.Connection,
-        job_id: str,
-        new: JobState,
-        *,
-        reason: str | None = None,
-        session_id: str | None = None,
-        expect: Collection[JobState | str] | None = None,
-        claim: bool = False,
-    ) -> bool:
-        """The state change of :meth:`set_state`, inside the caller's transaction."""
-        now = self.clock.time()
-        sets = ["state=?", "updated_at=?"]
-        params: list[Any] = [new.value, now]
-        if reason is not None:
-            sets.append("reason=?")
-            params.append(redact_text(reason))
-        if session_id is not None:
-            sets.append("session_id=?")
-            params.append(session_id)
-        if claim:
-            sets.append("owner=?")
-            params.append(self.owner)
-        if new is JobState.RUNNING:
-            sets.append("started_at=COALESCE(started_at, ?)")
-            params.append(now)
-        if new.terminal:
-            sets.append("finished_at=?")
-            params.append(now)
-        row = conn.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()
-        if row is None:
-            raise JobStoreError(f"no job with id {job_id!r}")
-        cur = JobState(row[0])
-        if expect is not None and cur not in {JobState(s) for s in expect}:
-            return False
-        if cur.terminal and new is not cur:
-            raise JobStoreError(f"job {job_id} is {cur.value}; it cannot become {new.value}")
-        conn.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id=?", (*params, job_id))
-        return True
+        return self.runs.set_state(
+            job_id,
+            JobState(state).value,
+            reason=redact_text(reason) if reason is not None else None,
+            session_id=session_id,
+            expect=None if expect is None else {JobState(x).value for x in expect},
+            owner=self.owner if claim else None,
+        )
 
     def finish_job(
         self,
@@ -562,20 +516,17 @@ class JobStore:
         if not st.terminal:
             raise JobStoreError(f"finish_job needs a final state, got {st.value}")
         text = result.get("result") if result is not None else None
-        with self.store.transaction() as conn:
-            if not self._transition(conn, job_id, st, reason=reason, expect=expect):
-                return False
-            conn.execute(
-                "UPDATE jobs SET result_text=?, result_json=?, error_json=?, session_id=COALESCE(?, session_id)"
-                " WHERE id=?",
-                (
-                    redact_text(text) if isinstance(text, str) else None,
-                    json.dumps(result) if result is not None else None,
-                    error.to_json() if error is not None else None,
-                    session_id,
-                    job_id,
-                ),
-            )
+        if not self.runs.finish_job(
+            job_id,
+            st.value,
+            result_text=redact_text(text) if isinstance(text, str) else None,
+            result_json=json.dumps(result) if result is not None else None,
+            error_json=error.to_json() if error is not None else None,
+            reason=redact_text(reason) if reason is not None else None,
+            session_id=session_id,
+            expect=None if expect is None else {JobState(x).value for x in expect},
+        ):
+            return False
         self._secrets.pop(job_id, None)
         return True
 
@@ -589,47 +540,14 @@ class JobStore:
         (nothing to do).  A ``succeeded`` job is never re-opened: that would
         run finished work again, so it raises :class:`JobStoreError`.
         """
-        now = self.clock.time()
-        with self.store.transaction() as conn:
-            row = conn.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()
-            if row is None:
-                raise JobStoreError(f"no job with id {job_id!r}")
-            cur = JobState(row[0])
-            if cur is JobState.SUCCEEDED:
-                raise JobStoreError(f"job {job_id} succeeded; a finished job is not re-opened")
-            if not cur.terminal:
-                return False
-            conn.execute(
-                "UPDATE jobs SET state=?, finished_at=NULL, error_json=NULL, updated_at=?, reason=? WHERE id=?",
-                (JobState.INTERRUPTED.value, now, redact_text(reason), job_id),
-            )
-        return True
-
-    def note_recovery(self, job_id: str) -> None:
-        self.store.execute(
-            "UPDATE jobs SET recoveries=recoveries+1, updated_at=? WHERE id=?", (self.clock.time(), job_id)
-        )
+        return self.runs.reopen(job_id, state=JobState.INTERRUPTED.value, reason=redact_text(reason))
 
     # -- attempts --------------------------------------------------------------------------
     def begin_attempt(self, job_id: str, *, kind: AttemptKind, session_id: str | None = None) -> int:
         """Add an attempt row (numbered within the job) and return its id for :class:`AttemptSpec`."""
         if kind not in ("start", "resume", "fork", "restart"):
             raise JobStoreError(f"attempt kind must be start, resume, fork or restart, got {kind!r}")
-        now = self.clock.time()
-        with self.store.transaction() as conn:
-            row = conn.execute("SELECT attempts FROM jobs WHERE id=?", (job_id,)).fetchone()
-            if row is None:
-                raise JobStoreError(f"no job with id {job_id!r}")
-            n = int(row[0]) + 1
-            cur = conn.execute(
-                "INSERT INTO attempts(job_id, n, kind, session_id, started_at) VALUES(?,?,?,?,?)",
-                (job_id, n, kind, session_id, now),
-            )
-            conn.execute(
-                "UPDATE jobs SET attempts=?, updated_at=?, session_id=COALESCE(?, session_id) WHERE id=?",
-                (n, now, session_id, job_id),
-            )
-            return int(cur.lastrowid or 0)
+        return self.runs.begin_attempt(job_id, kind=kind, session_id=session_id)[0]
 
     def finish_attempt(
         self,
@@ -642,28 +560,18 @@ class JobStore:
         """Store how an attempt ended; ``label`` defaults from the outcome (succeeded/failed/cancelled)."""
         if label is None:
             label = "succeeded" if outcome.succeeded else "cancelled" if outcome.cancelled else "failed"
-        with self.store.transaction() as conn:
-            conn.execute(
-                "UPDATE attempts SET session_id=COALESCE(?, session_id), pid=?, first_event_at=?, ended_at=?,"
-                " exit_code=?, signal=?, killed_by=?, outcome=?, error_json=? WHERE id=?",
-                (
-                    outcome.session_id,
-                    outcome.pid,
-                    outcome.first_event_at,
-                    outcome.ended_at,
-                    outcome.exit_code,
-                    outcome.signal,
-                    outcome.killed_by,
-                    label,
-                    error.to_json() if error is not None else None,
-                    attempt_id,
-                ),
-            )
-            if outcome.session_id:
-                conn.execute(
-                    "UPDATE jobs SET session_id=?, updated_at=? WHERE id=(SELECT job_id FROM attempts WHERE id=?)",
-                    (outcome.session_id, self.clock.time(), attempt_id),
-                )
+        self.runs.finish_attempt(
+            attempt_id,
+            outcome=label,
+            ended_at=outcome.ended_at,
+            session_id=outcome.session_id,
+            pid=outcome.pid,
+            first_event_at=outcome.first_event_at,
+            exit_code=outcome.exit_code,
+            signal=outcome.signal,
+            killed_by=outcome.killed_by,
+            error_json=error.to_json() if error is not None else None,
+        )
 
     def attempts(self, job_id: str) -> list[AttemptRecord]:
         rows = self.store.query("SELECT * FROM attempts WHERE job_id=? ORDER BY n", (job_id,))
@@ -715,13 +623,7 @@ class JobStore:
         )
 
     def _insert_events(self, rows: Sequence[_EventRow]) -> None:
-        if not rows:
-            return
-        with self.store.transaction() as conn:
-            conn.executemany(
-                "INSERT INTO events(job_id, attempt_id, ts, source, type, subtype, data_json) VALUES(?,?,?,?,?,?,?)",
-                rows,
-            )
+        self.runs.insert_events(rows)
 
     def events(
         self, job_id: str, *, after_id: int = 0, limit: int | None = None, redact: bool = False
@@ -758,22 +660,23 @@ class JobStore:
         signature: str | None = None,
         reason: str | None = None,
         detected_at: float | None = None,
+        fault_kind: str | None = None,
+        fault_at: float | None = None,
+        lost_tools: int | None = None,
     ) -> int:
-        cur = self.store.execute(
-            "INSERT INTO recoveries(job_id, attempt_id, strategy, error_type, signature, detected_at, reason)"
-            " VALUES(?,?,?,?,?,?,?)",
-            (
-                job_id,
-                attempt_id,
-                strategy,
-                error_type,
-                signature,
-                self.clock.time() if detected_at is None else detected_at,
-                redact_text(reason) if reason else None,
-            ),
+        """A recovery row (and the job's recovery count); phases are filled in as they happen."""
+        return self.runs.insert_recovery(
+            job_id,
+            strategy=strategy,
+            detected_at=self.clock.time() if detected_at is None else detected_at,
+            attempt_id=attempt_id,
+            error_type=error_type,
+            signature=signature,
+            reason=redact_text(reason) if reason else None,
+            fault_kind=fault_kind,
+            fault_at=fault_at,
+            lost_tools=lost_tools,
         )
-        self.note_recovery(job_id)
-        return int(cur.lastrowid or 0)
 
     def update_recovery(
         self,
@@ -784,24 +687,24 @@ class JobStore:
         waited_s: float | None = None,
         succeeded: bool | None = None,
         reason: str | None = None,
+        caught_up_at: float | None = None,
+        backoff_s: float | None = None,
+        budget_s: float | None = None,
     ) -> None:
-        sets: list[str] = []
-        params: list[Any] = []
-        for col, val in (("started_at", started_at), ("restored_at", restored_at), ("waited_s", waited_s)):
-            if val is not None:
-                sets.append(f"{col}=?")
-                params.append(val)
-        if succeeded is not None:
-            sets.append("succeeded=?")
-            params.append(1 if succeeded else 0)
-        if reason is not None:
-            sets.append("reason=?")
-            params.append(redact_text(reason))
-        if sets:
-            self.store.execute(f"UPDATE recoveries SET {', '.join(sets)} WHERE id=?", (*params, recovery_id))
+        self.runs.update_recovery(
+            recovery_id,
+            started_at=started_at,
+            restored_at=restored_at,
+            caught_up_at=caught_up_at,
+            waited_s=waited_s,
+            backoff_s=backoff_s,
+            budget_s=budget_s,
+            succeeded=succeeded,
+            reason=redact_text(reason) if reason is not None else None,
+        )
 
     def recoveries(self, job_id: str) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.store.query("SELECT * FROM recoveries WHERE job_id=? ORDER BY id", (job_id,))]
+        return self.runs.recoveries(job_id)
 
     # -- processes -------------------------------------------------------------------------
     def record_process(
@@ -814,19 +717,12 @@ class JobStore:
         attempt_id: int | None = None,
     ) -> None:
         """Remember a process we started, so a restarted supervisor can end it (pid + start time)."""
-        self.store.execute(
-            "INSERT OR REPLACE INTO processes(pid, start_time, pgid, job_id, attempt_id, owner_pid, started_at)"
-            " VALUES(?,?,?,?,?,?,?)",
-            (pid, start_time, pgid, job_id, attempt_id, os.getpid(), self.clock.time()),
+        self.runs.record_process(
+            pid=pid, start_time=start_time, pgid=pgid, owner_pid=os.getpid(), job_id=job_id, attempt_id=attempt_id
         )
-        if attempt_id is not None:
-            self.store.execute("UPDATE attempts SET pid=? WHERE id=?", (pid, attempt_id))
 
     def process_ended(self, pid: int, start_time: float, ended_at: float | None = None) -> None:
-        self.store.execute(
-            "UPDATE processes SET ended_at=? WHERE pid=? AND start_time=?",
-            (self.clock.time() if ended_at is None else ended_at, pid, start_time),
-        )
+        self.runs.process_ended(pid, start_time, ended_at)
 
     def open_processes(self) -> list[ProcessRecord]:
         """Processes recorded as started and never recorded as ended."""
@@ -863,11 +759,7 @@ class JobStore:
             ):
                 moved.append(rec.id)
                 with contextlib.suppress(Exception):
-                    self.store.execute(
-                        "UPDATE attempts SET outcome='lost', ended_at=COALESCE(ended_at, ?) "
-                        "WHERE job_id=? AND ended_at IS NULL",
-                        (self.clock.time(), rec.id),
-                    )
+                    self.runs.lose_open_attempts(rec.id)
         return moved
 
     # -- helpers ---------------------------------------------------------------------------

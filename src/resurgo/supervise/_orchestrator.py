@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
+from resurgo._endpoints import endpoint_name
 from resurgo.breaker import CircuitBreaker, CircuitOpenError, Permit, StateTransition
 from resurgo.classify import Classifier
 from resurgo.classify._types import ErrorClass, ErrorType, Observation, Severity, Strategy
@@ -57,6 +58,7 @@ from resurgo.supervise._events import (
     Waiting,
 )
 from resurgo.supervise._jobs import ACTIVE_STATES, JobRecord, JobState, JobStore, JobStoreError
+from resurgo.supervise._phases import Progress, fault_at, fault_kind
 from resurgo.supervise._process import (
     Attempt,
     AttemptOutcome,
@@ -151,6 +153,33 @@ class Endpoint:
     breaker: CircuitBreaker
     budget: EndpointBudget
     load: LoadTracker
+    #: set (and replaced by a fresh one) on every breaker transition: wakes the jobs waiting to be admitted
+    changed: asyncio.Event | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    #: with ``concurrency="auto"``: the endpoint's adaptive concurrency limit (see ``_adaptive``)
+    limiter: Any = None
+
+    def wait_for_change(self) -> asyncio.Event:
+        """The event the next breaker transition sets (a job waiting for admission awaits it)."""
+        if self.changed is None:
+            self.changed = asyncio.Event()
+            self._loop = asyncio.get_running_loop()
+        return self.changed
+
+    def on_breaker_event(self, ev: object) -> None:
+        """A transition (closed after a probe, half-open after the wait): let the waiting jobs try again now."""
+        if not isinstance(ev, StateTransition) or self.changed is None:
+            return
+        old, self.changed = self.changed, None
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is loop:
+            old.set()
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(old.set)  # a distributed breaker's listener runs on another thread
 
 
 class _Call:
@@ -200,10 +229,30 @@ class _Pending:
     error: ErrorClass
     observation: Observation
     detected_at: float
+    #: the fault's kind (``resurgo.store.runs.FAULT_KINDS``) and the tool calls it lost
+    fault_kind: str = "other"
+    lost: int = 0
+    #: imposed waits (server reset, open breaker), resurgo's own back-off, waiting for retry budget
     waited_s: float = 0.0
+    backoff_s: float = 0.0
+    budget_s: float = 0.0
     restored: bool = False
     #: a real failure the classifier judged (not a restart after our own crash): learn from it
     learn: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """A failed attempt as the decision sees it: what happened, what it was, what kind of fault."""
+
+    outcome: AttemptOutcome
+    observation: Observation
+    error: ErrorClass
+    #: ``resurgo.store.runs.FAULT_KINDS`` and when the fault began (wall clock)
+    kind: str
+    at: float
+    #: the attempt got further than where the previous failure left the job
+    progressed: bool
 
 
 @dataclass
@@ -234,6 +283,10 @@ class _JobRun:
     #: set with ``taken``: wakes the job from its waits
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     stopper: asyncio.Task[Any] | None = None
+    #: tool calls and results of the session and the running attempt (lost work, progress)
+    progress: Progress = field(default_factory=Progress)
+    #: the slot of the endpoint's adaptive limit this attempt holds, and what its events say
+    signals: Any = None
 
 
 class Orchestrator:
@@ -254,8 +307,11 @@ class Orchestrator:
         clock: Clock = SYSTEM_CLOCK,
         environ: Mapping[str, str] | None = None,
         budget_factory: BudgetFactory | None = None,
+        limiter_factory: Callable[[str], Any] | None = None,
     ) -> None:
         self.config = config
+        #: ``factory(url)`` -> the adaptive limiter of that endpoint (e.g. one a fleet shares), or None
+        self.limiter_factory = limiter_factory
         self.jobs = jobs
         self.manager = manager
         self.sessions = sessions
@@ -270,6 +326,12 @@ class Orchestrator:
         self.budget_factory = budget_factory
         self._runs: dict[str, _JobRun] = {}
         self._backoff = AdaptiveBackoff(max_delay=config.backoff_cap, jitter=False)
+        #: seconds from starting the CLI to its first event (EWMA of what this supervisor saw); the part
+        #: of resurgo's own back-off that overlaps with it (0 until measured)
+        self._start_estimate = 0.0
+        self._start_ewma: float | None = None
+        #: the back-off grows only while attempts fail without progress (False: the old exponential rule)
+        self.progress_aware = True
         self.has_subscribers: Callable[[str], bool] = lambda job_id: True
 
     # -- the stored state may change under us -------------------------------------------------------
@@ -345,17 +407,18 @@ class Orchestrator:
             await self.clock.asleep(interval)
             self.check_stored()
 
-    async def _sleep(self, run: _JobRun, seconds: float) -> None:
-        """Sleep, unless the job is taken away meanwhile (then :class:`_TakenAway` at once)."""
+    async def _sleep(self, run: _JobRun, seconds: float, *, wake: asyncio.Event | None = None) -> None:
+        """Sleep, unless the job is taken away meanwhile (then :class:`_TakenAway` at once) or ``wake`` is set."""
         if run.taken is None:
-            sleeper = asyncio.ensure_future(self.clock.asleep(seconds))
-            waker = asyncio.ensure_future(run.stop.wait())
+            tasks = {asyncio.ensure_future(self.clock.asleep(seconds)), asyncio.ensure_future(run.stop.wait())}
+            if wake is not None:
+                tasks.add(asyncio.ensure_future(wake.wait()))
             try:
-                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for t in (sleeper, waker):
+                for t in tasks:
                     t.cancel()
-                await asyncio.gather(sleeper, waker, return_exceptions=True)
+                await asyncio.gather(*tasks, return_exceptions=True)
         if run.taken is not None:
             raise _TakenAway(run.taken)
 
@@ -365,7 +428,7 @@ class Orchestrator:
         ep = self.endpoints.get(url)
         if ep is None:
             br = CircuitBreaker(
-                f"endpoint:{url}",
+                f"endpoint:{endpoint_name(url)}",  # names reach the store and metrics: no credentials
                 thresholds=self.config.breaker,
                 clock=self.clock,
                 classifier=_breaker_classifier,
@@ -380,6 +443,11 @@ class Orchestrator:
                     clock=self.clock,
                 )
             ep = Endpoint(url=url, breaker=br, budget=budget, load=LoadTracker(clock=self.clock))
+            br.add_listener(ep.on_breaker_event)
+            if self.config.adaptive:
+                from resurgo.supervise import _adaptive
+
+                ep.limiter = _adaptive.endpoint_limiter(self, url)
             self.endpoints[url] = ep
         return ep
 
@@ -392,10 +460,13 @@ class Orchestrator:
             return
         frm, to = ev.from_state.value, ev.to_state.value
         try:
-            self.jobs.store.execute(
-                "INSERT INTO breaker_transitions(breaker, ts, from_state, to_state, reason, metrics_json)"
-                " VALUES(?,?,?,?,?,?)",
-                (ev.breaker, ev.at, frm, to, redact_text(ev.reason), _json(ev.metrics.to_dict())),
+            self.jobs.runs.insert_breaker_transition(
+                breaker=ev.breaker,
+                ts=ev.at,
+                from_state=frm,
+                to_state=to,
+                reason=redact_text(ev.reason),
+                metrics_json=_json(ev.metrics.to_dict()),
             )
         except Exception:
             log.exception("could not store breaker transition %s -> %s", frm, to)
@@ -428,7 +499,13 @@ class Orchestrator:
             log.exception("could not store supervisor event %s of job %s", name, ev.job_id)
 
     def endpoint_url(self, env: Mapping[str, str]) -> str:
-        return env.get("ANTHROPIC_BASE_URL") or DEFAULT_ENDPOINT
+        """The endpoint a job shares its breaker and budget with.
+
+        ``RESURGO_ENDPOINT`` names it when jobs reach one API by different base
+        URLs (the chaos run gives each job its own route through the fault proxy,
+        yet all of them hit one API whose overload one breaker must see).
+        """
+        return env.get("RESURGO_ENDPOINT") or env.get("ANTHROPIC_BASE_URL") or DEFAULT_ENDPOINT
 
     # -- the job loop -----------------------------------------------------------------------------
     def _job_env(self, rec: JobRecord) -> dict[str, str]:
@@ -481,6 +558,7 @@ class Orchestrator:
                 backoff_base=self.config.backoff_base,
                 backoff_cap=self.config.backoff_cap,
                 clock=self.clock,
+                progress_aware=self.progress_aware,
             ),
             model=rec.model,
             fallback_models=list(self.config.fallback_models),
@@ -517,124 +595,176 @@ class Orchestrator:
             self.emit(JobFinished(job_id=job_id, ts=self.clock.time(), result=res))
             return res
         finally:
+            self._give_slot(run)
             self._runs.pop(job_id, None)
 
     async def _run(self, run: _JobRun, reason: str | None) -> JobResult:
-        rec = run.rec
-        jid = rec.id
-        nxt = self._first_run(run, reason)
-        if rec.attempts == 0:
-            run.endpoint.budget.deposit()  # a first call earns retry budget; recoveries spend it
+        """The seed's flow, one failure per turn: act -> monitor -> detect -> classify -> decide -> wait.
+
+        Each step is one method below; a step that ends the job returns its
+        result (or raises :class:`_TakenAway` / ``CancelledError``, handled by
+        :meth:`run_job`).
+        """
+        nxt = self._begin(run, reason)
         while True:
-            # -- breaker check: while the endpoint is open, this job waits (and sends nothing)
-            run.call = await self._admit(run)
-            outcome = await self._attempt(run, nxt)
-            # -- still ours? (cancelled from another shell: neither success nor a failure to recover from)
-            taken = self._stored_change(run)
-            if taken is not None:
-                self._take_away(run, taken)
-                raise _TakenAway(taken, outcome)
-            # -- detect
-            if outcome.succeeded:
-                self._finish_attempt_row(run, outcome)
-                if run.call is not None:
-                    run.call.success()
-                run.endpoint.load.record(False)
+            outcome = await self._act(run, nxt)  # breaker admission, then the CLI, monitored to its end
+            if self._detect(run, outcome):  # succeeded (a cancel raises)
                 return self._succeeded(run, outcome)
-            if outcome.cancelled:
-                self._finish_attempt_row(run, outcome)
-                run.attempt_id = None
-                if run.call is not None:
-                    run.call.release()
-                raise asyncio.CancelledError  # handled by run_job: the job becomes interrupted
-            # -- classify
-            obs = outcome.to_observation()
-            err = self._classify(obs, outcome, jid)
-            self._finish_attempt_row(run, outcome, err)
-            self._record_error(jid, err, obs)
-            api_side = self._api_side(err, outcome)
-            if run.call is not None:
-                if api_side:
-                    run.call.failure(err)
-                else:
-                    run.call.release()
-            if api_side:
-                run.endpoint.load.record(True)
-            self._close_pending(run, succeeded=False)
-            self._note(FailureDetected(job_id=jid, ts=outcome.ended_at, error=err, attempt=run.attempts))
-            # -- choose a strategy
-            sf = self.sessions.session_failure(outcome) if outcome.mode != "start" else None
-            sid = outcome.session_id
-            # a transcript the CLI could not find ("No conversation found") is as good as none
-            has_tx = sf != "not_found" and self.sessions.has_transcript(sid, rec.cwd, env=run.full_env)
-            ctx = RecoveryContext(
-                job_id=jid,
-                error=err,
-                observation=obs,
-                session_id=sid,
-                has_transcript=has_tx,
-                resume_failed=sf is not None,
-                forked_once=run.forked_once,
-                fallback_models=tuple(run.fallback_models),
-                fallback_endpoints=tuple(run.fallback_endpoints),
-                local_resource=_local_resource(err, outcome),
-            )
-            plan = self.planner.choose(ctx, run.intensity)
-            self._note(
-                RecoveryPlanned(
-                    job_id=jid,
-                    ts=self.clock.time(),
-                    strategy=plan.strategy.value,
-                    action=plan.action,
-                    reason=plan.reason,
-                    wait_s=plan.wait_s,
-                    server_wait=plan.server_wait,
-                )
-            )
+            failure = self._classify_failure(run, outcome)  # classified, recorded, reported to the breaker
+            plan = self._decide(run, failure)  # a strategy and its wait, or give up
             if plan.give_up:
-                return self._failed(run, err, plan, outcome)
-            if not plan.server_wait:
-                run.intensity.record()
-            # -- record the recovery (detected now; restored by the next attempt's first event)
-            rec_id = self.jobs.record_recovery(
-                jid,
+                return self._failed(run, failure.error, plan, outcome)
+            await self._wait(run, failure, plan)  # retry budget, back-off or imposed wait, clean-up
+            nxt = self._next_run(run, plan, outcome)  # resume, fork or start over; failover applied
+
+    # -- the steps ------------------------------------------------------------------------------------
+    def _begin(self, run: _JobRun, reason: str | None) -> NextRun:
+        """The first run of this supervisor: a fresh start, or the continuation of an interrupted job."""
+        nxt = self._first_run(run, reason)
+        if run.rec.attempts == 0:
+            run.endpoint.budget.deposit()  # a first call earns retry budget; recoveries spend it
+        return nxt
+
+    async def _act(self, run: _JobRun, nxt: NextRun) -> AttemptOutcome:
+        """Wait for the endpoint's breaker to admit the call, run one attempt, and check the job is still ours."""
+        await self._take_slot(run)  # adaptive concurrency: a slot of the endpoint's limit (else nothing)
+        run.call = await self._admit(run)
+        outcome = await self._attempt(run, nxt)
+        taken = self._stored_change(run)  # cancelled from another shell: neither success nor failure
+        if taken is not None:
+            self._take_away(run, taken)
+            raise _TakenAway(taken, outcome)
+        return outcome
+
+    def _detect(self, run: _JobRun, outcome: AttemptOutcome) -> bool:
+        """True when the attempt succeeded; a cancelled attempt raises; False: a failure to recover from."""
+        if outcome.succeeded or outcome.cancelled:
+            self._give_slot(run, outcome)
+        if outcome.succeeded:
+            self._finish_attempt_row(run, outcome)
+            if run.call is not None:
+                run.call.success()
+            run.endpoint.load.record(False)
+            return True
+        if outcome.cancelled:
+            self._finish_attempt_row(run, outcome)
+            run.attempt_id = None
+            if run.call is not None:
+                run.call.release()
+            raise asyncio.CancelledError  # handled by run_job: the job becomes interrupted
+        return False
+
+    def _classify_failure(self, run: _JobRun, outcome: AttemptOutcome) -> _Failure:
+        """Classify the failed attempt, record it, and tell the breaker when the API caused it."""
+        jid = run.rec.id
+        obs = outcome.to_observation()
+        err = self._classify(obs, outcome, jid)
+        self._give_slot(run, outcome, err)
+        self._finish_attempt_row(run, outcome, err)
+        self._record_error(jid, err, obs)
+        api_side = self._api_side(err, outcome)
+        if run.call is not None:
+            if api_side:
+                run.call.failure(err)
+            else:
+                run.call.release()
+        if api_side:
+            run.endpoint.load.record(True)
+        self._close_pending(run, succeeded=False)
+        self._note(FailureDetected(job_id=jid, ts=outcome.ended_at, error=err, attempt=run.attempts))
+        kind = fault_kind(err, outcome)
+        return _Failure(
+            outcome=outcome,
+            observation=obs,
+            error=err,
+            kind=kind,
+            at=min(fault_at(kind, outcome), outcome.ended_at),
+            progressed=run.progress.progressed,
+        )
+
+    def _decide(self, run: _JobRun, f: _Failure) -> RecoveryPlan:
+        """Choose the strategy (and its wait); record the recovery unless the job gives up."""
+        jid = run.rec.id
+        outcome = f.outcome
+        sf = self.sessions.session_failure(outcome) if outcome.mode != "start" else None
+        # a transcript the CLI could not find ("No conversation found") is as good as none
+        has_tx = sf != "not_found" and self.sessions.has_transcript(outcome.session_id, run.rec.cwd, env=run.full_env)
+        ctx = RecoveryContext(
+            job_id=jid,
+            error=f.error,
+            observation=f.observation,
+            session_id=outcome.session_id,
+            has_transcript=has_tx,
+            resume_failed=sf is not None,
+            forked_once=run.forked_once,
+            fallback_models=tuple(run.fallback_models),
+            fallback_endpoints=tuple(run.fallback_endpoints),
+            local_resource=_local_resource(f.error, outcome),
+            fault_kind=f.kind,
+            progressed=f.progressed,
+        )
+        plan = self.planner.choose(ctx, run.intensity)
+        self._note(
+            RecoveryPlanned(
+                job_id=jid,
+                ts=self.clock.time(),
                 strategy=plan.strategy.value,
-                attempt_id=run.attempt_id,
-                error_type=err.type.value if err.type else None,
-                signature=_signature(self.classifier, obs),
+                action=plan.action,
                 reason=plan.reason,
-                detected_at=outcome.ended_at,
+                wait_s=plan.wait_s,
+                server_wait=plan.server_wait,
             )
-            run.pending = _Pending(rec_id, plan.strategy.value, err, obs, outcome.ended_at)
-            self._set(run, JobState.RECOVERING, reason=plan.reason)
-            # -- budget, then backoff / server wait
-            await self._spend_budget(run)
-            wait = plan.wait_s
-            if wait > 0 and not plan.server_wait:
-                wait = max(wait, self._backoff.adjust_for_load(wait, run.endpoint.load.load()))
-            if wait > 0:
-                await self._wait(run, wait, plan.reason)
-                if plan.server_wait:
-                    run.pending.waited_s += wait
-            if plan.cleanup and self.cleaner is not None:
-                try:
-                    await self.cleaner.sweep()
-                except Exception:
-                    log.exception("cleanup before recovering job %s failed", jid)
-            # -- fail over
-            if plan.model:
-                run.model = plan.model
-                with contextlib.suppress(ValueError):
-                    run.fallback_models.remove(plan.model)
-            if plan.endpoint:
-                run.env["ANTHROPIC_BASE_URL"] = plan.endpoint
-                run.full_env["ANTHROPIC_BASE_URL"] = plan.endpoint
-                run.endpoint = self.endpoint(plan.endpoint)
-                with contextlib.suppress(ValueError):
-                    run.fallback_endpoints.remove(plan.endpoint)
-            if plan.strategy is Strategy.FORK_SESSION:
-                run.forked_once = True
-            nxt = self._next_run(run, plan, outcome)
+        )
+        if plan.give_up:
+            return plan
+        if not plan.server_wait:
+            run.intensity.record(fault_kind=f.kind, progressed=f.progressed)
+        # the recovery is detected now; the next attempt's first event restores it
+        lost = run.progress.lost_if(restart=plan.action == "start")
+        rec_id = self.jobs.record_recovery(
+            jid,
+            strategy=plan.strategy.value,
+            attempt_id=run.attempt_id,
+            error_type=f.error.type.value if f.error.type else None,
+            signature=_signature(self.classifier, f.observation),
+            reason=plan.reason,
+            detected_at=outcome.ended_at,
+            fault_kind=f.kind,
+            fault_at=f.at,
+            lost_tools=lost,
+        )
+        run.pending = _Pending(
+            rec_id, plan.strategy.value, f.error, f.observation, outcome.ended_at, fault_kind=f.kind, lost=lost
+        )
+        self._set(run, JobState.RECOVERING, reason=plan.reason)
+        return plan
+
+    async def _wait(self, run: _JobRun, f: _Failure, plan: RecoveryPlan) -> None:
+        """Everything between deciding and acting: retry budget, back-off or imposed wait, clean-up.
+
+        The imposed part (a server's reset or retry-after) is waited in full.
+        resurgo's own back-off overlaps with the CLI's start-up: the CLI sends
+        its first request only after its ``init`` event, so the back-off that
+        the API sees is kept while the job stands still for less.
+        """
+        await self._spend_budget(run)
+        wait = plan.wait_s
+        if wait > 0 and not plan.server_wait:
+            wait = max(wait, self._backoff.adjust_for_load(wait, run.endpoint.load.load()))
+        imposed = wait if plan.server_wait else min(wait, float(f.error.retry_after or 0.0))
+        own = max(0.0, wait - imposed)
+        if own > 0:
+            own = max(0.0, own - self._start_estimate)
+        if imposed + own > 0:
+            slept = await self._sleep_waiting(run, imposed + own, plan.reason)
+            assert run.pending is not None
+            run.pending.waited_s += min(slept, imposed)
+            run.pending.backoff_s += max(0.0, slept - imposed)
+        if plan.cleanup and self.cleaner is not None:
+            try:
+                await self.cleaner.sweep()
+            except Exception:
+                log.exception("cleanup before recovering job %s failed", run.rec.id)
 
     # -- steps --------------------------------------------------------------------------------------
     def _first_run(self, run: _JobRun, reason: str | None) -> NextRun:
@@ -648,12 +778,15 @@ class Orchestrator:
         assert nxt is not None  # without a failed attempt to inspect, plan() always has an answer
         strategy = Strategy.RESUME_SESSION if nxt.mode == "resume" else Strategy.RESTART_PROCESS
         now = self.clock.time()
+        lost = self._lost_by_last_attempt(run, restart=nxt.mode == "start")
         rec_id = self.jobs.record_recovery(
             rec.id,
             strategy=strategy.value,
             error_type=ErrorType.PROCESS.value,
             reason=f"{why}; {nxt.reason}",
             detected_at=now,
+            fault_kind="supervisor",
+            lost_tools=lost,
         )
         err = ErrorClass(
             type=ErrorType.PROCESS,
@@ -663,10 +796,35 @@ class Orchestrator:
             retryable=True,
             strategy=strategy,
         )
-        run.pending = _Pending(rec_id, strategy.value, err, Observation(message=why), now, learn=False)
+        run.pending = _Pending(
+            rec_id, strategy.value, err, Observation(message=why), now, fault_kind="supervisor", lost=lost, learn=False
+        )
         return nxt
 
+    def _lost_by_last_attempt(self, run: _JobRun, *, restart: bool) -> int:
+        """Tool calls the previous supervisor's last attempt left in flight (from its stored events)."""
+        try:
+            atts = self.jobs.attempts(run.rec.id)
+            if atts:
+                run.progress.replay(self.jobs.runs.attempt_events(atts[-1].id))
+        except Exception:
+            log.exception("could not read the last attempt of job %s", run.rec.id)
+        return run.progress.lost_if(restart=restart)
+
     def _next_run(self, run: _JobRun, plan: RecoveryPlan, outcome: AttemptOutcome) -> NextRun:
+        """Apply the plan's failover (model, endpoint) and say how the next attempt runs."""
+        if plan.model:
+            run.model = plan.model
+            with contextlib.suppress(ValueError):
+                run.fallback_models.remove(plan.model)
+        if plan.endpoint:
+            run.env["ANTHROPIC_BASE_URL"] = plan.endpoint
+            run.full_env["ANTHROPIC_BASE_URL"] = plan.endpoint
+            run.endpoint = self.endpoint(plan.endpoint)
+            with contextlib.suppress(ValueError):
+                run.fallback_endpoints.remove(plan.endpoint)
+        if plan.strategy is Strategy.FORK_SESSION:
+            run.forked_once = True
         rec = run.rec
         sid = outcome.session_id or run.rec.session_id
         why = plan.reason
@@ -686,8 +844,11 @@ class Orchestrator:
                 permit = br.acquire()
             except CircuitOpenError as e:
                 ra = e.retry_after
-                # open: sleep until it may half-open; half-open and full: poll for the probe's verdict
-                delay = min(max(ra, 0.05), 5.0) if ra else 0.25
+                # open: sleep until it may half-open (then this job's acquire makes it half-open and takes the
+                # probe at once); half-open and full: until the probe's verdict (any transition wakes us
+                # at once; the poll is a safety net)
+                delay = min(max(ra, 0.005), 5.0) if ra else 0.25
+                wake = run.endpoint.wait_for_change()
                 if not announced:
                     announced = True
                     self._set(run, JobState.WAITING, reason=f"circuit breaker of {run.endpoint.url} is {e.state.value}")
@@ -699,7 +860,7 @@ class Orchestrator:
                             reason=f"breaker {br.name} is {e.state.value}",
                         )
                     )
-                await self._sleep(run, delay)
+                await self._sleep(run, delay, wake=wake)
                 continue
             waited = self.clock.monotonic() - t0
             if announced:
@@ -707,6 +868,22 @@ class Orchestrator:
                 if run.pending is not None:
                     run.pending.waited_s += waited  # imposed by the endpoint's condition, not by us
             return _Call(br, permit)
+
+    async def _take_slot(self, run: _JobRun) -> None:
+        limiter = run.endpoint.limiter
+        if limiter is not None and run.signals is None:
+            from resurgo.supervise import _adaptive
+
+            run.signals = await _adaptive.take_slot(limiter)
+
+    def _give_slot(self, run: _JobRun, outcome: AttemptOutcome | None = None, err: ErrorClass | None = None) -> None:
+        sig, run.signals = run.signals, None
+        if sig is not None:
+            sig.finish(
+                succeeded=outcome is not None and outcome.succeeded,
+                cancelled=outcome is None or outcome.cancelled,
+                error=err,
+            )
 
     async def _spend_budget(self, run: _JobRun) -> None:
         """Take one retry from the endpoint's shared budget; when it is empty, wait for it.
@@ -721,6 +898,15 @@ class Orchestrator:
         ep = run.endpoint
         if ep.budget.try_withdraw():  # a refusal here is this recovery's one refusal
             return
+        t0 = self.clock.monotonic()
+        try:
+            await self._wait_for_budget(run)
+        finally:
+            if run.pending is not None:
+                run.pending.budget_s += max(0.0, self.clock.monotonic() - t0)
+
+    async def _wait_for_budget(self, run: _JobRun) -> None:
+        ep = run.endpoint
         self.alerts.alert(
             BUDGET_EXHAUSTED,
             ep.url,
@@ -765,15 +951,19 @@ class Orchestrator:
             details={"job_id": run.rec.id, "waited_s": waited, "stats": ep.budget.stats().__repr__()},
         )
 
-    async def _wait(self, run: _JobRun, seconds: float, why: str) -> None:
+    async def _sleep_waiting(self, run: _JobRun, seconds: float, why: str) -> float:
+        """Wait ``seconds`` in state ``waiting``; returns the time actually waited."""
         now = self.clock.time()
         self._set(run, JobState.WAITING, reason=why)
         self._note(Waiting(job_id=run.rec.id, ts=now, until_ts=now + seconds, reason=why))
         t0 = self.clock.monotonic()
+        slept = 0.0
         try:
             await self._sleep(run, seconds)
         finally:
-            run.slept_s += min(seconds, max(0.0, self.clock.monotonic() - t0))
+            slept = min(seconds, max(0.0, self.clock.monotonic() - t0))
+            run.slept_s += slept
+        return slept
 
     async def _attempt(self, run: _JobRun, nxt: NextRun) -> AttemptOutcome:
         rec = run.rec
@@ -800,8 +990,12 @@ class Orchestrator:
         self._note(
             AttemptStarted(job_id=jid, ts=self.clock.time(), n=n, kind=kind, session_id=spec.expected_session_id)
         )
-        if run.pending is not None:
-            self.jobs.update_recovery(run.pending.rec_id, started_at=self.clock.time(), waited_s=run.pending.waited_s)
+        p = run.pending
+        if p is not None:
+            self.jobs.update_recovery(
+                p.rec_id, started_at=self.clock.time(), waited_s=p.waited_s, backoff_s=p.backoff_s, budget_s=p.budget_s
+            )
+        run.progress.begin(lost=p.lost if p is not None else 0, fresh_session=nxt.mode == "start")
         try:
             run.attempt = await self.manager.start(spec, on_event=self._event_handler(run))
         except RuntimeError as e:  # the manager is shutting down
@@ -810,14 +1004,20 @@ class Orchestrator:
             run.stopper = asyncio.ensure_future(run.attempt.stop("user", _taken_reason(run.taken)))
         outcome = await run.attempt.wait()  # on cancellation run.attempt stays set for _interrupted()
         run.attempt = None
+        if outcome.first_event_at is not None:
+            self._learn_start(outcome.first_event_at - outcome.started_at)
         return outcome
+
+    def _learn_start(self, seconds: float) -> None:
+        """Track the CLI's start-up time; 80 % of its EWMA is what own back-off may overlap with."""
+        if seconds < 0:
+            return
+        self._start_ewma = seconds if self._start_ewma is None else 0.8 * self._start_ewma + 0.2 * seconds
+        self._start_estimate = 0.8 * self._start_ewma
 
     def store_attempt_error(self, attempt_id: int, err: ErrorClass) -> None:
         """Close an attempt row that never got a process (the CLI could not be found)."""
-        self.jobs.store.execute(
-            "UPDATE attempts SET ended_at=?, outcome='failed', error_json=? WHERE id=?",
-            (self.clock.time(), err.to_json(), attempt_id),
-        )
+        self.jobs.runs.fail_attempt(attempt_id, error_json=err.to_json())
 
     def _finish_attempt_row(self, run: _JobRun, outcome: AttemptOutcome, error: ErrorClass | None = None) -> None:
         if run.attempt_id is None:
@@ -831,13 +1031,20 @@ class Orchestrator:
         first = [True]
 
         def on_event(ev: StreamEvent) -> None:
+            if run.signals is not None:
+                run.signals.on_event(ev.type, ev.subtype, ev.data, ev.mono)
+            caught_up = run.progress.see(ev)
+            p = run.pending
             if first[0]:
                 first[0] = False
-                p = run.pending
                 if p is not None and not p.restored:
                     p.restored = True
-                    self.jobs.update_recovery(p.rec_id, restored_at=ev.ts)
+                    # nothing lost (or already redone by this very event): caught up at once
+                    caught = ev.ts if run.progress.caught_up else None
+                    self.jobs.update_recovery(p.rec_id, restored_at=ev.ts, caught_up_at=caught)
                     self._note(Restored(job_id=jid, ts=ev.ts, recovery_s=max(0.0, ev.ts - p.detected_at)))
+            elif caught_up and p is not None and p.restored:
+                self.jobs.update_recovery(p.rec_id, caught_up_at=ev.ts)
             data = ev.data
             if ev.type == "assistant" and data is not None:
                 msg = data.get("message")
@@ -904,19 +1111,15 @@ class Orchestrator:
 
     def _record_error(self, job_id: str, err: ErrorClass, obs: Observation) -> None:
         try:
-            self.jobs.store.execute(
-                "INSERT INTO errors(ts, job_id, type, severity, retryable, rule, signature, message)"
-                " VALUES(?,?,?,?,?,?,?,?)",
-                (
-                    self.clock.time(),
-                    job_id,
-                    err.type.value if err.type else "internal",
-                    err.severity.value if err.severity else None,
-                    1 if err.retryable else 0,
-                    err.rule or None,
-                    _signature(self.classifier, obs),
-                    redact_text(err.description)[:2000],
-                ),
+            self.jobs.runs.insert_error(
+                ts=self.clock.time(),
+                job_id=job_id,
+                type=err.type.value if err.type else "internal",
+                severity=err.severity.value if err.severity else None,
+                retryable=err.retryable,
+                rule=err.rule or None,
+                signature=_signature(self.classifier, obs),
+                message=redact_text(err.description)[:2000],
             )
         except Exception:
             log.exception("could not store the error of job %s", job_id)
@@ -944,7 +1147,7 @@ class Orchestrator:
             jid, JobState.SUCCEEDED, result=outcome.result, session_id=outcome.session_id, expect=ACTIVE_STATES
         ):
             raise _TakenAway(self.jobs.require(jid))  # cancelled in the last instant: it stays so
-        self.jobs.store.execute("UPDATE jobs SET reason=NULL WHERE id=?", (jid,))  # recovered: no failure to explain
+        self.jobs.runs.clear_reason(jid)  # recovered: no failure to explain
         self._retries_row(run, succeeded=True, give_up=None)
         return self._result(jid)
 
@@ -978,16 +1181,12 @@ class Orchestrator:
 
     def _retries_row(self, run: _JobRun, *, succeeded: bool, give_up: str | None) -> None:
         try:
-            self.jobs.store.execute(
-                "INSERT INTO retries(ts, scope, attempts, succeeded, give_up_reason, slept_s) VALUES(?,?,?,?,?,?)",
-                (
-                    self.clock.time(),
-                    f"job:{run.rec.id}",
-                    max(1, run.attempts),
-                    1 if succeeded else 0,
-                    redact_text(give_up) if give_up else None,
-                    round(run.slept_s, 6),
-                ),
+            self.jobs.runs.insert_retries(
+                scope=f"job:{run.rec.id}",
+                attempts=max(1, run.attempts),
+                succeeded=succeeded,
+                give_up_reason=redact_text(give_up) if give_up else None,
+                slept_s=round(run.slept_s, 6),
             )
         except Exception:
             log.exception("could not store the retries row of job %s", run.rec.id)

@@ -43,7 +43,7 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from resurgo._launch import (
     ARGV_PROMPT_LIMIT,
@@ -58,6 +58,7 @@ from resurgo._launch import (
     make_tmpdir,
     owner_id,
 )
+from resurgo._private_dir import ensure_private_dir
 from resurgo.classify._types import Observation
 from resurgo.clock import SYSTEM_CLOCK, Clock
 from resurgo.supervise._reaper import (
@@ -66,13 +67,33 @@ from resurgo.supervise._reaper import (
     become_subreaper,
     create_time,
     end_tree,
-    env_marked,
+    marked_tree,
     same_process,
 )
 from resurgo.supervise._redact import redact_argv, redact_text
 
-if TYPE_CHECKING:
-    from resurgo.supervise._jobs import EventWriter, JobStore
+
+class EventWriter(Protocol):
+    """Where an attempt's CLI events go (``_jobs.EventWriter`` implements it); a protocol so
+    that this module does not import the job store that imports it."""
+
+    def add(self, ev: StreamEvent) -> None: ...
+    def maybe_flush(self) -> None: ...
+    def flush(self) -> None: ...
+    async def drain(self) -> None: ...
+
+
+class JobStore(Protocol):
+    """What the process manager records in the job store (``_jobs.JobStore`` implements it)."""
+
+    owner: str
+
+    def record_process(
+        self, *, pid: int, start_time: float, pgid: int | None, job_id: str | None = None,
+        attempt_id: int | None = None,
+    ) -> None: ...
+    def process_ended(self, pid: int, start_time: float, ended_at: float | None = None) -> None: ...
+    def event_writer(self, job_id: str, attempt_id: int | None, **kw: Any) -> EventWriter: ...
 
 log = logging.getLogger("resurgo.supervise")
 
@@ -655,13 +676,17 @@ class Attempt:
 
     def _env(self) -> dict[str, str]:
         if self.spec.private_tmp:
-            self._tmpdir = make_tmpdir(self.manager.tmp_root)
+            # 0700 and ours, or UnsafeTempDirError (resurgo._private_dir)
+            self._tmpdir = make_tmpdir(ensure_private_dir(self.manager.tmp_root))
         return self._env_with(self.token, self._tmpdir)
 
     def _env_with(self, token: str, tmpdir: str | None) -> dict[str, str]:
-        return attempt_env(
+        env = attempt_env(
             self.spec.env, token=token, owner=self.manager.owner, tmpdir=tmpdir, inherit=self.spec.inherit_env
         )
+        for hook in self.manager.env_hooks:  # e.g. the trace context of this attempt (resurgo.otel)
+            env.update(hook(self.spec))
+        return env
 
     def _adoptable(self, cwd: str) -> Prestarted | None:
         """The early-started process of this very attempt, if the manager holds one (see resurgo._launch)."""
@@ -749,14 +774,22 @@ class Attempt:
         grace = spec.liveness.grace
         if self._kill_started is not None:
             grace = max(0.0, grace - (self._clock.monotonic() - self._kill_started))
-        marked = await asyncio.to_thread(env_marked, ATTEMPT_ENV, self.token)
+        marked = await asyncio.to_thread(marked_tree, ATTEMPT_ENV, self.token)
+        # every pid with its start time, every remembered session with its leader's: the grace loop
+        # rechecks them, so a pid or session id reused meanwhile is never signalled
+        extra = {**marked, **self.tracker.alive_map()}
+        extra.pop(proc.pid, None)
+        sid_starts = self.tracker.sid_starts()
+        if self.start_time is not None:
+            sid_starts[proc.pid] = self.start_time
         report = await end_tree(
             {proc.pid, *self.tracker.sids},
-            extra={*self.tracker.still_alive(), *marked} - {proc.pid},
+            extra=extra,
             leader=proc.pid,
             leader_running=False,
             grace=grace,
             not_before=self.start_time,
+            sid_starts=sid_starts,
         )
         if report.left:
             log.warning("attempt pid=%s left processes that would not die: %s", proc.pid, report.left)
@@ -1095,6 +1128,8 @@ class ProcessManager:
         self.max_line_bytes = max_line_bytes
         self.subreaper = become_subreaper() if subreaper else False
         self.shutting_down = False
+        #: ``hook(spec) -> {name: value}`` added to each attempt's environment (after the job's own)
+        self.env_hooks: list[Callable[[AttemptSpec], Mapping[str, str]]] = []
         self.owner = owner or (jobs.owner if jobs is not None else _default_owner())
         self._active: dict[int, Attempt] = {}
         self._pending: set[Attempt] = set()

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from resurgo._endpoints import endpoint_name
 from resurgo.classify._types import ErrorClass, ErrorType, Observation, Strategy
 from resurgo.clock import SYSTEM_CLOCK, Clock
 
@@ -40,6 +41,10 @@ class RecoveryContext:
     fallback_endpoints: Sequence[str] = ()
     #: a local resource (memory, file descriptors) ran out: cleaning up may help
     local_resource: bool = False
+    #: the fault's kind (``resurgo.store.runs.FAULT_KINDS``; None: unknown) and whether the failed
+    #: attempt made progress since the previous recovery: both shape the back-off
+    fault_kind: str | None = None
+    progressed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +259,7 @@ class Failover(_Base):
         action: Action = "resume" if ctx.has_transcript and not ctx.resume_failed else "start"
         if ctx.fallback_endpoints:
             ep = ctx.fallback_endpoints[0]
-            return RecoveryPlan(self.name, action, f"fail over to endpoint {ep}", endpoint=ep)
+            return RecoveryPlan(self.name, action, f"fail over to endpoint {endpoint_name(ep)}", endpoint=ep)
         m = ctx.fallback_models[0]
         return RecoveryPlan(self.name, action, f"fail over to model {m}", model=m)
 
@@ -311,14 +316,33 @@ def _session_broken(e: ErrorClass) -> bool:
 # -- restart intensity ------------------------------------------------------------------------
 
 
+#: Fault kinds whose back-off protects a struggling API: they share one back-off streak.
+OVERLOAD_KINDS = frozenset({"429", "529", "5xx", "network", "stall"})
+
+
+def _family(kind: str | None) -> str:
+    return "overload" if kind in OVERLOAD_KINDS else (kind or "?")
+
+
 @dataclass
 class RestartIntensity:
-    """At most ``max_restarts`` recoveries in ``period`` seconds, with growing back-off.
+    """At most ``max_restarts`` recoveries in ``period`` seconds, with a back-off that grows without progress.
 
-    Erlang/OTP's intensity/period against endless recovery loops, plus Kubernetes'
-    CrashLoopBackOff: the n-th recovery inside the period waits
-    ``min(backoff_cap, backoff_base * 2**(n-1))``.  Waits imposed by the server
-    (a quota reset) are not crashes and are not counted.
+    Erlang/OTP's intensity/period bounds crash loops: every recovery counts,
+    whatever its kind and however far the run got.  The back-off is
+    Kubernetes' CrashLoopBackOff, ``min(backoff_cap, backoff_base * 2**(n-1))``,
+    but ``n`` counts only the failures in a row that made no progress and are
+    of the same family (the overload kinds 429/529/5xx/network/stall share one),
+    within ``period``.  So, with ``progress_aware`` (the default):
+
+    * a CLI killed from outside (``fault_kind="kill"``) restarts at once: a
+      signal says nothing about an overloaded API;
+    * a run that made progress since its last recovery starts its count anew;
+    * a fault of an unrelated kind does not inherit another kind's back-off.
+
+    ``progress_aware=False`` is the old rule: the n-th recovery in the period
+    waits for the n-th back-off, whatever happened.  Waits imposed by the
+    server (a quota reset) are neither counted nor backed off here.
     """
 
     max_restarts: int = 5
@@ -326,15 +350,20 @@ class RestartIntensity:
     backoff_base: float = 0.25
     backoff_cap: float = 30.0
     clock: Clock = SYSTEM_CLOCK
+    progress_aware: bool = True
     _times: deque[float] = field(default_factory=deque)
+    #: monotonic times of the current run of failures without progress, and their family
+    _streak: deque[float] = field(default_factory=deque)
+    _streak_family: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_restarts < 0 or self.period <= 0 or self.backoff_base < 0 or self.backoff_cap < 0:
             raise ValueError("RestartIntensity: max_restarts >= 0, period > 0, backoffs >= 0 required")
 
     def _prune(self, now: float) -> None:
-        while self._times and now - self._times[0] > self.period:
-            self._times.popleft()
+        for q in (self._times, self._streak):
+            while q and now - q[0] > self.period:
+                q.popleft()
 
     def recent(self) -> int:
         self._prune(self.clock.monotonic())
@@ -343,16 +372,30 @@ class RestartIntensity:
     def exceeded(self) -> bool:
         return self.recent() >= self.max_restarts
 
-    def next_backoff(self) -> float:
-        n = self.recent()
-        if n == 0:
-            return 0.0
-        return float(min(self.backoff_cap, self.backoff_base * (2 ** (n - 1))))
+    def _backoff(self, n: int) -> float:
+        return 0.0 if n <= 0 else float(min(self.backoff_cap, self.backoff_base * (2 ** (n - 1))))
 
-    def record(self) -> None:
+    def next_backoff(self, *, fault_kind: str | None = None, progressed: bool = False) -> float:
+        """The back-off before recovering from a failure of ``fault_kind`` (progress: see the class)."""
+        if not self.progress_aware:
+            return self._backoff(self.recent())
+        if fault_kind == "kill" or progressed:
+            return 0.0
+        self._prune(self.clock.monotonic())
+        if self._streak_family != _family(fault_kind):
+            return 0.0
+        return self._backoff(len(self._streak))
+
+    def record(self, *, fault_kind: str | None = None, progressed: bool = False) -> None:
+        """Count a recovery (for the limit) and extend or restart the back-off streak."""
         now = self.clock.monotonic()
         self._prune(now)
         self._times.append(now)
+        fam = _family(fault_kind)
+        if progressed or fault_kind == "kill" or fam != self._streak_family:
+            self._streak.clear()
+        self._streak_family = fam
+        self._streak.append(now)
 
 
 # -- the orchestrator's choice ----------------------------------------------------------------
@@ -436,7 +479,7 @@ class RecoveryPlanner:
                 alert=True,
                 give_up=True,
             )
-        backoff = intensity.next_backoff()
+        backoff = intensity.next_backoff(fault_kind=ctx.fault_kind, progressed=ctx.progressed)
         wait = max(plan.wait_s, backoff)
         if ctx.error.retry_after is not None:
             wait = max(wait, float(ctx.error.retry_after))
@@ -457,6 +500,7 @@ class RecoveryPlanner:
 
 
 __all__ = [
+    "OVERLOAD_KINDS",
     "Abort",
     "CleanupResources",
     "Escalate",

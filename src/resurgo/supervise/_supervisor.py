@@ -23,17 +23,18 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from resurgo._endpoints import endpoint_name
 from resurgo.breaker import CircuitBreaker
 from resurgo.classify import Classifier, load_rules
 from resurgo.clock import SYSTEM_CLOCK, Clock
 from resurgo.store import Store, default_store_path
 from resurgo.supervise._alerts import Alert, AlertManager
 from resurgo.supervise._cleanup import ResourceCleaner
-from resurgo.supervise._config import SupervisorConfig
+from resurgo.supervise._config import ConfigError, SupervisorConfig
 from resurgo.supervise._events import CliEvent, JobFinished, JobQueued, JobResult, SupervisorEvent
 from resurgo.supervise._health import HealthChecker
 from resurgo.supervise._health_store import HealthRecorder
@@ -43,12 +44,22 @@ from resurgo.supervise._process import ProcessManager
 from resurgo.supervise._recovery import RecoveryPlanner, StrategyHistory
 from resurgo.supervise._session import SessionManager
 
+if TYPE_CHECKING:
+    from resurgo.otel._supervisor import SupervisorTelemetry
+
 log = logging.getLogger("resurgo.supervise")
 
 T = TypeVar("T")
 
 #: Typed events a handle keeps for late subscribers (raw CLI events included).
 HANDLE_REPLAY = 5_000
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +207,9 @@ class Supervisor:
     budget every job of an endpoint shares, when the endpoint is first used
     (e.g. one shared by a fleet of hosts); returning None, or no factory,
     means a local budget from ``retry_budget_ratio`` /
-    ``retry_budget_min_per_sec``.
+    ``retry_budget_min_per_sec``.  ``limiter_factory(url)`` likewise supplies
+    the adaptive concurrency limiter of an endpoint when ``concurrency="auto"``
+    (e.g. one kept in Redis for a fleet); None: a local one.
     """
 
     def __init__(
@@ -208,8 +221,21 @@ class Supervisor:
         environ: Mapping[str, str] | None = None,
         manager: ProcessManager | None = None,
         budget_factory: BudgetFactory | None = None,
+        limiter_factory: Callable[[str], Any] | None = None,
+        telemetry: SupervisorTelemetry | None = None,
     ) -> None:
         self.config = config or SupervisorConfig()
+        # OpenTelemetry (the optional extra): imported only when asked for
+        self._otel_shutdown: Callable[[], None] | None = None
+        if telemetry is None and self.config.otel:
+            try:
+                from resurgo.otel import SupervisorTelemetry as _Telemetry
+                from resurgo.otel import configure_default_providers
+            except ImportError as e:
+                raise ConfigError(f"otel is enabled but OpenTelemetry is not installed: {e}") from e
+            self._otel_shutdown = configure_default_providers()
+            telemetry = _Telemetry()
+        self.telemetry = telemetry
         self.clock = clock or SYSTEM_CLOCK
         # ``[classify] rules``: joins whichever classifier runs (a fleet worker passes its own).  Read
         # before the store opens, so a bad file fails here with nothing to clean up.
@@ -224,6 +250,10 @@ class Supervisor:
         )
         if self.manager.jobs is None:
             self.manager.jobs = self.jobs
+        if self.telemetry is not None:
+            self.telemetry.attach(self.store)
+            tel = self.telemetry
+            self.manager.env_hooks.append(lambda spec: tel.env_for(spec.job_id))
         self.sessions = SessionManager(continuation=self.config.continuation_prompt)
         history = StrategyHistory()
         try:
@@ -269,6 +299,7 @@ class Supervisor:
             clock=self.clock,
             environ=environ,
             budget_factory=budget_factory,
+            limiter_factory=limiter_factory,
         )
         self._orch.has_subscribers = lambda jid: jid in self._handles or self._bus.has_subscribers(jid)
         # the checker's states go to the store (``resurgo status``, the dashboard) and, when a component
@@ -360,6 +391,12 @@ class Supervisor:
         self.health_recorder.clear()
         await self.alerts.drain()
         self._bus.close()
+        if self.telemetry is not None:
+            self.telemetry.close(self.clock.time())  # end spans left open
+        if self._otel_shutdown is not None:
+            self._otel_shutdown()  # flush spans and a last metrics collection while the store is open
+        if self.telemetry is not None:
+            self.telemetry.detach()
         if self._own_store:
             self.store.close()
 
@@ -386,6 +423,8 @@ class Supervisor:
 
     # -- jobs -------------------------------------------------------------------------------------
     def _emit(self, ev: SupervisorEvent) -> None:
+        if self.telemetry is not None:
+            self.telemetry.on_event(ev)  # first: an AttemptStarted opens the span whose context the CLI gets
         self._bus.publish(ev)
         if ev.job_id:
             h = self._handles.get(ev.job_id)
@@ -404,7 +443,7 @@ class Supervisor:
             args=list(spec.claude_args),
             env=dict(spec.env),
             model=spec.model,
-            endpoint=url,
+            endpoint=endpoint_name(url),  # stored and shown: the URL could hold credentials
             idem_key=spec.idem_key,
             name=spec.name,
             batch_id=batch_id,
@@ -494,7 +533,7 @@ class Supervisor:
         Idempotent by ``idem_key``: a job that already finished is not run
         again (its stored result is returned), an unfinished one is resumed.
         """
-        n = concurrency or self.config.concurrency
+        n = concurrency or self.config.max_jobs
         if n < 1:
             raise ValueError(f"concurrency must be >= 1, got {n}")
         await self.start()
@@ -610,13 +649,22 @@ class Supervisor:
             raise RuntimeError("this supervisor is closed")
         if not isinstance(session_id, str) or not session_id.strip():
             raise ValueError("adopt_job needs the session id of the job's previous run")
+        if not _is_uuid(session_id):
+            # it becomes a file name below: "../../x" must not write anywhere
+            raise ValueError(f"adopt_job: session id must be a UUID, got {session_id[:60]!r}")
         if transcript is not None:
             env = {**self._orch.environ, **self.config.env, **dict(spec.env)}
             path = self.sessions.transcript_path(session_id, os.path.abspath(os.fspath(spec.cwd)), env=env)
             path.parent.mkdir(parents=True, exist_ok=True)
             data = transcript.encode() if isinstance(transcript, str) else transcript
             tmp = path.with_suffix(".part")
-            tmp.write_bytes(data)
+            # 0600 whatever the umask: a transcript holds every tool result of the session
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.chmod(tmp, 0o600)
             os.replace(tmp, path)
         job_id = self._create(spec)
         rec = self.jobs.require(job_id)
@@ -629,6 +677,11 @@ class Supervisor:
     def breakers(self) -> dict[str, CircuitBreaker]:
         """The breaker of every endpoint used so far (shared by all jobs of that endpoint)."""
         return {url: ep.breaker for url, ep in self._orch.endpoints.items()}
+
+    @property
+    def limiters(self) -> dict[str, Any]:
+        """With ``concurrency="auto"``: the adaptive limiter of every endpoint used so far."""
+        return {url: ep.limiter for url, ep in self._orch.endpoints.items() if ep.limiter is not None}
 
     @property
     def orchestrator(self) -> Orchestrator:

@@ -4,9 +4,14 @@
 
 (() => {
   const $ = (sel) => document.querySelector(sel);
-  const RANGES = ["15m", "1h", "6h", "24h", "7d", "all"];
+  /* "fit": from the first record to the last one (to now while jobs run), so a 20-second demo
+   * fills the charts instead of being a sliver at the right edge of a 24 h axis.  It is where the
+   * dashboard opens unless the address names a range (#1h, ...); the buttons still choose one. */
+  const RANGES = ["fit", "15m", "1h", "6h", "24h", "7d", "all"];
+  const ACTIVE = ["pending", "running", "recovering", "waiting"];
   const state = {
-    range: RANGES.includes(location.hash.slice(1)) ? location.hash.slice(1) : (localStorage.getItem("resurgo.range") || "24h"),
+    range: RANGES.includes(location.hash.slice(1)) ? location.hash.slice(1) : "fit",
+    fit: null,
     job: null,
     now: Date.now() / 1000,
     timer: null,
@@ -14,7 +19,7 @@
     inflight: false,
     again: false,
   };
-  if (!RANGES.includes(state.range)) state.range = "24h";
+  if (!RANGES.includes(state.range)) state.range = "fit";
 
   /* ---- formatting (the browser test parses these back, keep them regular) ---- */
   const pct = (x) => (x == null ? "—" : `${(x * 100).toFixed(1)}%`);
@@ -35,9 +40,39 @@
   }
   const num = (x, digits) => (x == null ? "—" : x.toFixed(digits));
 
+  async function getJSON(url) {
+    const res = await fetch(url, { credentials: "same-origin" });
+    if (!res.ok) throw new Error(`${res.status}`);
+    return res.json();
+  }
+
+  /* The window that fits the data: [first record, last record] with a little margin each side,
+   * ending now while any job is still active.  Recomputed on every refresh (live runs grow). */
+  async function computeFit() {
+    const [s, j] = await Promise.all([getJSON("api/summary?range=all"), getJSON("api/jobs?range=all&limit=5000")]);
+    const now = s.now;
+    const first = s.window.start;
+    let last = null;
+    let active = false;
+    for (const job of j.jobs) {
+      const t = job.finished_at ?? job.updated_at ?? job.created_at;
+      if (t != null && (last == null || t > last)) last = t;
+      if (ACTIVE.includes(job.state)) active = true;
+    }
+    if (first == null || first >= now) return { start: now - 900, end: now };  // an empty store
+    if (active || last == null) last = now;
+    const pad = Math.max(2, 0.05 * (last - first));
+    return { start: first - pad, end: active ? now : Math.min(now, last + pad) };
+  }
+
+  function rangeQuery() {
+    if (state.range === "fit" && state.fit) return `start=${state.fit.start}&end=${state.fit.end}`;
+    return `range=${encodeURIComponent(state.range === "fit" ? "24h" : state.range)}`;
+  }
+
   async function api(path) {
     const sep = path.includes("?") ? "&" : "?";
-    const res = await fetch(`${path}${sep}range=${encodeURIComponent(state.range)}`, { credentials: "same-origin" });
+    const res = await fetch(`${path}${sep}${rangeQuery()}`, { credentials: "same-origin" });
     if (!res.ok) {
       let msg = `${res.status}`;
       try { msg = (await res.json()).error || msg; } catch (e) { /* not JSON */ }
@@ -60,7 +95,8 @@
   function renderTiles(s) {
     const av = s.availability, rec = s.recoveries, rt = s.retries, er = s.errors;
     tile("availability_time", av.time_ratio, pct(av.time_ratio),
-      av.run_s ? `down ${dur(av.down_s)} of ${dur(av.run_s)} run` : "no job ran", level(av.time_ratio, 0.99, 0.95));
+      av.run_s ? `down ${dur(av.down_s)} of ${dur(av.run_s)} run · excl. imposed waits ${pct(av.time_ratio_excl_imposed)}`
+        : "no job ran", level(av.time_ratio, 0.99, 0.95));
     tile("availability_jobs", av.job_ratio, pct(av.job_ratio),
       `${av.jobs_succeeded} of ${av.jobs_finished} finished jobs`, level(av.job_ratio, 0.95, 0.8));
     tile("mttr", av.mttr_s, dur(av.mttr_s), `without imposed waits ${dur(av.mttr_active_s)}`,
@@ -146,6 +182,17 @@
       })),
       start: win.start, end: win.end, colors: Charts.STATE_COLORS, fmtDur: dur,
     });
+  }
+
+  function renderConcurrency(c) {
+    const rows = c.endpoints || [];
+    Charts.limitChart($("#chart-concurrency"), { rows, start: c.window.start, end: c.window.end });
+    const parts = rows.filter((r) => r.limit.length).map((r) => {
+      const w = r.queue_wait;
+      const wait = w.count ? ` · queue wait mean ${dur(w.mean_s)}, p95 ${dur(w.p95_s)}` : "";
+      return `limit ${r.current} · ${r.overload_count} overload signal${r.overload_count === 1 ? "" : "s"}${wait}`;
+    });
+    $("#concurrency-stats").textContent = parts.join(" | ");
   }
 
   const BIN_LABELS = { 0.5: "≤0.5s", 1: "1s", 2: "2s", 5: "5s", 10: "10s", 30: "30s", 60: "1m", 120: "2m", 300: "5m", 600: "10m", 1800: "30m" };
@@ -356,13 +403,15 @@
     if (state.inflight) { state.again = true; return; }
     state.inflight = true;
     try {
-      const [s, e, jobs, health] = await Promise.all(
-        [api("api/summary"), api("api/errors"), api("api/jobs"), api("api/health")]);
+      if (state.range === "fit") state.fit = await computeFit();
+      const [s, e, jobs, health, conc] = await Promise.all(
+        [api("api/summary"), api("api/errors"), api("api/jobs"), api("api/health"), api("api/concurrency")]);
       state.now = s.now;
       renderHealth(health);
       renderTiles(s);
       renderErrors(e, s.window);
       renderBreakers(s);
+      renderConcurrency(conc);
       renderRecovery(s);
       renderJobs(jobs);
       if (state.job) await renderDetail(false);
@@ -410,7 +459,6 @@
   /* ---- controls ---- */
   function setRange(r) {
     state.range = r;
-    localStorage.setItem("resurgo.range", r);
     if (location.hash.slice(1) !== r) history.replaceState(null, "", `#${r}`);
     document.querySelectorAll("#ranges button").forEach((b) => b.classList.toggle("on", b.dataset.range === r));
     refresh();

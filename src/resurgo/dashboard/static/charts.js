@@ -295,5 +295,48 @@ const Charts = (() => {
     timeAxis(svg, x0, x1, lanes.length * (laneH + gap) + 2, start, end, 6);
   }
 
-  return { COLORS, STATE_COLORS, OUTCOME_COLORS, colorFor, stackedBars, stateTimeline, histogram, hbars, jobTimeline };
+  /* Adaptive concurrency: the limit of each endpoint as a step line, overload signals as ticks
+   * underneath (dropped = refusals, latency, paused = a reset), pauses as shaded spans. */
+  function limitChart(container, { rows, start, end, height }) {
+    const withData = rows.filter((r) => r.limit.length);
+    if (!withData.length) return empty(container, "No adaptive concurrency in this range (run with --concurrency auto).");
+    const Ht = height || 220;
+    const { svg, width } = svgFor(container, Ht);
+    const m = { l: 34, r: 8, t: 10, b: 40 };
+    const H = Ht - m.t - m.b;
+    const W = width - m.l - m.r;
+    const span = Math.max(1e-9, end - start);
+    const X = (t) => m.l + (W * (Math.min(Math.max(t, start), end) - start)) / span;
+    const scale = countScale(Math.max(1, ...withData.flatMap((r) => r.limit.map((p) => p[1]))));
+    countGrid(svg, m, W, H, scale);
+    const Y = (v) => m.t + H - (H * v) / scale.top;
+    const OVER = { dropped: "#ef5b5b", latency: "#f2b84b", paused: "#b07cf7" };
+    withData.forEach((r, i) => {
+      const color = PALETTE[i % PALETTE.length];
+      for (const p of r.pauses) {
+        el("rect", { x: X(p[0]), y: m.t, width: Math.max(1, X(p[1]) - X(p[0])), height: H, fill: OVER.paused,
+          opacity: 0.15, class: "pause" }, svg);
+      }
+      let d = "";
+      r.limit.forEach((p, j) => {
+        const x = X(p[0]);
+        const y = Y(p[1]);
+        d += j === 0 ? `M${x},${y}` : `H${x}V${y}`;
+      });
+      d += `H${X(end)}`;
+      const path = el("path", { d, fill: "none", stroke: color, "stroke-width": 2, class: "limit-line",
+        "data-endpoint": r.endpoint, "data-points": r.limit.length, "data-current": r.current }, svg);
+      hover(path, () => `${r.endpoint}\nlimit now ${r.current} · ${r.limit.length} points`);
+      for (const o of r.overloads) {
+        const x = X(o[0]);
+        const tick = el("line", { x1: x, x2: x, y1: m.t + H + 2, y2: m.t + H + 10, stroke: OVER[o[1]] || "#9aa5b1",
+          "stroke-width": 1.5, class: "overload", "data-kind": o[1] }, svg);
+        hover(tick, () => `${fmtClock(o[0], 0)} ${o[2]}`);
+      }
+    });
+    timeAxis(svg, m.l, m.l + W, m.t + H + 12, start, end);
+  }
+
+  return { COLORS, STATE_COLORS, OUTCOME_COLORS, colorFor, stackedBars, stateTimeline, histogram, hbars, jobTimeline,
+    limitChart };
 })();
