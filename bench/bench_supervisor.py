@@ -13,7 +13,12 @@ Three measurements (issue 5's goals in brackets):
    (``Supervisor.run``), interleaved, ``--runs`` each: ratio of median wall
    times [<= 1.05], and the supervisor's own CPU time per run (this process's
    user+sys, the stand-in runs in another process so it is not counted).
-3. **Memory** -- peak RSS of the supervisor process while ``--sessions``
+3. **Command** -- what a user types: ``resurgo run "hi"`` (the installed
+   console script, its own process) against the bare ``claude -p "hi"
+   --output-format stream-json --verbose``, paired and interleaved, wall and
+   CPU time of each command [wall ratio <= 1.15]; also with the early start
+   off, to show what starting the CLI before resurgo's imports buys.
+4. **Memory** -- peak RSS of the supervisor process while ``--sessions``
    sessions run at once (prompts that make the stand-in wait, so the CLIs
    stay alive together); also the number of CLIs seen alive at once.
 
@@ -198,6 +203,70 @@ async def bench_overhead(tmp: Path, url: str, runs: int) -> dict[str, Any]:
     }
 
 
+def _timed(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, bytes]:
+    """Wall time and the child's CPU time (user+sys) of one command, and its stdout."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    p = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, check=False)
+    dt = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if p.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed ({p.returncode}): {p.stderr[-500:]!r}")
+    return dt, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), p.stdout
+
+
+def _resurgo_command() -> list[str]:
+    """The ``resurgo`` console script as installed (README set-up), else ``python -m resurgo``."""
+    script = Path(sys.executable).parent / "resurgo"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "resurgo"]
+
+
+def bench_command(tmp: Path, url: str, runs: int) -> dict[str, Any]:
+    """What a user runs: ``resurgo run "hi"`` against the bare ``claude -p "hi" ...``, paired and interleaved.
+
+    Also ``resurgo run`` with the early start off (RESURGO_EARLY_START=0), to show what it buys.
+    Bytecode is compiled by a warm-up run first, as on any installed machine after the first call.
+    """
+    env = {**os.environ, **_env(tmp / "home-cmd", url), "CLAUDE_CODE_MAX_RETRIES": "0"}
+    Path(env["HOME"]).mkdir()
+    env.pop("RESURGO_EARLY_START", None)
+    work = tmp / "work-cmd"
+    work.mkdir()
+    claude = _claude()
+    bare_argv = [claude, "-p", "hi", "--output-format", "stream-json", "--verbose"]
+    run_argv = [*_resurgo_command(), "--store", str(tmp / "cmd.db"), "run", "hi", "--claude", claude, "-q"]
+    off_env = {**env, "RESURGO_EARLY_START": "0"}
+    _timed(run_argv, env, work)
+    _timed(bare_argv, env, work)
+    rows: dict[str, list[tuple[float, float]]] = {"bare": [], "resurgo_run": [], "resurgo_run_no_early_start": []}
+    for _ in range(runs):
+        w, c, out = _timed(bare_argv, env, work)
+        if b'"type":"result"' not in out:
+            raise RuntimeError("bare run printed no result")
+        rows["bare"].append((w, c))
+        w, c, out = _timed(run_argv, env, work)
+        rows["resurgo_run"].append((w, c))
+        w, c, _ = _timed(run_argv, off_env, work)
+        rows["resurgo_run_no_early_start"].append((w, c))
+    med = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v)) for k, v in rows.items()}
+    pair = [r[0] / b[0] for r, b in zip(rows["resurgo_run"], rows["bare"], strict=True)]
+    return {
+        "runs": runs,
+        "command": " ".join(Path(a).name if i == 0 else a for i, a in enumerate(run_argv)),
+        "bare_median_wall_s": round(med["bare"][0], 3),
+        "run_median_wall_s": round(med["resurgo_run"][0], 3),
+        "run_no_early_start_median_wall_s": round(med["resurgo_run_no_early_start"][0], 3),
+        "wall_ratio": round(med["resurgo_run"][0] / med["bare"][0], 3),
+        "wall_ratio_paired_median": round(statistics.median(pair), 3),
+        "wall_ratio_no_early_start": round(med["resurgo_run_no_early_start"][0] / med["bare"][0], 3),
+        "bare_median_cpu_s": round(med["bare"][1], 3),
+        "run_median_cpu_s": round(med["resurgo_run"][1], 3),
+        "cpu_ratio": round(med["resurgo_run"][1] / med["bare"][1], 3),
+        "goal_wall_ratio": 1.15,
+        "samples": {k: [[round(w, 3), round(c, 3)] for w, c in v] for k, v in rows.items()},
+    }
+
+
 async def bench_memory(tmp: Path, url: str, sessions: int, sleep_s: float) -> dict[str, Any]:
     env = _env(tmp / "home-mem", url)
     Path(env["HOME"]).mkdir()
@@ -233,7 +302,7 @@ async def main() -> None:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--sessions", type=int, default=50)
     ap.add_argument("--sleep", type=float, default=20.0, help="seconds the stand-in waits in the memory run")
-    ap.add_argument("--skip", action="append", default=[], choices=["recovery", "overhead", "memory"])
+    ap.add_argument("--skip", action="append", default=[], choices=["recovery", "overhead", "command", "memory"])
     args = ap.parse_args()
     out: dict[str, Any] = {"cpu_count": os.cpu_count(), "claude": _claude(), "ts": time.time()}
     with tempfile.TemporaryDirectory(prefix="resurgo-bench-") as d:
@@ -254,6 +323,15 @@ async def main() -> None:
                 print(
                     f"overhead: supervised/bare wall = {o['wall_ratio']} (goal <= 1.05; bare {o['bare_median_s']} s,"
                     f" supervised {o['supervised_median_s']} s); supervisor CPU {o['supervisor_cpu_per_run_s']} s/run"
+                )
+            if "command" not in args.skip:
+                out["command"] = await asyncio.to_thread(bench_command, tmp, srv.url, args.runs)
+                c = out["command"]
+                print(
+                    f"command: `resurgo run hi` / bare `claude -p hi` wall = {c['wall_ratio']} (goal <= 1.15; paired "
+                    f"median {c['wall_ratio_paired_median']}; bare {c['bare_median_wall_s']} s, resurgo run "
+                    f"{c['run_median_wall_s']} s; without the early start {c['run_no_early_start_median_wall_s']} s ="
+                    f" {c['wall_ratio_no_early_start']}x); CPU {c['run_median_cpu_s']} s vs {c['bare_median_cpu_s']} s"
                 )
             if "memory" not in args.skip:
                 out["memory"] = await bench_memory(tmp, srv.url, args.sessions, args.sleep)

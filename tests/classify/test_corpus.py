@@ -67,5 +67,5 @@ def test_real_exception_corpus_accuracy(clf: Classifier, exc_rows: list) -> None
 
 def test_real_exceptions_come_from_the_libraries(exc_rows: list) -> None:
     modules = {type(e).__module__.split(".")[0] for _, e, _ in exc_rows}
-    assert {"httpx", "requests", "anthropic", "urllib", "builtins", "subprocess"} <= modules | {"urllib"}
+    assert {"httpx", "requests", "anthropic", "urllib", "builtins", "subprocess"} <= modules
     assert any(type(e).__module__.startswith("anthropic") for _, e, _ in exc_rows)

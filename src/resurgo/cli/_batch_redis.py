@@ -1,7 +1,7 @@
 """``resurgo batch --redis URL``: submit a batch file to the fleet and follow it to the end.
 
 The file is read, checked and keyed exactly as for a local batch
-(:func:`resurgo.cli._run.load_batch`), so the same entry has the same
+(:func:`resurgo.cli._batch.load_batch`), so the same entry has the same
 idempotency key on both paths and submitting the file again queues nothing new
 (:meth:`FleetQueue.submit` dedups on the key).  ``resurgo worker`` processes do
 the running; this command only polls the job hashes (the truth, see
@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from resurgo.cli._batch import BatchFile, SummaryRow, load_batch, print_batch_summary
 from resurgo.cli._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, CliError, console
-from resurgo.cli._run import BatchFile, Progress, SummaryRow, load_batch, print_batch_summary
+from resurgo.cli._progress import Progress
 
 if TYPE_CHECKING:
     from resurgo.distributed._queue import FleetQueue, FleetResult

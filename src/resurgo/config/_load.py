@@ -26,7 +26,6 @@ relative to that file's folder, so a project config works from any subfolder.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import tomllib
@@ -116,6 +115,8 @@ def find_project_config(start: str | os.PathLike[str] | None = None, *,
 def suggest(word: str, choices: Any) -> str:
     """`` (did you mean 'x'?)`` when a close match exists, else the list of valid names."""
     names = sorted(choices)
+    import difflib  # only when a key is misspelt
+
     close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
     if close:
         return f" (did you mean {close[0]!r}?)"

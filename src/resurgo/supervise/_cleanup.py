@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+from resurgo._launch import OWNER_ENV
 from resurgo._private_dir import private_dir_problems
 from resurgo.clock import SYSTEM_CLOCK, Clock
 from resurgo.supervise._health_store import remove_dead_health
 from resurgo.supervise._jobs import JobStore, owner_alive
-from resurgo.supervise._process import OWNER_ENV
 from resurgo.supervise._reaper import (
     create_time,
     end_tree,

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from resurgo._launch import owner_id
 from resurgo._redact import redact_json_line
 from resurgo.classify._types import ErrorClass
 from resurgo.clock import SYSTEM_CLOCK, Clock
@@ -78,15 +79,6 @@ AttemptKind = str  # start | resume | fork | restart
 
 class JobStoreError(ValueError):
     """A job operation got bad input (unknown job, illegal state change, bad arguments)."""
-
-
-def owner_id() -> str:
-    """``host:pid:start`` — who runs a job; the start time tells a reused pid apart."""
-    try:
-        start = int(psutil.Process().create_time())
-    except psutil.Error:
-        start = 0
-    return f"{socket.gethostname()}:{os.getpid()}:{start}"
 
 
 def owner_alive(owner: str | None) -> bool:
@@ -361,8 +353,12 @@ class JobStore:
         batch_id: str | None = None,
         name: str | None = None,
         job_id: str | None = None,
+        session_id: str | None = None,
     ) -> JobRecord:
-        """Insert a pending job; with an ``idem_key`` already known, return that job instead."""
+        """Insert a pending job; with an ``idem_key`` already known, return that job instead.
+
+        ``session_id`` is the session its first attempt will start (chosen by the caller).
+        """
         if not isinstance(prompt, str) or not prompt.strip():
             raise JobStoreError("a job needs a non-empty prompt")
         if isinstance(args, str):
@@ -382,7 +378,7 @@ class JobStore:
         try:
             self.store.execute(
                 "INSERT INTO jobs(id, batch_id, name, idem_key, prompt, args_json, cwd, env_json, model,"
-                " endpoint, state, created_at, updated_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " endpoint, state, created_at, updated_at, session_id) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     jid,
                     batch_id,
@@ -397,6 +393,7 @@ class JobStore:
                     JobState.PENDING.value,
                     now,
                     now,
+                    session_id,
                 ),
             )
         except Exception as e:

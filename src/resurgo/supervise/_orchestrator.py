@@ -641,7 +641,7 @@ class Orchestrator:
     def _first_run(self, run: _JobRun, reason: str | None) -> NextRun:
         rec = run.rec
         if rec.attempts == 0:
-            return NextRun("start", str(uuid.uuid4()), rec.prompt, "first attempt")
+            return NextRun("start", rec.session_id or str(uuid.uuid4()), rec.prompt, "first attempt")
         why = reason or rec.reason or "the supervisor was interrupted"
         nxt = self.sessions.plan(
             prompt=rec.prompt, cwd=rec.cwd, env=run.full_env, session_id=rec.session_id, reason=why

@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import json
 import logging
 import os
 import shutil
 import signal as _signal
-import tempfile
 import uuid
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -45,7 +45,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from resurgo._private_dir import default_tmp_root, ensure_private_dir
+from resurgo._launch import (
+    ARGV_PROMPT_LIMIT,
+    ATTEMPT_ENV,
+    OWNER_ENV,
+    ClaudeNotFoundError,
+    Prestarted,
+    attempt_env,
+    cli_argv,
+    default_tmp_root,
+    find_claude,
+    make_tmpdir,
+    owner_id,
+)
 from resurgo.classify._types import Observation
 from resurgo.clock import SYSTEM_CLOCK, Clock
 from resurgo.supervise._reaper import (
@@ -67,47 +79,9 @@ log = logging.getLogger("resurgo.supervise")
 KilledBy = Literal["stall_watchdog", "deadline", "shutdown", "user"]
 Mode = Literal["start", "resume", "fork"]
 
-#: Prompts longer than this go through stdin: one argv string is capped at 128 KiB on Linux.
-ARGV_PROMPT_LIMIT = 100_000
 #: Unparseable lines are kept as evidence, cut to this many characters.
 UNPARSEABLE_PREVIEW = 2_000
 _READ_CHUNK = 1 << 18
-#: Environment marker every process of an attempt inherits; finds leftovers wherever they went.
-ATTEMPT_ENV = "RESURGO_ATTEMPT"
-#: The supervisor (``host:pid:start``) that started a process; lets a restarted one find strays.
-OWNER_ENV = "RESURGO_SUPERVISOR"
-
-
-class ClaudeNotFoundError(FileNotFoundError):
-    """No Claude Code CLI where we looked; the message lists every place tried."""
-
-
-def find_claude(explicit: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None) -> str:
-    """Locate the CLI: ``explicit`` (``--claude PATH``), then ``$RESURGO_CLAUDE``, then ``PATH``.
-
-    A missing or non-executable explicit path is an error rather than a silent
-    fall-through, so a typo in ``--claude`` is reported instead of running
-    whatever ``claude`` happens to be on ``PATH``.
-    """
-    env = os.environ if env is None else env
-    tried: list[str] = []
-    for origin, cand in (("explicit path", explicit), ("RESURGO_CLAUDE", env.get("RESURGO_CLAUDE"))):
-        if cand:
-            p = os.fspath(cand)
-            resolved = p if os.sep in p else shutil.which(p, path=env.get("PATH"))
-            if resolved and os.path.isfile(resolved) and os.access(resolved, os.X_OK):
-                return resolved
-            raise ClaudeNotFoundError(f"Claude Code CLI given by {origin} is not an executable file: {p}")
-        tried.append(f"{origin} (unset)")
-    found = shutil.which("claude", path=env.get("PATH"))
-    if found:
-        return found
-    tried.append("PATH")
-    raise ClaudeNotFoundError(
-        "Claude Code CLI not found; tried "
-        + ", ".join(tried)
-        + ". Install @anthropic-ai/claude-code or pass --claude PATH / set RESURGO_CLAUDE."
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,25 +318,15 @@ class AttemptSpec:
         """
         if self.command is not None:
             return [str(a) for a in self.command], None
-        argv = [claude, "-p", "--output-format", "stream-json", "--verbose"]
-        if self.mode == "start":
-            assert self.session_id is not None, "call with_session() first"
-            argv += ["--session-id", self.session_id]
-        else:
-            assert self.session_id is not None
-            argv += ["--resume", self.session_id]
-            if self.mode == "fork":
-                argv.append("--fork-session")
-                if self.fork_session_id:
-                    argv += ["--session-id", self.fork_session_id]
-        if self.model:
-            argv += ["--model", self.model]
-        argv += list(self.claude_args)
-        data = self.prompt.encode()
-        if len(data) > ARGV_PROMPT_LIMIT:
-            return argv, data
-        argv += ["--", self.prompt]
-        return argv, None
+        return cli_argv(
+            claude,
+            prompt=self.prompt,
+            mode=self.mode,
+            session_id=self.session_id,
+            fork_session_id=self.fork_session_id,
+            model=self.model,
+            claude_args=self.claude_args,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -640,36 +604,57 @@ class Attempt:
             self._signal_tree(proc, _signal.SIGKILL)
 
     def _env(self) -> dict[str, str]:
-        env = dict(os.environ) if self.spec.inherit_env else {}
-        env.update({str(k): str(v) for k, v in self.spec.env.items()})
-        env[ATTEMPT_ENV] = self.token
-        env[OWNER_ENV] = self.manager.owner
         if self.spec.private_tmp:
-            root = ensure_private_dir(self.manager.tmp_root)  # 0700 and ours, or UnsafeTempDirError
-            self._tmpdir = tempfile.mkdtemp(prefix=f"att-{os.getpid()}-", dir=root)
-            env["TMPDIR"] = self._tmpdir
-        return env
+            self._tmpdir = make_tmpdir(self.manager.tmp_root)
+        return self._env_with(self.token, self._tmpdir)
+
+    def _env_with(self, token: str, tmpdir: str | None) -> dict[str, str]:
+        return attempt_env(
+            self.spec.env, token=token, owner=self.manager.owner, tmpdir=tmpdir, inherit=self.spec.inherit_env
+        )
+
+    def _adoptable(self, cwd: str) -> Prestarted | None:
+        """The early-started process of this very attempt, if the manager holds one (see resurgo._launch)."""
+        pre = self.manager.take_prestarted(self.spec.session_id)
+        if pre is None:
+            return None
+        tmp = pre.tmpdir if self.spec.private_tmp else None
+        why = pre.matches(self._argv, cwd, self._env_with(pre.token, tmp)) if self._stdin is None else "stdin prompt"
+        if why is not None or (tmp is None) != (pre.tmpdir is None):
+            pre.mismatch = why or "private temp folder differs"
+            log.info("not adopting the early-started CLI pid=%s: %s", pre.pid, pre.mismatch)
+            pre.discard()
+            return None
+        pre.adopted = True
+        self.token = pre.token
+        self._tmpdir = pre.tmpdir
+        self.started_at = pre.started_at
+        return pre
 
     async def _run(self) -> AttemptOutcome:
         spec = self.spec
         cwd = os.fspath(spec.cwd)
-        try:
-            env = self._env()
-            loop = asyncio.get_running_loop()
-            exited = self._exited
-            transport, protocol = await loop.subprocess_exec(
-                lambda: _ExitAwareProtocol(exited, limit=1 << 20, loop=loop),
-                *self._argv,
-                cwd=cwd,
-                env=env,
-                stdin=asyncio.subprocess.PIPE if self._stdin is not None else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-            )
-            self._proc = asyncio.subprocess.Process(transport, protocol, loop)
-        except (FileNotFoundError, PermissionError, NotADirectoryError, OSError) as e:
-            return self._finish_spawn_error(e)
+        loop = asyncio.get_running_loop()
+        exited = self._exited
+        pre = self._adoptable(cwd)
+        if pre is not None:
+            self._proc = await _adopt(pre, exited, loop, limit=1 << 20)
+        else:
+            try:
+                env = self._env()
+                transport, protocol = await loop.subprocess_exec(
+                    lambda: _ExitAwareProtocol(exited, limit=1 << 20, loop=loop),
+                    *self._argv,
+                    cwd=cwd,
+                    env=env,
+                    stdin=asyncio.subprocess.PIPE if self._stdin is not None else asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    start_new_session=True,
+                )
+                self._proc = asyncio.subprocess.Process(transport, protocol, loop)
+            except (FileNotFoundError, PermissionError, NotADirectoryError, OSError) as e:
+                return self._finish_spawn_error(e)
         proc = self._proc
         self.pid = proc.pid
         self.start_time = create_time(proc.pid)
@@ -967,6 +952,52 @@ class _ExitAwareProtocol(asyncio.subprocess.SubprocessStreamProtocol):
         self._exited_event.set()
 
 
+class _AdoptedProcess:
+    """An early-started CLI (a ``subprocess.Popen``) behind the surface of ``asyncio.subprocess.Process``.
+
+    Its pipes are connected to the loop as asyncio streams, and a thread waits
+    for its exit (as asyncio's own child watcher does), setting ``exited``.
+    """
+
+    stdin = None
+
+    def __init__(self, popen: Any, exited: asyncio.Event, loop: asyncio.AbstractEventLoop, limit: int) -> None:
+        self._popen = popen
+        self.pid: int = popen.pid
+        self.returncode: int | None = None
+        self._exited = exited
+        self._loop = loop
+        self.stdout = asyncio.StreamReader(limit=limit, loop=loop)
+        self.stderr = asyncio.StreamReader(limit=limit, loop=loop)
+
+    def _on_exit(self, rc: int) -> None:
+        self.returncode = rc
+        self._exited.set()
+
+    def _wait_thread(self) -> None:
+        rc = self._popen.wait()
+        with contextlib.suppress(RuntimeError):  # the loop closed first: nobody is waiting
+            self._loop.call_soon_threadsafe(self._on_exit, rc)
+
+    async def wait(self) -> int:
+        await self._exited.wait()
+        assert self.returncode is not None
+        return self.returncode
+
+
+async def _adopt(
+    pre: Prestarted, exited: asyncio.Event, loop: asyncio.AbstractEventLoop, *, limit: int
+) -> asyncio.subprocess.Process:
+    """Connect an early-started CLI to the loop; typed as the Process whose surface it offers."""
+    import threading
+
+    proc = _AdoptedProcess(pre.popen, exited, loop, limit)
+    for reader, pipe in ((proc.stdout, pre.popen.stdout), (proc.stderr, pre.popen.stderr)):
+        await loop.connect_read_pipe(functools.partial(asyncio.StreamReaderProtocol, reader, loop=loop), pipe)
+    threading.Thread(target=proc._wait_thread, name=f"resurgo-wait-{proc.pid}", daemon=True).start()
+    return proc  # type: ignore[return-value]
+
+
 class ProcessManager:
     """Starts attempts and keeps the set of running ones (for health checks and shutdown).
 
@@ -986,6 +1017,7 @@ class ProcessManager:
         event_tail: int = 100,
         stderr_tail_bytes: int = 16_384,
         owner: str | None = None,
+        prestarted: Sequence[Prestarted] = (),
     ) -> None:
         self._claude_arg = claude
         self._claude: str | None = None
@@ -999,6 +1031,20 @@ class ProcessManager:
         self.owner = owner or (jobs.owner if jobs is not None else _default_owner())
         self._active: dict[int, Attempt] = {}
         self._pending: set[Attempt] = set()
+        #: CLIs started early (``resurgo run``), by session id, until their attempt adopts them
+        self._prestarted: dict[str, Prestarted] = {p.session_id: p for p in prestarted}
+
+    def take_prestarted(self, session_id: str | None) -> Prestarted | None:
+        """The early-started CLI for this session, handed over once (the caller adopts or discards it)."""
+        if session_id is None or not self._prestarted:
+            return None
+        return self._prestarted.pop(session_id, None)
+
+    def discard_prestarted(self) -> None:
+        """End every early-started CLI that no attempt adopted (shutdown, or the job never started)."""
+        while self._prestarted:
+            _, pre = self._prestarted.popitem()
+            pre.discard()
 
     @property
     def claude(self) -> str:
@@ -1020,7 +1066,8 @@ class ProcessManager:
     @property
     def leaders(self) -> set[int]:
         """Pids of the CLIs this manager runs now: asyncio's child watcher owns their exit status."""
-        return {a.pid for a in self._pending if a.pid is not None} | set(self._active)
+        early = {p.pid for p in self._prestarted.values()}
+        return {a.pid for a in self._pending if a.pid is not None} | set(self._active) | early
 
     def _register(self, a: Attempt) -> None:
         if a.pid is not None:
@@ -1055,13 +1102,12 @@ class ProcessManager:
     async def shutdown(self, *, reason: str = "supervisor shutting down") -> list[AttemptOutcome]:
         """End every running attempt with ``killed_by="shutdown"``; returns their outcomes."""
         self.shutting_down = True
+        self.discard_prestarted()
         attempts = list(self._pending | set(self._active.values()))
         return list(await asyncio.gather(*(a.stop("shutdown", reason) for a in attempts)))
 
 
 def _default_owner() -> str:
-    from resurgo.supervise._jobs import owner_id
-
     return owner_id()
 
 
@@ -1079,6 +1125,8 @@ async def run_attempt(
 
 __all__ = [
     "ARGV_PROMPT_LIMIT",
+    "ATTEMPT_ENV",
+    "OWNER_ENV",
     "Attempt",
     "AttemptOutcome",
     "AttemptSpec",

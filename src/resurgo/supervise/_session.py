@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from resurgo._continuation import PLACEHOLDERS, ContinuationError, check_continuation, render_continuation
-from resurgo.supervise._process import AttemptOutcome, AttemptSpec, Liveness, Mode
 
 if TYPE_CHECKING:
     from resurgo.classify import ErrorClass
+    from resurgo.supervise._process import AttemptOutcome, AttemptSpec, Liveness, Mode
 
 DEFAULT_CONTINUATION = (
     "Your previous run of this task was interrupted ({reason}). Continue the task from where it "
@@ -217,6 +217,10 @@ class SessionManager:
         attempt_id: int | None = None,
     ) -> AttemptSpec:
         """An :class:`AttemptSpec` for ``nxt`` from the same cwd and config dir as before."""
+        # imported here: the configuration schema imports this module (DEFAULT_CONTINUATION)
+        # and must not load the process machinery (resurgo run starts the CLI before that)
+        from resurgo.supervise._process import AttemptSpec, Liveness
+
         return AttemptSpec(
             prompt=nxt.prompt,
             cwd=cwd,

@@ -66,6 +66,8 @@ class JobSpec:
     ``idem_key`` makes submission idempotent: a second submission with the
     same key returns the first job (finished: its stored result; unfinished:
     it is resumed), which is what lets a batch be re-run after a crash.
+    ``session_id`` chooses the CLI session id of the first attempt (a uuid;
+    default: a fresh one), e.g. to find the transcript before the job ends.
     """
 
     prompt: str
@@ -75,12 +77,18 @@ class JobSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     name: str | None = None
     idem_key: str | None = None
+    session_id: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt.strip():
             raise ValueError("JobSpec.prompt must be a non-empty string")
         if isinstance(self.claude_args, str):
             raise TypeError("JobSpec.claude_args must be a list of arguments, not one string")
+        if self.session_id is not None:
+            try:
+                uuid.UUID(self.session_id)
+            except (ValueError, TypeError, AttributeError):
+                raise ValueError(f"JobSpec.session_id must be a UUID, got {self.session_id!r}") from None
 
 
 class _Bus:
@@ -406,6 +414,7 @@ class Supervisor:
             idem_key=spec.idem_key,
             name=spec.name,
             batch_id=batch_id,
+            session_id=spec.session_id,
         )
         return rec.id
 

@@ -1,0 +1,280 @@
+"""How a Claude Code CLI attempt is launched: its command line, its environment, and an early start.
+
+This module is deliberately light (standard library and psutil only) so that
+``resurgo run`` can start the CLI *before* it imports the supervisor, the
+classifier and the breakers: the CLI needs a few hundred milliseconds to boot
+and send its first event, and resurgo's own imports and set-up fit inside that
+time instead of being added to it.  The supervisor builds every attempt from the
+same functions (:func:`cli_argv`, :func:`attempt_env`), and adopts an early
+start only when the command line, folder and environment it would have used are
+exactly those of the process already running (:meth:`Prestarted.matches`); any
+difference and the early process is ended and the attempt started as usual, so
+the early start can cost time but never change what runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from resurgo._private_dir import ensure_private_dir
+
+#: Prompts longer than this go through stdin: one argv string is capped at 128 KiB on Linux.
+ARGV_PROMPT_LIMIT = 100_000
+#: Environment marker every process of an attempt inherits; finds leftovers wherever they went.
+ATTEMPT_ENV = "RESURGO_ATTEMPT"
+#: The supervisor (``host:pid:start``) that started a process; lets a restarted one find strays.
+OWNER_ENV = "RESURGO_SUPERVISOR"
+#: Keys of an attempt's environment that are the attempt's own, not the job's (compared apart).
+VOLATILE_ENV = (ATTEMPT_ENV, "TMPDIR")
+
+
+class ClaudeNotFoundError(FileNotFoundError):
+    """No Claude Code CLI where we looked; the message lists every place tried."""
+
+
+def find_claude(explicit: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None) -> str:
+    """Locate the CLI: ``explicit`` (``--claude PATH``), then ``$RESURGO_CLAUDE``, then ``PATH``.
+
+    A missing or non-executable explicit path is an error rather than a silent
+    fall-through, so a typo in ``--claude`` is reported instead of running
+    whatever ``claude`` happens to be on ``PATH``.
+    """
+    env = os.environ if env is None else env
+    tried: list[str] = []
+    for origin, cand in (("explicit path", explicit), ("RESURGO_CLAUDE", env.get("RESURGO_CLAUDE"))):
+        if cand:
+            p = os.fspath(cand)
+            resolved = p if os.sep in p else shutil.which(p, path=env.get("PATH"))
+            if resolved and os.path.isfile(resolved) and os.access(resolved, os.X_OK):
+                return resolved
+            raise ClaudeNotFoundError(f"Claude Code CLI given by {origin} is not an executable file: {p}")
+        tried.append(f"{origin} (unset)")
+    found = shutil.which("claude", path=env.get("PATH"))
+    if found:
+        return found
+    tried.append("PATH")
+    raise ClaudeNotFoundError(
+        "Claude Code CLI not found; tried "
+        + ", ".join(tried)
+        + ". Install @anthropic-ai/claude-code or pass --claude PATH / set RESURGO_CLAUDE."
+    )
+
+
+def owner_id() -> str:
+    """``host:pid:start`` — who runs a job; the start time tells a reused pid apart."""
+    import socket
+
+    import psutil
+
+    try:
+        start = int(psutil.Process().create_time())
+    except psutil.Error:
+        start = 0
+    return f"{socket.gethostname()}:{os.getpid()}:{start}"
+
+
+def default_tmp_root() -> Path:
+    """Where attempts' private temp folders live unless the caller chooses."""
+    return Path(tempfile.gettempdir()) / f"resurgo-{os.getuid()}"
+
+
+def cli_argv(
+    claude: str,
+    *,
+    prompt: str,
+    mode: str = "start",
+    session_id: str | None = None,
+    fork_session_id: str | None = None,
+    model: str | None = None,
+    claude_args: Sequence[str] = (),
+) -> tuple[list[str], bytes | None]:
+    """The command line and, for very long prompts, the stdin bytes carrying the prompt.
+
+    The prompt goes last, after ``--``: ``--allowedTools`` takes several
+    values and would otherwise swallow it, and a prompt starting with ``-``
+    must not be read as an option.
+    """
+    argv = [claude, "-p", "--output-format", "stream-json", "--verbose"]
+    if mode == "start":
+        assert session_id is not None, "a start needs its session id chosen up front"
+        argv += ["--session-id", session_id]
+    else:
+        assert session_id is not None
+        argv += ["--resume", session_id]
+        if mode == "fork":
+            argv.append("--fork-session")
+            if fork_session_id:
+                argv += ["--session-id", fork_session_id]
+    if model:
+        argv += ["--model", model]
+    argv += list(claude_args)
+    data = prompt.encode()
+    if len(data) > ARGV_PROMPT_LIMIT:
+        return argv, data
+    argv += ["--", prompt]
+    return argv, None
+
+
+def attempt_env(
+    overrides: Mapping[str, str],
+    *,
+    token: str,
+    owner: str,
+    tmpdir: str | None,
+    inherit: bool = True,
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of one attempt: the caller's (``inherit``), the job's overrides, and resurgo's markers."""
+    env = dict(os.environ if base is None else base) if inherit else {}
+    env.update({str(k): str(v) for k, v in overrides.items()})
+    env[ATTEMPT_ENV] = token
+    env[OWNER_ENV] = owner
+    if tmpdir is not None:
+        env["TMPDIR"] = tmpdir
+    return env
+
+
+def make_tmpdir(root: Path) -> str:
+    """A fresh private temp folder for one attempt (mode 0700, as mkdtemp makes it).
+
+    The root has a predictable name in a shared folder: it must be ours and
+    0700 (:func:`resurgo._private_dir.ensure_private_dir` raises
+    ``UnsafeTempDirError``, naming the folder and the fix, otherwise).
+    """
+    ensure_private_dir(root)
+    return tempfile.mkdtemp(prefix=f"att-{os.getpid()}-", dir=root)
+
+
+@dataclass(slots=True)
+class Prestarted:
+    """A CLI started before the supervisor existed, waiting to be adopted by the attempt it was started for.
+
+    ``env`` is the whole environment the process got; the attempt compares it
+    with its own (``token`` and ``tmpdir`` are the process's and are taken over).
+    """
+
+    popen: subprocess.Popen[bytes]
+    argv: tuple[str, ...]
+    cwd: str
+    env: Mapping[str, str]
+    session_id: str
+    token: str
+    owner: str
+    tmpdir: str | None
+    started_at: float
+    adopted: bool = False
+    mismatch: str | None = field(default=None)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def matches(self, argv: Sequence[str], cwd: str, env: Mapping[str, str]) -> str | None:
+        """Why this process is *not* the one the attempt would start (``None``: it is)."""
+        if tuple(argv) != self.argv:
+            return "command line differs"
+        if os.path.realpath(cwd) != os.path.realpath(self.cwd):
+            return "working folder differs"
+        mine = {k: v for k, v in self.env.items() if k not in VOLATILE_ENV}
+        theirs = {k: v for k, v in env.items() if k not in VOLATILE_ENV}
+        if mine != theirs:
+            diff = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+            return "environment differs: " + ", ".join(diff[:5])
+        return None
+
+    def discard(self) -> None:
+        """End the early process if nobody adopted it (its whole group: it may have started tools)."""
+        if self.adopted:
+            return
+        self.adopted = True  # never twice
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+            self.popen.wait(timeout=5)
+        for f in (self.popen.stdout, self.popen.stderr):
+            if f is not None:
+                with contextlib.suppress(OSError):
+                    f.close()
+        if self.tmpdir is not None:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+def prestart(
+    claude: str,
+    *,
+    prompt: str,
+    cwd: str,
+    model: str | None = None,
+    claude_args: Sequence[str] = (),
+    env_overrides: Mapping[str, str] | None = None,
+    session_id: str | None = None,
+    owner: str | None = None,
+    tmp_root: Path | None = None,
+) -> Prestarted | None:
+    """Start the CLI for a fresh job now, as the supervisor's first attempt would; ``None`` if it cannot.
+
+    Only a plain first start qualifies (a prompt short enough for argv); a
+    spawn error is left to the supervisor, which reports it in its usual words.
+    """
+    sid = session_id or str(uuid.uuid4())
+    argv, stdin = cli_argv(claude, prompt=prompt, session_id=sid, model=model, claude_args=claude_args)
+    if stdin is not None:
+        return None
+    token = uuid.uuid4().hex
+    own = owner or owner_id()
+    try:
+        tmpdir = make_tmpdir(tmp_root or default_tmp_root())
+    except OSError:  # an unsafe temp folder included: the supervisor's attempt reports it
+        return None
+    env = attempt_env(env_overrides or {}, token=token, owner=own, tmpdir=tmpdir)
+    started = time.time()
+    try:
+        popen = subprocess.Popen(  # noqa: S603 - argv list built here, no shell
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+    except OSError:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        return None
+    return Prestarted(
+        popen=popen,
+        argv=tuple(argv),
+        cwd=cwd,
+        env=env,
+        session_id=sid,
+        token=token,
+        owner=own,
+        tmpdir=tmpdir,
+        started_at=started,
+    )
+
+
+__all__ = [
+    "ARGV_PROMPT_LIMIT",
+    "ATTEMPT_ENV",
+    "OWNER_ENV",
+    "ClaudeNotFoundError",
+    "Prestarted",
+    "attempt_env",
+    "cli_argv",
+    "default_tmp_root",
+    "find_claude",
+    "make_tmpdir",
+    "owner_id",
+    "prestart",
+]
