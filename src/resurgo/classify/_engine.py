@@ -26,11 +26,13 @@ from resurgo.classify._rules import (
     PACKS,
     TIER_CONFIDENCE,
     Rule,
+    RuleError,
     Tier,
     check_unique,
     load_packs,
     load_rules,
 )
+from resurgo.classify._semantic import match as semantic_match
 from resurgo.classify._signature import make_signature, redact
 from resurgo.classify._stats import ErrorStats, SpreadTracker, WindowedStats
 from resurgo.classify._types import (
@@ -169,7 +171,14 @@ class Classifier:
     ) -> None:
         self._clock = clock
         self._use_re2 = use_re2
-        self._pack_rules = load_packs(packs, use_re2=use_re2) if packs else []
+        unknown = [n for n in packs if n not in PACKS]
+        if unknown:
+            raise RuleError(f"unknown rule pack {unknown[0]!r}; shipped packs: {', '.join(PACKS)}")
+        self._packs = tuple(packs)
+        # the packs are compiled on the first question, not here: a supervised run that
+        # succeeds never classifies anything, and `resurgo run` should not pay for ~300 patterns
+        self._pack_rules: list[Rule] = []
+        self._loaded = False
         self._user_rules: list[Rule] = []
         self._book = OutcomeBook(store, min_successes=learn_min_successes, min_ratio=learn_min_ratio)
         self._stats = WindowedStats(bucket_seconds=stats_bucket, horizon=stats_horizon)
@@ -183,8 +192,21 @@ class Classifier:
         self._bumped: dict[tuple[int, Priority], tuple[ErrorClass, ErrorClass]] = {}
         self._cache_size = cache_size
         self._lock = threading.Lock()
-        self._index()
-        self.add_rules(rules)
+        self._pending_rules = list(rules)
+        if self._pending_rules:  # user rules are checked at once (a bad rule file must fail at start-up)
+            self._load()
+
+    def _load(self) -> None:
+        """Compile the packs and index every rule (once; on the first question)."""
+        with self._lock:
+            if self._loaded:
+                return
+            self._pack_rules = load_packs(self._packs, use_re2=self._use_re2) if self._packs else []
+            pending, self._pending_rules = self._pending_rules, []
+            check_unique([*self._user_rules, *pending, *self._pack_rules])
+            self._user_rules.extend(pending)
+            self._index()
+            self._loaded = True
 
     # -- construction ----------------------------------------------------------------
     @classmethod
@@ -197,6 +219,7 @@ class Classifier:
         new = list(rules)
         if not new:
             return
+        self._load()
         check_unique([*self._user_rules, *new, *self._pack_rules])
         with self._lock:
             self._user_rules.extend(new)
@@ -259,6 +282,8 @@ class Classifier:
     @property
     def rules(self) -> tuple[Rule, ...]:
         """All rules in precedence order of equal-weight ties (user rules first)."""
+        if not self._loaded:
+            self._load()
         return self._rules
 
     # -- the public questions --------------------------------------------------------
@@ -360,6 +385,8 @@ class Classifier:
 
     # -- engine ----------------------------------------------------------------------
     def _decide(self, error: Any, *, learned: bool = True) -> _Decision:
+        if not self._loaded:
+            self._load()
         if isinstance(error, BaseException):
             d = self._decide_exception(error)
         elif isinstance(error, Observation):
@@ -455,7 +482,15 @@ class Classifier:
     def _evaluate(
         self, nodes: list[Node], *, headers: Any, signature: str | None = None, observed: bool = False
     ) -> _Decision:
+        deferred: _Decision | None = None
         for tier in _RULE_TIERS:
+            if tier is Tier.EXIT:
+                # vocabulary families: after every explicit message rule, before "it exited non-zero";
+                # the exit-wrapper family says no more than the exit tier's structured evidence, so it waits
+                sem = _semantic_decision(nodes, headers=headers, signature=signature)
+                if sem is not None and sem.verdict.category != "process_exit":
+                    return sem
+                deferred = sem
             best: tuple[Rule, Node, float] | None = None
             for node in nodes:
                 hit = self._best_in_tier(tier, node)
@@ -477,6 +512,8 @@ class Classifier:
                     if reset is None and len(nodes) > 1:
                         reset = next((r for r in (parse_message_reset(n.text) for n in nodes) if r), None)
                 return _Decision(verdict, sig, tier, reset, headers)
+        if deferred is not None:
+            return deferred
         top = nodes[0]
         sig = signature or make_signature(top.label or _obs_label(top), top.primary)
         fb_ev = ("fallback: no rule matched", f"signature {sig!r}")
@@ -564,6 +601,25 @@ class Classifier:
                 self._bumped.clear()
             self._bumped[(id(v), prio)] = (v, out)
         return out
+
+
+def _semantic_decision(nodes: list[Node], *, headers: Any, signature: str | None) -> _Decision | None:
+    """The semantic tier's verdict for the first node whose text speaks a family's vocabulary."""
+    for node in nodes:
+        hit = semantic_match(node.text)
+        if hit is None:
+            continue
+        fam, verdict, m = hit
+        sig = signature or make_signature(node.label or _obs_label(node), node.primary)
+        snippet = redact(node.text[max(0, m.start() - 20) : m.end() + 20]).replace("\n", " ")
+        ev = (
+            f"semantic: vocabulary family {fam.name!r} (no explicit rule matched; confidence {verdict.confidence:g})",
+            f"words …{snippet}…",
+            f"signature {sig!r}",
+        )
+        reset = parse_message_reset(node.text) if verdict.retryable else None
+        return _Decision(replace(verdict, evidence=ev), sig, Tier.SEMANTIC, reset, headers)
+    return None
 
 
 def _describe(rule: Rule, node: Node, observed: bool) -> str:

@@ -325,11 +325,14 @@ def observation_facts(obs: Observation) -> ObservationFacts:
             result = ev
         elif et == "assistant":
             err = ev.get("error")
+            msg = ev.get("message")
             if isinstance(err, str) and err:
                 cli_errors.add(err)
-                msg = ev.get("message")
                 if isinstance(msg, Mapping):
                     _collect_text(msg.get("content"), texts)
+            elif isinstance(msg, Mapping) and msg.get("model") == "<synthetic>":
+                # a synthetic message without an error field still carries the CLI's error text
+                _collect_text(msg.get("content"), texts)
         elif et == "system" and ev.get("subtype") == "api_retry":
             st = ev.get("error_status")
             if isinstance(st, int) and not isinstance(st, bool):

@@ -24,6 +24,14 @@ _CLOCK = re.compile(
     r"(?:\s*\(([A-Za-z][A-Za-z0-9_+\-]*(?:/[A-Za-z0-9_+\-]+){0,2})\))?",
     re.IGNORECASE,
 )
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+# "resets Feb 7, 11am (Asia/Seoul)", "resets on Dec 12 at 9:30 pm", "resets Feb 7" (midnight)
+_DATE = re.compile(
+    r"\bresets?(?:\s+on)?\s+(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]{0,6}\.?\s+(\d{1,2})(?:st|nd|rd|th)?"
+    r"(?:,?\s*(?:at\s+)?(\d{1,2})(?::(\d{2}))?\s*([ap]\.?m\.?)?)?"
+    r"(?:\s*\(([A-Za-z][A-Za-z0-9_+\-]*(?:/[A-Za-z0-9_+\-]+){0,2})\))?",
+    re.IGNORECASE,
+)
 _IN_SECONDS = re.compile(
     r"\b(?:try again|retry) (?:in|after) (\d{1,6}(?:\.\d+)?)\s*(s|sec|secs|seconds?|m|mins?|minutes?)\b",
     re.IGNORECASE,
@@ -45,6 +53,8 @@ class ResetSpec:
     zone: str | None = None
     seconds: float | None = None
     source: str = ""
+    month: int | None = None  # with ``day``: a calendar date ("resets Feb 7, 11am"), year inferred
+    day: int | None = None
 
     def seconds_from(self, now: float) -> float | None:
         if self.epoch is not None:
@@ -59,6 +69,8 @@ class ResetSpec:
                 tz = ZoneInfo(self.zone)
             except (ZoneInfoNotFoundError, ValueError):
                 tz = None
+        if self.month is not None and self.day is not None:
+            return self._date_seconds(now, tz)
         # no zone given: the user's local time, as the CLI printed it
         now_dt = datetime.fromtimestamp(now).astimezone() if tz is None else datetime.fromtimestamp(now, tz)
         day = now_dt.date()
@@ -74,6 +86,27 @@ class ResetSpec:
                 return delta
         return None  # pragma: no cover - two days ahead is always in the future
 
+    def _date_seconds(self, now: float, tz: tzinfo | None) -> float | None:
+        """A month-day reset: this year's date, or next year's when this year's is long past.
+
+        A date printed without a year is the next such date; one that passed only
+        hours or a day ago (clock skew, a message read late) means "now", not a year away.
+        """
+        assert self.month is not None and self.day is not None and self.hour is not None
+        now_dt = datetime.fromtimestamp(now).astimezone() if tz is None else datetime.fromtimestamp(now, tz)
+        for year in (now_dt.year, now_dt.year + 1):
+            try:
+                if tz is not None:
+                    cand = datetime(year, self.month, self.day, self.hour, self.minute, tzinfo=tz)
+                else:
+                    cand = datetime(year, self.month, self.day, self.hour, self.minute).astimezone()
+            except ValueError:  # Feb 30, Feb 29 off a leap year
+                continue
+            delta = cand.timestamp() - now
+            if delta > -2 * 86_400:
+                return max(0.0, delta)
+        return None
+
 
 def parse_message_reset(text: str) -> ResetSpec | None:
     """Find a reset time in a message (first match wins); ``None`` when there is none."""
@@ -85,6 +118,21 @@ def parse_message_reset(text: str) -> ResetSpec | None:
         if v > 1e11:  # milliseconds
             v /= 1000.0
         return ResetSpec(epoch=v, source=f"message epoch {m.group(1)}")
+    for m in _DATE.finditer(text):
+        mon, day_s, hour_s, minute_s, ampm, zone = m.groups()
+        day = int(day_s)
+        hour = int(hour_s) if hour_s else 0
+        minute = int(minute_s or 0)
+        if ampm:
+            if not 1 <= hour <= 12:
+                continue
+            hour = (hour % 12) + (12 if ampm.lower().startswith("p") else 0)
+        if not (1 <= day <= 31 and 0 <= hour <= 23 and 0 <= minute <= 59):
+            continue
+        month = _MONTHS.index(mon.lower()[:3]) + 1
+        return ResetSpec(
+            hour=hour, minute=minute, zone=zone, month=month, day=day, source=f"message {m.group(0).strip()!r}"
+        )
     for m in _CLOCK.finditer(text):
         hour_s, minute_s, ampm, zone = m.groups()
         if not ampm and minute_s is None:

@@ -38,6 +38,8 @@ class Tier(IntEnum):
     into the engine; rule packs fill the tiers in between.  ``EXIT`` is the
     generic "the process failed and nothing said why" evidence, which must lose
     to message patterns (an unknown option exits 1 but is a validation error).
+    ``SEMANTIC`` is the vocabulary-family tier (``_semantic.py``): built into the
+    engine, after every explicit message rule and before ``EXIT``.
     """
 
     KILLED_BY = 1
@@ -47,9 +49,10 @@ class Tier(IntEnum):
     EXCEPTION = 5
     PROCESS = 6
     MESSAGE = 7
-    EXIT = 8
-    LEARNED = 9
-    FALLBACK = 10
+    SEMANTIC = 8
+    EXIT = 9
+    LEARNED = 10
+    FALLBACK = 11
 
 
 _TIER_NAMES = {
@@ -71,6 +74,7 @@ TIER_CONFIDENCE = {
     Tier.EXCEPTION: 0.85,
     Tier.PROCESS: 0.8,
     Tier.MESSAGE: 0.7,
+    Tier.SEMANTIC: 0.5,
     Tier.EXIT: 0.55,
     Tier.LEARNED: 0.6,
     Tier.FALLBACK: 0.2,

@@ -24,7 +24,7 @@ def _classifier(store: Any) -> Any:
 
 @click.group("rules")
 def rules_cmd() -> None:
-    """Learned classification rules (signatures retried successfully often enough)."""
+    """Classification rules: learned signatures, and an audit of the CLI's vocabulary."""
 
 
 @rules_cmd.command("list")
@@ -92,4 +92,91 @@ def forget_cmd(signature: str | None, forget_all: bool, store_opt: Path | None) 
     click.echo(f"forgot {n} signature(s)")
 
 
-__all__ = ["rules_cmd"]
+def audit_report(texts: list[tuple[str, str]], *, classifier: Any = None) -> dict[str, Any]:
+    """How the classifier judges each mined string: explicit rule, semantic family, or only the fallback.
+
+    ``texts`` are (text, source) pairs.  Fallback strings are grouped by their
+    topic (the words before a ``:``, else the first two words) so a new family of
+    messages shows up as one group with a count, not as hundreds of lines.
+    """
+    import re
+
+    from resurgo.classify import Classifier
+
+    clf = classifier if classifier is not None else Classifier(cache_size=0)
+    explicit = semantic = 0
+    groups: dict[str, list[str]] = {}
+    for text, _src in texts:
+        v = clf.classify({"message": text}, record=False)
+        if v.rule == "fallback":
+            head = text.split(":", 1)[0] if ":" in text[:40] else " ".join(re.findall(r"[A-Za-z][\w'-]*", text)[:2])
+            groups.setdefault(head.strip().lower() or "?", []).append(text)
+        elif v.rule.startswith("semantic."):
+            semantic += 1
+        else:
+            explicit += 1
+    fallback = sum(len(v) for v in groups.values())
+    ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    return {
+        "strings": len(texts),
+        "explicit_rule": explicit,
+        "semantic_tier": semantic,
+        "fallback_only": fallback,
+        "fallback_rate": round(fallback / len(texts), 4) if texts else 0.0,
+        "groups": [{"group": g, "count": len(items), "examples": sorted(items)[:5]} for g, items in ordered],
+    }
+
+
+@rules_cmd.command("audit")
+@click.option("--claude", "claude", default=None,
+              help="The Claude Code CLI to read (launcher, package folder or binary; else $RESURGO_CLAUDE, PATH).")
+@click.option("--sdk", is_flag=True, help="Also read the installed claude_agent_sdk and anthropic Python packages.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=30, show_default=True, help="Groups to print.")
+@json_option
+def audit_cmd(claude: str | None, sdk: bool, limit: int, as_json: bool) -> None:
+    """Which error messages of the installed CLI only the fallback classifies (grouped, with counts).
+
+    Reads the CLI's own user-facing error strings (its JavaScript, or the native
+    binary that embeds it) and classifies each one: after a CLI upgrade this shows
+    at once which new messages resurgo does not recognise yet.  Exit status 0.
+    """
+    from resurgo.classify._vocab import cli_version, installed_package, mine_cli, mine_python_package
+    from resurgo.supervise._process import ClaudeNotFoundError, find_claude
+
+    try:
+        path = find_claude(claude)
+    except ClaudeNotFoundError as e:
+        fail(str(e))
+    try:
+        mined = mine_cli(path)
+    except (OSError, ValueError) as e:
+        fail(f"cannot read the Claude Code CLI at {path}: {e}")
+    texts = [(m.text, m.source) for m in mined]
+    if sdk:
+        for name in ("claude_agent_sdk", "anthropic"):
+            found = installed_package(name)
+            if found is not None:
+                texts.extend((m.text, m.source) for m in mine_python_package(found[0], name=name, version=found[1]))
+    report = audit_report(texts)
+    report = {"claude": path, "version": cli_version(path), **report}
+    if as_json:
+        print_json(report)
+        return
+    from rich.markup import escape
+
+    out = console()
+    out.print(
+        f"Claude Code {report['version'] or '?'} at {escape(path)}: {report['strings']} error-like strings; "
+        f"{report['explicit_rule']} matched by explicit rules, {report['semantic_tier']} by the semantic tier, "
+        f"[bold]{report['fallback_only']}[/] only by the fallback ({report['fallback_rate']:.1%})."
+    )
+    for g in report["groups"][:limit]:
+        out.print(f"[bold]{g['count']:5d}[/]  {escape(g['group'])}")
+        for ex in g["examples"][:2]:
+            out.print(f"       {escape(ex[:150])}", soft_wrap=True)
+    rest = len(report["groups"]) - limit
+    if rest > 0:
+        out.print(f"… {rest} more groups (--limit, or --json for all)")
+
+
+__all__ = ["audit_report", "rules_cmd"]

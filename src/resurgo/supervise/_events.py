@@ -33,7 +33,10 @@ def exit_status_for(state: JobState, error: ErrorClass | None, *, internal: bool
 
     Auth gets its own status because it is the one failure a human must fix
     before anything else can work; other non-retryable failures (validation,
-    billing, configuration) share 4; a retryable failure we gave up on is 1.
+    billing, configuration) share 4; a retryable failure we gave up on is 1,
+    and so is a failure no rule recognised (``internal``): claiming 4 would send
+    people hunting for a configuration mistake, and 6 is reserved for resurgo's
+    own bugs (``internal=True``).
     """
     if internal:
         return EXIT_INTERNAL
@@ -45,6 +48,10 @@ def exit_status_for(state: JobState, error: ErrorClass | None, *, internal: bool
         return EXIT_FAILED
     if error.type is ErrorType.AUTH:
         return EXIT_AUTH
+    if error.type is ErrorType.INTERNAL:
+        # Unclassified (the classifier's fallback) or a remote internal error: the run failed.
+        # Neither "validation, billing or configuration" (4) nor a bug of resurgo itself (6) is true.
+        return EXIT_FAILED
     if not error.retryable and error.type is not None:
         return EXIT_NOT_RETRYABLE
     return EXIT_FAILED
