@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from resurgo._private_dir import ensure_private_dir
+
 #: Prompts longer than this go through stdin: one argv string is capped at 128 KiB on Linux.
 ARGV_PROMPT_LIMIT = 100_000
 #: Environment marker every process of an attempt inherits; finds leftovers wherever they went.
@@ -143,8 +145,13 @@ def attempt_env(
 
 
 def make_tmpdir(root: Path) -> str:
-    """A fresh private temp folder for one attempt (mode 0700, as mkdtemp makes it)."""
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """A fresh private temp folder for one attempt (mode 0700, as mkdtemp makes it).
+
+    The root has a predictable name in a shared folder: it must be ours and
+    0700 (:func:`resurgo._private_dir.ensure_private_dir` raises
+    ``UnsafeTempDirError``, naming the folder and the fix, otherwise).
+    """
+    ensure_private_dir(root)
     return tempfile.mkdtemp(prefix=f"att-{os.getpid()}-", dir=root)
 
 
@@ -223,14 +230,12 @@ def prestart(
     argv, stdin = cli_argv(claude, prompt=prompt, session_id=sid, model=model, claude_args=claude_args)
     if stdin is not None:
         return None
-    from resurgo._private_dir import UnsafeTempDirError, ensure_private_dir
-
     token = uuid.uuid4().hex
     own = owner or owner_id()
-    try:  # the same check as every attempt's: 0700 and ours (resurgo._private_dir)
-        tmpdir = make_tmpdir(ensure_private_dir(tmp_root or default_tmp_root()))
-    except (UnsafeTempDirError, OSError):
-        return None  # the supervisor reports it in its own words
+    try:
+        tmpdir = make_tmpdir(tmp_root or default_tmp_root())
+    except OSError:  # an unsafe temp folder included: the supervisor's attempt reports it
+        return None
     env = attempt_env(env_overrides or {}, token=token, owner=own, tmpdir=tmpdir)
     started = time.time()
     try:

@@ -183,8 +183,9 @@ class FleetWorker:
             self._learning = RedisLearning(self.link, classifier)
             self._share_endpoint({})
         events = asyncio.create_task(self._watch_events(), name="resurgo-worker-events")
-        log.info("worker %s serving %s (concurrency %d, lease %.1fs)", self.name, self.stream, self.concurrency,
-                 self.lease)
+        log.info("worker %s serving %s (concurrency %d, lease %.1fs; jobs may run under %s; transcripts %s)",
+                 self.name, self.stream, self.concurrency, self.lease, ", ".join(self.policy.cwd_roots) or "nothing",
+                 self.transcripts.mode)
         try:
             await self._serve()
         finally:

@@ -58,7 +58,6 @@ from resurgo._launch import (
     make_tmpdir,
     owner_id,
 )
-from resurgo._private_dir import ensure_private_dir
 from resurgo.classify._types import Observation
 from resurgo.clock import SYSTEM_CLOCK, Clock
 from resurgo.supervise._reaper import (
@@ -680,8 +679,7 @@ class Attempt:
 
     def _env(self) -> dict[str, str]:
         if self.spec.private_tmp:
-            # 0700 and ours, or UnsafeTempDirError (resurgo._private_dir)
-            self._tmpdir = make_tmpdir(ensure_private_dir(self.manager.tmp_root))
+            self._tmpdir = make_tmpdir(self.manager.tmp_root)
         return self._env_with(self.token, self._tmpdir)
 
     def _env_with(self, token: str, tmpdir: str | None) -> dict[str, str]:
