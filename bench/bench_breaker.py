@@ -82,7 +82,7 @@ async def _await(call: Callable[[], Awaitable[object]]) -> object:
 
 
 def _classifier(exc: BaseException):  # type: ignore[no-untyped-def]
-    from resurgo.classify import ErrorClass, ErrorType, Severity
+    from resurgo.classifier import ErrorClass, ErrorType, Severity
 
     return ErrorClass(ErrorType.NETWORK, Severity.MEDIUM, "network", "down", True)
 

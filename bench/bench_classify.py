@@ -38,7 +38,7 @@ from tests.classify._corpus import (  # noqa: E402
     split_of,
 )
 
-from resurgo.classify import Classifier  # noqa: E402
+from resurgo.classifier import Classifier  # noqa: E402
 
 TYPES = ["network", "timeout", "resource", "auth", "validation", "process", "internal", "none"]
 
@@ -102,7 +102,7 @@ def mined_fallback() -> dict[str, dict[str, float | int]]:
 def versions() -> dict[str, str]:
     import importlib.metadata as md
 
-    from resurgo.classify._patterns import HAVE_RE2
+    from resurgo.classifier._patterns import HAVE_RE2
 
     v = {"python": platform.python_version(), "re2": str(HAVE_RE2)}
     for pkg in ("resurgo", "anthropic", "claude-agent-sdk", "google-re2"):

@@ -32,7 +32,7 @@ import time
 from _results import write_results
 from resurgo.breaker import CircuitBreaker, CircuitEvent, CircuitState, StateTransition
 from resurgo.distributed import RedisBreakerSync, RedisLink, RedisRetryBudget
-from resurgo.retry import RetryBudget
+from resurgo.retrier import RetryBudget
 
 
 def start_redis(workdir: str) -> tuple[subprocess.Popen[bytes], str]:

@@ -36,9 +36,9 @@ import backoff
 import stamina
 import tenacity
 
-import resurgo.retry as rr
+import resurgo.retrier as rr
 from _results import write_results
-from resurgo.classify import ErrorClass, ErrorType, Severity
+from resurgo.classifier import ErrorClass, ErrorType, Severity
 
 _EC = ErrorClass(
     type=ErrorType.NETWORK,

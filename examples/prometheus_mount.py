@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, make_wsgi_app
 import resurgo
 from resurgo.mockapi import Faults, MockServer
 from resurgo.observe import ResurgoCollector, summary
-from resurgo.retry import PrometheusHook
+from resurgo.retrier import PrometheusHook
 from resurgo.store import Store
 from resurgo.supervise import ClaudeNotFoundError, SupervisorConfig, SyncSupervisor, find_claude
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from claude_agent_sdk import AssistantMessage, ClaudeAgentOptions, ResultMessage, TextBlock
 
-from resurgo.retry import RetryPolicy
+from resurgo.retrier import RetryPolicy
 from resurgo.sdk import RecoveryEvent, ResilientSDKError, query, stats
 
 

@@ -9,7 +9,7 @@ Writes one ``<source>.jsonl`` per install/package into ``--out`` (``{"text", "so
 line, sorted, so a re-run after a CLI upgrade diffs cleanly).  These raw lists are what
 ``scripts/label_catalogue.py`` labels into ``tests/corpus/catalogue.jsonl``; they are
 over-collected on purpose (the labeller drops what is not a failure a run could end with).
-The same extraction runs in ``resurgo rules audit`` (``resurgo.classify._vocab``).
+The same extraction runs in ``resurgo rules audit`` (``resurgo.classifier._vocab``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from resurgo.classify._vocab import cli_version, installed_package, mine_cli, mine_python_package  # noqa: E402
+from resurgo.classifier._vocab import cli_version, installed_package, mine_cli, mine_python_package  # noqa: E402
 
 
 def _write(out: Path, name: str, rows: list[dict[str, str]]) -> None:

@@ -14,7 +14,7 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-GENERAL = ("resurgo.classify", "resurgo.retry", "resurgo.breaker", "resurgo.clock", "resurgo.store")
+GENERAL = ("resurgo.classifier", "resurgo.retrier", "resurgo.breaker", "resurgo.clock", "resurgo.store")
 # Renamed packages (scripts/rename_packages.py) keep their place in the rule.
 GENERAL += ("resurgo.classifier", "resurgo.retrier")
 ALLOWED_OUTSIDE = ("resurgo._redact",)  # the one shared helper below the library

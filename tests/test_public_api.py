@@ -24,7 +24,7 @@ assert f() == "ok" and len(n) == 2
 def g():
     return 1
 assert g() == 1
-assert resurgo.classify.Classifier is not None and resurgo.retry.Retrier is not None
+assert resurgo.classifier.Classifier is not None and resurgo.retrier.Retrier is not None
 print("ok")
 """
 

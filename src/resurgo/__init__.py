@@ -8,18 +8,14 @@ the general resilience library never drags in the Claude-specific supervisor.
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# Where the classifier and the retrier live.  Today the packages share their names with the
-# functions ``resurgo.classify`` and ``resurgo.retry``; scripts/rename_packages.py moves them to
-# ``resurgo.classifier`` and ``resurgo.retrier`` (and deletes the transitional block below), after
-# which a function and a package never compete for one attribute of this module.
-_CLASSIFY_PKG = "resurgo.classify"
-_RETRY_PKG = "resurgo.retry"
+# The packages behind the functions ``classify`` and ``retry``: named apart from them, so
+# importing a package never replaces a function of the same name on this module.
+_CLASSIFY_PKG = "resurgo.classifier"
+_RETRY_PKG = "resurgo.retrier"
 
 #: Sub-packages reachable as attributes without importing them first (``resurgo.breaker.X``).
 _SUBPACKAGES = frozenset({"breaker", "clock", "store", _CLASSIFY_PKG[8:], _RETRY_PKG[8:]})
@@ -108,53 +104,9 @@ def __getattr__(name: str) -> Any:
             return importlib.import_module(f"{__name__}.{name}")
         raise AttributeError(f"module 'resurgo' has no attribute {name!r}")
     module = importlib.import_module(mod)
-    # transitional: value = getattr(module, name)
-    value = _callable(module) if name in _CALLABLE_SUBPACKAGES else getattr(module, name)
+    value = getattr(module, name)
     globals()[name] = value
     return value
-
-
-# --- BEGIN transitional: package and function share a name (removed by scripts/rename_packages.py)
-class _CallableModule(types.ModuleType):
-    """``resurgo.classify`` / ``resurgo.retry``: a sub-package that is also the function of its name.
-
-    Importing a sub-package (any ``import resurgo.retry`` or ``from resurgo.retry
-    import ...``, which the supervisor does) makes Python set the attribute
-    ``resurgo.retry`` to the module, replacing the re-exported function, so
-    ``resurgo.retry(max_attempts=5)`` would fail with "module is not callable"
-    depending on import order.  Calling these two modules calls their function,
-    so both spellings work whatever was imported first.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return getattr(self, self.__name__.rpartition(".")[2])(*args, **kwargs)
-
-
-def _callable(module: types.ModuleType) -> types.ModuleType:
-    if not isinstance(module, _CallableModule):
-        module.__class__ = _CallableModule
-    return module
-
-
-#: Public names that are both a function and the sub-package defining it.
-_CALLABLE_SUBPACKAGES = ("classify", "retry")
-
-
-class _Package(types.ModuleType):
-    """This package's module type: the import system's ``setattr(resurgo, "retry", module)``
-    after a sub-package import makes that module callable (see :class:`_CallableModule`)."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _CALLABLE_SUBPACKAGES and isinstance(value, types.ModuleType):
-            value = _callable(value)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-for _name in _CALLABLE_SUBPACKAGES:  # imported before this module finished (unusual, but possible)
-    if f"{__name__}.{_name}" in sys.modules:
-        setattr(sys.modules[__name__], _name, sys.modules[f"{__name__}.{_name}"])
-# --- END transitional
 
 
 def __dir__() -> list[str]:
@@ -169,7 +121,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         CircuitState,
         CircuitThresholds,
     )
-    from resurgo.classify import (
+    from resurgo.classifier import (
         Classifier,
         ErrorClass,
         ErrorType,
@@ -184,7 +136,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from resurgo.clock import Clock, FakeClock, SystemClock
     from resurgo.limit import AdaptiveLimiter, LimitExceededError
-    from resurgo.retry import (
+    from resurgo.retrier import (
         Retrier,
         RetryBudget,
         RetryBudgetExhausted,

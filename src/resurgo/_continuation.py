@@ -26,7 +26,7 @@ import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from resurgo.classify import ErrorClass
+    from resurgo.classifier import ErrorClass
 
 #: Placeholder -> what it becomes.
 PLACEHOLDERS: dict[str, str] = {

@@ -7,7 +7,7 @@ breaker's reactions are checked independently of the rule packs.
 from __future__ import annotations
 
 from resurgo.breaker import CircuitThresholds
-from resurgo.classify import ErrorClass, ErrorType, Severity
+from resurgo.classifier import ErrorClass, ErrorType, Severity
 
 
 class NetErr(Exception):

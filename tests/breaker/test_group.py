@@ -135,7 +135,7 @@ def test_membership_validation(clock) -> None:
         BreakerGroup(strategy="random")  # type: ignore[arg-type]
     for name in get_args(GroupStrategy):  # every name the type allows is accepted
         assert BreakerGroup(strategy=name).strategy == name
-    # the group's strategy is not confused with resurgo.classify.Strategy (recovery strategies)
+    # the group's strategy is not confused with resurgo.classifier.Strategy (recovery strategies)
     assert not hasattr(resurgo.breaker, "Strategy")
     own = CircuitBreaker("mine", clock=clock, classifier=classifier)
     assert g.add("d", "http://d", breaker=own).breaker is own

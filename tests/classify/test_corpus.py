@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tests.classify._corpus import correct, exception_rows, jsonl_rows
 
-from resurgo.classify import Classifier
+from resurgo.classifier import Classifier
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from resurgo.classify import (
+from resurgo.classifier import (
     Classifier,
     ErrorType,
     Observation,
@@ -29,7 +29,7 @@ from resurgo.classify import (
     rules_from_toml,
     suggest_strategy,
 )
-from resurgo.classify._patterns import PatternError, check_backtracking, compile_pattern
+from resurgo.classifier._patterns import PatternError, check_backtracking, compile_pattern
 from resurgo.clock import FakeClock
 from resurgo.store import Store
 

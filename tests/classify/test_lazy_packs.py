@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from resurgo.classify import Classifier, ErrorType, RuleError, load_rules
+from resurgo.classifier import Classifier, ErrorType, RuleError, load_rules
 
 
 def test_packs_are_compiled_on_first_use_only() -> None:

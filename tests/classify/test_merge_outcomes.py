@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from resurgo.classify import Classifier
+from resurgo.classifier import Classifier
 from resurgo.clock import FakeClock
 from resurgo.store import Store
 

@@ -11,8 +11,8 @@ import datetime as dt
 import pytest
 from tests.classify._corpus import correct, jsonl_rows, split_rows
 
-from resurgo.classify import Classifier
-from resurgo.classify._semantic import FAMILIES
+from resurgo.classifier import Classifier
+from resurgo.classifier._semantic import FAMILIES
 from resurgo.clock import FakeClock
 from resurgo.supervise import EXIT_FAILED, EXIT_INTERNAL, JobState, exit_status_for
 
@@ -159,7 +159,7 @@ def test_split_accuracy_and_false_positives(clf: Classifier, half: str) -> None:
 
 def test_family_patterns_are_linear_without_re2_too() -> None:
     """Every part passes the backtracking check, so the tier is safe on Python's re as well."""
-    from resurgo.classify._patterns import PatternError, compile_pattern
+    from resurgo.classifier._patterns import PatternError, compile_pattern
 
     for fam in FAMILIES:
         for p in fam.patterns:
@@ -170,7 +170,7 @@ def test_family_patterns_are_linear_without_re2_too() -> None:
 
 
 def test_huge_hostile_text_is_bounded(clf: Classifier) -> None:
-    from resurgo.classify._semantic import SEMANTIC_TEXT, match
+    from resurgo.classifier._semantic import SEMANTIC_TEXT, match
 
     text = "oauth " + "a " * 500_000 + "connection closed"
     hit = match(text)

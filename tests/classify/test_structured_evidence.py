@@ -24,10 +24,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.classify._corpus import jsonl_rows
 
-from resurgo.classify import Classifier, ErrorClass, ErrorType, Strategy
-from resurgo.classify._describe import MAX_DESCRIPTION, duration
-from resurgo.classify._patterns import HAVE_RE2, PatternSet
-from resurgo.classify._rules import load_packs
+from resurgo.classifier import Classifier, ErrorClass, ErrorType, Strategy
+from resurgo.classifier._describe import MAX_DESCRIPTION, duration
+from resurgo.classifier._patterns import HAVE_RE2, PatternSet
+from resurgo.classifier._rules import load_packs
 from resurgo.clock import FakeClock
 
 NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z

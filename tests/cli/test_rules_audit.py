@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from resurgo.classify import Classifier
-from resurgo.classify._vocab import is_error_like, literals_in, mine_cli
+from resurgo.classifier import Classifier
+from resurgo.classifier._vocab import is_error_like, literals_in, mine_cli
 from resurgo.cli._rules import audit_report
 
 
@@ -58,7 +58,7 @@ def test_audit_text_output_and_a_missing_cli(claude_bin: str, tmp_path: Path) ->
 
 def test_audit_sees_what_a_rule_stops_knowing() -> None:
     """Gate: a string only the fallback knows is reported; a user rule for it takes it off the list."""
-    from resurgo.classify._rules import rules_from_toml
+    from resurgo.classifier._rules import rules_from_toml
 
     texts = [("Your OAuth session lapsed and could not be renewed", "t"), ("zq frobnication wobbled", "t")]
     rep = audit_report(texts)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tests.cli._helpers import SECRET, cli_env, resurgo, seed_store
 
-from resurgo.classify import Classifier
+from resurgo.classifier import Classifier
 from resurgo.store import Store
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from resurgo.breaker import CircuitBreaker, CircuitOpenError, CircuitState, CircuitThresholds
-from resurgo.classify import Classifier
+from resurgo.classifier import Classifier
 from resurgo.clock import FakeClock
 from resurgo.distributed import RedisBreakerSync, RedisLearning, RedisLink, RedisRetryBudget
 

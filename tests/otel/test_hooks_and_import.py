@@ -20,11 +20,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from resurgo.breaker import CircuitBreaker, CircuitOpenError, CircuitThresholds
-from resurgo.classify import ErrorClass, ErrorType, Severity
+from resurgo.classifier import ErrorClass, ErrorType, Severity
 from resurgo.clock import FakeClock
 from resurgo.config import load_settings
 from resurgo.otel import OTelBreakerListener, OTelRetryHook
-from resurgo.retry import Retrier, RetryPolicy
+from resurgo.retrier import Retrier, RetryPolicy
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -76,8 +76,8 @@ def test_retry_hook_counts_like_the_prometheus_hook_and_marks_the_current_span()
     [give_up] = pts["resurgo_retry_give_ups"]
     assert dict(give_up.attributes) == {"name": "api", "reason": "attempts_exhausted"}
     [span] = exporter.get_finished_spans()
-    assert [e.name for e in span.events] == ["resurgo.retry", "resurgo.retry.give_up"]
-    assert span.events[0].attributes["resurgo.retry.delay_s"] == 1.0  # type: ignore[index]
+    assert [e.name for e in span.events] == ["resurgo.retrier", "resurgo.retrier.give_up"]
+    assert span.events[0].attributes["resurgo.retrier.delay_s"] == 1.0  # type: ignore[index]
 
 
 def test_retry_hook_records_nothing_on_a_first_try_success() -> None:

@@ -3,7 +3,7 @@ on the real classifier's rules and stay deterministic."""
 
 from __future__ import annotations
 
-from resurgo.classify import ErrorClass, ErrorType, Severity
+from resurgo.classifier import ErrorClass, ErrorType, Severity
 
 
 def ec(

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import pytest
 
 from resurgo.clock import FakeClock
-from resurgo.retry import set_testing
+from resurgo.retrier import set_testing
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from resurgo.clock import FakeClock
-from resurgo.retry import (
+from resurgo.retrier import (
     AdaptiveBackoff,
     BackoffStrategy,
     DecorrelatedJitterBackoff,

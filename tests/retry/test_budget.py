@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resurgo.clock import FakeClock
-from resurgo.retry import (
+from resurgo.retrier import (
     Retrier,
     RetryBudget,
     RetryBudgetExhausted,

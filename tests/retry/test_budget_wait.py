@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from resurgo.clock import FakeClock
-from resurgo.retry import RetryBudget
+from resurgo.retrier import RetryBudget
 
 
 def test_wait_time_is_zero_when_a_retry_fits_and_counts_nothing(clock: FakeClock) -> None:

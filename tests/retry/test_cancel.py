@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from resurgo.retry import GiveUpReason, Retrier, RetryEvent, RetryPolicy, retry_info
+from resurgo.retrier import GiveUpReason, Retrier, RetryEvent, RetryPolicy, retry_info
 
 from ._helpers import Classified, classify, net
 

@@ -6,8 +6,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from resurgo.clock import FakeClock
-from resurgo.retry import LoggingHook, PrometheusHook, Retrier, RetryPolicy
-from resurgo.retry._hooks import redact
+from resurgo.retrier import LoggingHook, PrometheusHook, Retrier, RetryPolicy
+from resurgo.retrier._hooks import redact
 
 from ._helpers import Classified, classify, ec, net
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from resurgo.classify import ErrorType
-from resurgo.retry import BackoffStrategy, PolicyError, RetryPolicy
+from resurgo.classifier import ErrorType
+from resurgo.retrier import BackoffStrategy, PolicyError, RetryPolicy
 
 
 def test_defaults_are_documented_values() -> None:

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resurgo.classify import ErrorClass, ErrorType
+from resurgo.classifier import ErrorClass, ErrorType
 from resurgo.clock import FakeClock
-from resurgo.retry import (
+from resurgo.retrier import (
     GiveUpEvent,
     GiveUpReason,
     Retrier,
@@ -402,7 +402,7 @@ def test_stats_aggregate(clock: FakeClock) -> None:
 
 
 def test_fallback_classifier_when_none_available(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
-    import resurgo.retry._retrier as mod
+    import resurgo.retrier._retrier as mod
 
     monkeypatch.setattr(mod, "_classifier_cache", [])
     monkeypatch.setattr(mod.importlib, "import_module", lambda name: object())
@@ -452,7 +452,7 @@ def test_property_attempts_bounded_and_waits_respect_retry_after(
 def test_adaptive_waits_grow_with_shared_load_and_shrink_on_recovery(clock: FakeClock) -> None:
     import uuid
 
-    from resurgo.retry import LoadTracker
+    from resurgo.retrier import LoadTracker
 
     tracker = LoadTracker(alpha=0.5, half_life=60, clock=clock)
     p = RetryPolicy(max_attempts=2, base_delay=1, max_delay=100, backoff_strategy="adaptive", jitter=False)

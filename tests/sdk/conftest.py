@@ -19,7 +19,7 @@ from claude_agent_sdk import ClaudeAgentOptions
 
 from resurgo._procs import env_marked, proc_ids
 from resurgo.mockapi import MockServer
-from resurgo.retry import RetryPolicy
+from resurgo.retrier import RetryPolicy
 from resurgo.sdk._leftovers import RUN_ENV
 
 #: Real waits, but tiny: the tests check behaviour, not backoff lengths.

@@ -20,7 +20,7 @@ from tests.sdk.conftest import (
     wait_for_tool,
 )
 
-from resurgo.classify import ErrorType
+from resurgo.classifier import ErrorType
 from resurgo.mockapi import Faults, MockServer
 from resurgo.sdk import RecoveryEvent, ResilientClient, ResilientSDKError, StopReason
 

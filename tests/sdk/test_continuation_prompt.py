@@ -6,7 +6,7 @@ import pytest
 from claude_agent_sdk import ClaudeAgentOptions
 
 from resurgo._continuation import ContinuationError
-from resurgo.classify import ErrorClass, ErrorType, Severity
+from resurgo.classifier import ErrorClass, ErrorType, Severity
 from resurgo.sdk._core import DEFAULT_CONTINUATION, Run, Settings
 
 KW: dict[str, object] = dict(

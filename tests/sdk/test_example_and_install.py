@@ -12,9 +12,9 @@ import pytest
 from claude_agent_sdk import ClaudeAgentOptions, ResultError, ResultMessage
 from tests.sdk.conftest import FAST, message_requests
 
-from resurgo.classify import ErrorType, Observation
+from resurgo.classifier import ErrorType, Observation
 from resurgo.mockapi import Faults, MockServer
-from resurgo.retry import Retrier, RetryPolicy
+from resurgo.retrier import Retrier, RetryPolicy
 from resurgo.sdk import RecoveryEvent, endpoint_of, install, installed, uninstall
 from resurgo.sdk._core import Settings
 from resurgo.sdk._evidence import Evidence, classify_evidence
@@ -105,7 +105,7 @@ def test_a_custom_classifier_sees_observations() -> None:
 
     def clf(x: object) -> object:
         seen.append(x)
-        from resurgo.classify import classify
+        from resurgo.classifier import classify
 
         return classify(x)
 

@@ -30,9 +30,9 @@ from tests.sdk.conftest import (
 )
 
 from resurgo.breaker import CircuitBreaker, CircuitState, CircuitThresholds
-from resurgo.classify import ErrorType
+from resurgo.classifier import ErrorType
 from resurgo.mockapi import Faults, MockServer
-from resurgo.retry import RetryBudget, RetryPolicy
+from resurgo.retrier import RetryBudget, RetryPolicy
 from resurgo.sdk import RecoveryEvent, ResilientSDKError, StopReason, query
 from resurgo.store import Store
 
@@ -275,7 +275,7 @@ async def test_default_policy_object_is_used_unchanged_by_a_retrier(
     sdk_options: ClaudeAgentOptions, mock_api: MockServer
 ) -> None:
     """A caller's own Retrier is used as is: its policy decides the attempts."""
-    from resurgo.retry import Retrier
+    from resurgo.retrier import Retrier
 
     mock_api.set_faults(Faults(status=529))
     r = Retrier(policy=RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02), budget=None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from resurgo.classify._types import ErrorClass, ErrorType, Severity
+from resurgo.classifier._types import ErrorClass, ErrorType, Severity
 from resurgo.clock import FakeClock
 from resurgo.sdk._store import RunRecorder
 from resurgo.store import Store

@@ -111,8 +111,8 @@ async def test_after_a_reset_the_limit_restarts_low_instead_of_where_it_was(tmp_
 
 def test_gate_a_refusal_without_a_reset_time_cuts_but_does_not_pause() -> None:
     """What makes the pause: the server's reset time.  A 529 (no reset) only cuts the limit."""
-    from resurgo.classify import classify
-    from resurgo.classify._types import Observation
+    from resurgo.classifier import classify
+    from resurgo.classifier._types import Observation
     from resurgo.clock import FakeClock
 
     clock = FakeClock()
@@ -142,8 +142,8 @@ def test_api_retry_overload_events_cut_at_once_and_the_end_does_not_cut_again(tm
     assert lim.limit == 4
     sig.on_event("system", "api_retry", {"error_status": 500}, clock.monotonic())  # not an overload
     assert lim.limit == 4
-    from resurgo.classify import classify
-    from resurgo.classify._types import Observation
+    from resurgo.classifier import classify
+    from resurgo.classifier._types import Observation
 
     err = classify(Observation(exit_code=1, events=[R_529]))
     sig.finish(succeeded=False, cancelled=False, error=err)

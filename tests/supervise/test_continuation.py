@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from resurgo._continuation import ContinuationError, check_continuation, render_continuation
-from resurgo.classify import ErrorClass, ErrorType, Severity
+from resurgo.classifier import ErrorClass, ErrorType, Severity
 from resurgo.supervise import SupervisorConfig
 from resurgo.supervise._session import DEFAULT_CONTINUATION, SessionManager
 

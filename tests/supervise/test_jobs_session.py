@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from resurgo.classify._types import ErrorClass, ErrorType, Severity
+from resurgo.classifier._types import ErrorClass, ErrorType, Severity
 from resurgo.clock import FakeClock
 from resurgo.store import Store
 from resurgo.supervise._jobs import JobState, JobStore, JobStoreError, owner_alive, owner_id

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from resurgo.breaker import CircuitThresholds
-from resurgo.classify import Classifier
+from resurgo.classifier import Classifier
 from resurgo.clock import FakeClock
 from resurgo.store import Store
 from resurgo.supervise import JobState, SupervisorConfig

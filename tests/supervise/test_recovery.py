@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from resurgo.classify import ErrorClass, ErrorType, Severity, Strategy
+from resurgo.classifier import ErrorClass, ErrorType, Severity, Strategy
 from resurgo.clock import FakeClock
 from resurgo.supervise._recovery import (
     RecoveryContext,

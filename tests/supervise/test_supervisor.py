@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from resurgo.classify import ErrorClass, ErrorType
+from resurgo.classifier import ErrorClass, ErrorType
 from resurgo.clock import SYSTEM_CLOCK, FakeClock
 from resurgo.store import Store
 from resurgo.supervise import (
@@ -334,7 +334,7 @@ async def test_a_missing_cli_fails_the_job_with_a_clear_configuration_error(tmp_
 
 
 async def test_budget_factory_and_endpoint_breaker(tmp_path: Path) -> None:
-    from resurgo.retry import RetryBudget
+    from resurgo.retrier import RetryBudget
 
     asked: list[str] = []
     budgets: dict[str, RetryBudget] = {}

@@ -77,7 +77,7 @@ from resurgo.breaker._states import (
     Transition,
 )
 from resurgo.breaker._window import WindowSnapshot
-from resurgo.classify._types import ErrorClass, ErrorType
+from resurgo.classifier._types import ErrorClass, ErrorType
 from resurgo.clock import SYSTEM_CLOCK, Clock, SystemClock
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def _default_classifier() -> Classifier:
     the rule engine costs start-up time the hot path should not pay."""
     import importlib
 
-    mod = importlib.import_module("resurgo.classify")
+    mod = importlib.import_module("resurgo.classifier")
     return cast(Classifier, mod.classify)
 
 
@@ -203,7 +203,7 @@ class CircuitBreaker:
     clock:
         A :class:`resurgo.clock.Clock`; tests pass a ``FakeClock``.
     classifier:
-        ``exc -> ErrorClass``; defaults to :func:`resurgo.classify.classify`,
+        ``exc -> ErrorClass``; defaults to :func:`resurgo.classifier.classify`,
         imported at the first failure.  A classifier that raises is logged and
         the failure is counted as a plain failure, never lost.
     failure_result:

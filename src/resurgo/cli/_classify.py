@@ -35,7 +35,7 @@ def _lines(sources: tuple[str, ...]) -> Iterator[str]:
 
 
 def _process(line: str, classifier: Any, explain: bool) -> dict[str, Any] | None:
-    from resurgo.classify import ObservationError
+    from resurgo.classifier import ObservationError
 
     if not line.strip():
         return None
@@ -72,7 +72,7 @@ def classify_cmd(files: tuple[str, ...], explain: bool, rules_file: str | None) 
     JSON object yields {"error": null, "invalid": "..."}; blank lines are skipped.
     Exit status is 0 unless the input (or the rules file) could not be read.
     """
-    from resurgo.classify import Classifier, RuleError
+    from resurgo.classifier import Classifier, RuleError
 
     try:
         classifier = Classifier.from_config(rules_file) if rules_file else Classifier()

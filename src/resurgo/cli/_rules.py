@@ -17,7 +17,7 @@ from resurgo.cli._common import console, fail, json_option, open_store, print_js
 
 
 def _classifier(store: Any) -> Any:
-    from resurgo.classify import Classifier
+    from resurgo.classifier import Classifier
 
     return Classifier(store=store)
 
@@ -101,7 +101,7 @@ def audit_report(texts: list[tuple[str, str]], *, classifier: Any = None) -> dic
     """
     import re
 
-    from resurgo.classify import Classifier
+    from resurgo.classifier import Classifier
 
     clf = classifier if classifier is not None else Classifier(cache_size=0)
     explicit = semantic = 0
@@ -140,7 +140,7 @@ def audit_cmd(claude: str | None, sdk: bool, limit: int, as_json: bool) -> None:
     binary that embeds it) and classifies each one: after a CLI upgrade this shows
     at once which new messages resurgo does not recognise yet.  Exit status 0.
     """
-    from resurgo.classify._vocab import cli_version, installed_package, mine_cli, mine_python_package
+    from resurgo.classifier._vocab import cli_version, installed_package, mine_cli, mine_python_package
     from resurgo.supervise._process import ClaudeNotFoundError, find_claude
 
     try:

@@ -52,7 +52,7 @@ def _make_supervisor(path: Path, *, concurrency: int | str | None = None, claude
     handed to the process manager, which adopts it only if it is exactly the
     process the attempt would start.
     """
-    from resurgo.classify import RuleError
+    from resurgo.classifier import RuleError
     from resurgo.supervise import ClaudeNotFoundError, Supervisor, find_claude
     from resurgo.supervise._process import ProcessManager
 

@@ -6,7 +6,7 @@ validated, and every problem is reported at once (``resurgo config check``).
     from resurgo.config import load_settings
     settings = load_settings()
     settings.raise_for_problems()          # ConfigError listing every problem
-    policy = settings.retry_policy()       # resurgo.retry.RetryPolicy
+    policy = settings.retry_policy()       # resurgo.retrier.RetryPolicy
 """
 
 from resurgo.config._load import (

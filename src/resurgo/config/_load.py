@@ -194,7 +194,7 @@ def _culprits(message: str, keys: Mapping[str, Any]) -> list[str]:
 def _class_check(section: str, values: dict[str, Any], defaults: Mapping[str, Any]) -> None:
     """Validate a whole section with the library class that owns it (raises ValueError)."""
     if section == "retry":
-        from resurgo.retry._policy import RetryPolicy
+        from resurgo.retrier._policy import RetryPolicy
 
         RetryPolicy.from_dict(values)
     elif section == "breaker":
@@ -254,7 +254,7 @@ class Settings:
         recoveries is ``[supervisor] backoff_base``/``backoff_cap`` (restart
         intensity), because a recovery is a resumed session, not a repeated call.
         """
-        from resurgo.retry._policy import RetryPolicy
+        from resurgo.retrier._policy import RetryPolicy
 
         return RetryPolicy.from_dict(self.explicit("retry"))
 
@@ -416,7 +416,7 @@ def _check_rules(rules: Value, problems: list[ConfigProblem]) -> None:
     """A rules file must load and must not clash with the shipped packs (``Classifier.from_config``)."""
     if not rules.value:
         return
-    from resurgo.classify import Classifier, RuleError
+    from resurgo.classifier import Classifier, RuleError
 
     p = Path(rules.value)
     if not p.is_file():

@@ -15,7 +15,7 @@ from dataclasses import MISSING, dataclass, fields
 from typing import Any
 from urllib.parse import urlsplit
 
-from resurgo.retry._policy import PolicyError, parse_duration
+from resurgo.retrier._policy import PolicyError, parse_duration
 
 #: Text of the contract's default continuation prompt is owned by the supervisor;
 #: ``None`` here means "whatever the supervisor uses".
@@ -208,7 +208,7 @@ def budget(arg: str) -> Check:
     def check(v: Any) -> Any:
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise SettingError(f"must be a number, got {v!r}")
-        from resurgo.retry import RetryBudget
+        from resurgo.retrier import RetryBudget
 
         try:
             RetryBudget(ratio=v) if arg == "ratio" else RetryBudget(min_retries_per_sec=v)
@@ -343,7 +343,7 @@ def _dataclass_keys(cls: Any, *, skip: tuple[str, ...] = ()) -> dict[str, Key]:
 def build_schema() -> dict[str, dict[str, Key]]:
     """Every section and key; built on demand so importing the CLI stays cheap."""
     from resurgo.breaker._config import CircuitThresholds
-    from resurgo.retry._policy import RetryPolicy
+    from resurgo.retrier._policy import RetryPolicy
 
     return {
         "supervisor": _with_class_defaults(_supervisor_keys()),

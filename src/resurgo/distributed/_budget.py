@@ -1,4 +1,4 @@
-"""A retry budget shared by a fleet: the same token bucket as :class:`resurgo.retry.RetryBudget`, in Redis.
+"""A retry budget shared by a fleet: the same token bucket as :class:`resurgo.retrier.RetryBudget`, in Redis.
 
 A retry storm is a fleet-wide phenomenon: ten workers each keeping their own
 20 % budget still let the fleet send 20 % retries *each*, against one degraded
@@ -34,8 +34,8 @@ from typing import Any
 
 from resurgo.clock import SYSTEM_CLOCK, Clock
 from resurgo.distributed._link import RedisLink
-from resurgo.retry import BudgetStats, RetryBudget
-from resurgo.retry._budget import wait_from_slots
+from resurgo.retrier import BudgetStats, RetryBudget
+from resurgo.retrier._budget import wait_from_slots
 
 __all__ = ["RedisRetryBudget"]
 

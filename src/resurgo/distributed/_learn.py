@@ -32,7 +32,7 @@ import logging
 import threading
 from typing import Any
 
-from resurgo.classify import Classifier, LearnedRule
+from resurgo.classifier import Classifier, LearnedRule
 from resurgo.distributed._link import RedisLink
 
 log = logging.getLogger("resurgo.distributed")
@@ -59,7 +59,7 @@ return 1
 
 
 class RedisLearning:
-    """Keeps a :class:`~resurgo.classify.Classifier`'s learned rules in step with the fleet's.
+    """Keeps a :class:`~resurgo.classifier.Classifier`'s learned rules in step with the fleet's.
 
     ``read_interval`` [0.5 s] bounds how stale the local view of other workers'
     outcomes may get when a pub/sub notice is missed.

@@ -163,7 +163,7 @@ class FleetWorker:
 
     async def run(self) -> None:
         """Serve until :meth:`stop`; returns once every running job finished or was released."""
-        from resurgo.classify import Classifier
+        from resurgo.classifier import Classifier
         from resurgo.supervise import Supervisor
 
         self._stopping = asyncio.Event()

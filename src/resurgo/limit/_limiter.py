@@ -75,8 +75,8 @@ def default_is_overload(exc: BaseException) -> bool:
     """The classifier's judgement: a ``resource`` error (or a timeout) means the dependency is overloaded."""
     if isinstance(exc, TimeoutError):
         return True
-    from resurgo.classify import classify
-    from resurgo.classify._types import ErrorType
+    from resurgo.classifier import classify
+    from resurgo.classifier._types import ErrorType
 
     try:
         return classify(exc).type is ErrorType.RESOURCE

@@ -1,7 +1,7 @@
 """OpenTelemetry instruments for the general library: a retry hook and a breaker listener.
 
-They mirror the logging and Prometheus hooks (:mod:`resurgo.retry._hooks`,
-:mod:`resurgo.retry._prometheus`): the same metric names, so a dashboard built
+They mirror the logging and Prometheus hooks (:mod:`resurgo.retrier._hooks`,
+:mod:`resurgo.retrier._prometheus`): the same metric names, so a dashboard built
 on one exporter reads the other, plus a span event on whatever span is current
 when a retry is scheduled or a breaker moves, so a trace shows *why* a call
 took longer.  Only retry decisions and breaker events are recorded, never a
@@ -18,7 +18,7 @@ from opentelemetry import metrics, trace
 
 from resurgo._redact import redact_text
 from resurgo.breaker._events import CallRejected, CircuitEvent, StateTransition, ThresholdExceeded
-from resurgo.retry._events import GiveUpEvent, RetryEvent
+from resurgo.retrier._events import GiveUpEvent, RetryEvent
 
 #: Instrumentation scope: what a collector shows as the emitting library.
 SCOPE = "resurgo"
@@ -47,7 +47,7 @@ class OTelRetryHook:
     Metrics (attributes ``name`` = retrier or dependency name):
     ``resurgo_retry_retries{name,error_type}`` (counter), ``resurgo_retry_backoff_seconds{name}``
     (histogram), ``resurgo_retry_give_ups{name,reason}`` (counter).  Each retry also adds a
-    ``resurgo.retry`` event (a ``resurgo.retry.give_up`` event on giving up) to the current span.
+    ``resurgo.retry`` event (a ``resurgo.retrier.give_up`` event on giving up) to the current span.
     Providers default to the global ones (``opentelemetry.metrics`` / ``trace``).
     """
 
@@ -75,11 +75,11 @@ class OTelRetryHook:
         span = trace.get_current_span()
         if span.is_recording():
             span.add_event(
-                "resurgo.retry",
+                "resurgo.retrier",
                 {
-                    "resurgo.retry.name": event.name,
-                    "resurgo.retry.attempt": event.attempt,
-                    "resurgo.retry.delay_s": event.delay,
+                    "resurgo.retrier.name": event.name,
+                    "resurgo.retrier.attempt": event.attempt,
+                    "resurgo.retrier.delay_s": event.delay,
                     "resurgo.error.type": kind,
                     "resurgo.error.retryable": event.error_class.retryable,
                     "resurgo.error.description": redact_text(event.error_class.description)[:200],
@@ -91,13 +91,13 @@ class OTelRetryHook:
         span = trace.get_current_span()
         if span.is_recording():
             attrs: dict[str, Any] = {
-                "resurgo.retry.name": event.name,
-                "resurgo.retry.attempts": event.attempts,
-                "resurgo.retry.reason": event.reason.value,
+                "resurgo.retrier.name": event.name,
+                "resurgo.retrier.attempts": event.attempts,
+                "resurgo.retrier.reason": event.reason.value,
             }
             if event.error_class is not None and event.error_class.type is not None:
                 attrs["resurgo.error.type"] = event.error_class.type.value
-            span.add_event("resurgo.retry.give_up", attrs)
+            span.add_event("resurgo.retrier.give_up", attrs)
 
 
 class OTelBreakerListener:

@@ -13,11 +13,11 @@ Change one import and keep the code::
             ...
 
 Failures (SDK exceptions, error results, synthetic error messages) are
-classified with :mod:`resurgo.classify`; retryable ones are retried with the
-:mod:`resurgo.retry` engine's backoff and budget, behind the endpoint's
+classified with :mod:`resurgo.classifier`; retryable ones are retried with the
+:mod:`resurgo.retrier` engine's backoff and budget, behind the endpoint's
 :mod:`resurgo.breaker` breaker, by *resuming the session* through the SDK's
 ``resume=`` option.  Non-retryable ones raise :class:`ResilientSDKError` at
-once, carrying the :class:`~resurgo.classify.ErrorClass`.  For code whose call
+once, carrying the :class:`~resurgo.classifier.ErrorClass`.  For code whose call
 sites cannot change, :func:`install` patches ``claude_agent_sdk.query`` and
 ``ClaudeSDKClient`` in place.
 """

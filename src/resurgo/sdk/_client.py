@@ -31,7 +31,7 @@ from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient, CLIConnectionE
 
 from resurgo.breaker import CircuitBreaker, Permit
 from resurgo.clock import Clock
-from resurgo.retry import Retrier, RetryBudget, RetryError, RetryPolicy
+from resurgo.retrier import Retrier, RetryBudget, RetryError, RetryPolicy
 from resurgo.sdk._core import (
     DEFAULT,
     DEFAULT_CONTINUATION,

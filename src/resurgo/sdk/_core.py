@@ -5,7 +5,7 @@ a client) across its CLI runs: it decides how the next run starts (resume the
 session, or start over), filters what the caller sees so nothing is shown
 twice, classifies each failure, reports to the breaker, and writes metrics.
 The retry decision itself (attempts, backoff, ``retry_after``, deadline,
-budget) is the :class:`resurgo.retry.Retrier`'s, reused through its
+budget) is the :class:`resurgo.retrier.Retrier`'s, reused through its
 ``async for attempt in retrier`` form so a backoff sleep stays cancellable and
 ``set_testing`` removes it.
 """
@@ -31,10 +31,10 @@ from claude_agent_sdk import (
 from resurgo._continuation import check_continuation, render_continuation
 from resurgo._endpoints import endpoint_name
 from resurgo.breaker import CircuitBreaker, CircuitOpenError, CircuitThresholds, Permit
-from resurgo.classify import ErrorClass, ErrorType, Severity, Strategy
-from resurgo.classify import classify as _default_classify
+from resurgo.classifier import ErrorClass, ErrorType, Severity, Strategy
+from resurgo.classifier import classify as _default_classify
 from resurgo.clock import SYSTEM_CLOCK, Clock
-from resurgo.retry import GiveUpReason, Retrier, RetryBudget, RetryError, RetryPolicy, budget_for, retry_info
+from resurgo.retrier import GiveUpReason, Retrier, RetryBudget, RetryError, RetryPolicy, budget_for, retry_info
 from resurgo.sdk._errors import RecoveryEvent, ResilientSDKError, SDKAttemptError, StopReason
 from resurgo.sdk._evidence import ClassifierFn, Evidence, classify_evidence, endpoint_of
 from resurgo.sdk._leftovers import DEFAULT_LEFTOVER_GRACE
@@ -248,7 +248,7 @@ class Settings:
                 classifier=attempt_classifier,
             )
         elif not isinstance(retrier, Retrier):
-            raise TypeError(f"retrier must be a resurgo.retry.Retrier, got {type(retrier).__name__}")
+            raise TypeError(f"retrier must be a resurgo.retrier.Retrier, got {type(retrier).__name__}")
         if isinstance(breaker, _Default):
             breaker = breaker_for(endpoint)
         elif breaker is not None and not isinstance(breaker, CircuitBreaker):

@@ -14,7 +14,7 @@ from typing import Any
 
 from claude_agent_sdk import ClaudeSDKError
 
-from resurgo.classify import ErrorClass
+from resurgo.classifier import ErrorClass
 
 
 class StopReason(StrEnum):

@@ -23,8 +23,8 @@ from claude_agent_sdk import (
     ResultMessage,
 )
 
-from resurgo.classify import ErrorClass, Observation
-from resurgo.classify import classify as _default_classify
+from resurgo.classifier import ErrorClass, Observation
+from resurgo.classifier import classify as _default_classify
 
 #: Anything that maps an exception or an :class:`Observation` to an ErrorClass.
 ClassifierFn = Callable[[Any], ErrorClass]

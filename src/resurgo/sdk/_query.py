@@ -35,7 +35,7 @@ from claude_agent_sdk import ClaudeAgentOptions, Message, ResultMessage
 
 from resurgo.breaker import CircuitBreaker
 from resurgo.clock import Clock
-from resurgo.retry import Retrier, RetryBudget, RetryError, RetryPolicy
+from resurgo.retrier import Retrier, RetryBudget, RetryError, RetryPolicy
 from resurgo.sdk._core import (
     DEFAULT,
     DEFAULT_CONTINUATION,
@@ -120,17 +120,17 @@ async def query(
     keyword-only, with these defaults:
 
     - ``policy`` [:data:`DEFAULT_POLICY`: 4 runs, full jitter 1 s .. 60 s] or
-      ``retrier`` [None]: a :class:`resurgo.retry.Retrier` to use as is (its
+      ``retrier`` [None]: a :class:`resurgo.retrier.Retrier` to use as is (its
       policy, budget, hooks and stats).  Not both.
     - ``breaker`` [the endpoint's shared breaker, :func:`breaker_for`]: a
       :class:`CircuitBreaker`, or None for none.  Only endpoint failures
       (network, timeout, resource, auth) count; a crashed CLI does not.  An
       open breaker fails the call at once with ``reason="circuit_open"`` and
       its ``retry_after``.
-    - ``budget`` [the endpoint's shared :func:`resurgo.retry.budget_for`
+    - ``budget`` [the endpoint's shared :func:`resurgo.retrier.budget_for`
       budget]: a :class:`RetryBudget` or None.
-    - ``classifier`` [:func:`resurgo.classify.classify`]: receives an
-      :class:`~resurgo.classify.Observation` built from the run's result and
+    - ``classifier`` [:func:`resurgo.classifier.classify`]: receives an
+      :class:`~resurgo.classifier.Observation` built from the run's result and
       error events, or the SDK exception when the run produced none.
     - ``store`` [None]: a :class:`resurgo.store.Store`; runs, attempts,
       errors, recoveries and retries are written to the run tables.

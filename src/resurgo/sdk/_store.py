@@ -14,8 +14,8 @@ import os
 import uuid
 from typing import Any
 
-from resurgo.classify import ErrorClass, make_signature
-from resurgo.classify._signature import redact
+from resurgo.classifier import ErrorClass, make_signature
+from resurgo.classifier._signature import redact
 from resurgo.clock import Clock
 from resurgo.store import RunStore, Store
 from resurgo.store.runs import fault_kind_of

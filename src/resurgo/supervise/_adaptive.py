@@ -31,7 +31,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from resurgo.classify._types import ErrorClass, ErrorType
+from resurgo.classifier._types import ErrorClass, ErrorType
 from resurgo.clock import Clock
 from resurgo.limit import (
     AdaptiveLimiter,

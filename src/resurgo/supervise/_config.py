@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from resurgo._continuation import ContinuationError, check_continuation
 from resurgo.breaker import CircuitThresholds, ThresholdsError
-from resurgo.retry import RetryBudget
+from resurgo.retrier import RetryBudget
 from resurgo.store import Store
 from resurgo.supervise._session import DEFAULT_CONTINUATION
 
@@ -51,7 +51,7 @@ def default_breaker_thresholds() -> CircuitThresholds:
 def check_budget_value(name: str, arg: str, v: Any) -> float:
     """``v`` as ``RetryBudget(**{arg: v})`` accepts it, or ConfigError naming ``name``.
 
-    Delegating to :class:`~resurgo.retry.RetryBudget` keeps the allowed ranges
+    Delegating to :class:`~resurgo.retrier.RetryBudget` keeps the allowed ranges
     in one place: the supervisor, the configuration schema and the library
     cannot disagree about them.
     """
@@ -114,7 +114,7 @@ class SupervisorConfig:
     retry_budget_ratio / retry_budget_min_per_sec:
         The endpoint's shared retry budget: recoveries may be at most this
         fraction of first attempts (default 0.2) plus a floor per second
-        (default 1.0).  Both are checked by :class:`~resurgo.retry.RetryBudget`
+        (default 1.0).  Both are checked by :class:`~resurgo.retrier.RetryBudget`
         itself (ratio in [0, 1000], floor finite and >= 0), the one source of
         those limits.  The floor is lower than the library's default of 10/s
         on purpose: that one is sized for RPC clients making many calls a

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from resurgo.classify._types import ErrorClass, ErrorType
+from resurgo.classifier._types import ErrorClass, ErrorType
 from resurgo.supervise._jobs import JobRecord, JobState
 
 # -- exit statuses ------------------------------------------------------------------------------

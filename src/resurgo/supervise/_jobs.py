@@ -37,7 +37,7 @@ import psutil
 
 from resurgo._launch import owner_id
 from resurgo._redact import redact_json_line
-from resurgo.classify._types import ErrorClass
+from resurgo.classifier._types import ErrorClass
 from resurgo.clock import SYSTEM_CLOCK, Clock
 from resurgo.store import Store
 from resurgo.store.runs import JobStoreError, RunStore

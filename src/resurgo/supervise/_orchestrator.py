@@ -36,10 +36,10 @@ from typing import Any, Protocol
 
 from resurgo._endpoints import endpoint_name
 from resurgo.breaker import CircuitBreaker, CircuitOpenError, Permit, StateTransition
-from resurgo.classify import Classifier
-from resurgo.classify._types import ErrorClass, ErrorType, Observation, Severity, Strategy
+from resurgo.classifier import Classifier
+from resurgo.classifier._types import ErrorClass, ErrorType, Observation, Severity, Strategy
 from resurgo.clock import SYSTEM_CLOCK, Clock
-from resurgo.retry import AdaptiveBackoff, LoadTracker, RetryBudget
+from resurgo.retrier import AdaptiveBackoff, LoadTracker, RetryBudget
 from resurgo.supervise._alerts import BREAKER_OPEN, BUDGET_EXHAUSTED, ESCALATION, GAVE_UP, AlertManager
 from resurgo.supervise._cleanup import ResourceCleaner
 from resurgo.supervise._config import SupervisorConfig
@@ -116,7 +116,7 @@ class ApiFailure(Exception):
 def _breaker_classifier(exc: BaseException) -> ErrorClass:
     if isinstance(exc, ApiFailure):
         return exc.error
-    from resurgo.classify import classify
+    from resurgo.classifier import classify
 
     return classify(exc)
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from resurgo.classify._types import ErrorClass
+from resurgo.classifier._types import ErrorClass
 from resurgo.store.runs import fault_kind_of
 from resurgo.supervise._process import AttemptOutcome, StreamEvent
 

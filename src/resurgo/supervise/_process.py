@@ -58,7 +58,7 @@ from resurgo._launch import (
     make_tmpdir,
     owner_id,
 )
-from resurgo.classify._types import Observation
+from resurgo.classifier._types import Observation
 from resurgo.clock import SYSTEM_CLOCK, Clock
 from resurgo.supervise._reaper import (
     TreeKillReport,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from resurgo._endpoints import endpoint_name
-from resurgo.classify._types import ErrorClass, ErrorType, Observation, Strategy
+from resurgo.classifier._types import ErrorClass, ErrorType, Observation, Strategy
 from resurgo.clock import SYSTEM_CLOCK, Clock
 
 Action = Literal["start", "resume", "fork", "none"]

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Literal
 from resurgo._continuation import PLACEHOLDERS, ContinuationError, check_continuation, render_continuation
 
 if TYPE_CHECKING:
-    from resurgo.classify import ErrorClass
+    from resurgo.classifier import ErrorClass
     from resurgo.supervise._process import AttemptOutcome, AttemptSpec, Liveness, Mode
 
 DEFAULT_CONTINUATION = (

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from resurgo._endpoints import endpoint_name
 from resurgo.breaker import CircuitBreaker
-from resurgo.classify import Classifier, load_rules
+from resurgo.classifier import Classifier, load_rules
 from resurgo.clock import SYSTEM_CLOCK, Clock
 from resurgo.store import Store, default_store_path
 from resurgo.supervise._alerts import Alert, AlertManager

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from resurgo._redact import redact_text as redact
-from resurgo.retry._events import GiveUpEvent, RetryEvent
+from resurgo.retrier._events import GiveUpEvent, RetryEvent
 
 
 def _describe(exc: BaseException | None, limit: int = 200) -> str:

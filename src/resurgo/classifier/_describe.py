@@ -17,10 +17,10 @@ import signal as _signal
 from datetime import UTC, datetime
 
 from resurgo._redact import redact_text
-from resurgo.classify._facts import Node
-from resurgo.classify._resets import ResetSpec
-from resurgo.classify._rules import Rule
-from resurgo.classify._signature import redact
+from resurgo.classifier._facts import Node
+from resurgo.classifier._resets import ResetSpec
+from resurgo.classifier._rules import Rule
+from resurgo.classifier._signature import redact
 
 #: Longest description produced (rule text included); quoted evidence is shorter still.
 MAX_DESCRIPTION = 240

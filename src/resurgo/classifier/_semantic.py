@@ -27,8 +27,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from resurgo.classify._patterns import HAVE_RE2, Pattern, PatternSet, combine_patterns, compile_pattern
-from resurgo.classify._types import SEVERITY_PRIORITY, ErrorClass, ErrorType, Severity, Strategy
+from resurgo.classifier._patterns import HAVE_RE2, Pattern, PatternSet, combine_patterns, compile_pattern
+from resurgo.classifier._types import SEVERITY_PRIORITY, ErrorClass, ErrorType, Severity, Strategy
 
 #: Confidence of a semantic verdict: below every explicit tier (message patterns are 0.7).
 SEMANTIC_CONFIDENCE = 0.5

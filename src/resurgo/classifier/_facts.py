@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from resurgo.classify._patterns import MAX_TEXT, cap_text
-from resurgo.classify._types import Observation
+from resurgo.classifier._patterns import MAX_TEXT, cap_text
+from resurgo.classifier._types import Observation
 
 #: Chain members examined per exception (cycles and pathological groups stop here).
 MAX_NODES = 32

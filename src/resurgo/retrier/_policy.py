@@ -18,8 +18,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from resurgo.classify._types import ErrorType
-from resurgo.retry._backoff import (
+from resurgo.classifier._types import ErrorType
+from resurgo.retrier._backoff import (
     AdaptiveBackoff,
     BackoffCalculator,
     DecorrelatedJitterBackoff,

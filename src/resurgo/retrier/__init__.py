@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from resurgo.retry._backoff import (
+from resurgo.retrier._backoff import (
     AdaptiveBackoff,
     BackoffCalculator,
     DecorrelatedJitterBackoff,
@@ -33,18 +33,18 @@ from resurgo.retry._backoff import (
     LoadTracker,
     load_tracker_for,
 )
-from resurgo.retry._budget import BudgetStats, RetryBudget, budget_for
-from resurgo.retry._decorator import retry
-from resurgo.retry._errors import GiveUpReason, RetryBudgetExhausted, RetryError, retry_info
-from resurgo.retry._events import GiveUpEvent, RetryEvent, RetryInstrument
-from resurgo.retry._hooks import LoggingHook
-from resurgo.retry._policy import BackoffStrategy, PolicyError, RetryPolicy
-from resurgo.retry._retrier import RESULT_REJECTED, Attempt, Retrier
-from resurgo.retry._stats import RetryStats
-from resurgo.retry._testing import is_testing, set_testing
+from resurgo.retrier._budget import BudgetStats, RetryBudget, budget_for
+from resurgo.retrier._decorator import retry
+from resurgo.retrier._errors import GiveUpReason, RetryBudgetExhausted, RetryError, retry_info
+from resurgo.retrier._events import GiveUpEvent, RetryEvent, RetryInstrument
+from resurgo.retrier._hooks import LoggingHook
+from resurgo.retrier._policy import BackoffStrategy, PolicyError, RetryPolicy
+from resurgo.retrier._retrier import RESULT_REJECTED, Attempt, Retrier
+from resurgo.retrier._stats import RetryStats
+from resurgo.retrier._testing import is_testing, set_testing
 
 if TYPE_CHECKING:
-    from resurgo.retry._prometheus import PrometheusHook
+    from resurgo.retrier._prometheus import PrometheusHook
 
 __all__ = [
     "RESULT_REJECTED",
@@ -84,7 +84,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "PrometheusHook":
-        from resurgo.retry._prometheus import PrometheusHook
+        from resurgo.retrier._prometheus import PrometheusHook
 
         return PrometheusHook
-    raise AttributeError(f"module 'resurgo.retry' has no attribute {name!r}")
+    raise AttributeError(f"module 'resurgo.retrier' has no attribute {name!r}")

@@ -18,8 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from resurgo.classify._patterns import Pattern, PatternError, combine_patterns, compile_pattern
-from resurgo.classify._types import (
+from resurgo.classifier._patterns import Pattern, PatternError, combine_patterns, compile_pattern
+from resurgo.classifier._types import (
     DEFAULT_RETRYABLE,
     DEFAULT_SEVERITY,
     DEFAULT_STRATEGY,
@@ -359,7 +359,7 @@ def load_pack(name: str, *, use_re2: bool | None = None) -> list[Rule]:
     """Load one shipped pack by name (see :data:`PACKS`)."""
     if name not in PACKS:
         raise RuleError(f"unknown rule pack {name!r}; shipped packs: {', '.join(PACKS)}")
-    text = resources.files("resurgo.classify").joinpath("packs", f"{name}.toml").read_text("utf-8")
+    text = resources.files("resurgo.classifier").joinpath("packs", f"{name}.toml").read_text("utf-8")
     return rules_from_toml(text, source=f"pack:{name}", use_re2=use_re2)
 
 

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from resurgo.classify._types import ErrorClass
+from resurgo.classifier._types import ErrorClass
 from resurgo.clock import SYSTEM_CLOCK, Clock
 
 #: 2**100 seconds is already beyond any cap; stops ``2.0 ** n`` overflowing.

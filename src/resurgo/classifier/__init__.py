@@ -9,7 +9,7 @@ shipped under ``packs/`` plus user files); see :class:`Classifier`.
 
 from typing import TYPE_CHECKING, Any
 
-from resurgo.classify._types import (
+from resurgo.classifier._types import (
     DEFAULT_RETRYABLE,
     DEFAULT_SEVERITY,
     DEFAULT_STRATEGY,
@@ -51,16 +51,16 @@ _LAZY: dict[str, str] = {
 def __getattr__(name: str) -> Any:
     mod = _LAZY.get(name)
     if mod is None:
-        raise AttributeError(f"module 'resurgo.classify' has no attribute {name!r}")
+        raise AttributeError(f"module 'resurgo.classifier' has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(f"resurgo.classify.{mod}"), name)
+    value = getattr(importlib.import_module(f"resurgo.classifier.{mod}"), name)
     globals()[name] = value
     return value
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from resurgo.classify._engine import (
+    from resurgo.classifier._engine import (
         Classifier,
         classify,
         default_classifier,
@@ -69,11 +69,11 @@ if TYPE_CHECKING:  # pragma: no cover
         set_default_classifier,
         suggest_strategy,
     )
-    from resurgo.classify._learn import LearnedRule
-    from resurgo.classify._patterns import HAVE_RE2, PatternError
-    from resurgo.classify._rules import PACKS, Rule, RuleError, Tier, load_pack, load_rules, rules_from_toml
-    from resurgo.classify._signature import make_signature, normalise
-    from resurgo.classify._stats import ErrorStats
+    from resurgo.classifier._learn import LearnedRule
+    from resurgo.classifier._patterns import HAVE_RE2, PatternError
+    from resurgo.classifier._rules import PACKS, Rule, RuleError, Tier, load_pack, load_rules, rules_from_toml
+    from resurgo.classifier._signature import make_signature, normalise
+    from resurgo.classifier._stats import ErrorStats
 
 __all__ = [
     "DEFAULT_RETRYABLE",

@@ -6,11 +6,11 @@ from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec, TypeVar, overload
 
 from resurgo.clock import Clock
-from resurgo.retry._backoff import LoadTracker
-from resurgo.retry._budget import RetryBudget
-from resurgo.retry._events import BeforeSleepHook, GiveUpHook, RetryInstrument
-from resurgo.retry._policy import DEFAULT_POLICY, RetryPolicy
-from resurgo.retry._retrier import DEFAULT, Classifier, OnSpec, Retrier, _Default
+from resurgo.retrier._backoff import LoadTracker
+from resurgo.retrier._budget import RetryBudget
+from resurgo.retrier._events import BeforeSleepHook, GiveUpHook, RetryInstrument
+from resurgo.retrier._policy import DEFAULT_POLICY, RetryPolicy
+from resurgo.retrier._retrier import DEFAULT, Classifier, OnSpec, Retrier, _Default
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -31,21 +31,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from types import TracebackType
 from typing import Any, Final, ParamSpec, TypeVar, cast
 
-from resurgo.classify._types import ErrorClass, ErrorType, Severity, Strategy
+from resurgo.classifier._types import ErrorClass, ErrorType, Severity, Strategy
 from resurgo.clock import SYSTEM_CLOCK, Clock, SystemClock
-from resurgo.retry import _testing
-from resurgo.retry._backoff import LoadTracker, load_tracker_for
-from resurgo.retry._budget import RetryBudget, budget_for
-from resurgo.retry._errors import GiveUpReason, RetryBudgetExhausted, RetryError, attach
-from resurgo.retry._events import (
+from resurgo.retrier import _testing
+from resurgo.retrier._backoff import LoadTracker, load_tracker_for
+from resurgo.retrier._budget import RetryBudget, budget_for
+from resurgo.retrier._errors import GiveUpReason, RetryBudgetExhausted, RetryError, attach
+from resurgo.retrier._events import (
     BeforeSleepHook,
     GiveUpEvent,
     GiveUpHook,
     RetryEvent,
     RetryInstrument,
 )
-from resurgo.retry._policy import DEFAULT_POLICY, RetryPolicy
-from resurgo.retry._stats import RetryStats, StatsRecorder
+from resurgo.retrier._policy import DEFAULT_POLICY, RetryPolicy
+from resurgo.retrier._stats import RetryStats, StatsRecorder
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -90,7 +90,7 @@ _fallback_warned: list[bool] = []
 
 
 def _fallback_classify(exc: BaseException) -> ErrorClass:
-    """Used only while ``resurgo.classify.classify`` is unavailable: the obvious cases."""
+    """Used only while ``resurgo.classifier.classify`` is unavailable: the obvious cases."""
     if isinstance(exc, TimeoutError):
         t, retryable = ErrorType.TIMEOUT, True
     elif isinstance(exc, ConnectionError):
@@ -104,22 +104,22 @@ def _fallback_classify(exc: BaseException) -> ErrorClass:
         description=f"{type(exc).__name__} (fallback classification)",
         retryable=retryable,
         strategy=Strategy.RETRY if retryable else Strategy.ABORT,
-        rule="resurgo.retry.fallback",
+        rule="resurgo.retrier.fallback",
         confidence=0.3,
     )
 
 
 def default_classifier() -> Classifier:
-    """``resurgo.classify.classify``, imported on first failure (keeps ``import`` cheap)."""
+    """``resurgo.classifier.classify``, imported on first failure (keeps ``import`` cheap)."""
     if _classifier_cache:
         return _classifier_cache[0]
     try:
-        mod = importlib.import_module("resurgo.classify")
+        mod = importlib.import_module("resurgo.classifier")
         fn = cast(Classifier, mod.classify)
     except (ImportError, AttributeError):
         if not _fallback_warned:
             _fallback_warned.append(True)
-            _log.warning("resurgo.classify.classify is unavailable; using the fallback classifier")
+            _log.warning("resurgo.classifier.classify is unavailable; using the fallback classifier")
         return _fallback_classify
     _classifier_cache.append(fn)
     return fn
@@ -178,7 +178,7 @@ class Retrier:
       ``adaptive``, else none].
     - ``clock`` [``SYSTEM_CLOCK``]: a :class:`resurgo.clock.Clock`; tests pass a
       ``FakeClock``.
-    - ``classifier`` [``resurgo.classify.classify``, imported lazily].
+    - ``classifier`` [``resurgo.classifier.classify``, imported lazily].
     - ``on`` [None]: exception class(es) or a predicate make matching
       exceptions retryable whatever the classifier says and everything else
       not; error type(s) narrow ``policy.retryable_errors``.
@@ -409,7 +409,7 @@ class Retrier:
         except Exception:  # a classifier bug must not mask the caller's real error
             _log.exception("classifier failed on %s; treating it as not retryable", type(exc).__name__)
             return _fallback_classify(RuntimeError()).with_(
-                description="classifier failed", rule="resurgo.retry.classifier_error"
+                description="classifier failed", rule="resurgo.retrier.classifier_error"
             )
 
     def _decide(self, run: _Run, exc: BaseException | None) -> float | RetryError:

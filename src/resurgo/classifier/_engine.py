@@ -17,12 +17,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from resurgo.classify._describe import describe, describe_fallback, wait_text
-from resurgo.classify._facts import Node, exception_nodes, observation_facts
-from resurgo.classify._learn import FALLBACK_RULE, LearnedRule, OutcomeBook
-from resurgo.classify._patterns import HAVE_RE2, PatternSet
-from resurgo.classify._resets import ResetSpec, compute_retry_after, parse_message_reset
-from resurgo.classify._rules import (
+from resurgo.classifier._describe import describe, describe_fallback, wait_text
+from resurgo.classifier._facts import Node, exception_nodes, observation_facts
+from resurgo.classifier._learn import FALLBACK_RULE, LearnedRule, OutcomeBook
+from resurgo.classifier._patterns import HAVE_RE2, PatternSet
+from resurgo.classifier._resets import ResetSpec, compute_retry_after, parse_message_reset
+from resurgo.classifier._rules import (
     PACKS,
     TIER_CONFIDENCE,
     Rule,
@@ -32,10 +32,10 @@ from resurgo.classify._rules import (
     load_packs,
     load_rules,
 )
-from resurgo.classify._semantic import match as semantic_match
-from resurgo.classify._signature import make_signature, redact
-from resurgo.classify._stats import ErrorStats, SpreadTracker, WindowedStats
-from resurgo.classify._types import (
+from resurgo.classifier._semantic import match as semantic_match
+from resurgo.classifier._signature import make_signature, redact
+from resurgo.classifier._stats import ErrorStats, SpreadTracker, WindowedStats
+from resurgo.classifier._types import (
     SEVERITY_PRIORITY,
     ErrorClass,
     ErrorType,

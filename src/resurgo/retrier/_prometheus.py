@@ -18,7 +18,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
-from resurgo.retry._events import GiveUpEvent, RetryEvent
+from resurgo.retrier._events import GiveUpEvent, RetryEvent
 
 _BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
 _metrics: dict[int, tuple[Any, Any, Any]] = {}

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from resurgo.classify._types import ErrorClass
-from resurgo.retry._errors import GiveUpReason, RetryError
+from resurgo.classifier._types import ErrorClass
+from resurgo.retrier._errors import GiveUpReason, RetryError
 
 
 @dataclass(frozen=True, slots=True)

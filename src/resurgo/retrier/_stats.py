@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from resurgo.retry._errors import GiveUpReason
+from resurgo.retrier._errors import GiveUpReason
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from resurgo.classify._types import ErrorClass
+from resurgo.classifier._types import ErrorClass
 
 _ATTR = "__resurgo_retry_error__"
 
