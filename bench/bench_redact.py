@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import _redact_before as before  # noqa: E402
 from resurgo import _redact as after  # noqa: E402
 from resurgo.store import Store  # noqa: E402
-from resurgo.supervise._jobs import JobStore  # noqa: E402
+from resurgo.supervise._jobstore import JobStore  # noqa: E402
 from resurgo.supervise._process import parse_line  # noqa: E402
 
 MB = 1e6

@@ -96,10 +96,10 @@ def test_the_general_library_never_imports_what_is_built_on_it() -> None:
 def test_the_rule_check_catches_a_library_module_importing_the_supervisor() -> None:
     """The gate failing: a breaker module that imports the supervisor is reported."""
     g = graph()
-    g["resurgo.breaker._states"] = g["resurgo.breaker._states"] | {"resurgo.supervise._jobs"}
+    g["resurgo.breaker._states"] = g["resurgo.breaker._states"] | {"resurgo.supervise._jobstore"}
     g["resurgo.clock"] = g["resurgo.clock"] | {"resurgo.cli._run"}
     assert violations(g) == [
-        "resurgo.breaker._states imports resurgo.supervise._jobs",
+        "resurgo.breaker._states imports resurgo.supervise._jobstore",
         "resurgo.clock imports resurgo.cli._run",
     ]
 
@@ -123,7 +123,7 @@ def test_untangled_modules_do_not_import_each_other() -> None:
     g = graph()
     for a, b in [
         ("resurgo.breaker._breaker", "resurgo.breaker._states"),
-        ("resurgo.supervise._jobs", "resurgo.supervise._process"),
+        ("resurgo.supervise._jobstore", "resurgo.supervise._process"),
         ("resurgo.cli._batch_redis", "resurgo.cli._run"),
     ]:
         assert a in g and b in g, (a, b)

@@ -54,7 +54,7 @@ def test_the_cleaner_removes_nothing_in_a_root_that_is_not_ours(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     from resurgo.store import Store
     from resurgo.supervise._cleanup import ResourceCleaner
-    from resurgo.supervise._jobs import JobStore
+    from resurgo.supervise._jobstore import JobStore
 
     root = tmp_path / "resurgo-1000"
     leaked = root / "att-999999-x"

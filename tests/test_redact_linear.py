@@ -30,6 +30,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resurgo._redact import redact_json_line, redact_obj, redact_text
+from resurgo.supervise import _jobstore
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -193,18 +194,17 @@ def test_redaction_in_json_keeps_the_json_valid_for_hostile_strings() -> None:
 # -- the event writer redacts off the event loop ---------------------------------------------
 def test_the_event_writer_redacts_in_its_worker_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from resurgo.store import Store
-    from resurgo.supervise import _jobs
-    from resurgo.supervise._jobs import JobStore
+    from resurgo.supervise._jobstore import JobStore
     from resurgo.supervise._process import parse_line
 
     threads: list[int] = []
-    real = _jobs.redact_json_line
+    real = _jobstore.redact_json_line
 
     def spy(line: str, **kw: object) -> str:
         threads.append(threading.get_ident())
         return real(line, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(_jobs, "redact_json_line", spy)
+    monkeypatch.setattr(_jobstore, "redact_json_line", spy)
     jobs = JobStore(Store(tmp_path / "s.db"))
     job = jobs.create_job("p", cwd=tmp_path)
     secret = json.dumps({"type": "user", "text": "X_TOKEN=abc " + "a-" * 200_000})

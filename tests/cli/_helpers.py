@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from resurgo.store import Store
-from resurgo.supervise._jobs import JobState, JobStore
+from resurgo.supervise._jobstore import JobState, JobStore
 
 SECRET = "sk-ant-api03-SECRETSECRETSECRET0123456789"
 

@@ -36,7 +36,7 @@ def test_status_shows_the_health_of_live_supervisors_only(tmp_path: Path) -> Non
     import socket
     import time
 
-    from resurgo.supervise._jobs import owner_id
+    from resurgo.supervise._jobstore import owner_id
 
     db, _, env = _seeded(tmp_path)
     live, dead = owner_id(), f"{socket.gethostname()}:999999:1"  # this test process; a pid that does not exist

@@ -197,7 +197,7 @@ def test_stream_pushes_updates_when_the_store_changes(dash: Dashboard, store: St
 
 
 def test_health_endpoint_shows_live_supervisors_only(dash: Dashboard, store: Store) -> None:
-    from resurgo.supervise._jobs import owner_id
+    from resurgo.supervise._jobstore import owner_id
 
     empty = get_json(dash, "/api/health")
     assert empty == {"now": NOW, "overall": None, "supervisors": [], "components": []}

@@ -169,7 +169,7 @@ def test_dashboard_shows_the_store(browser: Any, busy_store: Store) -> None:
 def test_health_strip_shows_chips_and_follows_changes(browser: Any, busy_store: Store) -> None:
     import socket
 
-    from resurgo.supervise._jobs import owner_id
+    from resurgo.supervise._jobstore import owner_id
 
     live, dead = owner_id(), f"{socket.gethostname()}:999999:1"
     for owner, comp, state in (

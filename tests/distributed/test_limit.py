@@ -133,7 +133,7 @@ def test_redis_down_falls_back_to_a_local_limit(redis_proc: RedisProcess) -> Non
 
 
 def test_workers_with_concurrency_auto_share_one_redis_limit_per_endpoint(redis_url: str) -> None:
-    from resurgo.distributed._worker import FleetWorker
+    from resurgo.distributed._fleet_worker import FleetWorker
     from resurgo.supervise import SupervisorConfig
 
     cfg = SupervisorConfig(concurrency="auto", max_concurrency=6)

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from resurgo.distributed import _breaker, _budget, _learn, _queue
+from resurgo.distributed import _budget, _queue, _shared_breaker, _shared_learning
 
 # commands whose first argument is not a key
 _NOT_KEYED = {"TIME", "PUBLISH"}
@@ -15,7 +15,7 @@ _CALL = re.compile(r"redis\.call\(\s*'([A-Za-z]+)'\s*,\s*([^,)]+)")
 
 def _scripts() -> list[tuple[str, str]]:
     out = []
-    for mod in (_queue, _breaker, _budget, _learn):
+    for mod in (_queue, _shared_breaker, _budget, _shared_learning):
         for name, value in vars(mod).items():
             if isinstance(value, str) and "redis.call(" in value:
                 out.append((f"{mod.__name__}.{name}", value))

@@ -89,7 +89,7 @@ def test_transcripts_are_redacted_by_default_and_can_be_encrypted() -> None:
 
 @pytest.mark.redis
 def test_worker_fails_jobs_its_policy_refuses_without_running_anything(tmp_path: Path, redis_url: str) -> None:
-    from resurgo.distributed._worker import FleetWorker
+    from resurgo.distributed._fleet_worker import FleetWorker
     from resurgo.supervise import SupervisorConfig
 
     marker = tmp_path / "ran"
@@ -150,7 +150,7 @@ def test_worker_fails_jobs_its_policy_refuses_without_running_anything(tmp_path:
 @pytest.mark.redis
 def test_uploaded_transcripts_are_stored_redacted(tmp_path: Path, redis_url: str) -> None:
     """The worker stores what the codec makes of a transcript (checked through the real upload path)."""
-    from resurgo.distributed._worker import FleetWorker, _Running
+    from resurgo.distributed._fleet_worker import FleetWorker, _Running
 
     secret = "sk-ant-api03-" + "B" * 40
     sid = str(uuid.uuid4())

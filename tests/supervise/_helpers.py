@@ -7,8 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from resurgo._procs import env_marked, proc_ids
 from resurgo.supervise._process import ATTEMPT_ENV, AttemptSpec, Liveness
-from resurgo.supervise._reaper import env_marked, proc_ids
 
 PY = sys.executable
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from resurgo._procs import create_time
 from resurgo.store import Store
 from resurgo.supervise._cleanup import ResourceCleaner
 from resurgo.supervise._health import ComponentHealth, HealthChecker, HealthState, HealthThresholds
-from resurgo.supervise._jobs import JobState, JobStore
+from resurgo.supervise._jobstore import JobState, JobStore
 from resurgo.supervise._process import OWNER_ENV, Liveness, ProcessManager
-from resurgo.supervise._reaper import create_time
 
 from ._helpers import alive, exists, sh
 

@@ -20,7 +20,7 @@ from resurgo.supervise._alerts import HEALTH_UNHEALTHY
 from resurgo.supervise._cleanup import ResourceCleaner
 from resurgo.supervise._health import ComponentHealth, HealthChecker, HealthState
 from resurgo.supervise._health_store import HealthRecorder, read_health, remove_dead_health, worst
-from resurgo.supervise._jobs import JobStore, owner_alive, owner_id
+from resurgo.supervise._jobstore import JobStore, owner_alive, owner_id
 
 from .test_orchestrator import URL, FakeManager
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from resurgo._redact import REDACTED, redact_env, redact_text
 from resurgo.classifier._types import ErrorClass, ErrorType, Severity
 from resurgo.clock import FakeClock
 from resurgo.store import Store
-from resurgo.supervise._jobs import JobState, JobStore, JobStoreError, owner_alive, owner_id
+from resurgo.supervise._jobstore import JobState, JobStore, JobStoreError, owner_alive, owner_id
 from resurgo.supervise._process import AttemptOutcome, parse_line
-from resurgo.supervise._redact import REDACTED, redact_env, redact_text
 from resurgo.supervise._session import SessionManager, config_dir, project_dir_name
 
 KEY = "sk-ant-api03-" + "A1b2" * 10

@@ -25,7 +25,7 @@ from resurgo.store import Store
 from resurgo.supervise import JobState, SupervisorConfig
 from resurgo.supervise._alerts import AlertManager
 from resurgo.supervise._events import BudgetBypassed, SupervisorEvent, Waiting
-from resurgo.supervise._jobs import JobStore
+from resurgo.supervise._jobstore import JobStore
 from resurgo.supervise._orchestrator import Orchestrator
 from resurgo.supervise._process import AttemptOutcome, AttemptSpec, StreamEvent, parse_line
 from resurgo.supervise._recovery import RecoveryPlanner

@@ -16,7 +16,7 @@ from tests.cli._helpers import cli_env, resurgo
 
 from resurgo._procs import TreeTracker, create_time, end_tree
 from resurgo.store import Store
-from resurgo.supervise._jobs import JobState, JobStore
+from resurgo.supervise._jobstore import JobState, JobStore
 
 
 @pytest.fixture

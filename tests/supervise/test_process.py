@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from resurgo._procs import become_subreaper, is_subreaper, session_members
 from resurgo.clock import FakeClock
 from resurgo.store import Store
-from resurgo.supervise._jobs import JobState, JobStore
+from resurgo.supervise._jobstore import JobState, JobStore
 from resurgo.supervise._process import (
     ARGV_PROMPT_LIMIT,
     AttemptSpec,
@@ -31,7 +32,6 @@ from resurgo.supervise._process import (
     find_claude,
     parse_line,
 )
-from resurgo.supervise._reaper import become_subreaper, is_subreaper, session_members
 
 from ._helpers import alive, exists, marked, py, sh
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from resurgo._procs import session_members
 from resurgo.mockapi import Faults, MockServer
 from resurgo.supervise._process import AttemptOutcome, AttemptSpec, Liveness, ProcessManager, StreamEvent
-from resurgo.supervise._reaper import session_members
 from resurgo.supervise._session import SessionManager
 
 from ._helpers import alive, marked

@@ -180,7 +180,7 @@ async def test_resurgo_show_prints_the_phase_breakdown(tmp_path: Path) -> None:
     store = Store(db)
     rig = Rig(tmp_path, lambda spec, n: {"signal": 9} if n == 1 else {"exit_code": 0, "result": R_OK})
     rig.store = store
-    from resurgo.supervise._jobs import JobStore
+    from resurgo.supervise._jobstore import JobStore
 
     rig.jobs = JobStore(store, clock=rig.clock)
     rig.orch.jobs = rig.jobs

@@ -15,7 +15,7 @@ The parts live in their own modules: settings (:mod:`._config`), one injector
 per fault kind (:mod:`._inject`), the timetable (:mod:`._schedule`),
 attribution and scoring (:mod:`._score`), the report (:mod:`._report`).  This
 module owns the processes: the stand-ins, the proxy, the supervisor worker
-(:mod:`._worker`; killing it must be real, and the runner keeps measuring
+(:mod:`._supervisor_proc`; killing it must be real, and the runner keeps measuring
 whatever happens to it), the collection of the records after the run, and the
 clean-up of everything, on success and on failure.
 """
@@ -176,7 +176,7 @@ class ChaosRunner:
         env["TMPDIR"] = str(self.root / "tmp")  # the attempts' private temp dirs go here: leaks are visible
         env["PYTHONUNBUFFERED"] = "1"
         self._worker = subprocess.Popen(  # noqa: S603 (our own interpreter and module, no shell)
-            [sys.executable, "-m", "resurgo.chaos._worker", str(spec_path)],
+            [sys.executable, "-m", "resurgo.chaos._supervisor_proc", str(spec_path)],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

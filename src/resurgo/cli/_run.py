@@ -327,7 +327,7 @@ def batch_cmd(file: Path, concurrency: int | str | None, max_concurrency: int | 
     submitted.
     """
     from resurgo.supervise import JobSpec
-    from resurgo.supervise._jobs import JobStore
+    from resurgo.supervise._jobstore import JobStore
 
     if redis_url is not None and local:
         raise click.UsageError("--redis and --local exclude each other")

@@ -287,7 +287,7 @@ class Settings:
         if v is None or not spec.secret:
             return _plain(v)
         if isinstance(v, Mapping):
-            from resurgo.observe._redact import is_secret_name, redact
+            from resurgo._redact import is_secret_name, redact
 
             return {str(k): ("<redacted>" if is_secret_name(str(k)) else redact(str(x))) for k, x in v.items()}
         if isinstance(v, str) and "://" in v:

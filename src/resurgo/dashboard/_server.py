@@ -65,7 +65,7 @@ from resurgo.observe._metrics import Window, breaker_stats
 from resurgo.store import Store
 from resurgo.store.schema import ensure_schema
 from resurgo.supervise._health_store import read_health, worst
-from resurgo.supervise._jobs import owner_alive
+from resurgo.supervise._jobstore import owner_alive
 
 log = logging.getLogger(__name__)
 

@@ -30,12 +30,12 @@ _EXPORTS: dict[str, str] = {
 }
 
 if TYPE_CHECKING:
-    from resurgo.distributed._breaker import RedisBreakerSync, SharedBreakerState
     from resurgo.distributed._budget import RedisRetryBudget
-    from resurgo.distributed._learn import RedisLearning
+    from resurgo.distributed._fleet_worker import FleetWorker
     from resurgo.distributed._link import RedisLink
     from resurgo.distributed._queue import FleetJob, FleetQueue, FleetResult, run_batch_via_redis
-    from resurgo.distributed._worker import FleetWorker
+    from resurgo.distributed._shared_breaker import RedisBreakerSync, SharedBreakerState
+    from resurgo.distributed._shared_learning import RedisLearning
 
 
 def __getattr__(name: str) -> Any:

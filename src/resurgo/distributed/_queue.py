@@ -173,7 +173,7 @@ class FleetJob:
     def to_json(self) -> str:
         """The spec as stored in Redis: secret-named env values are replaced by ``<redacted>``
         (each worker fills them from its own environment), so credentials never sit in Redis."""
-        from resurgo.supervise._redact import REDACTED, is_secret_name
+        from resurgo._redact import REDACTED, is_secret_name
 
         env = {k: (REDACTED if is_secret_name(k) and v else v) for k, v in self.env.items()}
         return json.dumps({

@@ -7,7 +7,8 @@ survive supervisor restarts.  Definitions: ``docs/metrics.md``.
 
 from typing import TYPE_CHECKING
 
-from resurgo.observe._jobs import job_detail, list_jobs
+from resurgo._redact import REDACTED, is_secret_name, redact, redact_obj
+from resurgo.observe._job_views import job_detail, list_jobs
 from resurgo.observe._metrics import (
     RECOVERY_BUCKETS,
     Availability,
@@ -33,7 +34,6 @@ from resurgo.observe._metrics import (
     retry_stats,
     summary,
 )
-from resurgo.observe._redact import REDACTED, is_secret_name, redact, redact_obj
 
 if TYPE_CHECKING:  # typed for users; imported lazily at run time (below)
     from resurgo.observe._prometheus import ResurgoCollector, make_registry, metrics_text, start_metrics_server

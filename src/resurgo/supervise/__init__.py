@@ -40,7 +40,7 @@ if TYPE_CHECKING:
         Waiting,
         exit_status_for,
     )
-    from resurgo.supervise._jobs import JobState, JobStoreError
+    from resurgo.supervise._jobstore import JobState, JobStoreError
     from resurgo.supervise._process import ClaudeNotFoundError, find_claude
     from resurgo.supervise._supervisor import JobHandle, JobSpec, Supervisor, SyncSupervisor
 
@@ -67,8 +67,8 @@ _EXPORTS: dict[str, str] = {
     "JobQueued": "resurgo.supervise._events",
     "JobResult": "resurgo.supervise._events",
     "JobSpec": "resurgo.supervise._supervisor",
-    "JobState": "resurgo.supervise._jobs",
-    "JobStoreError": "resurgo.supervise._jobs",
+    "JobState": "resurgo.supervise._jobstore",
+    "JobStoreError": "resurgo.supervise._jobstore",
     "RecoveryPlanned": "resurgo.supervise._events",
     "Restored": "resurgo.supervise._events",
     "Supervisor": "resurgo.supervise._supervisor",

@@ -53,9 +53,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from resurgo._redact import redact_url
+from resurgo._redact import redact_text, redact_url
 from resurgo.clock import SYSTEM_CLOCK, Clock
-from resurgo.supervise._redact import redact_text
 
 log = logging.getLogger("resurgo.alerts")
 

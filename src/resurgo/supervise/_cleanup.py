@@ -25,10 +25,7 @@ import psutil
 
 from resurgo._launch import OWNER_ENV
 from resurgo._private_dir import private_dir_problems
-from resurgo.clock import SYSTEM_CLOCK, Clock
-from resurgo.supervise._health_store import remove_dead_health
-from resurgo.supervise._jobs import JobStore, owner_alive
-from resurgo.supervise._reaper import (
+from resurgo._procs import (
     create_time,
     end_tree,
     env_values,
@@ -36,6 +33,9 @@ from resurgo.supervise._reaper import (
     proc_ids,
     same_process,
 )
+from resurgo.clock import SYSTEM_CLOCK, Clock
+from resurgo.supervise._health_store import remove_dead_health
+from resurgo.supervise._jobstore import JobStore, owner_alive
 
 if TYPE_CHECKING:
     from resurgo.supervise._process import ProcessManager

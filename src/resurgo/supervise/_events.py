@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from resurgo.classifier._types import ErrorClass, ErrorType
-from resurgo.supervise._jobs import JobRecord, JobState
+from resurgo.supervise._jobstore import JobRecord, JobState
 
 # -- exit statuses ------------------------------------------------------------------------------
 

@@ -27,12 +27,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from resurgo._redact import redact_text
 from resurgo.clock import Clock
 from resurgo.store import Store
 from resurgo.supervise._alerts import HEALTH_UNHEALTHY, AlertManager
 from resurgo.supervise._health import ComponentHealth, HealthState
-from resurgo.supervise._jobs import JobStore, owner_alive
-from resurgo.supervise._redact import redact_text
+from resurgo.supervise._jobstore import JobStore, owner_alive
 
 log = logging.getLogger("resurgo.supervise")
 

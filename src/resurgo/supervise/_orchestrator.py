@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
 from resurgo._endpoints import endpoint_name
+from resurgo._redact import redact_text
 from resurgo.breaker import CircuitBreaker, CircuitOpenError, Permit, StateTransition
 from resurgo.classifier import Classifier
 from resurgo.classifier._types import ErrorClass, ErrorType, Observation, Severity, Strategy
@@ -57,7 +58,7 @@ from resurgo.supervise._events import (
     ToolStarted,
     Waiting,
 )
-from resurgo.supervise._jobs import ACTIVE_STATES, JobRecord, JobState, JobStore, JobStoreError
+from resurgo.supervise._jobstore import ACTIVE_STATES, JobRecord, JobState, JobStore, JobStoreError
 from resurgo.supervise._phases import Progress, fault_at, fault_kind
 from resurgo.supervise._process import (
     Attempt,
@@ -70,7 +71,6 @@ from resurgo.supervise._process import (
     StreamEvent,
 )
 from resurgo.supervise._recovery import RecoveryContext, RecoveryPlan, RecoveryPlanner, RestartIntensity
-from resurgo.supervise._redact import redact_text
 from resurgo.supervise._session import NextRun, SessionManager
 
 log = logging.getLogger("resurgo.supervise")

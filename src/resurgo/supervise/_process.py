@@ -6,14 +6,14 @@ this module only makes a single run observable and killable:
 
 * the CLI runs in its own session and process group (``start_new_session``) so
   the Bash tool's children can be ended with it, and we are a child subreaper so
-  orphans come back to us (see :mod:`._reaper`);
+  orphans come back to us (see :mod:`resurgo._procs`);
 * stdout and stderr are drained concurrently in chunks and split into lines here,
   so a multi-megabyte event never hits ``StreamReader``'s 64 KiB line limit and a
   full stderr pipe never blocks the CLI;
 * liveness comes from *progress* (events), not from the process being alive:
   a CLI waiting on a server that never answers is alive and useless;
 * events go to the store in batches written by a worker thread
-  (:class:`~resurgo.supervise._jobs.EventWriter` with ``background=True``): a
+  (:class:`~resurgo.supervise._jobstore.EventWriter` with ``background=True``): a
   write waits for the store's lock (up to its 10 s busy timeout) while another
   process writes, and on the event loop that would freeze every attempt's
   reading and watchdogs.  The few other writes (the process row at start and
@@ -58,9 +58,7 @@ from resurgo._launch import (
     make_tmpdir,
     owner_id,
 )
-from resurgo.classifier._types import Observation
-from resurgo.clock import SYSTEM_CLOCK, Clock
-from resurgo.supervise._reaper import (
+from resurgo._procs import (
     TreeKillReport,
     TreeTracker,
     become_subreaper,
@@ -69,7 +67,9 @@ from resurgo.supervise._reaper import (
     marked_tree,
     same_process,
 )
-from resurgo.supervise._redact import redact_argv, redact_text
+from resurgo._redact import redact_argv, redact_text
+from resurgo.classifier._types import Observation
+from resurgo.clock import SYSTEM_CLOCK, Clock
 
 
 class EventWriter(Protocol):

@@ -38,7 +38,7 @@ from resurgo.supervise._config import ConfigError, SupervisorConfig
 from resurgo.supervise._events import CliEvent, JobFinished, JobQueued, JobResult, SupervisorEvent
 from resurgo.supervise._health import HealthChecker
 from resurgo.supervise._health_store import HealthRecorder
-from resurgo.supervise._jobs import ACTIVE_STATES, JobState, JobStore, JobStoreError
+from resurgo.supervise._jobstore import ACTIVE_STATES, JobState, JobStore, JobStoreError
 from resurgo.supervise._orchestrator import BudgetFactory, Orchestrator
 from resurgo.supervise._process import ProcessManager
 from resurgo.supervise._recovery import RecoveryPlanner, StrategyHistory
@@ -579,7 +579,7 @@ class Supervisor:
 
     def _claim_check(self, job_id: str) -> None:
         """Refuse to run a job another live supervisor is running right now."""
-        from resurgo.supervise._jobs import owner_alive
+        from resurgo.supervise._jobstore import owner_alive
 
         rec = self.jobs.require(job_id)
         if rec.state in ACTIVE_STATES and rec.owner not in (None, self.jobs.owner) and owner_alive(rec.owner):

@@ -48,7 +48,7 @@ def worker_cmd(
 ) -> None:
     """Run jobs from the fleet's queue in Redis until SIGTERM / Ctrl-C."""
     from resurgo.cli._common import CliError, settings, store_path, supervisor_config
-    from resurgo.distributed._worker import FleetWorker
+    from resurgo.distributed._fleet_worker import FleetWorker
 
     if redis_url is None:
         redis_url = settings().get("redis", "url")  # validated (scheme included) by the configuration

@@ -175,8 +175,8 @@ class FleetWorker:
                               limiter_factory=self._fleet_limiter if self.share_state else None)
         await self.sup.start()
         if self.share_state:
-            from resurgo.distributed._breaker import RedisBreakerSync
-            from resurgo.distributed._learn import RedisLearning
+            from resurgo.distributed._shared_breaker import RedisBreakerSync
+            from resurgo.distributed._shared_learning import RedisLearning
 
             self.link = RedisLink(self.url, prefix=self.prefix, name=self.name)
             self._breakers = RedisBreakerSync(self.link)

@@ -1,4 +1,4 @@
-"""The supervisor process of a chaos run: ``python -m resurgo.chaos._worker SPEC.json``.
+"""The supervisor process of a chaos run: ``python -m resurgo.chaos._supervisor_proc SPEC.json``.
 
 The chaos runner keeps the supervisor in a child process of its own, for two
 reasons.  The run must be able to SIGKILL the supervisor and start a new one on
@@ -170,7 +170,7 @@ async def run(spec: Mapping[str, Any]) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m resurgo.chaos._worker SPEC.json", file=sys.stderr)
+        print("usage: python -m resurgo.chaos._supervisor_proc SPEC.json", file=sys.stderr)
         return 2
     with open(args[0], encoding="utf-8") as f:
         spec = json.load(f)

@@ -36,12 +36,11 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from resurgo._launch import owner_id
-from resurgo._redact import redact_json_line
+from resurgo._redact import REDACTED, is_secret_name, redact_env, redact_json_line, redact_text
 from resurgo.classifier._types import ErrorClass
 from resurgo.clock import SYSTEM_CLOCK, Clock
 from resurgo.store import Store
 from resurgo.store.runs import JobStoreError, RunStore
-from resurgo.supervise._redact import REDACTED, is_secret_name, redact_env, redact_text
 
 if TYPE_CHECKING:
     from resurgo.supervise._process import AttemptOutcome, StreamEvent

@@ -110,7 +110,7 @@ def phase(store: Any, job_id: str, state: str) -> str:
 def status_cmd(store_opt: Path | None, as_json: bool) -> None:
     """Counts of jobs per state, what the active jobs are doing, breaker states and live supervisors' health."""
     from resurgo.supervise._health_store import read_health
-    from resurgo.supervise._jobs import owner_alive
+    from resurgo.supervise._jobstore import owner_alive
 
     path = store_path(store_opt)
     if not path.exists():
@@ -394,7 +394,7 @@ def cleanup_cmd(store_opt: Path | None, as_json: bool) -> None:
     """
     from resurgo._private_dir import default_tmp_root
     from resurgo.supervise._cleanup import ResourceCleaner
-    from resurgo.supervise._jobs import JobStore
+    from resurgo.supervise._jobstore import JobStore
 
     store = open_store(store_path(store_opt))
     try:
@@ -442,7 +442,7 @@ def cancel_cmd(job: str, store_opt: Path | None) -> None:
     its CLI process group is sent SIGTERM; that supervisor sees the attempt end,
     finds the job cancelled and does not recover it.
     """
-    from resurgo.supervise._jobs import ACTIVE_STATES, JobState, JobStore, owner_alive
+    from resurgo.supervise._jobstore import ACTIVE_STATES, JobState, JobStore, owner_alive
 
     store = open_store(store_path(store_opt), create=False)
     try:
@@ -471,7 +471,7 @@ def cancel_cmd(job: str, store_opt: Path | None) -> None:
 
 def _signal_job_processes(js: Any, job_id: str) -> list[int]:
     """SIGTERM the recorded, still-running process groups of a job (pid and start time checked)."""
-    from resurgo.supervise._reaper import same_process
+    from resurgo._procs import same_process
 
     sent: list[int] = []
     for p in js.open_processes():
