@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS: dict[str, str] = {
     "RedisLink": "_link",
-    "RedisBreakerSync": "_breaker",
-    "SharedBreakerState": "_breaker",
+    "RedisBreakerSync": "_shared_breaker",
+    "SharedBreakerState": "_shared_breaker",
     "RedisRetryBudget": "_budget",
-    "RedisLearning": "_learn",
+    "RedisLearning": "_shared_learning",
     "FleetQueue": "_queue",
     "FleetJob": "_queue",
     "FleetResult": "_queue",
-    "FleetWorker": "_worker",
+    "FleetWorker": "_fleet_worker",
     "run_batch_via_redis": "_queue",
 }
 
