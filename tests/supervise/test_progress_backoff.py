@@ -257,3 +257,26 @@ async def test_a_half_open_breaker_admits_its_probe_when_the_wait_ends_and_wakes
         await clock.tick(0.25)
         assert tb.done()
     tb.result().release()
+
+
+async def test_an_open_breaker_refuses_at_once_instead_of_after_our_own_back_off(tmp_path: Path) -> None:
+    """The job-level breaker reaction: once the endpoint's breaker is open, a failed job does not sleep
+    its own back-off first and meet the breaker afterwards; it is refused (a ``Waiting`` for the breaker)
+    at the moment of its failure, and waits what the breaker imposes."""
+    from resurgo.supervise._events import FailureDetected, Waiting
+
+    def script(spec: Any, n: int) -> dict[str, Any]:
+        return {"exit_code": 1, "result": R_529} if n <= 4 else {"exit_code": 0, "result": R_OK}
+
+    br = CircuitThresholds(failure_rate=0.5, min_calls=2, half_open_max_calls=1, wait_in_open=5.0)
+    (tmp_path / "a").mkdir(exist_ok=True)
+    rig = Rig(tmp_path / "a", script, breaker=br, max_recoveries=6)
+    res = await rig.orch.run_job(rig.job())
+    assert res.ok
+    fails = [e.ts for e in rig.events if isinstance(e, FailureDetected)]
+    refusals = [e.ts for e in rig.events if isinstance(e, Waiting) and "breaker" in e.reason]
+    assert refusals, "the breaker never refused the job"
+    # the first refusal comes with the failure that opened the breaker (the 2nd), not a back-off later
+    assert min(abs(refusals[0] - t) for t in fails) < 0.05, (fails, refusals)
+    phases = rig.store.recovery_phases(res.job_id)
+    assert phases[1].backoff_s == 0.0  # no own back-off stacked on the open breaker

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 from resurgo._endpoints import endpoint_name
 from resurgo._redact import redact_text
-from resurgo.breaker import CircuitBreaker, CircuitOpenError, Permit, StateTransition
+from resurgo.breaker import CircuitBreaker, CircuitOpenError, CircuitState, Permit, StateTransition
 from resurgo.classifier import Classifier
 from resurgo.classifier._types import ErrorClass, ErrorType, Observation, Severity, Strategy
 from resurgo.clock import SYSTEM_CLOCK, Clock
@@ -74,6 +74,8 @@ from resurgo.supervise._recovery import RecoveryContext, RecoveryPlan, RecoveryP
 from resurgo.supervise._session import NextRun, SessionManager
 
 log = logging.getLogger("resurgo.supervise")
+#: breaker states in which the next admission is certainly refused
+_REFUSING = (CircuitState.OPEN, CircuitState.FORCED_OPEN)
 
 DEFAULT_ENDPOINT = "https://api.anthropic.com"
 
@@ -753,6 +755,10 @@ class Orchestrator:
             wait = max(wait, self._backoff.adjust_for_load(wait, run.endpoint.load.load()))
         imposed = wait if plan.server_wait else min(wait, float(f.error.retry_after or 0.0))
         own = max(0.0, wait - imposed)
+        if own > 0 and run.endpoint.breaker.state in _REFUSING:
+            # the endpoint's breaker is open: it imposes the wait and refuses this job at admission
+            # now (recorded as the job's refusal), instead of after our own back-off on top of it
+            own = 0.0
         if own > 0:
             own = max(0.0, own - self._start_estimate)
         if imposed + own > 0:
