@@ -123,7 +123,8 @@ async def test_a_run_that_made_progress_does_not_inherit_the_back_off(tmp_path: 
 
 async def test_the_old_rule_backs_off_a_run_that_made_progress(tmp_path: Path) -> None:
     holder: list[FakeClock] = []
-    rig = Rig(tmp_path, _529_with_progress(holder))
+    # a breaker that stays closed: with it open, no back-off is slept at all (the breaker imposes the wait)
+    rig = Rig(tmp_path, _529_with_progress(holder), breaker=CircuitThresholds(min_calls=100))
     holder.append(rig.clock)
     rig.orch.progress_aware = False
     res = await rig.orch.run_job(rig.job())
