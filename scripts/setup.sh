@@ -33,7 +33,7 @@ stamp=.venv/.resurgo-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing resurgo and its dev dependencies into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[dev,bench,sdk,otel]"
+  .venv/bin/python -m pip install -q -e ".[dev,bench,sdk,otel,crypto]"
   touch "$stamp"
 fi
 
