@@ -54,7 +54,6 @@ def _make_supervisor(path: Path, *, concurrency: int | str | None = None, claude
     """
     from resurgo.classifier import RuleError
     from resurgo.supervise import ClaudeNotFoundError, Supervisor, find_claude
-    from resurgo.supervise._process import ProcessManager
 
     given = dict(overrides or {})
     if claude is None:
@@ -68,13 +67,10 @@ def _make_supervisor(path: Path, *, concurrency: int | str | None = None, claude
     if concurrency is not None:
         given["concurrency"] = concurrency
     try:
-        cfg = supervisor_config(store, given)
-        manager = (
-            ProcessManager(claude=cfg.claude, prestarted=[prestarted], max_line_bytes=cfg.max_line_bytes)
-            if prestarted is not None
-            else None
-        )
-        return Supervisor(config=cfg, manager=manager), store
+        sup = Supervisor(config=supervisor_config(store, given))
+        if prestarted is not None:  # the supervisor's own manager, built as always, adopts it
+            sup.manager.offer_prestarted(prestarted)
+        return sup, store
     except CliError:
         store.close()
         raise

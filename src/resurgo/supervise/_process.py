@@ -1138,6 +1138,10 @@ class ProcessManager:
         #: CLIs started early (``resurgo run``), by session id, until their attempt adopts them
         self._prestarted: dict[str, Prestarted] = {p.session_id: p for p in prestarted}
 
+    def offer_prestarted(self, pre: Prestarted) -> None:
+        """Hold an early-started CLI for the attempt of its session (``resurgo run``; see resurgo._launch)."""
+        self._prestarted[pre.session_id] = pre
+
     def take_prestarted(self, session_id: str | None) -> Prestarted | None:
         """The early-started CLI for this session, handed over once (the caller adopts or discards it)."""
         if session_id is None or not self._prestarted:
