@@ -88,6 +88,12 @@ def claude_version(claude_bin: str) -> tuple[int, int, int]:
     return int(m.group(1)), int(m.group(2)), int(m.group(3))
 
 
+@pytest.fixture(autouse=True)
+def _private_cache_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``resurgo run`` remembers launch plans under ``$XDG_CACHE_HOME``: never the real user's during tests."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+
+
 @pytest.fixture
 def claude_env(tmp_path: Path) -> dict[str, str]:
     """Environment for a CLI run in a temporary HOME (never the real ~/.claude).

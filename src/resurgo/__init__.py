@@ -8,7 +8,12 @@ the general resilience library never drags in the Claude-specific supervisor.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+
+# Not ``from typing import TYPE_CHECKING``: importing typing costs milliseconds, and
+# ``resurgo run`` imports this package before it starts the CLI (resurgo._quick).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 

@@ -1,6 +1,6 @@
 """``python -m resurgo``: the same command as the ``resurgo`` console script."""
 
-from resurgo.cli import main
+from resurgo._main import entry
 
 if __name__ == "__main__":
-    main(prog_name="resurgo")
+    entry()

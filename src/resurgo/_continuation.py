@@ -36,6 +36,15 @@ PLACEHOLDERS: dict[str, str] = {
     "type": "the error type, e.g. 'network' (else 'unknown')",
 }
 
+#: The supervisor's continuation prompt (``[supervisor] continuation_prompt``); here, not in
+#: the supervisor, so the configuration schema reads it without importing the session logic.
+#: The SDK has its own, which does not repeat the reason.
+DEFAULT_CONTINUATION = (
+    "Your previous run of this task was interrupted ({reason}). Continue the task from where it "
+    "stopped. Do not repeat steps that already completed; check their results instead. "
+    "When the task is done, give the final answer."
+)
+
 _FIELD = re.compile(r"\{\{([A-Za-z_][A-Za-z0-9_]*)\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -84,4 +93,4 @@ def render_continuation(template: str, *, reason: str | None = None, error: Erro
     return _FIELD.sub(sub, template)
 
 
-__all__ = ["PLACEHOLDERS", "ContinuationError", "check_continuation", "render_continuation"]
+__all__ = ["DEFAULT_CONTINUATION", "PLACEHOLDERS", "ContinuationError", "check_continuation", "render_continuation"]

@@ -1,6 +1,7 @@
 """How a Claude Code CLI attempt is launched: its command line, its environment, and an early start.
 
-This module is deliberately light (standard library and psutil only) so that
+This module is deliberately light (a few standard-library modules; no dataclasses,
+uuid, tempfile or psutil at import) so that
 ``resurgo run`` can start the CLI *before* it imports the supervisor, the
 classifier and the breakers: the CLI needs a few hundred milliseconds to boot
 and send its first event, and resurgo's own imports and set-up fit inside that
@@ -16,16 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
-import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from resurgo._private_dir import default_tmp_root as _default_tmp_root
 from resurgo._private_dir import ensure_private_dir
 
 #: Prompts longer than this go through stdin: one argv string is capped at 128 KiB on Linux.
@@ -54,12 +52,12 @@ def find_claude(explicit: str | os.PathLike[str] | None = None, *, env: Mapping[
     for origin, cand in (("explicit path", explicit), ("RESURGO_CLAUDE", env.get("RESURGO_CLAUDE"))):
         if cand:
             p = os.fspath(cand)
-            resolved = p if os.sep in p else shutil.which(p, path=env.get("PATH"))
+            resolved = p if os.sep in p else _which(p, env.get("PATH"))
             if resolved and os.path.isfile(resolved) and os.access(resolved, os.X_OK):
                 return resolved
             raise ClaudeNotFoundError(f"Claude Code CLI given by {origin} is not an executable file: {p}")
         tried.append(f"{origin} (unset)")
-    found = shutil.which("claude", path=env.get("PATH"))
+    found = _which("claude", env.get("PATH"))
     if found:
         return found
     tried.append("PATH")
@@ -70,22 +68,61 @@ def find_claude(explicit: str | os.PathLike[str] | None = None, *, env: Mapping[
     )
 
 
+def _which(name: str, path: str | None) -> str | None:
+    import shutil
+
+    return shutil.which(name, path=path)
+
+
+def uuid4() -> str:
+    """A random (version 4) UUID in its usual text form, without importing :mod:`uuid`.
+
+    Why: ``uuid`` imports ``platform`` and costs milliseconds on the path that
+    starts the CLI; the bits are set exactly as :func:`uuid.uuid4` sets them.
+    """
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_OWNER: tuple[int, str] | None = None
+
+
+def _start_time() -> int:
+    """This process's start time in whole seconds since the epoch (what ``psutil`` reports, truncated)."""
+    try:  # Linux: field 22 of /proc/self/stat, in clock ticks since boot (read without psutil)
+        with open("/proc/self/stat", "rb") as f:
+            stat = f.read()
+        ticks = int(stat[stat.rindex(b")") + 2 :].split()[19])
+        with open("/proc/stat", "rb") as f:
+            btime = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
+        return int(ticks / os.sysconf("SC_CLK_TCK") + btime)
+    except (OSError, ValueError, IndexError, StopIteration):
+        import psutil
+
+        try:
+            return int(psutil.Process().create_time())
+        except psutil.Error:
+            return 0
+
+
 def owner_id() -> str:
-    """``host:pid:start`` — who runs a job; the start time tells a reused pid apart."""
-    import socket
+    """``host:pid:start`` — who runs a job; the start time tells a reused pid apart.
 
-    import psutil
-
-    try:
-        start = int(psutil.Process().create_time())
-    except psutil.Error:
-        start = 0
-    return f"{socket.gethostname()}:{os.getpid()}:{start}"
+    Computed once per process (a forked child computes its own).
+    """
+    global _OWNER
+    pid = os.getpid()
+    if _OWNER is None or _OWNER[0] != pid:
+        _OWNER = (pid, f"{os.uname().nodename}:{pid}:{_start_time()}")
+    return _OWNER[1]
 
 
 def default_tmp_root() -> Path:
     """Where attempts' private temp folders live unless the caller chooses."""
-    return Path(tempfile.gettempdir()) / f"resurgo-{os.getuid()}"
+    return _default_tmp_root()
 
 
 def cli_argv(
@@ -152,28 +189,45 @@ def make_tmpdir(root: Path) -> str:
     ``UnsafeTempDirError``, naming the folder and the fix, otherwise).
     """
     ensure_private_dir(root)
-    return tempfile.mkdtemp(prefix=f"att-{os.getpid()}-", dir=root)
+    for _ in range(100):  # what tempfile.mkdtemp does, without importing it (and random) on the start path
+        path = os.path.join(root, f"att-{os.getpid()}-{os.urandom(6).hex()}")
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"no free attempt folder name in {root}")
 
 
-@dataclass(slots=True)
 class Prestarted:
     """A CLI started before the supervisor existed, waiting to be adopted by the attempt it was started for.
 
     ``env`` is the whole environment the process got; the attempt compares it
     with its own (``token`` and ``tmpdir`` are the process's and are taken over).
+    A plain class, not a dataclass: creating a dataclass costs a millisecond of
+    import time on the path that starts the CLI.
     """
 
-    popen: subprocess.Popen[bytes]
-    argv: tuple[str, ...]
-    cwd: str
-    env: Mapping[str, str]
-    session_id: str
-    token: str
-    owner: str
-    tmpdir: str | None
-    started_at: float
-    adopted: bool = False
-    mismatch: str | None = field(default=None)
+    __slots__ = ("adopted", "argv", "cwd", "env", "mismatch", "owner", "popen", "session_id", "started_at",
+                 "tmpdir", "token")
+
+    def __init__(self, *, popen: subprocess.Popen[bytes], argv: tuple[str, ...], cwd: str, env: Mapping[str, str],
+                 session_id: str, token: str, owner: str, tmpdir: str | None, started_at: float,
+                 adopted: bool = False, mismatch: str | None = None) -> None:
+        self.popen = popen
+        self.argv = argv
+        self.cwd = cwd
+        self.env = env
+        self.session_id = session_id
+        self.token = token
+        self.owner = owner
+        self.tmpdir = tmpdir
+        self.started_at = started_at
+        self.adopted = adopted
+        self.mismatch = mismatch
+
+    def __repr__(self) -> str:
+        return f"Prestarted(pid={self.popen.pid}, session_id={self.session_id!r}, adopted={self.adopted})"
 
     @property
     def pid(self) -> int:
@@ -206,6 +260,8 @@ class Prestarted:
                 with contextlib.suppress(OSError):
                     f.close()
         if self.tmpdir is not None:
+            import shutil
+
             shutil.rmtree(self.tmpdir, ignore_errors=True)
 
 
@@ -226,11 +282,11 @@ def prestart(
     Only a plain first start qualifies (a prompt short enough for argv); a
     spawn error is left to the supervisor, which reports it in its usual words.
     """
-    sid = session_id or str(uuid.uuid4())
+    sid = session_id or uuid4()
     argv, stdin = cli_argv(claude, prompt=prompt, session_id=sid, model=model, claude_args=claude_args)
     if stdin is not None:
         return None
-    token = uuid.uuid4().hex
+    token = os.urandom(16).hex()
     own = owner or owner_id()
     try:
         tmpdir = make_tmpdir(tmp_root or default_tmp_root())
@@ -249,6 +305,8 @@ def prestart(
             start_new_session=True,
         )
     except OSError:
+        import shutil
+
         shutil.rmtree(tmpdir, ignore_errors=True)
         return None
     return Prestarted(
@@ -277,4 +335,5 @@ __all__ = [
     "make_tmpdir",
     "owner_id",
     "prestart",
+    "uuid4",
 ]

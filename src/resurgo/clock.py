@@ -7,7 +7,6 @@ instantly, so timing behaviour is checked deterministically and fast (Polly's
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time as _time
 from typing import Protocol, runtime_checkable
@@ -42,7 +41,11 @@ class SystemClock:
             _time.sleep(seconds)
 
     async def asleep(self, seconds: float) -> None:
-        # asyncio.sleep is cancellable, so a CancelledError interrupts a backoff at once.
+        # asyncio.sleep is cancellable, so a CancelledError interrupts a backoff at once.  Imported
+        # here (already loaded by any running loop): sync users and the configuration loader that
+        # `resurgo run` reads before it starts the CLI do not pay for importing asyncio.
+        import asyncio
+
         await asyncio.sleep(max(0.0, seconds))
 
     def __repr__(self) -> str:
@@ -83,6 +86,8 @@ class FakeClock:
             self._mono += seconds
 
     async def asleep(self, seconds: float) -> None:
+        import asyncio
+
         self.sleep(seconds)
         await asyncio.sleep(0)  # still a scheduling point, and still cancellable
 

@@ -16,17 +16,15 @@ interrupted).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from resurgo.cli._batch import SummaryRow, load_batch, print_batch_summary
 from resurgo.cli._common import (
     EXIT_INTERRUPTED,
     CliError,
@@ -34,12 +32,15 @@ from resurgo.cli._common import (
     open_store,
     print_json,
     settings,
+    state,
     store_option,
     store_path,
     supervisor_config,
 )
 from resurgo.cli._concurrency import CONCURRENCY_HELP, MAX_CONCURRENCY_HELP, concurrency_option
-from resurgo.cli._progress import Progress, alerts_to
+
+if TYPE_CHECKING:
+    from resurgo.cli._progress import Progress
 
 # -- running the supervisor ----------------------------------------------------------------------
 
@@ -87,11 +88,32 @@ def _early_start(prompt: str, cwd: str, model: str | None, claude_args: Sequence
     environment are built by the same functions the supervisor uses
     (:mod:`resurgo._launch`) from the same settings, and the supervisor adopts
     the process only if they are exactly what its first attempt would run.
-    ``RESURGO_EARLY_START=0`` turns it off.
+    The console script may have started the CLI even earlier, from the plan
+    the last run remembered (:mod:`resurgo._quick`): that process is kept only
+    if it is exactly the one this function would start, and the plan is
+    remembered again for the next run.  ``RESURGO_EARLY_START=0`` turns both off.
     """
-    if os.environ.get("RESURGO_EARLY_START", "1").strip().lower() in ("0", "false", "no", "off"):
+    from resurgo import _quick
+
+    quick = _quick.take()
+    try:
+        pre = _plan_and_start(prompt, cwd, model, claude_args, claude, quick)
+    except BaseException:
+        if quick is not None:
+            quick.discard()
+        raise
+    if quick is not None and pre is not quick:
+        quick.discard()  # started from a plan that no longer holds: end it before it reaches the API
+    return pre
+
+
+def _plan_and_start(prompt: str, cwd: str, model: str | None, claude_args: Sequence[str], claude: str | None,
+                    quick: Any) -> Any:
+    from resurgo import _quick
+
+    if not _quick.enabled():
         return None
-    from resurgo._launch import ClaudeNotFoundError, find_claude, prestart
+    from resurgo._launch import ClaudeNotFoundError, attempt_env, cli_argv, find_claude, prestart
 
     cfg = settings()
     if cfg.get("otel", "enabled"):
@@ -104,8 +126,37 @@ def _early_start(prompt: str, cwd: str, model: str | None, claude_args: Sequence
     env = {str(k): str(v) for k, v in dict(kw.get("env") or {}).items()}
     if kw.get("cli_max_retries") is not None:
         env["CLAUDE_CODE_MAX_RETRIES"] = str(kw["cli_max_retries"])
-    args = (*tuple(kw.get("claude_args") or ()), *claude_args)
-    return prestart(exe, prompt=prompt, cwd=cwd, model=model, claude_args=args, env_overrides=env)
+    configured = [str(a) for a in kw.get("claude_args") or ()]
+    args = (*configured, *claude_args)
+    pre = None
+    if quick is not None:
+        argv, stdin = cli_argv(exe, prompt=prompt, session_id=quick.session_id, model=model, claude_args=args)
+        want = attempt_env(env, token=quick.token, owner=quick.owner, tmpdir=quick.tmpdir)
+        if stdin is None and quick.matches(argv, cwd, want) is None:
+            pre = quick
+    if pre is None:
+        pre = prestart(exe, prompt=prompt, cwd=cwd, model=model, claude_args=args, env_overrides=env)
+    _remember_plan(cwd, claude, exe=exe, claude_args=configured, env=env)  # after the start: it is not urgent
+    return pre
+
+
+def _remember_plan(cwd: str, claude: str | None, *, exe: str, claude_args: list[str], env: dict[str, str]) -> None:
+    """Let the next ``resurgo run`` here start the CLI before loading anything (:mod:`resurgo._quick`).
+
+    Not when an environment override looks like a secret: the plan file would hold it.
+    """
+    from resurgo import _quick
+    from resurgo._redact import is_secret_name
+    from resurgo.config import user_config_path
+
+    if any(is_secret_name(k) for k in env):
+        return
+    config_file = state().config_file
+    files = [str(user_config_path()), exe]
+    if config_file:
+        files.append(os.path.abspath(config_file))
+    _quick.remember(_quick.plan_key(workdir=cwd, config_file=config_file, claude=claude),
+                    exe=exe, claude_args=claude_args, env=env, paths=_quick.watched_paths(cwd, files))
 
 
 def _kill_children_now() -> None:
@@ -138,6 +189,9 @@ def run_supervised(
     ``work`` returns a JobResult (run, resume) or a list of them (batch);
     ``on_done`` prints them and picks the exit status (default: one result).
     """
+    import asyncio
+
+    from resurgo.cli._progress import Progress, alerts_to
     from resurgo.supervise import ClaudeNotFoundError
 
     try:
@@ -346,6 +400,8 @@ def batch_cmd(file: Path, concurrency: int | str | None, max_concurrency: int | 
                                          as_json=as_json, source=source))
     if timeout is not None:
         raise click.UsageError("--timeout applies to --redis batches only")
+
+    from resurgo.cli._batch import SummaryRow, load_batch, print_batch_summary
 
     bf, kws = load_batch(file)
     specs = [JobSpec(kw["prompt"], **{k: v for k, v in kw.items() if k != "prompt"}) for kw in kws]

@@ -14,37 +14,75 @@ Public surface (everything else is private)::
 
 The classifier (``resurgo.classify``) decides what is retryable; a per-dependency
 :class:`RetryBudget` stops retry storms; ``set_testing(True)`` removes waits.
-``PrometheusHook`` is imported lazily so ``prometheus_client`` loads only if used.
+Names are imported on first use (see ``resurgo._lazy``), so ``prometheus_client``
+loads only if ``PrometheusHook`` is used and the configuration schema can read
+``RetryPolicy`` without loading the regex engine behind the hooks.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from resurgo.retrier._backoff import (
-    AdaptiveBackoff,
-    BackoffCalculator,
-    DecorrelatedJitterBackoff,
-    EqualJitterBackoff,
-    ExponentialBackoff,
-    FixedBackoff,
-    FullJitterBackoff,
-    LinearBackoff,
-    LoadTracker,
-    load_tracker_for,
-)
-from resurgo.retrier._budget import BudgetStats, RetryBudget, budget_for
-from resurgo.retrier._decorator import retry
-from resurgo.retrier._errors import GiveUpReason, RetryBudgetExhausted, RetryError, retry_info
-from resurgo.retrier._events import GiveUpEvent, RetryEvent, RetryInstrument
-from resurgo.retrier._hooks import LoggingHook
-from resurgo.retrier._policy import BackoffStrategy, PolicyError, RetryPolicy
-from resurgo.retrier._retrier import RESULT_REJECTED, Attempt, Retrier
-from resurgo.retrier._stats import RetryStats
-from resurgo.retrier._testing import is_testing, set_testing
+from resurgo import _lazy
 
 if TYPE_CHECKING:
+    from resurgo.retrier._backoff import (
+        AdaptiveBackoff,
+        BackoffCalculator,
+        DecorrelatedJitterBackoff,
+        EqualJitterBackoff,
+        ExponentialBackoff,
+        FixedBackoff,
+        FullJitterBackoff,
+        LinearBackoff,
+        LoadTracker,
+        load_tracker_for,
+    )
+    from resurgo.retrier._budget import BudgetStats, RetryBudget, budget_for
+    from resurgo.retrier._decorator import retry
+    from resurgo.retrier._errors import GiveUpReason, RetryBudgetExhausted, RetryError, retry_info
+    from resurgo.retrier._events import GiveUpEvent, RetryEvent, RetryInstrument
+    from resurgo.retrier._hooks import LoggingHook
+    from resurgo.retrier._policy import BackoffStrategy, PolicyError, RetryPolicy
     from resurgo.retrier._prometheus import PrometheusHook
+    from resurgo.retrier._retrier import RESULT_REJECTED, Attempt, Retrier
+    from resurgo.retrier._stats import RetryStats
+    from resurgo.retrier._testing import is_testing, set_testing
+
+_EXPORTS: dict[str, str] = {
+    "AdaptiveBackoff": "resurgo.retrier._backoff",
+    "Attempt": "resurgo.retrier._retrier",
+    "BackoffCalculator": "resurgo.retrier._backoff",
+    "BackoffStrategy": "resurgo.retrier._policy",
+    "BudgetStats": "resurgo.retrier._budget",
+    "DecorrelatedJitterBackoff": "resurgo.retrier._backoff",
+    "EqualJitterBackoff": "resurgo.retrier._backoff",
+    "ExponentialBackoff": "resurgo.retrier._backoff",
+    "FixedBackoff": "resurgo.retrier._backoff",
+    "FullJitterBackoff": "resurgo.retrier._backoff",
+    "GiveUpEvent": "resurgo.retrier._events",
+    "GiveUpReason": "resurgo.retrier._errors",
+    "LinearBackoff": "resurgo.retrier._backoff",
+    "LoadTracker": "resurgo.retrier._backoff",
+    "LoggingHook": "resurgo.retrier._hooks",
+    "PolicyError": "resurgo.retrier._policy",
+    "PrometheusHook": "resurgo.retrier._prometheus",
+    "RESULT_REJECTED": "resurgo.retrier._retrier",
+    "Retrier": "resurgo.retrier._retrier",
+    "RetryBudget": "resurgo.retrier._budget",
+    "RetryBudgetExhausted": "resurgo.retrier._errors",
+    "RetryError": "resurgo.retrier._errors",
+    "RetryEvent": "resurgo.retrier._events",
+    "RetryInstrument": "resurgo.retrier._events",
+    "RetryPolicy": "resurgo.retrier._policy",
+    "RetryStats": "resurgo.retrier._stats",
+    "budget_for": "resurgo.retrier._budget",
+    "is_testing": "resurgo.retrier._testing",
+    "load_tracker_for": "resurgo.retrier._backoff",
+    "retry": "resurgo.retrier._decorator",
+    "retry_info": "resurgo.retrier._errors",
+    "set_testing": "resurgo.retrier._testing",
+}
 
 __all__ = [
     "RESULT_REJECTED",
@@ -83,8 +121,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name == "PrometheusHook":
-        from resurgo.retrier._prometheus import PrometheusHook
+    return _lazy.load(__name__, _EXPORTS, name, globals())
 
-        return PrometheusHook
-    raise AttributeError(f"module 'resurgo.retrier' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -14,11 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from resurgo._continuation import ContinuationError, check_continuation
-from resurgo.breaker import CircuitThresholds, ThresholdsError
-from resurgo.retrier import RetryBudget
-from resurgo.store import Store
-from resurgo.supervise._session import DEFAULT_CONTINUATION
+from resurgo._continuation import DEFAULT_CONTINUATION, ContinuationError, check_continuation
+from resurgo.breaker._config import CircuitThresholds, ThresholdsError
+from resurgo.retrier._budget import RetryBudget
+from resurgo.store._sqlite import Store
 
 
 class ConfigError(ValueError):

@@ -19,17 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from resurgo._continuation import PLACEHOLDERS, ContinuationError, check_continuation, render_continuation
+from resurgo._continuation import (
+    DEFAULT_CONTINUATION,
+    PLACEHOLDERS,
+    ContinuationError,
+    check_continuation,
+    render_continuation,
+)
 
 if TYPE_CHECKING:
     from resurgo.classifier import ErrorClass
     from resurgo.supervise._process import AttemptOutcome, AttemptSpec, Liveness, Mode
 
-DEFAULT_CONTINUATION = (
-    "Your previous run of this task was interrupted ({reason}). Continue the task from where it "
-    "stopped. Do not repeat steps that already completed; check their results instead. "
-    "When the task is done, give the final answer."
-)
 
 #: Messages that say the CLI could not use the session it was asked to resume.
 _NOT_FOUND = re.compile(r"No conversation found with session ID", re.IGNORECASE)
@@ -217,7 +218,7 @@ class SessionManager:
         attempt_id: int | None = None,
     ) -> AttemptSpec:
         """An :class:`AttemptSpec` for ``nxt`` from the same cwd and config dir as before."""
-        # imported here: the configuration schema imports this module (DEFAULT_CONTINUATION)
+        # imported here: keeps this module light for the few callers that need only session rules
         # and must not load the process machinery (resurgo run starts the CLI before that)
         from resurgo.supervise._process import AttemptSpec, Liveness
 
