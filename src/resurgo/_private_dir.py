@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 __all__ = ["UnsafeTempDirError", "default_tmp_root", "ensure_private_dir", "private_dir_problems"]
@@ -32,7 +31,23 @@ class UnsafeTempDirError(PermissionError):
 
 def default_tmp_root() -> Path:
     """``$TMPDIR/resurgo-<uid>`` (``/tmp/resurgo-<uid>``)."""
-    return Path(tempfile.gettempdir()) / f"resurgo-{os.geteuid()}"
+    return Path(_tempdir()) / f"resurgo-{os.geteuid()}"
+
+
+def _tempdir() -> str:
+    """The folder :func:`tempfile.gettempdir` would choose, found the same way but without importing tempfile.
+
+    Why: ``resurgo run`` starts the CLI before anything else loads, and tempfile
+    (with random and shutil behind it) costs milliseconds there.  Same order:
+    ``$TMPDIR``, ``$TEMP``, ``$TMP``, then ``/tmp``, ``/var/tmp``, ``/usr/tmp``;
+    a folder qualifies if we can create files in it.  Nothing qualifying: tempfile decides.
+    """
+    for d in (*(os.environ.get(n) for n in ("TMPDIR", "TEMP", "TMP")), "/tmp", "/var/tmp", "/usr/tmp"):
+        if d and os.path.isdir(d) and os.access(d, os.W_OK | os.X_OK):
+            return os.path.abspath(d)
+    import tempfile
+
+    return tempfile.gettempdir()
 
 
 def private_dir_problems(path: str | os.PathLike[str]) -> list[str]:
