@@ -47,6 +47,13 @@ R_401 = {
     "api_error_status": 401,
     "result": "Invalid API key \u00b7 Fix external API key",
 }
+R_500 = {
+    "type": "result",
+    "subtype": "success",
+    "is_error": True,
+    "api_error_status": 500,
+    "result": "API Error: 500 Internal server error",
+}
 R_OK = {"type": "result", "subtype": "success", "is_error": False, "api_error_status": None, "result": "done"}
 
 
@@ -363,7 +370,7 @@ async def test_529s_open_the_shared_breaker_and_other_jobs_wait_for_it(tmp_path:
 async def test_an_empty_retry_budget_alerts_once_and_waits_instead_of_failing(tmp_path: Path) -> None:
     rig = Rig(
         tmp_path,
-        lambda spec, n: {"signal": 9} if n <= 2 else {"exit_code": 0, "result": R_OK},
+        lambda spec, n: {"exit_code": 1, "result": R_500} if n <= 2 else {"exit_code": 0, "result": R_OK},
         retry_budget_ratio=0.0,
         retry_budget_min_per_sec=0.0,
         budget_wait_max=5.0,
@@ -380,7 +387,7 @@ async def test_a_bounded_budget_wait_that_runs_out_is_an_explicit_counted_bypass
     """Regression: the bypass was a log line, and each 0.5 s poll counted a refusal."""
     rig = Rig(
         tmp_path,
-        lambda spec, n: {"signal": 9} if n <= 2 else {"exit_code": 0, "result": R_OK},
+        lambda spec, n: {"exit_code": 1, "result": R_500} if n <= 2 else {"exit_code": 0, "result": R_OK},
         retry_budget_ratio=0.0,
         retry_budget_min_per_sec=0.0,
         budget_wait_max=20.0,
@@ -401,7 +408,7 @@ async def test_budget_wait_max_none_waits_for_a_token_and_keeps_the_invariant(tm
     """With no bound the second recovery waits until the first one's withdrawal expires."""
     rig = Rig(
         tmp_path,
-        lambda spec, n: {"signal": 9} if n <= 2 else {"exit_code": 0, "result": R_OK},
+        lambda spec, n: {"exit_code": 1, "result": R_500} if n <= 2 else {"exit_code": 0, "result": R_OK},
         retry_budget_ratio=0.0,
         retry_budget_min_per_sec=0.1,  # a floor of one retry per 10 s window
         budget_wait_max=None,
@@ -415,6 +422,30 @@ async def test_budget_wait_max_none_waits_for_a_token_and_keeps_the_invariant(tm
     assert not [e for e in rig.events if isinstance(e, BudgetBypassed)]
     assert [a.kind for a in rig.alerts.sent] == ["budget_exhausted"]
     assert rig.clock.monotonic() - t0 >= 9.0  # it waited for the floor to come back (one slot: 1 s)
+
+
+async def test_a_cli_killed_from_outside_does_not_spend_the_endpoints_retry_budget(tmp_path: Path) -> None:
+    """The budget limits retries caused by the endpoint's failures; a SIGKILL says nothing about the endpoint.
+
+    With an empty budget, the API's failures wait for it (the test above) while
+    kills recover at once: no budget wait, no alert, the budget untouched.
+    """
+    rig = Rig(
+        tmp_path,
+        lambda spec, n: {"signal": 9} if n <= 2 else {"exit_code": 0, "result": R_OK},
+        retry_budget_ratio=0.0,
+        retry_budget_min_per_sec=0.0,
+        budget_wait_max=20.0,
+        max_recoveries=5,
+    )
+    t0 = rig.clock.monotonic()
+    res = await rig.orch.run_job(rig.job())
+    assert res.ok and res.recoveries == 2
+    stats = rig.orch.endpoints[URL].budget.stats()
+    assert (stats.retries_allowed, stats.retries_refused, stats.bypassed) == (0, 0, 0)
+    assert not [a for a in rig.alerts.sent if a.kind.startswith("budget")]
+    assert rig.clock.monotonic() - t0 < 20.0  # never waited out the 20 s bound
+    assert all(r["budget_s"] == 0 for r in rig.rows("SELECT budget_s FROM recoveries"))
 
 
 def test_budget_wait_max_accepts_none_and_rejects_negative() -> None:

@@ -281,3 +281,25 @@ async def test_an_open_breaker_refuses_at_once_instead_of_after_our_own_back_off
     assert min(abs(refusals[0] - t) for t in fails) < 0.05, (fails, refusals)
     phases = rig.store.recovery_phases(res.job_id)
     assert phases[1].backoff_s == 0.0  # no own back-off stacked on the open breaker
+
+
+async def test_an_open_breaker_refuses_before_the_retry_budget_wait(tmp_path: Path) -> None:
+    """The job-level reaction, the other wait: a job whose failure finds the endpoint's breaker open is
+    refused by it at once, not after waiting for retry budget (here: an empty budget, 20 s bound) first."""
+    from resurgo.supervise._events import FailureDetected, Waiting
+
+    from .test_orchestrator import R_500
+
+    def script(spec: Any, n: int) -> dict[str, Any]:
+        return {"exit_code": 1, "result": R_500} if n <= 3 else {"exit_code": 0, "result": R_OK}
+
+    br = CircuitThresholds(failure_rate=0.5, min_calls=2, half_open_max_calls=1, wait_in_open=5.0)
+    rig = Rig(tmp_path, script, breaker=br, max_recoveries=6, retry_budget_ratio=0.0,
+              retry_budget_min_per_sec=0.0, budget_wait_max=20.0)
+    res = await rig.orch.run_job(rig.job())
+    assert res.ok
+    fails = [e.ts for e in rig.events if isinstance(e, FailureDetected)]
+    refusals = [e.ts for e in rig.events if isinstance(e, Waiting) and "breaker" in e.reason]
+    assert refusals, "the breaker never refused the job"
+    # the failure that opened the breaker (the 2nd) is refused at once, not 20 s of budget wait later
+    assert abs(refusals[0] - fails[1]) < 0.05, (fails, refusals)

@@ -255,6 +255,8 @@ class _Failure:
     at: float
     #: the attempt got further than where the previous failure left the job
     progressed: bool
+    #: the API caused it (an error answer, a failed or hung request): it says something about the endpoint
+    api_side: bool = True
 
 
 @dataclass
@@ -682,6 +684,7 @@ class Orchestrator:
             kind=kind,
             at=min(fault_at(kind, outcome), outcome.ended_at),
             progressed=run.progress.progressed,
+            api_side=api_side,
         )
 
     def _decide(self, run: _JobRun, f: _Failure) -> RecoveryPlan:
@@ -749,15 +752,25 @@ class Orchestrator:
         its first request only after its ``init`` event, so the back-off that
         the API sees is kept while the job stands still for less.
         """
-        await self._spend_budget(run)
+        refused = run.endpoint.breaker.state in _REFUSING
+        if refused:
+            # the endpoint's breaker is open: ask it first, so this job is refused (and waits for the
+            # breaker) the moment it failed, instead of after spending retry budget and sleeping
+            # a server's wait with the breaker's refusal still ahead of it
+            await self._admission(run, keep=False)
+        if f.api_side:
+            # the budget limits retries *caused by the endpoint's failures* (Finagle's retry budget, gRPC's
+            # retry throttling): they are what multiplies load on a struggling API.  A CLI killed from
+            # outside or a crashed process says nothing about the endpoint and is not held back by it.
+            await self._spend_budget(run)
         wait = plan.wait_s
         if wait > 0 and not plan.server_wait:
             wait = max(wait, self._backoff.adjust_for_load(wait, run.endpoint.load.load()))
         imposed = wait if plan.server_wait else min(wait, float(f.error.retry_after or 0.0))
         own = max(0.0, wait - imposed)
-        if own > 0 and run.endpoint.breaker.state in _REFUSING:
-            # the endpoint's breaker is open: it imposes the wait and refuses this job at admission
-            # now (recorded as the job's refusal), instead of after our own back-off on top of it
+        if own > 0 and (refused or run.endpoint.breaker.state in _REFUSING):
+            # the endpoint's breaker is (or was, and has just been waited for) open: its wait is the
+            # back-off, and our own is not stacked on top of it
             own = 0.0
         if own > 0:
             own = max(0.0, own - self._start_estimate)
@@ -842,6 +855,17 @@ class Orchestrator:
 
     async def _admit(self, run: _JobRun) -> _Call:
         """A breaker permit for the next attempt; waits (state ``waiting``) while the breaker is open."""
+        call = await self._admission(run)
+        assert call is not None
+        return call
+
+    async def _admission(self, run: _JobRun, *, keep: bool = True) -> _Call | None:
+        """Ask the endpoint's breaker; while it refuses, wait (state ``waiting``) for it to change.
+
+        ``keep=False``: only wait until the breaker would admit the job, and give
+        the permit back (a job that still has a server's wait or retry budget to
+        wait for must not hold a half-open breaker's only probe meanwhile).
+        """
         br = run.endpoint.breaker
         announced = False
         t0 = self.clock.monotonic()
@@ -873,6 +897,9 @@ class Orchestrator:
                 run.slept_s += waited
                 if run.pending is not None:
                     run.pending.waited_s += waited  # imposed by the endpoint's condition, not by us
+            if not keep:
+                permit.release()
+                return None
             return _Call(br, permit)
 
     async def _take_slot(self, run: _JobRun) -> None:
