@@ -586,3 +586,32 @@ async def test_check_stored_wakes_a_job_waiting_for_a_quota_reset(tmp_path: Path
     assert res.state is JobState.CANCELLED and len(rig.manager.specs) == 1
     (rec,) = rig.jobs.recoveries(jid)
     assert rec["succeeded"] is None and "outside this supervisor" in rec["reason"]
+
+
+def _answers(*ids: str) -> tuple[StreamEvent, ...]:
+    """API answers as the CLI prints them: one ``assistant`` event per content block, same message id."""
+    out = []
+    for i, mid in enumerate(ids):
+        msg = {"id": mid, "model": "m", "content": [{"type": "text", "text": f"turn {i}"}]}
+        out.append(parse_line(json.dumps({"type": "assistant", "message": msg}).encode(), seq=i, ts=0.0, mono=0))
+    return tuple(out)
+
+
+async def test_every_answered_request_earns_retry_budget_but_the_retried_one_does_not(tmp_path: Path) -> None:
+    """The budget is a fraction of the requests the endpoint answered (Finagle), not of the jobs.
+
+    First attempt: its first request was deposited when the job began; its
+    answers m1, m2 (two blocks), m3 add two more.  The recovery's first answer
+    is the retried request (no deposit); its next answer, r2, adds one.
+    """
+    def script(spec: AttemptSpec, n: int) -> dict[str, Any]:
+        if n == 1:
+            return {"exit_code": 1, "result": R_500, "events": _answers("m1", "m2", "m2", "m3")}
+        return {"exit_code": 0, "result": R_OK, "events": _answers("r1", "r2")}
+
+    rig = Rig(tmp_path, script)
+    res = await rig.orch.run_job(rig.job())
+    assert res.ok and res.recoveries == 1
+    stats = rig.orch.endpoints[URL].budget.stats()
+    assert stats.deposits == 1 + 2 + 1
+    assert stats.retries_allowed == 1

@@ -32,6 +32,12 @@ def default_breaker_thresholds() -> CircuitThresholds:
     slowness is meaningless here (a long tool call is not a slow API): slow-call
     detection is pushed out of the way.  Few calls happen per minute, so the
     breaker decides from 4 calls, and probes one job at a time when half-open.
+
+    The first open wait is short (2 s, doubling on every failed probe up to
+    120 s): a half-open probe here is a real job's attempt, not a request
+    spent on checking, so probing early costs one job a CLI start, while every
+    second of waiting costs every job of the endpoint.  A long outage still
+    reaches long waits after a few failed probes (2, 4, 8, 16 ... 120 s).
     """
     return CircuitThresholds(
         failure_rate=0.5,
@@ -40,7 +46,7 @@ def default_breaker_thresholds() -> CircuitThresholds:
         half_open_max_calls=1,
         half_open_lease=600.0,
         slow_call_duration=3600.0,
-        wait_in_open=5.0,
+        wait_in_open=2.0,
         wait_multiplier=2.0,
         max_wait_in_open=120.0,
         max_retry_after=6 * 3600.0,

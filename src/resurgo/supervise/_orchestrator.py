@@ -278,6 +278,8 @@ class _JobRun:
     attempt: Attempt | None = None
     attempt_id: int | None = None
     call: _Call | None = None
+    #: the id of the last API answer seen in this attempt (an answer may come as several events)
+    last_answer: object = None
     interrupted_reason: str = "cancelled"
     cancel_resumable: bool = True
     #: this supervisor moved the job to ``running`` (from then on only it moves the job, among active states)
@@ -633,6 +635,7 @@ class Orchestrator:
         """Wait for the endpoint's breaker to admit the call, run one attempt, and check the job is still ours."""
         await self._take_slot(run)  # adaptive concurrency: a slot of the endpoint's limit (else nothing)
         run.call = await self._admit(run)
+        run.last_answer = None
         outcome = await self._attempt(run, nxt)
         taken = self._stored_change(run)  # cancelled from another shell: neither success nor failure
         if taken is not None:
@@ -1059,6 +1062,24 @@ class Orchestrator:
             error = self._classify(outcome.to_observation(), outcome, run.rec.id, record=False)
         self.jobs.finish_attempt(run.attempt_id, outcome, error=error)
 
+    def _answered(self, run: _JobRun, message_id: object) -> None:
+        """An API call answered: it earns retry budget, as every request does in Finagle's budget.
+
+        The budget limits recoveries to a fraction of the *requests* the endpoint
+        answers, not of the jobs: a job makes one request per turn, and a job of
+        fifty turns is fifty calls' worth of evidence that the endpoint works.
+        The first answer of an attempt is not counted here: for a first attempt
+        it was deposited when the job began, and for a recovery it is the retried
+        request itself (retries do not earn budget).
+        """
+        if run.call is None or not run.call.done:
+            run.last_answer = message_id
+            return
+        if message_id is not None and message_id == run.last_answer:
+            return  # the same answer, another of its content blocks
+        run.last_answer = message_id
+        run.endpoint.budget.deposit()
+
     def _event_handler(self, run: _JobRun) -> Callable[[StreamEvent], None]:
         jid = run.rec.id
         first = [True]
@@ -1083,6 +1104,7 @@ class Orchestrator:
                 msg = data.get("message")
                 if isinstance(msg, Mapping):
                     if "error" not in data and msg.get("model") != "<synthetic>" and run.call is not None:
+                        self._answered(run, msg.get("id"))
                         run.call.success()  # the API answered: the endpoint is healthy
                     content = msg.get("content")
                     if isinstance(content, list) and self.has_subscribers(jid):
