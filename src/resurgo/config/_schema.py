@@ -263,7 +263,7 @@ def _supervisor_keys() -> dict[str, Key]:
         "backoff_base": Key(duration(positive=False), 0.5, "first recovery backoff"),
         "backoff_cap": Key(duration(positive=False), 30.0, "largest recovery backoff"),
         "retry_budget_ratio": Key(budget("ratio"), 0.2,
-                                  "recoveries allowed per first attempt, per endpoint (RetryBudget: 0-1000)"),
+                                  "recoveries allowed per answered API request, per endpoint (RetryBudget: 0-1000)"),
         "retry_budget_min_per_sec": Key(budget("min_retries_per_sec"), 1.0,
                                         "recoveries per second always allowed (1.0 here: CLI runs are few; "
                                         "the library RetryBudget's 10.0 suits RPC rates)"),

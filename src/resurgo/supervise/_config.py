@@ -117,8 +117,9 @@ class SupervisorConfig:
     breaker:
         Thresholds of the one breaker per endpoint (``ANTHROPIC_BASE_URL``).
     retry_budget_ratio / retry_budget_min_per_sec:
-        The endpoint's shared retry budget: recoveries may be at most this
-        fraction of first attempts (default 0.2) plus a floor per second
+        The endpoint's shared retry budget: recoveries from the API's failures
+        may be at most this fraction of the requests the API answered (a job's
+        first request and every later answered turn; default 0.2) plus a floor per second
         (default 1.0).  Both are checked by :class:`~resurgo.retrier.RetryBudget`
         itself (ratio in [0, 1000], floor finite and >= 0), the one source of
         those limits.  The floor is lower than the library's default of 10/s
