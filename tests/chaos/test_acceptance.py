@@ -63,27 +63,15 @@ def test_short_chaos_run_meets_the_seed_targets(claude_bin: str, tmp_path: Path)
     assert att["unexplained_count"] == 0, att["unexplained"]
     # the job meant to fail (401) failed clearly and was classified as auth
     assert "auth -> auth" in att["confusion"], att["confusion"]
-    # the breaker: the run's 529 storm must trip it, and a job's next call must be refused after the
-    # crossing (the jobs' own calls, not a probe). How *soon* is gated in the slow test below: that
-    # gate is not met reliably yet (issue 14), and a default suite that fails by chance proves nothing.
+    # the breaker: the run's 529 storm must trip it, and a job's next call must be refused within the
+    # seed's second of the crossing (the jobs' own calls, not a probe): a failed job whose endpoint
+    # breaker is open asks it before any other wait (tests/chaos/test_gates_fail.py shows the gate failing)
     assert r.storms == 1
     assert r.breaker_openings >= 1 and r.breaker_reactions >= 1, _why(r)
+    assert r.breaker_reaction_max is not None and r.breaker_reaction_max < 1.0, _why(r)
     # both availabilities are reported, with the imposed waits taken out of the second
     assert r.availability_time is not None and r.availability_time_excl_imposed is not None
     assert r.availability_time_excl_imposed >= r.availability_time
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_a_jobs_next_call_is_refused_within_a_second_of_the_crossing(claude_bin: str, tmp_path: Path) -> None:
-    """The seed's breaker-reaction target at job level: crossing -> first job call the breaker refused < 1 s.
-
-    Known to fail today (p50 0.6 s, max 4.9 s in the quiet-machine bench): after a crossing, jobs
-    busy in their CLI runs ask for no call for seconds, so the first refusal comes late even though
-    the breaker opened within a millisecond. Kept as the open gate of issue 14, not weakened.
-    """
-    r = _run(claude_bin, tmp_path, duration=75.0, jobs=20, concurrency=4, kill_every=3.0, fault_rate=0.2, seed=7)
-    assert r.breaker_reaction_max is not None and r.breaker_reaction_max < 1.0, _why(r)
 
 
 @pytest.mark.timeout(240)

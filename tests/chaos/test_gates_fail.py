@@ -65,8 +65,10 @@ def test_a_deliberately_wrong_classifier_fails_its_gates(claude_bin: str, tmp_pa
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_a_breaker_that_never_opens_fails_the_reaction_gate(claude_bin: str, tmp_path: Path) -> None:
+    # jobs long enough to be running at 30% of the run, when the storm comes (steps=4 ended before it
+    # once recovery got faster: then there is no storm and the test would check nothing)
     r = _run(claude_bin, tmp_path, duration=20.0, jobs=4, concurrency=4, kill_every=None, fault_rate=0.05,
-             network=False, bursts=False, storm_s=5.0, nonretryable_jobs=0, steps=4, seed=7,
+             network=False, bursts=False, storm_s=5.0, nonretryable_jobs=0, steps=12, seed=7,
              supervisor={"breaker": {"failure_rate": 1.0, "min_calls": 100_000}})
     assert r.storms == 1 and r.breaker_openings == 0
     assert _status(r)[("breaker reaction max (s)", "seed")] == "fail", r.check_lines()
