@@ -303,3 +303,22 @@ async def test_an_open_breaker_refuses_before_the_retry_budget_wait(tmp_path: Pa
     assert refusals, "the breaker never refused the job"
     # the failure that opened the breaker (the 2nd) is refused at once, not 20 s of budget wait later
     assert abs(refusals[0] - fails[1]) < 0.05, (fails, refusals)
+
+
+async def test_a_job_the_open_breaker_held_back_does_not_also_wait_for_retry_budget(tmp_path: Path) -> None:
+    """After an outage the budget is drained; the breaker that refused the job and then admitted it (its
+    probe was answered) is the endpoint's protection, so the job does not wait a second, blind time."""
+    from .test_orchestrator import R_500
+
+    def script(spec: Any, n: int) -> dict[str, Any]:
+        return {"exit_code": 1, "result": R_500} if n <= 3 else {"exit_code": 0, "result": R_OK}
+
+    br = CircuitThresholds(failure_rate=0.5, min_calls=2, half_open_max_calls=1, wait_in_open=5.0)
+    rig = Rig(tmp_path, script, breaker=br, max_recoveries=6, retry_budget_ratio=0.0,
+              retry_budget_min_per_sec=0.0, budget_wait_max=20.0)
+    res = await rig.orch.run_job(rig.job())
+    assert res.ok
+    phases = rig.store.recovery_phases(res.job_id)
+    # the 1st recovery (breaker still closed) waits for budget; the ones after the breaker opened do not
+    assert phases[0].budget_s >= 20.0
+    assert [p.budget_s for p in phases[1:]] == [0.0] * (len(phases) - 1)

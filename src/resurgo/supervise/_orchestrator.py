@@ -761,10 +761,12 @@ class Orchestrator:
             # breaker) the moment it failed, instead of after spending retry budget and sleeping
             # a server's wait with the breaker's refusal still ahead of it
             await self._admission(run, keep=False)
-        if f.api_side:
+        if f.api_side and not refused:
             # the budget limits retries *caused by the endpoint's failures* (Finagle's retry budget, gRPC's
             # retry throttling): they are what multiplies load on a struggling API.  A CLI killed from
             # outside or a crashed process says nothing about the endpoint and is not held back by it.
+            # Nor is a job the open breaker already held back: the breaker let it go because its probe
+            # got answers again, and the budget, drained by the outage, would only add a blind wait.
             await self._spend_budget(run)
         wait = plan.wait_s
         if wait > 0 and not plan.server_wait:
