@@ -594,6 +594,23 @@ class RunStore:
              slept_s),
         )
 
+    def last_breaker_transition(self, breaker: str) -> dict[str, Any] | None:
+        """The newest stored transition of ``breaker``: ``{ts, from_state, to_state, metrics}`` or None."""
+        rows = self.store.query(
+            "SELECT ts, from_state, to_state, metrics_json FROM breaker_transitions WHERE breaker=?"
+            " ORDER BY ts DESC, id DESC LIMIT 1",
+            (breaker,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        try:
+            metrics = json.loads(r["metrics_json"]) if r["metrics_json"] else {}
+        except ValueError:
+            metrics = {}
+        return {"ts": float(r["ts"]), "from_state": r["from_state"], "to_state": r["to_state"],
+                "metrics": metrics if isinstance(metrics, dict) else {}}
+
     def insert_breaker_transition(
         self, *, breaker: str, ts: float, from_state: str, to_state: str, reason: str | None, metrics_json: str | None
     ) -> None:

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import uuid
 from collections.abc import Callable, Mapping
@@ -450,12 +451,38 @@ class Orchestrator:
                 )
             ep = Endpoint(url=url, breaker=br, budget=budget, load=LoadTracker(clock=self.clock))
             br.add_listener(ep.on_breaker_event)
+            self._restore_open(br)
             if self.config.adaptive:
                 from resurgo.supervise import _adaptive
 
                 ep.limiter = _adaptive.endpoint_limiter(self, url)
             self.endpoints[url] = ep
         return ep
+
+    def _restore_open(self, br: CircuitBreaker) -> None:
+        """Reopen ``br`` if the store says it was open and its wait has not run out.
+
+        A supervisor killed while the endpoint's breaker was open must not come
+        back with a closed one and send every job at a failing API; the restarted
+        one (or another supervisor on the same store) waits out the rest.  Only a
+        timed opening is restored: a forced open (bad credentials) is for an
+        operator or a health probe to lift, and a restart is often that fix.
+        """
+        try:
+            last = self.jobs.runs.last_breaker_transition(br.name)
+        except Exception:
+            log.exception("could not read the last state of breaker %s", br.name)
+            return
+        if last is None or last["to_state"] != "open":
+            return
+        wait = last["metrics"].get("open_for")
+        if not isinstance(wait, int | float) or isinstance(wait, bool):
+            return
+        left = float(last["ts"]) + float(wait) - self.clock.time()
+        th = self.config.breaker
+        caps = [c for c in (th.max_wait_in_open, th.max_retry_after, th.wait_in_open) if c is not None]
+        if 0.0 < left <= max(caps, default=math.inf):  # a usage-limit reset included; never beyond the limits
+            br.open(wait=left, reason=f"restored: open when the last supervisor stopped ({left:.3g} s left)")
 
     def running_endpoints(self) -> dict[str, Endpoint]:
         """The endpoint each job running in this orchestrator uses now (by job id)."""
@@ -472,7 +499,7 @@ class Orchestrator:
                 from_state=frm,
                 to_state=to,
                 reason=redact_text(ev.reason),
-                metrics_json=_json(ev.metrics.to_dict()),
+                metrics_json=_json({**ev.metrics.to_dict(), "open_for": ev.open_for}),
             )
         except Exception:
             log.exception("could not store breaker transition %s -> %s", frm, to)
