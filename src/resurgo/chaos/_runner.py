@@ -226,10 +226,20 @@ class ChaosRunner:
         aio_log = logging.getLogger("asyncio")
         aio_level = aio_log.level
         aio_log.setLevel(logging.ERROR)
+        # SIGTERM (a CI timeout, `kill`) would end Python without running the clean-up below and leave
+        # the supervisor, its CLIs and the fault proxy running: turn it into an exit that unwinds
+        prev_term = None
+        if threading.current_thread() is threading.main_thread():
+            def _on_term(signum: int, frame: object) -> None:
+                raise SystemExit(128 + signum)
+
+            prev_term = signal.signal(signal.SIGTERM, _on_term)
         try:
             return self._run(claude)
         finally:
             aio_log.setLevel(aio_level)
+            if prev_term is not None:
+                signal.signal(signal.SIGTERM, prev_term)
 
     def _run(self, claude: str) -> ChaosReport:
         from resurgo.mockapi import Faults, MockServer
