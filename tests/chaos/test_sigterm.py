@@ -41,7 +41,7 @@ def test_sigterm_ends_the_supervisor_and_its_clis(claude_bin: str, tmp_path: Pat
         assert any("_supervisor_proc" in " ".join(c.cmdline()) for c in tree), [c.cmdline()[:3] for c in tree]
         p.send_signal(signal.SIGTERM)
         p.wait(60)
-        gone, alive = psutil.wait_procs(tree, timeout=10)
+        _, alive = psutil.wait_procs(tree, timeout=10)
         left = [c for c in alive if c.status() != psutil.STATUS_ZOMBIE]
         assert left == [], f"left running after SIGTERM: {[(c.pid, c.cmdline()[:3]) for c in left]}"
         assert p.returncode == 128 + signal.SIGTERM
