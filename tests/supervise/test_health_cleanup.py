@@ -8,10 +8,11 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from resurgo._procs import create_time
+from resurgo._procs import TreeKillReport, create_time
 from resurgo.store import Store
 from resurgo.supervise._cleanup import ResourceCleaner
 from resurgo.supervise._health import ComponentHealth, HealthChecker, HealthState, HealthThresholds
@@ -135,3 +136,58 @@ async def test_reap_zombies_reaps_reparented_orphans_but_not_our_own_children(tm
     assert orphan in cleaner.reap_zombies()
     assert not exists(orphan)
     assert own.wait(timeout=2) == 0  # not stolen
+
+
+async def test_a_dead_supervisors_clis_are_ended_all_at_once_not_one_grace_after_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A supervisor killed while running N jobs leaves N CLIs; each may take the whole grace to end.
+    Ending them one after another kept the restarted supervisor from resuming any job for N graces:
+    every one of them must be being ended at the same time."""
+    from resurgo.supervise import _cleanup
+
+    jobs = JobStore(Store(tmp_path / "r.db"))
+    ghost = subprocess.Popen(["true"])
+    ghost.wait()
+    clis = [subprocess.Popen(["sleep", "100"], start_new_session=True) for _ in range(3)]
+    in_flight: set[int] = set()
+    most = 0
+    release = asyncio.Event()
+
+    async def fake_end_tree(sids: Any, *, extra: Any, **kw: Any) -> Any:
+        nonlocal most
+        (pid,) = sids
+        in_flight.add(pid)
+        most = max(most, len(in_flight))
+        if len(in_flight) == len(clis):
+            release.set()
+        try:
+            await asyncio.wait_for(release.wait(), 2.0)  # sequential calls would never get here together
+        except TimeoutError:
+            pass
+        for p in clis:
+            if p.pid == pid:
+                p.kill()
+                p.wait()
+        in_flight.discard(pid)
+        return TreeKillReport(killed=(pid,))
+
+    monkeypatch.setattr(_cleanup, "end_tree", fake_end_tree)
+    try:
+        for p in clis:
+            ct = create_time(p.pid)
+            assert ct is not None
+            jobs.store.execute(
+                "INSERT INTO processes(pid, start_time, pgid, job_id, owner_pid, started_at) VALUES(?,?,?,?,?,?)",
+                (p.pid, ct, p.pid, None, ghost.pid, time.time() - 5),
+            )
+        rep = _cleanup.CleanupReport()
+        await ResourceCleaner(jobs, tmp_root=tmp_path / "tmp", grace=1.0).end_recorded_processes(rep)
+        assert most == len(clis)
+        assert sorted(rep.ended_processes) == sorted(p.pid for p in clis)
+        assert jobs.open_processes() == []
+    finally:
+        for p in clis:
+            if p.poll() is None:
+                p.kill()
+                p.wait()

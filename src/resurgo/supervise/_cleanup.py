@@ -12,6 +12,7 @@ Periodically the same sweep catches zombies and leaked temporary folders.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -137,26 +138,38 @@ class ResourceCleaner:
         return {a.pid for a in self.manager.active if a.pid is not None}
 
     async def end_recorded_processes(self, rep: CleanupReport) -> None:
-        """End processes the store says are running whose owner is dead; close stale records."""
+        """End processes the store says are running whose owner is dead; close stale records.
+
+        All of them at once: a supervisor killed while running N jobs leaves N
+        CLIs, and ending them one after another (each given ``grace`` to exit)
+        kept the restarted supervisor from resuming any job for up to N graces.
+        """
         me = os.getpid()
+        left_running = []
         for rec in self.jobs.open_processes():
             alive = same_process(rec.pid, rec.start_time)
             if alive and (rec.owner_pid == me or _owner_pid_alive(rec.owner_pid, rec.started_at)):
                 continue  # a live supervisor's run (possibly another manager in this very process)
             if alive:
                 log.warning("ending process %d left running by a dead supervisor (job %s)", rec.pid, rec.job_id)
-                report = await end_tree(
-                    {rec.pid},
-                    extra={rec.pid: rec.start_time},  # rechecked by pid *and* start time while we wait
-                    leader=None,
-                    grace=self.grace,
-                    not_before=rec.start_time,
-                    sid_starts={rec.pid: rec.start_time},  # its group only while it still leads it
-                )
-                rep.ended_processes += [p for p in (*report.terminated, *report.killed) if p not in rep.ended_processes]
-                rep.left += list(report.left)
+                left_running.append(rec)
             else:
                 rep.stale_records += 1
+                self.jobs.process_ended(rec.pid, rec.start_time)
+        reports = await asyncio.gather(*(
+            end_tree(
+                {rec.pid},
+                extra={rec.pid: rec.start_time},  # rechecked by pid *and* start time while we wait
+                leader=None,
+                grace=self.grace,
+                not_before=rec.start_time,
+                sid_starts={rec.pid: rec.start_time},  # its group only while it still leads it
+            )
+            for rec in left_running
+        ))
+        for rec, report in zip(left_running, reports, strict=True):
+            rep.ended_processes += [p for p in (*report.terminated, *report.killed) if p not in rep.ended_processes]
+            rep.left += list(report.left)
             self.jobs.process_ended(rec.pid, rec.start_time)
 
     async def end_marked_strays(self, rep: CleanupReport) -> None:
