@@ -132,8 +132,16 @@ def test_resume_after_sigkill_mid_tool_continues_statelessly(
     # the first step blocks only on its first run, so the resumed repeat of it is quick
     first = "test -f flag || { touch flag; sleep 30; }; echo first"
     prompt = f"[[bash: {first}]] [[bash: echo second]] [[text: resumed and done]]"
+    home = Path(env["HOME"])
+
+    def tool_use_in_transcript() -> bool:
+        # the CLI appends to the transcript asynchronously: the Bash tool can be running (the flag
+        # exists) before its tool_use is on disk, and a kill then leaves nothing to resume ("No
+        # conversation found"), which is another case than the one this test is about
+        return any(b'"tool_use"' in f.read_bytes() for f in home.glob(f".claude/projects/*/{sid}.jsonl"))
+
     with spawn(argv(claude_bin, prompt, ["--session-id", sid]), env, cwd) as proc:
-        _wait_for(lambda: (cwd / "flag").exists())  # the Bash tool is running
+        _wait_for(lambda: (cwd / "flag").exists() and tool_use_in_transcript())  # the Bash tool is running
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     assert proc.returncode == -signal.SIGKILL
