@@ -219,7 +219,11 @@ class Rig:
         self.config = SupervisorConfig(**base)
         self.alerts = AlertManager(clock=self.clock, min_interval=60.0)
         self.events: list[SupervisorEvent] = []
-        self.orch = Orchestrator(
+        self.orch = self.orchestrator()
+
+    def orchestrator(self) -> Orchestrator:
+        """An orchestrator on this rig's store, clock and manager (another one: a restarted supervisor)."""
+        return Orchestrator(
             config=self.config,
             jobs=self.jobs,
             manager=self.manager,
@@ -617,15 +621,6 @@ async def test_every_answered_request_earns_retry_budget_but_the_retried_one_doe
     assert stats.retries_allowed == 1
 
 
-def _restarted(rig: Rig) -> Orchestrator:
-    """Another supervisor on the same store and clock, as after a restart."""
-    return Orchestrator(
-        config=rig.config, jobs=rig.jobs, manager=rig.manager, sessions=SessionManager(),  # type: ignore[arg-type]
-        planner=RecoveryPlanner(), classifier=Classifier(), alerts=AlertManager(clock=rig.clock),
-        emit=lambda e: None, clock=rig.clock, environ={"HOME": str(rig.home), "ANTHROPIC_BASE_URL": URL},
-    )
-
-
 async def test_a_restarted_supervisor_keeps_an_open_breaker_open_for_the_rest_of_its_wait(tmp_path: Path) -> None:
     """A supervisor killed while the endpoint's breaker was open must not come back with a closed one
     and send every job at a failing API; after the wait has run out, nothing is restored."""
@@ -638,13 +633,13 @@ async def test_a_restarted_supervisor_keeps_an_open_breaker_open_for_the_rest_of
         ep.breaker.acquire().on_error(RuntimeError("529"))
     assert ep.breaker.state is CircuitState.OPEN
     rig.clock.advance(4.0)
-    again = _restarted(rig).endpoint(URL).breaker
+    again = rig.orchestrator().endpoint(URL).breaker
     assert again.state is CircuitState.OPEN
     assert again.retry_after is not None and 5.9 <= again.retry_after <= 6.0  # the rest of the 10 s, not more
     with pytest.raises(Exception, match="open"):
         again.acquire()
     rig.clock.advance(7.0)  # the restored wait (and the original one) ran out
-    assert _restarted(rig).endpoint(URL).breaker.state is CircuitState.CLOSED
+    assert rig.orchestrator().endpoint(URL).breaker.state is CircuitState.CLOSED
 
 
 async def test_a_forced_open_breaker_is_not_restored_by_a_restart(tmp_path: Path) -> None:
@@ -652,4 +647,4 @@ async def test_a_forced_open_breaker_is_not_restored_by_a_restart(tmp_path: Path
 
     rig = Rig(tmp_path, lambda spec, n: {"exit_code": 0, "result": R_OK})
     rig.orch.endpoint(URL).breaker.force_open("bad credentials")
-    assert _restarted(rig).endpoint(URL).breaker.state is CircuitState.CLOSED
+    assert rig.orchestrator().endpoint(URL).breaker.state is CircuitState.CLOSED

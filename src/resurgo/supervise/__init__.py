@@ -2,7 +2,7 @@
 
 Everything public is re-exported here; the modules behind it are private.
 ``events`` is the module of typed events (``from resurgo.supervise import events``).
-Names are imported on first use, so importing one private module (the
+Names are imported on first use (``resurgo._lazy``), so importing one private module (the
 configuration schema reads ``resurgo.supervise._config``; ``resurgo run``
 starts the CLI before loading the rest) does not load the whole supervisor.
 """
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
+
+from resurgo import _lazy
 
 if TYPE_CHECKING:
     from resurgo.supervise import _events as events
@@ -85,13 +87,10 @@ _EXPORTS: dict[str, str] = {
 
 
 def __getattr__(name: str) -> Any:
-    mod = _EXPORTS.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'resurgo.supervise' has no attribute {name!r}")
-    module = importlib.import_module(mod)
-    value = module if name == "events" else getattr(module, name)
-    globals()[name] = value
-    return value
+    if name == "events":  # the module itself, not a name in it
+        globals()[name] = module = importlib.import_module(_EXPORTS[name])
+        return module
+    return _lazy.load(__name__, _EXPORTS, name, globals())
 
 
 def __dir__() -> list[str]:
