@@ -258,6 +258,11 @@ def _supervisor_keys() -> dict[str, Key]:
         "deadline": Key(duration(optional=True), None, "wall-clock limit per attempt (none: no limit)"),
         "result_exit_timeout": Key(duration(optional=True), 10.0, "the CLI printed its result but does not exit"),
         "kill_grace": Key(duration(positive=False), 3.0, "SIGTERM -> SIGKILL grace"),
+        "request_watch": Key(boolean(), True, "end a CLI whose API request hangs, by limits learned from the "
+                                              "endpoint's answers (runs the CLI with --include-partial-messages)"),
+        "request_timeout_factor": Key(number(lo=1.0), 3.0,
+                                      "a request hangs past this many times the slowest recent first answer"),
+        "request_timeout_floor": Key(duration(), 1.0, "never a shorter request limit than this"),
         "max_recoveries": Key(integer(lo=0), 5, "recoveries per job within recovery_period (OTP intensity)"),
         "recovery_period": Key(duration(), 600.0, "window of max_recoveries"),
         "backoff_base": Key(duration(positive=False), 0.5, "first recovery backoff"),

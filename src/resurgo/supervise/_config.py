@@ -107,6 +107,17 @@ class SupervisorConfig:
         Liveness of one attempt (seconds; ``deadline`` None = no limit): no
         stream-json event for ``stall_timeout`` s ends the process group and
         the session is resumed.
+    request_watch / request_timeout_factor / request_timeout_floor:
+        Watch every API request of the CLI (default on; it runs with
+        ``--include-partial-messages``, whose extra events resurgo drops again
+        unless the job asked for them): a request not answered within
+        ``request_timeout_factor`` (3) times the slowest first answer among the
+        endpoint's last 200, and never less than ``request_timeout_floor`` (1 s),
+        or an answer silent for as long relative to its longest gaps, is a hang:
+        the attempt ends and the session is resumed at once, instead of after
+        the CLI's ``API_TIMEOUT_MS`` or ``stall_timeout``.  Nothing is ended
+        before 8 answers were seen; a job whose request was ended gets twice the
+        limit on its next attempt.
     max_recoveries / recovery_period:
         Restart intensity per job (OTP): more than ``max_recoveries`` in
         ``recovery_period`` s and the job fails.  Waits imposed by the server
@@ -180,6 +191,9 @@ class SupervisorConfig:
     deadline: float | None = None
     result_exit_timeout: float | None = 10.0
     kill_grace: float = 3.0
+    request_watch: bool = True
+    request_timeout_factor: float = 3.0
+    request_timeout_floor: float = 1.0
     max_recoveries: int = 5
     recovery_period: float = 600.0
     backoff_base: float = 0.5
@@ -226,6 +240,12 @@ class SupervisorConfig:
             raise ConfigError(f"max_recoveries must be an integer >= 0, got {self.max_recoveries!r}")
         for name in ("stall_timeout", "deadline", "result_exit_timeout"):
             set_(self, name, _pos(name, getattr(self, name), allow_none=True))
+        if not isinstance(self.request_watch, bool):
+            raise ConfigError(f"request_watch must be true or false, got {self.request_watch!r}")
+        set_(self, "request_timeout_floor", _pos("request_timeout_floor", self.request_timeout_floor))
+        set_(self, "request_timeout_factor", _pos("request_timeout_factor", self.request_timeout_factor))
+        if self.request_timeout_factor < 1.0:
+            raise ConfigError(f"request_timeout_factor must be >= 1, got {self.request_timeout_factor!r}")
         for name in ("recovery_period", "health_interval", "cleanup_interval", "state_check_interval"):
             set_(self, name, _pos(name, getattr(self, name)))
         for name in ("kill_grace", "backoff_base", "backoff_cap", "alert_min_interval"):

@@ -569,7 +569,7 @@ class JobStore:
             exit_code=outcome.exit_code,
             signal=outcome.signal,
             killed_by=outcome.killed_by,
-            error_json=error.to_json() if error is not None else None,
+            error_json=_error_json(error, outcome),
         )
 
     def attempts(self, job_id: str) -> list[AttemptRecord]:
@@ -806,3 +806,14 @@ __all__ = [
     "redact_env",
     "redact_text",
 ]
+
+
+def _error_json(error: ErrorClass | None, outcome: AttemptOutcome) -> str | None:
+    """The classification, plus why resurgo ended the attempt when it did (``resurgo show`` says it)."""
+    if error is None:
+        return None
+    if not outcome.kill_reason:
+        return error.to_json()
+    d = error.to_dict()
+    d["kill_reason"] = redact_text(outcome.kill_reason)
+    return json.dumps(d, ensure_ascii=False, separators=(",", ":"))

@@ -72,6 +72,7 @@ from resurgo.supervise._process import (
     StreamEvent,
 )
 from resurgo.supervise._recovery import RecoveryContext, RecoveryPlan, RecoveryPlanner, RestartIntensity
+from resurgo.supervise._requests import PARTIAL_FLAG, RequestWatch, ResponseTimes, watch_args
 from resurgo.supervise._session import NextRun, SessionManager
 
 log = logging.getLogger("resurgo.supervise")
@@ -161,6 +162,8 @@ class Endpoint:
     _loop: asyncio.AbstractEventLoop | None = None
     #: with ``concurrency="auto"``: the endpoint's adaptive concurrency limit (see ``_adaptive``)
     limiter: Any = None
+    #: what this endpoint's answers take: the request watch's limits (see ``_requests``)
+    times: ResponseTimes = field(default_factory=ResponseTimes)
 
     def wait_for_change(self) -> asyncio.Event:
         """The event the next breaker transition sets (a job waiting for admission awaits it)."""
@@ -273,6 +276,9 @@ class _JobRun:
     fallback_models: list[str]
     fallback_endpoints: list[str]
     attempts: int = 0
+    #: the request watch's limits for this job are its endpoint's times this (doubled after each
+    #: request the watch ended, back to 1 once an attempt was answered in time)
+    request_scale: float = 1.0
     slept_s: float = 0.0
     forked_once: bool = False
     pending: _Pending | None = None
@@ -548,14 +554,18 @@ class Orchestrator:
             env["CLAUDE_CODE_MAX_RETRIES"] = str(self.config.cli_max_retries)
         return env
 
-    def _liveness(self) -> Liveness:
+    def _liveness(self, run: _JobRun | None = None) -> Liveness:
         c = self.config
+        watch = None
+        if run is not None and c.request_watch:
+            watch = RequestWatch(run.endpoint.times, scale=run.request_scale)
         return Liveness(
             stall_timeout=c.stall_timeout,
             deadline=c.deadline,
             exit_after_result=c.result_exit_timeout,
             grace=c.kill_grace,
-            tick=min(0.25, (c.stall_timeout or 1.0) / 8),
+            tick=min(0.25, (c.stall_timeout or 1.0) / 8, c.request_timeout_floor / 4 if watch else 1.0),
+            request=watch,
         )
 
     def request_cancel(self, job_id: str, *, resumable: bool, reason: str) -> None:
@@ -1041,10 +1051,11 @@ class Orchestrator:
             cwd=rec.cwd,
             mode=nxt.mode,
             session_id=nxt.session_id,
-            claude_args=(*self.config.claude_args, *rec.args),
+            claude_args=(*watch_args(self.config.claude_args, enabled=self.config.request_watch), *rec.args),
             env=run.env,
             model=run.model,
-            liveness=self._liveness(),
+            liveness=self._liveness(run),
+            quiet_stream=self.config.request_watch and PARTIAL_FLAG not in (*self.config.claude_args, *rec.args),
             job_id=jid,
         ).with_session()
         self._check(run)  # before a recovery starts: a job cancelled while it waited stays cancelled
@@ -1068,6 +1079,10 @@ class Orchestrator:
         if run.taken is not None and run.stopper is None:  # taken away while the process started
             run.stopper = asyncio.ensure_future(run.attempt.stop("user", _taken_reason(run.taken)))
         outcome = await run.attempt.wait()  # on cancellation run.attempt stays set for _interrupted()
+        if run.attempt.monitor.request_killed:
+            run.request_scale = min(run.request_scale * 2, 64.0)
+        elif run.attempt.monitor.answers:
+            run.request_scale = 1.0
         run.attempt = None
         if outcome.first_event_at is not None:
             self._learn_start(outcome.first_event_at - outcome.started_at)

@@ -70,6 +70,7 @@ from resurgo._procs import (
 from resurgo._redact import redact_argv, redact_text
 from resurgo.classifier._types import Observation
 from resurgo.clock import SYSTEM_CLOCK, Clock
+from resurgo.supervise._requests import RequestWatch
 
 
 class EventWriter(Protocol):
@@ -106,6 +107,7 @@ Mode = Literal["start", "resume", "fork"]
 #: Unparseable lines are kept as evidence, cut to this many characters.
 UNPARSEABLE_PREVIEW = 2_000
 _READ_CHUNK = 1 << 18
+_REQUESTING = "requesting"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +122,10 @@ class Liveness:
       event (users report hangs after the result).
     * ``grace`` — SIGTERM to SIGKILL.
     * ``tick`` — how often the watchdog looks; bounds detection latency.
+    * ``request`` — limits for one API request (first answer, silence within an
+      answer) learned from the endpoint (:mod:`resurgo.supervise._requests`); needs
+      the CLI's ``--include-partial-messages``.  A request past its limit is a hang
+      and ends the attempt like a stall, long before ``stall_timeout``.
     """
 
     stall_timeout: float | None = 300.0
@@ -127,6 +133,7 @@ class Liveness:
     exit_after_result: float | None = 10.0
     grace: float = 3.0
     tick: float = 0.25
+    request: RequestWatch | None = None
 
     def __post_init__(self) -> None:
         for name in ("stall_timeout", "deadline", "exit_after_result"):
@@ -142,7 +149,10 @@ class Liveness:
 class LivenessMonitor:
     """The watchdog's decision logic, separate from processes so it is testable with FakeClock."""
 
-    __slots__ = ("_clock", "last_progress", "policy", "result_at", "started")
+    __slots__ = (
+        "_clock", "_gap_max", "_req_at", "_stream_at", "answers", "last_progress", "policy", "request_killed",
+        "result_at", "started",
+    )
 
     def __init__(self, policy: Liveness, clock: Clock = SYSTEM_CLOCK) -> None:
         self.policy = policy
@@ -150,6 +160,13 @@ class LivenessMonitor:
         self.started = clock.monotonic()
         self.last_progress = self.started
         self.result_at: float | None = None
+        self._req_at: float | None = None  # a request is out, not answered yet
+        self._stream_at: float | None = None  # an answer is streaming: its last event
+        self._gap_max = 0.0
+        #: the request watch (not the plain stall timeout) ended this attempt
+        self.request_killed = False
+        #: requests answered (their first answer event seen)
+        self.answers = 0
 
     def progress(self) -> None:
         """Any event (including ``api_retry``) proves the CLI is making progress."""
@@ -158,6 +175,41 @@ class LivenessMonitor:
     def result_seen(self) -> None:
         self.result_at = self._clock.monotonic()
         self.last_progress = self.result_at
+        self._req_at = self._stream_at = None
+
+    def request_sent(self) -> None:
+        """The CLI reported ``system/status "requesting"``: an answer is due."""
+        self._req_at = self._clock.monotonic()
+        self._stream_at = None
+
+    def answer_event(self, kind: str | None) -> None:
+        """One ``stream_event`` of the answer (``kind`` is its SSE type); teaches the endpoint's times."""
+        now = self._clock.monotonic()
+        w = self.policy.request
+        if self._req_at is not None:
+            self.answers += 1
+            if w is not None:
+                w.times.first_answer(now - self._req_at)
+            self._req_at = None
+            self._gap_max = 0.0
+        elif self._stream_at is not None:
+            self._gap_max = max(self._gap_max, now - self._stream_at)
+        if kind == "message_stop":
+            if w is not None and self._stream_at is not None:
+                w.times.stream_gap(self._gap_max)
+            self._stream_at = None
+        else:
+            self._stream_at = now
+
+    def other_event(self, etype: str | None) -> None:
+        """Any other event: the CLI moved on (a retry, a tool result, an error), no request is out.
+
+        An ``assistant`` event arrives in the middle of an answer (one per content
+        block) and leaves the stream's watch as it is.
+        """
+        self._req_at = None
+        if etype != "assistant":
+            self._stream_at = None
 
     def verdict(self) -> tuple[KilledBy, str] | None:
         """``(killed_by, reason)`` when the attempt must be ended now, else None."""
@@ -169,6 +221,24 @@ class LivenessMonitor:
             if p.exit_after_result is not None and now - self.result_at >= p.exit_after_result:
                 return "deadline", f"did not exit within {p.exit_after_result:g} s after its result event"
             return None  # after the result, silence is expected: only the exit deadline applies
+        w = p.request
+        if w is not None:
+            if self._req_at is not None:
+                lim = w.first_answer_limit()
+                if lim is not None and now - self._req_at >= lim:
+                    self.request_killed = True
+                    return "stall_watchdog", (
+                        f"the API has not answered a request for {now - self._req_at:.1f} s "
+                        f"(limit {lim:.2f} s: {w.describe()})"
+                    )
+            elif self._stream_at is not None:
+                lim = w.gap_limit()
+                if lim is not None and now - self._stream_at >= lim:
+                    self.request_killed = True
+                    return "stall_watchdog", (
+                        f"the API's answer stopped for {now - self._stream_at:.1f} s "
+                        f"(limit {lim:.2f} s: {w.describe()})"
+                    )
         if p.stall_timeout is not None and now - self.last_progress >= p.stall_timeout:
             return "stall_watchdog", f"no event for {now - self.last_progress:.1f} s (limit {p.stall_timeout:g} s)"
         return None
@@ -351,6 +421,10 @@ class AttemptSpec:
     #: run exactly this argv instead of building a CLI command line (wrappers such as
     #: ``timeout``/``nice``, and tests of the process mechanics); session flags are not added
     command: Sequence[str] | None = None
+    #: leave out of the stored and forwarded events the answer events (``stream_event``) and
+    #: ``system/status "requesting"`` that ``--include-partial-messages`` adds: resurgo asked for
+    #: them only to watch requests (``liveness.request``), the job did not
+    quiet_stream: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in ("start", "resume", "fork"):
@@ -866,8 +940,21 @@ class Attempt:
             ev = self._too_long(line)
         else:
             ev = parse_line(line, seq=self.event_count, ts=clock.time(), mono=clock.monotonic())
+        mon = self.monitor
+        mon.progress()
+        etype = ev.type
+        if etype == "stream_event":
+            inner = ev.data.get("event") if ev.data is not None else None
+            mon.answer_event(inner.get("type") if isinstance(inner, dict) else None)
+            if self.spec.quiet_stream:
+                return
+        elif etype == "system" and ev.subtype == "status" and ev.data is not None and ev.data.get("status") == _REQUESTING:
+            mon.request_sent()
+            if self.spec.quiet_stream:
+                return
+        else:
+            mon.other_event(etype)
         self.event_count += 1
-        self.monitor.progress()
         if self.first_event_at is None:
             self.first_event_at = ev.ts
         if ev.data is None:

@@ -1,0 +1,166 @@
+"""Telling a hung API request from a slow one, by learning what the endpoint's answers take.
+
+Without help, the supervisor sees nothing while the CLI waits for the API: the
+CLI prints its next event only when a whole content block has arrived.  A
+request the server accepted and never answers is then caught by the CLI's own
+``API_TIMEOUT_MS`` (10 minutes by default) or by the stall watchdog, both far
+longer than a healthy answer takes.  Each such hang cost a chaos job 6 s of
+standing still (the profile's API timeout) where 1 s would have told.
+
+With ``--include-partial-messages`` the CLI reports ``system/status
+"requesting"`` when it sends a request and a ``stream_event`` for every SSE
+event of the answer.  That shows two delays per request:
+
+* **first answer** — request sent -> first stream event (``message_start``);
+* **longest gap** — the longest silence between two stream events of one answer.
+
+:class:`ResponseTimes` keeps the recent values of both per endpoint (every job
+on it contributes) and derives a limit from them: ``factor`` times the slowest
+of the recent ones, never below ``floor``, and none at all until ``min_samples``
+answers were seen (a fresh supervisor knows nothing about its endpoint and
+kills nothing for it).  The slowest rather than a percentile: a limit must sit
+above every healthy answer, and the maximum of a window is the estimate that
+never undercuts one it has seen.
+
+:class:`RequestWatch` is one attempt's view: the endpoint's limits times a
+per-job ``scale`` the orchestrator doubles after every request this watch ended
+(a job whose requests are genuinely slower than the endpoint's others -- a huge
+context -- gets more time on each retry instead of a kill loop) and resets once
+an attempt of that job is answered in time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+
+#: The CLI flag that makes it report requests and answer events (resurgo hides them again
+#: from what it stores and prints unless the job asked for them itself).
+PARTIAL_FLAG = "--include-partial-messages"
+
+
+def watch_args(args: Sequence[str], *, enabled: bool) -> tuple[str, ...]:
+    """``args`` plus :data:`PARTIAL_FLAG` when request watching is on and it is not there yet."""
+    out = tuple(args)
+    if enabled and PARTIAL_FLAG not in out:
+        out += (PARTIAL_FLAG,)
+    return out
+
+
+class _Window:
+    """The last ``size`` samples and their maximum (recomputed on eviction only: O(1) amortised per sample)."""
+
+    __slots__ = ("_max", "_q")
+
+    def __init__(self, size: int) -> None:
+        self._q: deque[float] = deque(maxlen=size)
+        self._max = 0.0
+
+    def add(self, v: float) -> None:
+        q = self._q
+        evicted = q[0] if len(q) == q.maxlen else None
+        q.append(v)
+        if evicted is not None and evicted >= self._max:
+            self._max = max(q)
+        elif v > self._max:
+            self._max = v
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+    @property
+    def max(self) -> float:
+        return self._max
+
+
+class ResponseTimes:
+    """One endpoint's recent first-answer delays and stream gaps, and the limits they imply.
+
+    Keyword-only settings, validated once:
+
+    * ``factor`` (3.0) — a limit is this many times the slowest recent value;
+    * ``floor`` (1.0 s) — never a shorter limit (scheduling noise on a busy machine);
+    * ``min_samples`` (8) — no limit before this many answers were seen;
+    * ``window`` (200) — how many recent answers count.
+    """
+
+    __slots__ = ("_first", "_gap", "factor", "floor", "min_samples")
+
+    def __init__(self, *, factor: float = 3.0, floor: float = 1.0, min_samples: int = 8, window: int = 200) -> None:
+        if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor >= 1.0):
+            raise ValueError(f"factor must be a finite number >= 1, got {factor!r}")
+        if not (isinstance(floor, (int, float)) and math.isfinite(floor) and floor > 0):
+            raise ValueError(f"floor must be a finite number > 0, got {floor!r}")
+        if isinstance(min_samples, bool) or not isinstance(min_samples, int) or min_samples < 1:
+            raise ValueError(f"min_samples must be an integer >= 1, got {min_samples!r}")
+        if isinstance(window, bool) or not isinstance(window, int) or window < min_samples:
+            raise ValueError(f"window must be an integer >= min_samples, got {window!r}")
+        self.factor = float(factor)
+        self.floor = float(floor)
+        self.min_samples = min_samples
+        self._first = _Window(window)
+        self._gap = _Window(window)
+
+    def first_answer(self, seconds: float) -> None:
+        """A request was answered (its first stream event) ``seconds`` after it was sent."""
+        if seconds >= 0 and math.isfinite(seconds):
+            self._first.add(seconds)
+
+    def stream_gap(self, seconds: float) -> None:
+        """An answer's longest silence between two of its events."""
+        if seconds >= 0 and math.isfinite(seconds):
+            self._gap.add(seconds)
+
+    def _limit(self, w: _Window) -> float | None:
+        if len(w) < self.min_samples:
+            return None
+        return max(self.floor, self.factor * w.max)
+
+    def first_answer_limit(self) -> float | None:
+        """Seconds a request may wait for its first answer event (None: not learned yet)."""
+        return self._limit(self._first)
+
+    def gap_limit(self) -> float | None:
+        """Seconds an answer may stay silent between two events (None: not learned yet)."""
+        return self._limit(self._gap)
+
+    def snapshot(self) -> dict[str, float | int | None]:
+        """For health reports and ``resurgo show``: what was learned and the limits it gives."""
+        return {
+            "first_answer_samples": len(self._first),
+            "first_answer_max_s": self._first.max if len(self._first) else None,
+            "first_answer_limit_s": self.first_answer_limit(),
+            "gap_samples": len(self._gap),
+            "gap_max_s": self._gap.max if len(self._gap) else None,
+            "gap_limit_s": self.gap_limit(),
+        }
+
+
+class RequestWatch:
+    """One attempt's limits: its endpoint's, times the job's ``scale``."""
+
+    __slots__ = ("scale", "times")
+
+    def __init__(self, times: ResponseTimes, *, scale: float = 1.0) -> None:
+        if not (math.isfinite(scale) and scale >= 1.0):
+            raise ValueError(f"scale must be a finite number >= 1, got {scale!r}")
+        self.times = times
+        self.scale = scale
+
+    def first_answer_limit(self) -> float | None:
+        lim = self.times.first_answer_limit()
+        return None if lim is None else lim * self.scale
+
+    def gap_limit(self) -> float | None:
+        lim = self.times.gap_limit()
+        return None if lim is None else lim * self.scale
+
+    def describe(self) -> str:
+        """Where the limit comes from, for the kill reason a user reads."""
+        t = self.times
+        s = f" x{self.scale:g} for this job" if self.scale != 1.0 else ""
+        return f"{t.factor:g}x the slowest of the endpoint's last answers, at least {t.floor:g} s{s}"
+
+
+__all__ = ["PARTIAL_FLAG", "RequestWatch", "ResponseTimes", "watch_args"]
