@@ -948,7 +948,7 @@ class Attempt:
             mon.answer_event(inner.get("type") if isinstance(inner, dict) else None)
             if self.spec.quiet_stream:
                 return
-        elif etype == "system" and ev.subtype == "status" and ev.data is not None and ev.data.get("status") == _REQUESTING:
+        elif etype == "system" and ev.subtype == "status" and ev.data and ev.data.get("status") == _REQUESTING:
             mon.request_sent()
             if self.spec.quiet_stream:
                 return
