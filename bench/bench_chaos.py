@@ -116,13 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-kill-supervisor", action="store_true")
     ap.add_argument("--pressure", action="store_true", help="add CPU/memory pressure for a quarter of the run")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "chaos.json")
+    ap.add_argument("--keep", action="store_true", help="keep the run's folder (store, logs) for a look afterwards")
     ap.add_argument("--before", type=Path, default=None,
                     help="the earlier result to compare with (default: the file --out replaces)")
     a = ap.parse_args(argv)
     cfg = ChaosConfig(
         duration=a.duration, jobs=a.jobs, concurrency=a.concurrency, kill_every=a.kill_every,
         fault_rate=a.fault_rate, steps=a.steps, seed=a.seed, kill_supervisor=not a.no_kill_supervisor,
-        pressure=a.pressure,
+        pressure=a.pressure, keep=a.keep,
     )
     before_path = a.before or a.out
     before: dict[str, Any] | None = None

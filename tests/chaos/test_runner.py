@@ -113,6 +113,14 @@ def test_a_watchdog_kill_after_a_hang_is_the_hangs_timeout() -> None:
         assert got is not None and (got.cause, got.expected_type) == (cause, "timeout")
 
 
+def test_a_watchdog_kill_with_no_fault_on_the_attempt_is_unexplained_a_false_positive() -> None:
+    """The property breaks when a watchdog (e.g. a too eager request watch) kills a healthy run: the
+    attribution must then be None, so the run's false-positive gate counts it."""
+    a = _att(killed_by="stall_watchdog", ended_at=130.0, error={"type": "timeout"})
+    assert _why(a, []) is None
+    assert _why(a, [FaultHit(105.0, "j1", "net:delay")]) is None  # a slow link explains no kill
+
+
 def test_a_cut_of_the_attempts_connection_is_a_network_failure_unless_the_redial_was_blackholed() -> None:
     got = _why(_att(), [FaultHit(105.0, "j1", "api:hang"), FaultHit(107.0, "j1", "net:cut_all")])
     assert got is not None and (got.cause, got.expected_type) == ("net:cut_all", "network")

@@ -621,6 +621,57 @@ async def test_every_answered_request_earns_retry_budget_but_the_retried_one_doe
     assert stats.retries_allowed == 1
 
 
+async def test_the_breaker_counts_every_answered_request_not_one_success_per_attempt(tmp_path: Path) -> None:
+    """Each failure is one failed request, so each answered request is one success: m1, m2, m3 and
+    r1, r2 are five answers (m2 came in two blocks), against the one request that failed."""
+    def script(spec: AttemptSpec, n: int) -> dict[str, Any]:
+        if n == 1:
+            return {"exit_code": 1, "result": R_500, "events": _answers("m1", "m2", "m2", "m3")}
+        return {"exit_code": 0, "result": R_OK, "events": _answers("r1", "r2")}
+
+    rig = Rig(tmp_path, script)
+    res = await rig.orch.run_job(rig.job())
+    assert res.ok and res.recoveries == 1
+    m = rig.orch.endpoints[URL].breaker.metrics()
+    assert (m.successes, m.failures) == (5, 1)
+
+
+async def test_the_request_watch_settings_reach_the_endpoint_and_each_attempt(tmp_path: Path) -> None:
+    from resurgo.supervise._requests import PARTIAL_FLAG
+
+    rig = Rig(tmp_path, lambda spec, n: {"exit_code": 0, "result": R_OK},
+              request_timeout_factor=4.0, request_timeout_floor=0.5)
+    times = rig.orch.endpoint(URL).times
+    assert (times.factor, times.floor) == (4.0, 0.5)
+    res = await rig.orch.run_job(rig.job())
+    assert res.ok
+    spec = rig.manager.specs[0]
+    assert spec.liveness.request is not None and spec.liveness.request.times is times
+    assert PARTIAL_FLAG in spec.claude_args and spec.quiet_stream
+    (tmp_path / "off").mkdir()
+    off = Rig(tmp_path / "off", lambda spec, n: {"exit_code": 0, "result": R_OK}, request_watch=False)
+    assert (await off.orch.run_job(off.job())).ok
+    spec = off.manager.specs[0]
+    assert spec.liveness.request is None and PARTIAL_FLAG not in spec.claude_args and not spec.quiet_stream
+
+
+async def test_answers_do_not_close_an_open_breaker_nor_take_a_probe_slot(tmp_path: Path) -> None:
+    from resurgo.breaker import CircuitState
+
+    br = CircuitThresholds(failure_rate=0.5, min_calls=2, wait_in_open=30.0, half_open_max_calls=1)
+    rig = Rig(tmp_path, lambda spec, n: {"exit_code": 0, "result": R_OK}, breaker=br)
+    ep = rig.orch.endpoint(URL)
+    for _ in range(2):
+        ep.breaker.acquire().on_error(RuntimeError("529"))
+    assert ep.breaker.state is CircuitState.OPEN
+    from resurgo.supervise._orchestrator import _Call
+
+    call = _Call(ep.breaker, None)  # type: ignore[arg-type]  # an attempt judged before the opening
+    call.done = True
+    call.answered()  # a job still running from before the opening got an answer: no effect on the state
+    assert ep.breaker.state is CircuitState.OPEN and ep.breaker.metrics().successes == 0
+
+
 async def test_a_restarted_supervisor_keeps_an_open_breaker_open_for_the_rest_of_its_wait(tmp_path: Path) -> None:
     """A supervisor killed while the endpoint's breaker was open must not come back with a closed one
     and send every job at a failing API; after the wait has run out, nothing is restored."""

@@ -21,6 +21,7 @@ from resurgo.supervise._requests import PARTIAL_FLAG, RequestWatch, ResponseTime
 
 
 def _learned(n: int = 8, first: float = 0.1, gap: float = 0.05, **kw: Any) -> ResponseTimes:
+    kw = {"floor": 1.0, "gap_floor": 1.0, "min_samples": 8, **kw}
     t = ResponseTimes(**kw)
     for _ in range(n):
         t.first_answer(first)
@@ -54,7 +55,8 @@ def test_the_window_forgets_old_slow_answers() -> None:
 
 @pytest.mark.parametrize(
     ("kw", "match"),
-    [({"factor": 0.5}, "factor"), ({"floor": 0}, "floor"), ({"min_samples": 0}, "min_samples"),
+    [({"factor": 0.5}, "factor"), ({"floor": 0}, "floor"), ({"gap_floor": -1}, "gap_floor"),
+     ({"min_samples": 0}, "min_samples"),
      ({"window": 2, "min_samples": 3}, "window"), ({"factor": float("inf")}, "factor")],
 )
 def test_response_times_reject_nonsense(kw: dict[str, Any], match: str) -> None:
@@ -140,6 +142,18 @@ def test_nothing_is_ended_before_the_endpoint_is_learned_and_the_job_scale_stret
     assert v is not None and "x4 for this job" in v[1]
 
 
+def test_the_defaults_are_conservative_and_the_config_reaches_the_endpoint() -> None:
+    t = ResponseTimes()
+    for _ in range(19):
+        t.first_answer(0.01)
+        t.stream_gap(0.01)
+    assert t.first_answer_limit() is None  # 20 answers before anything is ended
+    t.first_answer(0.01)
+    t.stream_gap(0.01)
+    assert (t.first_answer_limit(), t.gap_limit()) == (2.0, 5.0)
+
+
+
 def test_config_validates_the_request_settings() -> None:
     from resurgo.supervise import ConfigError
 
@@ -153,7 +167,7 @@ def test_config_validates_the_request_settings() -> None:
 
 # -- the real CLI -----------------------------------------------------------------------------------
 
-STEPS = 9  # answers the watch learns from before the hang (min_samples is 8)
+STEPS = 21  # answers the watch learns from before the hang (min_samples is 20)
 
 
 def _prompt() -> str:

@@ -201,12 +201,13 @@ def attribute(
     cli_kills = [x for x in exact if x.cause == "kill:cli"]
     if cli_kills and a.signal == signal.SIGKILL:
         return cli_kills[-1]
-    if a.killed_by == "stall_watchdog" and a.ended_at is not None:
-        exact.append(Attribution("watchdog:hang", "timeout", a.ended_at))
     if not exact:
+        # a watchdog that ended an attempt nothing was injected into killed a healthy run: a false
+        # positive, never "explained" by its own kill
         return None
     best = max(exact, key=lambda x: x.at)
-    if best.cause == "watchdog:hang":
+    if a.killed_by == "stall_watchdog" and a.ended_at is not None and best.at <= a.ended_at:
+        # the watchdog acted after the faults: the hang behind it, if one hit this attempt
         hangs = [x for x in exact if x.cause in ("api:hang", "net:blackhole")]
         if hangs:
             return Attribution(hangs[-1].cause, "timeout", hangs[-1].at)

@@ -262,7 +262,7 @@ def _supervisor_keys() -> dict[str, Key]:
                                               "endpoint's answers (runs the CLI with --include-partial-messages)"),
         "request_timeout_factor": Key(number(lo=1.0), 3.0,
                                       "a request hangs past this many times the slowest recent first answer"),
-        "request_timeout_floor": Key(duration(), 1.0, "never a shorter request limit than this"),
+        "request_timeout_floor": Key(duration(), 2.0, "never a shorter request limit than this"),
         "max_recoveries": Key(integer(lo=0), 5, "recoveries per job within recovery_period (OTP intensity)"),
         "recovery_period": Key(duration(), 600.0, "window of max_recoveries"),
         "backoff_base": Key(duration(positive=False), 0.5, "first recovery backoff"),

@@ -112,11 +112,12 @@ class SupervisorConfig:
         ``--include-partial-messages``, whose extra events resurgo drops again
         unless the job asked for them): a request not answered within
         ``request_timeout_factor`` (3) times the slowest first answer among the
-        endpoint's last 200, and never less than ``request_timeout_floor`` (1 s),
-        or an answer silent for as long relative to its longest gaps, is a hang:
+        endpoint's last 200, and never less than ``request_timeout_floor`` (2 s),
+        or an answer silent for as long relative to its longest gaps (never less
+        than 5 s), is a hang:
         the attempt ends and the session is resumed at once, instead of after
         the CLI's ``API_TIMEOUT_MS`` or ``stall_timeout``.  Nothing is ended
-        before 8 answers were seen; a job whose request was ended gets twice the
+        before 20 answers were seen; a job whose request was ended gets twice the
         limit on its next attempt.
     max_recoveries / recovery_period:
         Restart intensity per job (OTP): more than ``max_recoveries`` in
@@ -193,7 +194,7 @@ class SupervisorConfig:
     kill_grace: float = 3.0
     request_watch: bool = True
     request_timeout_factor: float = 3.0
-    request_timeout_floor: float = 1.0
+    request_timeout_floor: float = 2.0
     max_recoveries: int = 5
     recovery_period: float = 600.0
     backoff_base: float = 0.5

@@ -220,6 +220,22 @@ class _Call:
             return  # already open: the failure would not change anything
         p.on_error(ApiFailure(error))
 
+    def answered(self) -> None:
+        """Another request of this attempt was answered: one more successful call for the breaker.
+
+        The breaker's failure rate is a share of *requests*: every failure is one
+        request that failed, so every answered request must count as one that did
+        not.  Judging an attempt once would weigh a ten-turn attempt as one success
+        against each of its failed requests, and read an endpoint that answers 80 %
+        of requests as failing half of them.  Not counted while the breaker is open
+        or its probe slots are taken (the probe's own verdict decides then).
+        """
+        try:
+            p = self.breaker.acquire()
+        except CircuitOpenError:
+            return
+        p.on_success()
+
     def release(self) -> None:
         if not self.done:
             self.done = True
@@ -455,7 +471,10 @@ class Orchestrator:
                     ttl=10.0,
                     clock=self.clock,
                 )
-            ep = Endpoint(url=url, breaker=br, budget=budget, load=LoadTracker(clock=self.clock))
+            ep = Endpoint(
+                url=url, breaker=br, budget=budget, load=LoadTracker(clock=self.clock),
+                times=ResponseTimes(factor=self.config.request_timeout_factor, floor=self.config.request_timeout_floor),
+            )
             br.add_listener(ep.on_breaker_event)
             self._restore_open(br)
             if self.config.adaptive:
@@ -1079,9 +1098,10 @@ class Orchestrator:
         if run.taken is not None and run.stopper is None:  # taken away while the process started
             run.stopper = asyncio.ensure_future(run.attempt.stop("user", _taken_reason(run.taken)))
         outcome = await run.attempt.wait()  # on cancellation run.attempt stays set for _interrupted()
-        if run.attempt.monitor.request_killed:
+        mon = getattr(run.attempt, "monitor", None)  # a manager of another kind may not watch requests
+        if mon is not None and mon.request_killed:
             run.request_scale = min(run.request_scale * 2, 64.0)
-        elif run.attempt.monitor.answers:
+        elif mon is not None and mon.answers:
             run.request_scale = 1.0
         run.attempt = None
         if outcome.first_event_at is not None:
@@ -1123,6 +1143,7 @@ class Orchestrator:
             return  # the same answer, another of its content blocks
         run.last_answer = message_id
         run.endpoint.budget.deposit()
+        run.call.answered()
 
     def _event_handler(self, run: _JobRun) -> Callable[[StreamEvent], None]:
         jid = run.rec.id

@@ -237,7 +237,7 @@ class LivenessMonitor:
                     self.request_killed = True
                     return "stall_watchdog", (
                         f"the API's answer stopped for {now - self._stream_at:.1f} s "
-                        f"(limit {lim:.2f} s: {w.describe()})"
+                        f"(limit {lim:.2f} s: {w.describe(gap=True)})"
                     )
         if p.stall_timeout is not None and now - self.last_progress >= p.stall_timeout:
             return "stall_watchdog", f"no event for {now - self.last_progress:.1f} s (limit {p.stall_timeout:g} s)"

@@ -16,9 +16,9 @@ event of the answer.  That shows two delays per request:
 
 :class:`ResponseTimes` keeps the recent values of both per endpoint (every job
 on it contributes) and derives a limit from them: ``factor`` times the slowest
-of the recent ones, never below ``floor``, and none at all until ``min_samples``
-answers were seen (a fresh supervisor knows nothing about its endpoint and
-kills nothing for it).  The slowest rather than a percentile: a limit must sit
+of the recent ones, never below ``floor`` (``gap_floor`` for gaps), and none at
+all until ``min_samples`` answers were seen (a fresh supervisor knows nothing
+about its endpoint and kills nothing for it).  The slowest rather than a percentile: a limit must sit
 above every healthy answer, and the maximum of a window is the estimate that
 never undercuts one it has seen.
 
@@ -80,24 +80,35 @@ class ResponseTimes:
     Keyword-only settings, validated once:
 
     * ``factor`` (3.0) — a limit is this many times the slowest recent value;
-    * ``floor`` (1.0 s) — never a shorter limit (scheduling noise on a busy machine);
-    * ``min_samples`` (8) — no limit before this many answers were seen;
+    * ``floor`` (2.0 s) — never a shorter first-answer limit.  Measured in chaos runs on
+      a loaded 2-core machine: with 1 s, healthy requests of the stand-in (whose
+      answers usually take milliseconds) were ended while CPU contention held the CLI
+      or the stand-in for a second, mostly before the window held a slow sample;
+    * ``gap_floor`` (5.0 s) — never a shorter limit for a silence within an answer:
+      the same runs ended healthy answers at 1 s (the CLI itself pauses while it
+      starts a tool), and a stall there is rarer than a request never answered;
+    * ``min_samples`` (20) — no limit before this many answers were seen;
     * ``window`` (200) — how many recent answers count.
     """
 
-    __slots__ = ("_first", "_gap", "factor", "floor", "min_samples")
+    __slots__ = ("_first", "_gap", "factor", "floor", "gap_floor", "min_samples")
 
-    def __init__(self, *, factor: float = 3.0, floor: float = 1.0, min_samples: int = 8, window: int = 200) -> None:
+    def __init__(
+        self, *, factor: float = 3.0, floor: float = 2.0, gap_floor: float = 5.0, min_samples: int = 20,
+        window: int = 200,
+    ) -> None:
         if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor >= 1.0):
             raise ValueError(f"factor must be a finite number >= 1, got {factor!r}")
-        if not (isinstance(floor, (int, float)) and math.isfinite(floor) and floor > 0):
-            raise ValueError(f"floor must be a finite number > 0, got {floor!r}")
+        for name, v in (("floor", floor), ("gap_floor", gap_floor)):
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
         if isinstance(min_samples, bool) or not isinstance(min_samples, int) or min_samples < 1:
             raise ValueError(f"min_samples must be an integer >= 1, got {min_samples!r}")
         if isinstance(window, bool) or not isinstance(window, int) or window < min_samples:
             raise ValueError(f"window must be an integer >= min_samples, got {window!r}")
         self.factor = float(factor)
         self.floor = float(floor)
+        self.gap_floor = float(gap_floor)
         self.min_samples = min_samples
         self._first = _Window(window)
         self._gap = _Window(window)
@@ -112,18 +123,18 @@ class ResponseTimes:
         if seconds >= 0 and math.isfinite(seconds):
             self._gap.add(seconds)
 
-    def _limit(self, w: _Window) -> float | None:
+    def _limit(self, w: _Window, floor: float) -> float | None:
         if len(w) < self.min_samples:
             return None
-        return max(self.floor, self.factor * w.max)
+        return max(floor, self.factor * w.max)
 
     def first_answer_limit(self) -> float | None:
         """Seconds a request may wait for its first answer event (None: not learned yet)."""
-        return self._limit(self._first)
+        return self._limit(self._first, self.floor)
 
     def gap_limit(self) -> float | None:
         """Seconds an answer may stay silent between two events (None: not learned yet)."""
-        return self._limit(self._gap)
+        return self._limit(self._gap, self.gap_floor)
 
     def snapshot(self) -> dict[str, float | int | None]:
         """For health reports and ``resurgo show``: what was learned and the limits it gives."""
@@ -156,11 +167,13 @@ class RequestWatch:
         lim = self.times.gap_limit()
         return None if lim is None else lim * self.scale
 
-    def describe(self) -> str:
+    def describe(self, *, gap: bool = False) -> str:
         """Where the limit comes from, for the kill reason a user reads."""
         t = self.times
         s = f" x{self.scale:g} for this job" if self.scale != 1.0 else ""
-        return f"{t.factor:g}x the slowest of the endpoint's last answers, at least {t.floor:g} s{s}"
+        what = "longest silences within" if gap else "first answers to"
+        floor = t.gap_floor if gap else t.floor
+        return f"{t.factor:g}x the slowest of the {what} the endpoint's recent requests, at least {floor:g} s{s}"
 
 
 __all__ = ["PARTIAL_FLAG", "RequestWatch", "ResponseTimes", "watch_args"]
