@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from resurgo._continuation import DEFAULT_CONTINUATION, ContinuationError, check_continuation
-from resurgo.breaker._config import CircuitThresholds, ThresholdsError
+from resurgo.breaker._config import CircuitThresholds, ThresholdsError, WindowKind
 from resurgo.retrier._budget import RetryBudget
 from resurgo.store._sqlite import Store
 
@@ -30,8 +30,14 @@ def default_breaker_thresholds() -> CircuitThresholds:
     A CLI attempt is a "call" to its endpoint that is judged as soon as the API
     answers (the first real assistant message) or the attempt fails, so
     slowness is meaningless here (a long tool call is not a slow API): slow-call
-    detection is pushed out of the way.  Few calls happen per minute, so the
-    breaker decides from 4 calls, and probes one job at a time when half-open.
+    detection is pushed out of the way.  After that first answer, every further
+    answered request is one more successful call, as every failed request is one
+    failed call.  The window is the last 10 calls, not a span of time: a job
+    makes a request every second against a fast stand-in and every half minute
+    against the real API, and only a count-based window reads "half of the
+    recent requests failed" the same at both speeds (a 60 s window of requests
+    would need a storm of a minute to reach 50 %).  The breaker decides from 5
+    calls, and probes one job at a time when half-open.
 
     The first open wait is short (2 s, doubling on every failed probe up to
     120 s): a half-open probe here is a real job's attempt, not a request
@@ -41,8 +47,9 @@ def default_breaker_thresholds() -> CircuitThresholds:
     """
     return CircuitThresholds(
         failure_rate=0.5,
-        min_calls=4,
-        sliding_window=60.0,
+        min_calls=5,
+        sliding_window=10,
+        window_kind=WindowKind.COUNT,
         half_open_max_calls=1,
         half_open_lease=600.0,
         slow_call_duration=3600.0,
