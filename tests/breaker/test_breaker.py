@@ -108,6 +108,47 @@ def test_time_window_forgets_old_failures(clock) -> None:
     assert b.state is S.OPEN  # 3 of 6 = 50 %
 
 
+def test_consecutive_failures_open_a_breaker_whose_rate_is_still_low(clock) -> None:
+    """A minute of answers keeps a 60 s rate low when an outage begins; a run of failures does not."""
+    t = CircuitThresholds(failure_rate=0.5, min_calls=4, sliding_window=60.0, consecutive_failures=4)
+    b = CircuitBreaker("c", thresholds=t, clock=clock, classifier=classifier)
+    for _ in range(40):
+        b.call(ok)
+    for _ in range(3):
+        fail(b)
+    b.call(ok)  # an answer in between ends the run
+    for _ in range(3):
+        fail(b)
+    assert b.state is S.CLOSED  # 6 of 47 failed, never 4 in a row
+    fail(b)
+    assert b.state is S.OPEN
+    assert "4 calls failed in a row" in b.history[-1].reason
+
+
+def test_without_consecutive_failures_the_same_run_does_not_open(clock) -> None:
+    """The property breaks with the rule off (the default): the rate alone stays under 50 %."""
+    t = CircuitThresholds(failure_rate=0.5, min_calls=4, sliding_window=60.0)
+    b = CircuitBreaker("c", thresholds=t, clock=clock, classifier=classifier)
+    for _ in range(40):
+        b.call(ok)
+    for _ in range(10):
+        fail(b)
+    assert b.state is S.CLOSED
+
+
+def test_consecutive_failures_count_across_batches_and_reject_nonsense(clock) -> None:
+    t = CircuitThresholds(failure_rate=0.9, min_calls=4, sliding_window=60.0, consecutive_failures=5)
+    b = CircuitBreaker("c", thresholds=t, clock=clock, classifier=classifier)
+    for _ in range(20):
+        b.call(ok)
+    b.handle_partial_failure(0, 3)
+    assert b.state is S.CLOSED
+    b.handle_partial_failure(0, 2)
+    assert b.state is S.OPEN
+    with pytest.raises(ThresholdsError, match="consecutive_failures"):
+        CircuitThresholds(consecutive_failures=0)
+
+
 def test_a_success_reaching_min_calls_can_open(make) -> None:
     b = make(min_calls=4)
     for _ in range(3):

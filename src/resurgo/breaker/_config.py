@@ -90,6 +90,13 @@ class CircuitThresholds:
     max_retry_after:
         Upper bound in seconds on a rate-limit reset the breaker will honour
         (``None``: any); a garbled header must not park a breaker for a week.
+    consecutive_failures:
+        Also open after this many failed calls in a row, none succeeding in
+        between (pybreaker's ``fail_max``; ``None``: off).  A rate over a long
+        window is steady under scattered failures but slow to see an outage
+        begin: the successes before it keep the rate low for a while.  A run of
+        failures with no success among them is what an outage looks like from
+        its first seconds.
     """
 
     failure_rate: float = 0.5
@@ -105,6 +112,7 @@ class CircuitThresholds:
     wait_multiplier: float = 1.0
     max_wait_in_open: float = 600.0
     max_retry_after: float | None = None
+    consecutive_failures: int | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -117,6 +125,8 @@ class CircuitThresholds:
         for name in ("min_calls", "half_open_max_calls"):
             if _int(name, getattr(self, name)) < 1:
                 raise ThresholdsError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.consecutive_failures is not None and _int("consecutive_failures", self.consecutive_failures) < 1:
+            raise ThresholdsError(f"consecutive_failures must be at least 1 or None, got {self.consecutive_failures}")
         try:
             kind = WindowKind(self.window_kind)
         except ValueError:

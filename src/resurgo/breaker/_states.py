@@ -131,7 +131,7 @@ class State:
 
     __slots__ = (
         "attempt", "ctx", "entered", "epoch", "fast", "ok_run", "ok_until", "records", "reject_until",
-        "window", "wrecord",
+        "streak", "window", "wrecord",
     )
     kind: CircuitState = CircuitState.CLOSED
     #: Whether an auth error or a rate limit reported by a call this state admitted
@@ -162,6 +162,8 @@ class State:
         #: lock); the run is folded into the window before anything reads it.
         self.ok_run = 0
         self.ok_until = -math.inf
+        #: failed calls in a row, no success among them (``consecutive_failures``)
+        self.streak = 0
 
     # ------------------------------------------------------------ admission
     def probes_may_close(self) -> bool:
@@ -234,6 +236,7 @@ class State:
         k = self.ok_run
         if k:
             self.ok_run = 0
+            self.streak = 0
             w = self.window
             assert w is not None
             w.add_clean_successes(k)
@@ -266,6 +269,7 @@ class _Recording(State):
     def record_locked(self, lease: int, code: int, now: float) -> Transition | None:
         if self.ok_run:
             self.fold_locked()
+        self.streak = self.streak + 1 if code & 1 else 0
         tr = self.evaluate_locked(now) if self.wrecord(code, now) else None
         self.ok_until = self.window.clean_until()  # type: ignore[union-attr]
         return tr
@@ -276,6 +280,8 @@ class _Recording(State):
         w = self.window
         assert w is not None
         self.fold_locked()
+        # the order within a batch is unknown: a success among them ends the run of failures
+        self.streak = failures if successes else self.streak + failures
         w.record_many(successes, failures, now)
         self.ok_until = w.clean_until()
         c = self.ctx.counts
@@ -305,6 +311,9 @@ class _Recording(State):
         assert w is not None
         self.fold_locked()
         t = self.ctx.thresholds
+        cf = t.consecutive_failures
+        if cf is not None and self.streak >= cf:
+            return ("consecutive_failures", float(self.streak), float(cf))
         c = w.calls
         if c < t.min_calls or c <= 0:
             return None
@@ -340,7 +349,10 @@ class ClosedState(_Recording):
         self._exceeded_event(hit, now)
         metric, value, threshold = hit
         calls = self.window.calls if self.window is not None else 0
-        reason = f"{metric} {value:.0%} >= {threshold:.0%} over {calls} calls"
+        if metric == "consecutive_failures":
+            reason = f"{value:g} calls failed in a row (limit {threshold:g})"
+        else:
+            reason = f"{metric} {value:.0%} >= {threshold:.0%} over {calls} calls"
         return Transition(self.ctx.opened(now, 1, reason), reason)
 
     def auth_error_locked(self, reason: str, now: float) -> Transition | None:

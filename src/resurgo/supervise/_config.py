@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from resurgo._continuation import DEFAULT_CONTINUATION, ContinuationError, check_continuation
-from resurgo.breaker._config import CircuitThresholds, ThresholdsError, WindowKind
+from resurgo.breaker._config import CircuitThresholds, ThresholdsError
 from resurgo.retrier._budget import RetryBudget
 from resurgo.store._sqlite import Store
 
@@ -32,12 +32,18 @@ def default_breaker_thresholds() -> CircuitThresholds:
     slowness is meaningless here (a long tool call is not a slow API): slow-call
     detection is pushed out of the way.  After that first answer, every further
     answered request is one more successful call, as every failed request is one
-    failed call.  The window is the last 10 calls, not a span of time: a job
-    makes a request every second against a fast stand-in and every half minute
-    against the real API, and only a count-based window reads "half of the
-    recent requests failed" the same at both speeds (a 60 s window of requests
-    would need a storm of a minute to reach 50 %).  The breaker decides from 5
-    calls, and probes one job at a time when half-open.
+    failed call, so the failure rate is a share of requests.
+
+    Two rules open it.  Half of the calls of the last 60 s failed (at least 4
+    calls): a sustained partial outage.  Or 8 calls failed in a row with no
+    answer in between: an outage from its first seconds, which a rate over 60 s
+    of requests would see only after the outage had outweighed the minute of
+    answers before it (a 12 s 529 storm with 4 jobs never reached 50 %).  8 is
+    above the jobs one cut of every connection fails at once in the chaos
+    profile (6), and reached within about two seconds when every request fails.
+    In chaos runs a window of the last 10 calls instead opened 13 times in 176 s
+    under scattered 20 % faults.  The breaker probes one job at a time when
+    half-open.
 
     The first open wait is short (2 s, doubling on every failed probe up to
     120 s): a half-open probe here is a real job's attempt, not a request
@@ -47,9 +53,9 @@ def default_breaker_thresholds() -> CircuitThresholds:
     """
     return CircuitThresholds(
         failure_rate=0.5,
-        min_calls=5,
-        sliding_window=10,
-        window_kind=WindowKind.COUNT,
+        min_calls=4,
+        sliding_window=60.0,
+        consecutive_failures=8,
         half_open_max_calls=1,
         half_open_lease=600.0,
         slow_call_duration=3600.0,
