@@ -617,8 +617,23 @@ async def test_every_answered_request_earns_retry_budget_but_the_retried_one_doe
     res = await rig.orch.run_job(rig.job())
     assert res.ok and res.recoveries == 1
     stats = rig.orch.endpoints[URL].budget.stats()
-    assert stats.deposits == 1 + 2 + 1
+    # + 1: the request after m3 failed (the 500), an original request, which earns budget too
+    assert stats.deposits == 1 + 2 + 1 + 1
     assert stats.retries_allowed == 1
+
+
+async def test_a_retry_that_fails_before_any_answer_earns_no_budget(tmp_path: Path) -> None:
+    """Finagle: originals deposit, retries do not. The first request of a recovery is the retry."""
+    def script(spec: AttemptSpec, n: int) -> dict[str, Any]:
+        if n < 3:
+            return {"exit_code": 1, "result": R_500}
+        return {"exit_code": 0, "result": R_OK}
+
+    rig = Rig(tmp_path, script, max_recoveries=5)
+    res = await rig.orch.run_job(rig.job())
+    assert res.ok and res.recoveries == 2
+    stats = rig.orch.endpoints[URL].budget.stats()
+    assert stats.deposits == 1  # the job's first request only: both failures were a first request
 
 
 async def test_the_breaker_counts_every_answered_request_not_one_success_per_attempt(tmp_path: Path) -> None:

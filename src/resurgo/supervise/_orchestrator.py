@@ -727,6 +727,12 @@ class Orchestrator:
         self._record_error(jid, err, obs)
         api_side = self._api_side(err, outcome)
         if run.call is not None:
+            if api_side and run.call.done:
+                # The request that failed came after an answer in this attempt: an original
+                # request, not the retry the attempt began with, and every original request
+                # earns budget whatever its outcome (Finagle deposits per request sent).  The
+                # first request of a first attempt was deposited when the job began.
+                run.endpoint.budget.deposit()
             if api_side:
                 run.call.failure(err)
             else:
