@@ -34,8 +34,10 @@ def default_breaker_thresholds() -> CircuitThresholds:
     answered request is one more successful call, as every failed request is one
     failed call, so the failure rate is a share of requests.
 
-    Two rules open it.  Half of the calls of the last 60 s failed (at least 4
-    calls): a sustained partial outage.  Or 8 calls failed in a row with no
+    Two rules open it.  Half of the calls of the last 60 s failed (at least 10
+    calls: with every answer a call there are many, and 4 let two scattered
+    failures among the first calls after a closing reopen it): a sustained
+    partial outage.  Or 8 calls failed in a row with no
     answer in between: an outage from its first seconds, which a rate over 60 s
     of requests would see only after the outage had outweighed the minute of
     answers before it (a 12 s 529 storm with 4 jobs never reached 50 %).  8 is
@@ -53,7 +55,7 @@ def default_breaker_thresholds() -> CircuitThresholds:
     """
     return CircuitThresholds(
         failure_rate=0.5,
-        min_calls=4,
+        min_calls=10,
         sliding_window=60.0,
         consecutive_failures=8,
         half_open_max_calls=1,
