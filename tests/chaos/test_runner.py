@@ -62,9 +62,9 @@ def test_job_prompt_scripts_one_bash_call_per_step() -> None:
 def test_recoverable_comes_from_the_fault_and_buckets_cover_every_kind() -> None:
     assert fault_recoverable("api:529") and fault_recoverable("kill:cli") and fault_recoverable("net:cut_all")
     assert not fault_recoverable("api:401")
-    kinds = {c: fault_bucket(c) for c in ("kill:cli", "kill:supervisor", "api:hang", "watchdog:hang", "api:429",
+    kinds = {c: fault_bucket(c) for c in ("kill:cli", "kill:supervisor", "api:hang", "api:429",
                                          "api:529", "api:500", "api:reset", "net:blackhole", "net:drop")}
-    assert kinds == {"kill:cli": "kill", "kill:supervisor": "kill", "api:hang": "stall", "watchdog:hang": "stall",
+    assert kinds == {"kill:cli": "kill", "kill:supervisor": "kill", "api:hang": "stall",
                      "api:429": "429", "api:529": "529", "api:500": "5xx", "api:reset": "network",
                      "net:blackhole": "stall", "net:drop": "network"}
 

@@ -240,7 +240,7 @@ def fault_bucket(cause: str | None) -> str:
         return "other"
     if cause.startswith("kill:") or cause == "burst":
         return "kill"
-    if cause in ("api:hang", "watchdog:hang", "net:blackhole"):
+    if cause in ("api:hang", "net:blackhole"):
         return "stall"
     if cause == "api:429":
         return "429"

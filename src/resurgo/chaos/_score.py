@@ -131,8 +131,6 @@ def expected_type(cause: str) -> str | None:
         return "network" if what == "cut_all" else NET_FAULT_TYPES.get(what)
     if cause == "kill:cli":
         return "process"
-    if cause == "watchdog:hang":
-        return "timeout"
     return None
 
 
