@@ -118,6 +118,20 @@ def test_an_answer_that_stops_mid_stream_is_ended_at_the_gap_limit() -> None:
     assert v is not None and "answer stopped" in v[1]
 
 
+def test_a_server_side_tool_inside_the_answer_pauses_the_gap_watch() -> None:
+    clock = FakeClock()
+    m = _monitor(_learned(gap=0.2), clock)  # gap limit 1.0 s
+    m.request_sent()
+    m.answer_event("message_start")
+    m.answer_event("content_block_start", pause=True)  # e.g. web search runs on the server
+    clock.advance(30)
+    assert m.verdict() is None
+    m.answer_event("content_block_delta")  # the answer goes on: watched again
+    clock.advance(1.01)
+    v = m.verdict()
+    assert v is not None and "answer stopped" in v[1]
+
+
 def test_other_events_clear_the_request_a_retry_or_an_error_is_not_a_hang() -> None:
     clock = FakeClock()
     m = _monitor(_learned(), clock)

@@ -182,8 +182,12 @@ class LivenessMonitor:
         self._req_at = self._clock.monotonic()
         self._stream_at = None
 
-    def answer_event(self, kind: str | None) -> None:
-        """One ``stream_event`` of the answer (``kind`` is its SSE type); teaches the endpoint's times."""
+    def answer_event(self, kind: str | None, *, pause: bool = False) -> None:
+        """One ``stream_event`` of the answer (``kind`` is its SSE type); teaches the endpoint's times.
+
+        ``pause``: the API runs a server-side tool now (its results come later in
+        the same answer), so the silence until the next event is not watched.
+        """
         now = self._clock.monotonic()
         w = self.policy.request
         if self._req_at is not None:
@@ -198,6 +202,8 @@ class LivenessMonitor:
             if w is not None and self._stream_at is not None:
                 w.times.stream_gap(self._gap_max)
             self._stream_at = None
+        elif pause:
+            self._stream_at = None  # not watched (nor learned) until the answer goes on
         else:
             self._stream_at = now
 
@@ -945,7 +951,10 @@ class Attempt:
         etype = ev.type
         if etype == "stream_event":
             inner = ev.data.get("event") if ev.data is not None else None
-            mon.answer_event(inner.get("type") if isinstance(inner, dict) else None)
+            kind = inner.get("type") if isinstance(inner, dict) else None
+            block = inner.get("content_block") if kind == "content_block_start" and isinstance(inner, dict) else None
+            # a server-side tool (web search, code execution) runs inside the answer: silence there is work
+            mon.answer_event(kind, pause=isinstance(block, dict) and block.get("type") == "server_tool_use")
             if self.spec.quiet_stream:
                 return
         elif etype == "system" and ev.subtype == "status" and ev.data and ev.data.get("status") == _REQUESTING:
