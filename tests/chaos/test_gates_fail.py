@@ -69,7 +69,7 @@ def test_a_breaker_that_never_opens_fails_the_reaction_gate(claude_bin: str, tmp
     # once recovery got faster: then there is no storm and the test would check nothing)
     r = _run(claude_bin, tmp_path, duration=20.0, jobs=4, concurrency=4, kill_every=None, fault_rate=0.05,
              network=False, bursts=False, storm_s=5.0, nonretryable_jobs=0, steps=12, seed=7,
-             supervisor={"breaker": {"failure_rate": 1.0, "min_calls": 100_000}})
+             supervisor={"breaker": {"failure_rate": 1.0, "min_calls": 100_000, "consecutive_failures": None}})
     assert r.storms == 1 and r.breaker_openings == 0
     assert _status(r)[("breaker reaction max (s)", "seed")] == "fail", r.check_lines()
 

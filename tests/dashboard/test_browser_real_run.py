@@ -114,7 +114,8 @@ def _run_batch(tmp_path: Path, claude_bin: str, claude_env: dict[str, str], mock
         "RESURGO_SUPERVISOR_STALL_TIMEOUT": "20",
         "RESURGO_SUPERVISOR_CLI_MAX_RETRIES": "0",
     }
-    mock_api.set_faults(Faults(status=529, count=3))  # every job's first request is "overloaded"
+    # the first 8 requests are "overloaded": 8 failures in a row open the breaker (its default rule)
+    mock_api.set_faults(Faults(status=529, count=8))
     batch = subprocess.Popen(
         [sys.executable, "-m", "resurgo", "batch", str(batch_file), "--store", str(store_file), "-j", "3", "-q"],
         cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
