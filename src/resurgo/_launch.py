@@ -125,6 +125,23 @@ def default_tmp_root() -> Path:
     return _default_tmp_root()
 
 
+#: The CLI flag that makes it report each API request and every event of its answer: the
+#: supervisor's request watch needs it (``resurgo.supervise._requests``), and it drops those
+#: events again from what it stores and prints unless the job asked for them itself.
+PARTIAL_FLAG = "--include-partial-messages"
+
+
+def watch_args(args: Sequence[str], *, enabled: bool) -> tuple[str, ...]:
+    """``args`` plus :data:`PARTIAL_FLAG` when request watching is on and it is not there yet.
+
+    Here, beside :func:`cli_argv`, because the early start builds the same command line.
+    """
+    out = tuple(args)
+    if enabled and PARTIAL_FLAG not in out:
+        out += (PARTIAL_FLAG,)
+    return out
+
+
 def cli_argv(
     claude: str,
     *,
@@ -326,6 +343,7 @@ __all__ = [
     "ARGV_PROMPT_LIMIT",
     "ATTEMPT_ENV",
     "OWNER_ENV",
+    "PARTIAL_FLAG",
     "ClaudeNotFoundError",
     "Prestarted",
     "attempt_env",
@@ -336,4 +354,5 @@ __all__ = [
     "owner_id",
     "prestart",
     "uuid4",
+    "watch_args",
 ]

@@ -601,6 +601,13 @@ def _answers(*ids: str) -> tuple[StreamEvent, ...]:
     return tuple(out)
 
 
+def _three_answers_then_a_500(spec: AttemptSpec, n: int) -> dict[str, Any]:
+    """Attempt 1: answers m1, m2 (two blocks), m3, then a request fails with a 500; attempt 2: r1, r2."""
+    if n == 1:
+        return {"exit_code": 1, "result": R_500, "events": _answers("m1", "m2", "m2", "m3")}
+    return {"exit_code": 0, "result": R_OK, "events": _answers("r1", "r2")}
+
+
 async def test_every_answered_request_earns_retry_budget_but_the_retried_one_does_not(tmp_path: Path) -> None:
     """The budget is a fraction of the requests the endpoint answered (Finagle), not of the jobs.
 
@@ -608,12 +615,7 @@ async def test_every_answered_request_earns_retry_budget_but_the_retried_one_doe
     answers m1, m2 (two blocks), m3 add two more.  The recovery's first answer
     is the retried request (no deposit); its next answer, r2, adds one.
     """
-    def script(spec: AttemptSpec, n: int) -> dict[str, Any]:
-        if n == 1:
-            return {"exit_code": 1, "result": R_500, "events": _answers("m1", "m2", "m2", "m3")}
-        return {"exit_code": 0, "result": R_OK, "events": _answers("r1", "r2")}
-
-    rig = Rig(tmp_path, script)
+    rig = Rig(tmp_path, _three_answers_then_a_500)
     res = await rig.orch.run_job(rig.job())
     assert res.ok and res.recoveries == 1
     stats = rig.orch.endpoints[URL].budget.stats()
@@ -639,12 +641,7 @@ async def test_a_retry_that_fails_before_any_answer_earns_no_budget(tmp_path: Pa
 async def test_the_breaker_counts_every_answered_request_not_one_success_per_attempt(tmp_path: Path) -> None:
     """Each failure is one failed request, so each answered request is one success: m1, m2, m3 and
     r1, r2 are five answers (m2 came in two blocks), against the one request that failed."""
-    def script(spec: AttemptSpec, n: int) -> dict[str, Any]:
-        if n == 1:
-            return {"exit_code": 1, "result": R_500, "events": _answers("m1", "m2", "m2", "m3")}
-        return {"exit_code": 0, "result": R_OK, "events": _answers("r1", "r2")}
-
-    rig = Rig(tmp_path, script)
+    rig = Rig(tmp_path, _three_answers_then_a_500)
     res = await rig.orch.run_job(rig.job())
     assert res.ok and res.recoveries == 1
     m = rig.orch.endpoints[URL].breaker.metrics()

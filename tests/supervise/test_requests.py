@@ -156,7 +156,7 @@ def test_nothing_is_ended_before_the_endpoint_is_learned_and_the_job_scale_stret
     assert v is not None and "x4 for this job" in v[1]
 
 
-def test_the_defaults_are_conservative_and_the_config_reaches_the_endpoint() -> None:
+def test_the_defaults_wait_for_20_answers_and_floor_at_2_and_5_s() -> None:
     t = ResponseTimes()
     for _ in range(19):
         t.first_answer(0.01)

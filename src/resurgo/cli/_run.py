@@ -113,7 +113,7 @@ def _plan_and_start(prompt: str, cwd: str, model: str | None, claude_args: Seque
 
     if not _quick.enabled():
         return None
-    from resurgo._launch import ClaudeNotFoundError, attempt_env, cli_argv, find_claude, prestart
+    from resurgo._launch import ClaudeNotFoundError, attempt_env, cli_argv, find_claude, prestart, watch_args
 
     cfg = settings()
     if cfg.get("otel", "enabled"):
@@ -126,8 +126,6 @@ def _plan_and_start(prompt: str, cwd: str, model: str | None, claude_args: Seque
     env = {str(k): str(v) for k, v in dict(kw.get("env") or {}).items()}
     if kw.get("cli_max_retries") is not None:
         env["CLAUDE_CODE_MAX_RETRIES"] = str(kw["cli_max_retries"])
-    from resurgo.supervise._requests import watch_args
-
     # what the supervisor's first attempt will run (request watching adds a flag), else no adoption
     configured = list(watch_args([str(a) for a in kw.get("claude_args") or ()],
                                  enabled=bool(kw.get("request_watch", True))))

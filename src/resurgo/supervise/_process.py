@@ -228,23 +228,15 @@ class LivenessMonitor:
                 return "deadline", f"did not exit within {p.exit_after_result:g} s after its result event"
             return None  # after the result, silence is expected: only the exit deadline applies
         w = p.request
-        if w is not None:
-            if self._req_at is not None:
-                lim = w.first_answer_limit()
-                if lim is not None and now - self._req_at >= lim:
-                    self.request_killed = True
-                    return "stall_watchdog", (
-                        f"the API has not answered a request for {now - self._req_at:.1f} s "
-                        f"(limit {lim:.2f} s: {w.describe()})"
-                    )
-            elif self._stream_at is not None:
-                lim = w.gap_limit()
-                if lim is not None and now - self._stream_at >= lim:
-                    self.request_killed = True
-                    return "stall_watchdog", (
-                        f"the API's answer stopped for {now - self._stream_at:.1f} s "
-                        f"(limit {lim:.2f} s: {w.describe(gap=True)})"
-                    )
+        # a request out and unanswered, else an answer streaming: its silence is watched
+        gap = self._req_at is None
+        since = self._stream_at if gap else self._req_at
+        if w is not None and since is not None:
+            lim = w.limit(gap=gap)
+            if lim is not None and now - since >= lim:
+                self.request_killed = True
+                what = "the API's answer stopped" if gap else "the API has not answered a request"
+                return "stall_watchdog", f"{what} for {now - since:.1f} s (limit {lim:.2f} s: {w.describe(gap=gap)})"
         if p.stall_timeout is not None and now - self.last_progress >= p.stall_timeout:
             return "stall_watchdog", f"no event for {now - self.last_progress:.1f} s (limit {p.stall_timeout:g} s)"
         return None

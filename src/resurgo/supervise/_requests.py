@@ -33,19 +33,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
 
-#: The CLI flag that makes it report requests and answer events (resurgo hides them again
-#: from what it stores and prints unless the job asked for them itself).
-PARTIAL_FLAG = "--include-partial-messages"
-
-
-def watch_args(args: Sequence[str], *, enabled: bool) -> tuple[str, ...]:
-    """``args`` plus :data:`PARTIAL_FLAG` when request watching is on and it is not there yet."""
-    out = tuple(args)
-    if enabled and PARTIAL_FLAG not in out:
-        out += (PARTIAL_FLAG,)
-    return out
+from resurgo._launch import PARTIAL_FLAG, watch_args
 
 
 class _Window:
@@ -159,12 +148,9 @@ class RequestWatch:
         self.times = times
         self.scale = scale
 
-    def first_answer_limit(self) -> float | None:
-        lim = self.times.first_answer_limit()
-        return None if lim is None else lim * self.scale
-
-    def gap_limit(self) -> float | None:
-        lim = self.times.gap_limit()
+    def limit(self, *, gap: bool = False) -> float | None:
+        """Seconds allowed for the first answer (or, ``gap``, a silence within one); None: not learned yet."""
+        lim = self.times.gap_limit() if gap else self.times.first_answer_limit()
         return None if lim is None else lim * self.scale
 
     def describe(self, *, gap: bool = False) -> str:
