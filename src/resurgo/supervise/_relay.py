@@ -1,0 +1,818 @@
+"""An HTTP relay between the CLI and the API: a failed request is retried before the CLI sees it.
+
+Why: without it every API fault ends the CLI (``CLAUDE_CODE_MAX_RETRIES=0``) or
+waits out the CLI's own backoff, and the supervisor then starts a new CLI that
+resumes the session.  The CLI's start alone took 0.4-0.6 s of every recovery in
+the chaos runs (14 % of all job-time), and a fault during a turn re-ran the
+turn's tools.  The relay sits on loopback where the CLI's ``ANTHROPIC_BASE_URL``
+points; it forwards each request to the real endpoint and, when the answer is a
+429/529/5xx, a reset or cut connection, a hang or a cut stream, asks again --
+through the endpoint's breaker and retry budget, honouring the server's
+``retry-after`` -- so the CLI just sees a slower answer.
+
+What makes a cut stream retryable is that the relay **holds** a streamed answer
+until it is complete (``message_stop``) and only then hands it to the CLI: a
+half answer never reaches it, so a new request can replace it.  The CLI gets the
+response head at once and an SSE ``ping`` every few seconds while the relay
+holds, so neither its request timeout nor an idle timer fires.  A job that asked
+for ``--include-partial-messages`` itself is not held (it wants the stream as it
+comes); then only failures before the first byte are retried.
+
+Watching for hangs uses the endpoint's learned response times
+(:mod:`resurgo.supervise._requests`), measured here on the wire -- request sent
+to first byte, longest silence within an answer -- without the CLI's start-up
+and event loop in between.
+
+The relay gives up, and lets the CLI see the last failure as it would have
+without it, when the failure is not retryable (401, 400...), after
+``max_tries``, when the retry budget or the breaker would hold the request past
+the time the CLI waits (its ``API_TIMEOUT_MS``, minus a margin) or past
+``max_wait``.  Every failed try is reported to the ``sink`` (the orchestrator
+stores it as a recovery of strategy ``relay_retry`` with its phases).
+
+Secrets: requests are forwarded with their headers untouched (API keys
+included) and nothing of a request's headers or body is ever logged.  Only
+``http`` and ``https`` upstreams are relayed; a proxy in between
+(``HTTPS_PROXY``) is the caller's reason not to use the relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from resurgo.classifier._types import ErrorClass, ErrorType, Observation
+from resurgo.supervise._requests import RequestWatch, ResponseTimes
+
+log = logging.getLogger("resurgo.relay")
+
+_MAX_HEAD = 64 * 1024
+_MAX_BODY = 256 * 1024 * 1024
+_MAX_ERROR_BODY = 1024 * 1024
+#: a held answer larger than this is passed through as it comes (no longer retryable)
+HOLD_LIMIT = 64 * 1024 * 1024
+_HOP = frozenset({
+    "connection", "keep-alive", "proxy-connection", "transfer-encoding", "content-length", "te", "trailer",
+    "upgrade", "proxy-authorization", "proxy-authenticate", "host",
+})
+_PING = b'event: ping\ndata: {"type": "ping"}\n\n'
+_NOT_RETRIED = frozenset({ErrorType.AUTH, ErrorType.VALIDATION})
+_NO_ROUTE = b'{"type":"error","error":{"type":"not_found_error","message":"resurgo relay: no such route"}}'
+_SLICE = 0.25
+_POOL_IDLE = 4.0  # how often a wait looks at the client (gone?) and sends a ping
+
+
+class ApiFailure(Exception):
+    """A failed API call as the endpoint's breaker sees it: the classifier's verdict travels with it."""
+
+    def __init__(self, error: ErrorClass) -> None:
+        super().__init__(error.description)
+        self.error = error
+
+
+class _EndpointLike(Protocol):
+    breaker: Any
+    budget: Any
+    times: ResponseTimes
+
+
+@dataclass
+class RelayIncident:
+    """One failed try of one request: what failed, when, and what the retry after it waited for.
+
+    Times are wall clock (``clock.time()``), comparable with the store.  ``sent_at``
+    is when the failed try was sent (the fault hit it after that), ``detected_at``
+    when the relay knew it failed, ``retried_at`` when the next try went out,
+    ``restored_at`` when a later try of the same request got its first byte.
+    """
+
+    sent_at: float
+    detected_at: float
+    kind: str
+    """``resurgo.store.runs.FAULT_KINDS``: 429, 529, 5xx, network, stall, other."""
+    error: ErrorClass
+    status: int | None
+    retried_at: float | None = None
+    restored_at: float | None = None
+    imposed_s: float = 0.0
+    """Waited because the server or the breaker said so (retry-after, an open circuit)."""
+    backoff_s: float = 0.0
+    budget_s: float = 0.0
+    gave_up: bool = False
+    handle: object = None
+
+
+class RelaySink(Protocol):
+    """Where the relay reports (the orchestrator stores, classifies and keeps the attempt alive)."""
+
+    def classify(self, evidence: Any) -> ErrorClass: ...
+
+    def failed(self, route: RelayRoute, inc: RelayIncident) -> object:
+        """A try failed; the return value comes back as ``inc.handle``."""
+        ...
+
+    def changed(self, route: RelayRoute, inc: RelayIncident) -> None: ...
+
+    def progress(self, route: RelayRoute) -> None:
+        """Bytes came from the API for this route: the attempt is alive though the CLI is quiet."""
+        ...
+
+
+@dataclass(eq=False)
+class RelayRoute:
+    """One attempt's way through the relay: its upstream, its endpoint's breaker/budget/times, its limits."""
+
+    token: str
+    upstream: str
+    endpoint: _EndpointLike
+    job_id: str
+    attempt_id: int | None = None
+    hold: bool = True
+    scale: float = 1.0
+    max_wait: float = 60.0
+    answer_timeout: float = 600.0
+    """The CLI's own wait for a response head (``API_TIMEOUT_MS``): the relay answers before it."""
+    requests: int = 0
+    answered: int = 0
+    retries: int = 0
+    watch_kills: int = 0
+    #: the last request ended with a failure the relay already reported to the breaker
+    last_failed: bool = False
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    _scheme: str = ""
+    _host: str = ""
+    _port: int = 0
+    _base: str = ""
+
+    def __post_init__(self) -> None:
+        u = urlsplit(self.upstream)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise ValueError("the relay forwards to http:// or https:// endpoints only")
+        self._scheme, self._host = u.scheme, u.hostname
+        self._port = u.port or (443 if u.scheme == "https" else 80)
+        self._base = u.path.rstrip("/")
+
+
+class _Gone(Exception):
+    """The CLI closed its connection (it gave up, or it was killed)."""
+
+
+class _TryFailed(Exception):
+    def __init__(self, evidence: Any, status: int | None = None, response: tuple[int, list[tuple[str, str]], bytes] | None = None, *, watch: bool = False) -> None:  # noqa: E501
+        super().__init__(str(evidence))
+        self.evidence = evidence
+        self.status = status
+        self.response = response
+        self.watch = watch
+
+
+@dataclass
+class _State:
+    """One request's state across its tries."""
+
+    committed: bool = False
+    """The response head went to the CLI: from then on only an SSE error can end it badly."""
+    restored_at: float | None = None
+    """When the answering try got its first byte (wall clock)."""
+
+
+@dataclass
+class _Request:
+    method: str
+    target: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return None
+
+
+def fault_kind_of(err: ErrorClass, status: int | None, *, watch: bool) -> str:
+    if watch:
+        return "stall"
+    if status == 429:
+        return "429"
+    if status == 529:
+        return "529"
+    if status is not None and status >= 500:
+        return "5xx"
+    if err.type in (ErrorType.NETWORK, ErrorType.TIMEOUT):
+        return "network"
+    return "other"
+
+
+class ApiRelay:
+    """The relay server (one per supervisor, on loopback); see the module docstring.
+
+    Keyword-only settings: ``backoff_base``/``backoff_cap`` (seconds; the wait before
+    retry *n* is ``base * 2**(n-1)`` capped, half of it jittered, never shorter than a
+    server's ``retry-after``), ``max_tries`` per request, ``ping_every`` (seconds
+    between pings to the CLI while an answer is held), ``sleep`` (replaceable: tests
+    remove the waits), ``clock`` (wall/monotonic times of the records).
+    """
+
+    def __init__(
+        self,
+        sink: RelaySink,
+        *,
+        backoff_base: float = 0.2,
+        backoff_cap: float = 2.0,
+        max_tries: int = 6,
+        ping_every: float = 5.0,
+        margin: float = 1.0,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        clock: Any = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not backoff_base >= 0 or not backoff_cap >= backoff_base:
+            raise ValueError("backoff_base must be >= 0 and backoff_cap >= backoff_base")
+        if max_tries < 1:
+            raise ValueError("max_tries must be >= 1")
+        self.sink = sink
+        self.backoff_base, self.backoff_cap, self.max_tries = backoff_base, backoff_cap, max_tries
+        self.ping_every, self.margin = ping_every, margin
+        self._sleep = sleep or asyncio.sleep
+        self._time = clock.time if clock is not None else time.time
+        self._mono = clock.monotonic if clock is not None else time.monotonic
+        self._rng = rng or random.Random()
+        self._routes: dict[str, RelayRoute] = {}
+        self._server: asyncio.Server | None = None
+        self._port = 0
+        self._pool: dict[tuple[str, str, int], list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]]] = {}
+        self._conns: set[asyncio.StreamWriter] = set()
+        self._ssl: ssl.SSLContext | None = None
+
+    # -- life ---------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._server is None:
+            self._server = await asyncio.start_server(self._on_client, "127.0.0.1", 0, limit=_MAX_HEAD)
+            self._port = int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        srv, self._server = self._server, None
+        if srv is None:
+            return
+        srv.close()
+        for r in list(self._routes.values()):
+            self.unregister(r)
+        for w in list(self._conns):
+            w.transport.abort()
+        for conns in self._pool.values():
+            for _, w, _ in conns:
+                w.transport.abort()
+        self._pool.clear()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(srv.wait_closed(), 2.0)
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def register(self, upstream: str, endpoint: _EndpointLike, *, job_id: str, **kw: Any) -> RelayRoute:
+        """A route for one attempt; ``url(route)`` is what the CLI's ``ANTHROPIC_BASE_URL`` becomes."""
+        route = RelayRoute(token=secrets.token_urlsafe(12), upstream=upstream, endpoint=endpoint, job_id=job_id, **kw)
+        self._routes[route.token] = route
+        return route
+
+    def unregister(self, route: RelayRoute) -> None:
+        """The attempt ended: its requests in flight are dropped (the CLI is gone anyway)."""
+        self._routes.pop(route.token, None)
+        for t in list(route._tasks):
+            t.cancel()
+
+    def url(self, route: RelayRoute) -> str:
+        return f"http://127.0.0.1:{self._port}/r/{route.token}"
+
+    # -- the CLI's side -----------------------------------------------------------------------------
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._conns.add(writer)
+        task = asyncio.current_task()
+        route: RelayRoute | None = None
+        try:
+            while True:
+                req = await _read_request(reader)
+                if req is None:
+                    break
+                path = req.target.split("?", 1)[0]
+                parts = path.split("/", 3)  # "", "r", token, rest
+                route = self._routes.get(parts[2]) if len(parts) >= 3 and parts[1] == "r" else None
+                if route is None:
+                    await _respond(writer, 404, [("content-type", "application/json")], _NO_ROUTE)
+                    break
+                if task is not None:
+                    route._tasks.add(task)
+                rest = req.target[len(parts[1]) + len(parts[2]) + 2:] or "/"
+                keep = await self._serve(route, req, rest, reader, writer)
+                if task is not None:
+                    route._tasks.discard(task)
+                if not keep or req.header("connection") == "close":
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, _Gone):
+            pass
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("relay: a request failed inside the relay")
+        finally:
+            if route is not None and task is not None:
+                route._tasks.discard(task)
+            self._conns.discard(writer)
+            if not writer.transport.is_closing():
+                writer.close()
+
+    async def _serve(self, route: RelayRoute, req: _Request, rest: str, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> bool:
+        target = route._base + rest
+        if req.method == "POST" and rest.split("?", 1)[0].rstrip("/").endswith("/v1/messages"):
+            return await self._messages(route, req, target, reader, writer)
+        return await self._pass(route, req, target, reader, writer)
+
+    async def _pass(self, route: RelayRoute, req: _Request, target: str, reader: asyncio.StreamReader,
+                    writer: asyncio.StreamWriter) -> bool:
+        """Anything but a message: forwarded once, as it comes; a broken upstream breaks the CLI's connection."""
+        try:
+            ur, uw, _ = await self._connect(route)
+            await self._send(uw, route, req, target, identity=False)
+            status, headers = await _read_head(ur)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+            writer.transport.abort()
+            return False
+        await _write_head(writer, status, headers, chunked=_has_body(req.method, status))
+        ok = True
+        try:
+            async for piece in _body(ur, headers, req.method, status):
+                self.sink.progress(route)
+                await _write_chunk(writer, piece)
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            ok = False
+        if not ok:
+            uw.transport.abort()
+            writer.transport.abort()
+            return False
+        if _has_body(req.method, status):
+            await _write_chunk(writer, b"")
+        self._put(route, ur, uw, headers)
+        return True
+
+    # -- messages: the retried kind ---------------------------------------------------------------------
+    async def _messages(self, route: RelayRoute, req: _Request, target: str, reader: asyncio.StreamReader,
+                        writer: asyncio.StreamWriter) -> bool:
+        ep = route.endpoint
+        route.requests += 1
+        route.last_failed = False
+        ep.budget.deposit()  # every request sent earns retry budget (Finagle); only retries spend it
+        t0 = self._mono()
+        head_deadline = t0 + max(0.5, min(route.max_wait, route.answer_timeout - self.margin))
+        incs: list[RelayIncident] = []
+        st = _State()
+        last: _TryFailed | None = None
+        tries = 0
+        pending_wait = (0.0, 0.0, 0.0)  # imposed, backoff, budget of the wait before this try
+        while True:
+            deadline = t0 + route.max_wait if st.committed else head_deadline
+            permit, waited = await self._admit(route, reader, writer, st.committed, deadline)
+            if incs and (waited or pending_wait != (0.0, 0.0, 0.0)):
+                inc = incs[-1]
+                inc.imposed_s, inc.backoff_s, inc.budget_s = pending_wait[0] + waited, pending_wait[1], pending_wait[2]
+            if permit is None:  # the breaker stayed open past what the CLI waits
+                return await self._give_up(route, incs, last, writer, st.committed, open_circuit=True)
+            if incs:
+                incs[-1].retried_at = self._time()
+                self.sink.changed(route, incs[-1])
+            tries += 1
+            sent_wall = self._time()
+            try:
+                await self._try(route, req, target, reader, writer, st)
+            except _Gone:
+                permit.release()
+                raise
+            except _TryFailed as f:
+                err = self.sink.classify(f.evidence)
+                if f.watch:
+                    route.watch_kills += 1
+                    route.scale = min(route.scale * 2, 64.0)
+                permit.on_error(ApiFailure(err))
+                inc = RelayIncident(sent_at=sent_wall, detected_at=self._time(),
+                                    kind=fault_kind_of(err, f.status, watch=f.watch), error=err, status=f.status)
+                inc.handle = self.sink.failed(route, inc)
+                incs.append(inc)
+                last = f
+                if not err.retryable or err.type in _NOT_RETRIED or tries >= self.max_tries:
+                    return await self._give_up(route, incs, last, writer, st.committed)
+                ra = max(0.0, err.retry_after or 0.0)
+                backoff = min(self.backoff_cap, self.backoff_base * 2 ** (tries - 1))
+                backoff = backoff / 2 + self._rng.uniform(0, backoff / 2)
+                delay = max(ra, backoff)
+                budget_wait = 0.0
+                deadline = t0 + route.max_wait if st.committed else head_deadline
+                if self._mono() + delay > deadline:
+                    return await self._give_up(route, incs, last, writer, st.committed)
+                if not ep.budget.try_withdraw():
+                    bw = ep.budget.wait_time()
+                    if bw is None or self._mono() + max(delay, bw) > deadline:
+                        return await self._give_up(route, incs, last, writer, st.committed)
+                    budget_wait = max(0.0, bw - delay)
+                    delay = max(delay, bw)
+                route.retries += 1
+                await self._wait(delay, reader, writer, st.committed)
+                imposed = min(ra, delay)
+                pending_wait = (imposed, max(0.0, delay - imposed - budget_wait), budget_wait)
+                continue
+            except BaseException:
+                permit.release()
+                raise
+            permit.on_success()
+            route.answered += 1
+            if incs:
+                now = self._time()
+                for inc in incs:
+                    inc.restored_at = st.restored_at if st.restored_at is not None else now
+                    self.sink.changed(route, inc)
+            return True
+
+    async def _try(self, route: RelayRoute, req: _Request, target: str, reader: asyncio.StreamReader,
+                   writer: asyncio.StreamWriter, st: _State) -> None:
+        """One try; raises _TryFailed (retryable or not) or _Gone."""
+        ep = route.endpoint
+        watch = RequestWatch(ep.times, scale=route.scale)
+        first_limit = watch.limit()
+        t_sent = self._mono()
+        try:
+            ur, uw, _ = await self._until(self._connect(route), first_limit, reader, writer, st.committed)
+        except TimeoutError:
+            raise _TryFailed(TimeoutError(f"the API did not accept a connection within {first_limit:.1f} s"),
+                             watch=True) from None
+        except OSError as e:
+            raise _TryFailed(e) from None
+        ok = False
+        try:
+            try:
+                await self._send(uw, route, req, target, identity=True)
+                status, headers = await self._until(_read_head(ur), _left(first_limit, t_sent, self._mono()),
+                                                    reader, writer, st.committed)
+            except TimeoutError:
+                raise _TryFailed(TimeoutError(
+                    f"the API has not answered a request for {self._mono() - t_sent:.1f} s "
+                    f"(limit {first_limit:.2f} s: {watch.describe()})"), watch=True) from None
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as e:
+                raise _TryFailed(ConnectionResetError(f"the API closed the connection before answering: {e!r}")) \
+                    from None
+            if status < 200 or status >= 300:
+                body = b""
+                with contextlib.suppress(Exception):
+                    body = await self._until(_read_all(ur, headers, req.method, status, _MAX_ERROR_BODY), 10.0,
+                                             reader, writer, st.committed)
+                text = body.decode("utf-8", "replace")
+                hmap = {k.lower(): v for k, v in headers}
+                obs = Observation(message=f"API Error: {status} {text}"[:4000], http_status=status, headers=hmap)
+                raise _TryFailed(obs, status, (status, headers, body))
+            sse = "text/event-stream" in (_get(headers, "content-type") or "")
+            hold = route.hold or not sse  # a JSON answer is useless in part: always held
+            if sse and not st.committed:
+                await _write_head(writer, status, headers, chunked=True)
+                st.committed = True
+            buf = bytearray()
+            first_at: float | None = None
+            last_at = t_sent
+            gap_max = 0.0
+            forwarded = False
+            gap_limit = watch.limit(gap=True)
+            it = _body(ur, headers, req.method, status).__aiter__()
+            while True:
+                now = self._mono()
+                limit = _left(first_limit, t_sent, now) if first_at is None else _left(gap_limit, last_at, now)
+                try:
+                    piece = await self._until(it.__anext__(), limit, reader, writer, st.committed and hold)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    if forwarded:
+                        writer.transport.abort()
+                        raise _Gone() from None
+                    what = "has not answered a request" if first_at is None else "answer stopped"
+                    raise _TryFailed(TimeoutError(
+                        f"the API {what} for {self._mono() - (t_sent if first_at is None else last_at):.1f} s"
+                        f" (limit {limit:.2f} s: {watch.describe(gap=first_at is not None)})"), watch=True) from None
+                except (OSError, asyncio.IncompleteReadError, ValueError) as e:
+                    if forwarded:
+                        writer.transport.abort()  # the CLI had part of it: it must see the cut, as it would have
+                        raise _Gone() from None
+                    raise _TryFailed(ConnectionResetError(f"the API's answer was cut: {e}")) from None
+                now = self._mono()
+                if first_at is None:
+                    first_at = now
+                    st.restored_at = self._time()
+                else:
+                    gap_max = max(gap_max, now - last_at)
+                last_at = now
+                self.sink.progress(route)
+                if hold and len(buf) + len(piece) <= HOLD_LIMIT:
+                    buf += piece
+                    continue
+                if not st.committed:
+                    await _write_head(writer, status, headers, chunked=True)
+                    st.committed = True
+                if buf:
+                    await _write_chunk(writer, bytes(buf))
+                    buf.clear()
+                await _write_chunk(writer, piece)
+                forwarded = True
+            if sse and not forwarded:
+                err_at = buf.find(b"event: error")
+                if err_at >= 0:
+                    line = buf[err_at:err_at + 4000].split(b"\n", 2)
+                    data = line[1].decode("utf-8", "replace") if len(line) > 1 else ""
+                    raise _TryFailed(Observation(message=f"API Error: {data.removeprefix('data: ')}"))
+                if b"message_stop" not in buf[-4096:] and b"message_stop" not in buf:
+                    raise _TryFailed(ConnectionResetError("the API's answer ended before message_stop"))
+            if first_at is not None:
+                ep.times.first_answer(first_at - t_sent)
+                if sse:
+                    ep.times.stream_gap(gap_max)
+            if not st.committed:
+                await _write_head(writer, status, headers, chunked=_has_body(req.method, status))
+                st.committed = True
+            if buf:
+                await _write_chunk(writer, bytes(buf))
+            if _has_body(req.method, status):
+                await _write_chunk(writer, b"")
+            ok = True
+            self._put(route, ur, uw, headers)
+        finally:
+            if not ok:
+                uw.transport.abort()
+
+    async def _admit(self, route: RelayRoute, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     committed: bool, deadline: float) -> tuple[Any, float]:
+        """A breaker permit, waiting while the circuit is open (never past ``deadline``)."""
+        from resurgo.breaker import CircuitOpenError
+
+        br = route.endpoint.breaker
+        t0 = self._mono()
+        while True:
+            try:
+                return br.acquire(), self._mono() - t0
+            except CircuitOpenError as e:
+                left = deadline - self._mono()
+                ra = e.retry_after or _SLICE
+                if left <= 0 or ra > left + 0.05:
+                    return None, self._mono() - t0
+                await self._wait(min(max(ra, 0.005), left, 1.0), reader, writer, committed)
+
+    async def _give_up(self, route: RelayRoute, incs: list[RelayIncident], last: _TryFailed | None,
+                       writer: asyncio.StreamWriter, committed: bool, *, open_circuit: bool = False) -> bool:
+        """Let the CLI see the failure as it would have without the relay; the supervisor takes it from there."""
+        route.last_failed = bool(incs)
+        for inc in incs:
+            inc.gave_up = True
+            self.sink.changed(route, inc)
+        if committed:
+            msg = last.evidence.message if last is not None and isinstance(last.evidence, Observation) else str(
+                last.evidence if last is not None else "the circuit breaker is open")
+            etype = "overloaded_error" if last is None or last.status in (529, None) else "api_error"
+            import json
+
+            data = json.dumps({"type": "error", "error": {"type": etype, "message": f"resurgo relay: {msg}"[:2000]}})
+            await _write_chunk(writer, f"event: error\ndata: {data}\n\n".encode())
+            await _write_chunk(writer, b"")
+            return False
+        if open_circuit and last is None:
+            await _respond(writer, 529, [("content-type", "application/json"), ("retry-after", "1")],
+                           b'{"type":"error","error":{"type":"overloaded_error","message":'
+                           b'"resurgo relay: the circuit breaker of this endpoint is open"}}')
+            return True
+        if last is not None and last.response is not None:
+            status, headers, body = last.response
+            await _respond(writer, status, [(k, v) for k, v in headers if k.lower() not in _HOP], body)
+            return True
+        writer.transport.abort()  # a connection failure or a hang: the CLI sees its connection fail
+        return False
+
+    # -- waiting while watching the CLI ------------------------------------------------------------------
+    async def _wait(self, seconds: float, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    committed: bool) -> None:
+        end = self._mono() + seconds
+        last_ping = self._mono()
+        while True:
+            if reader.at_eof():
+                raise _Gone()
+            left = end - self._mono()
+            if left <= 0:
+                return
+            await self._sleep(min(left, _SLICE))
+            if committed and self._mono() - last_ping >= self.ping_every:
+                last_ping = self._mono()
+                await _write_chunk(writer, _PING)
+
+    async def _until(self, aw: Awaitable[Any], timeout: float | None, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter, ping: bool) -> Any:
+        """``aw`` within ``timeout`` (None: no limit), while the CLI is still there; pings while held."""
+        task = asyncio.ensure_future(aw)
+        end = None if timeout is None else self._mono() + timeout
+        last_ping = self._mono()
+        try:
+            while True:
+                left = None if end is None else end - self._mono()
+                if left is not None and left <= 0:
+                    raise TimeoutError
+                done, _ = await asyncio.wait({task}, timeout=_SLICE if left is None else min(left, _SLICE))
+                if done:
+                    return task.result()
+                if reader.at_eof():
+                    raise _Gone()
+                if ping and self._mono() - last_ping >= self.ping_every:
+                    last_ping = self._mono()
+                    await _write_chunk(writer, _PING)
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+
+    # -- the API's side ----------------------------------------------------------------------------------
+    async def _connect(self, route: RelayRoute) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool]:
+        key = (route._scheme, route._host, route._port)
+        idle = self._pool.get(key)
+        while idle:
+            r, w, since = idle.pop()
+            # a connection idle for long may be closed by the server as we send on it, which would look
+            # like a fault: reuse only recently used ones (servers keep idle connections >= 5 s)
+            if not r.at_eof() and not w.transport.is_closing() and self._mono() - since < _POOL_IDLE:
+                return r, w, True
+            w.transport.abort()
+        ctx = None
+        if route._scheme == "https":
+            if self._ssl is None:
+                self._ssl = ssl.create_default_context()
+            ctx = self._ssl
+        r, w = await asyncio.open_connection(route._host, route._port, ssl=ctx, limit=_MAX_HEAD)
+        return r, w, False
+
+    def _put(self, route: RelayRoute, r: asyncio.StreamReader, w: asyncio.StreamWriter,
+             headers: list[tuple[str, str]]) -> None:
+        if (_get(headers, "connection") or "").lower() == "close" or r.at_eof():
+            w.transport.abort()
+            return
+        idle = self._pool.setdefault((route._scheme, route._host, route._port), [])
+        if len(idle) < 16:
+            idle.append((r, w, self._mono()))
+        else:
+            w.transport.abort()
+
+    async def _send(self, w: asyncio.StreamWriter, route: RelayRoute, req: _Request, target: str, *,
+                    identity: bool) -> None:
+        host = route._host if route._port in (80, 443) else f"{route._host}:{route._port}"
+        lines = [f"{req.method} {target} HTTP/1.1", f"host: {host}"]
+        for k, v in req.headers:
+            lk = k.lower()
+            if lk in _HOP or (identity and lk == "accept-encoding"):
+                continue
+            lines.append(f"{k}: {v}")
+        if identity:
+            lines.append("accept-encoding: identity")  # the relay reads the answer: no compression
+        lines.append(f"content-length: {len(req.body)}")
+        w.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + req.body)
+        await w.drain()
+
+
+def _left(limit: float | None, since: float, now: float) -> float | None:
+    return None if limit is None else max(0.0, limit - (now - since))
+
+
+def _get(headers: list[tuple[str, str]], name: str) -> str | None:
+    for k, v in headers:
+        if k.lower() == name:
+            return v
+    return None
+
+
+def _has_body(method: str, status: int) -> bool:
+    return method != "HEAD" and status not in (204, 304) and status >= 200
+
+
+async def _read_request(reader: asyncio.StreamReader) -> _Request | None:
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError:
+        return None
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1"):
+        raise ValueError("malformed request line")
+    headers = _parse_headers(lines[1:])
+    body = await _read_all(reader, headers, "POST", 200, _MAX_BODY, request=True)
+    return _Request(parts[0].upper(), parts[1], headers, body)
+
+
+def _parse_headers(lines: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for line in lines:
+        if not line:
+            continue
+        k, sep, v = line.partition(":")
+        if not sep or not k.strip():
+            raise ValueError("malformed header line")
+        out.append((k.strip(), v.strip()))
+    return out
+
+
+async def _read_head(reader: asyncio.StreamReader) -> tuple[int, list[tuple[str, str]]]:
+    while True:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1"):
+            raise ValueError("malformed status line")
+        status = int(parts[1])
+        if status >= 200 or status == 101:
+            return status, _parse_headers(lines[1:])
+
+
+async def _body(reader: asyncio.StreamReader, headers: list[tuple[str, str]], method: str,
+                status: int, *, request: bool = False) -> AsyncIterator[bytes]:
+    """The body's pieces as they arrive; raises IncompleteReadError when the connection ends early."""
+    if not request and not _has_body(method, status):
+        return
+    if (_get(headers, "transfer-encoding") or "").lower().endswith("chunked"):
+        while True:
+            size_line = await reader.readuntil(b"\r\n")
+            size = int(size_line.split(b";")[0].strip(), 16)
+            if size == 0:
+                while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                    pass  # trailers: dropped
+                return
+            yield await reader.readexactly(size)
+            if await reader.readexactly(2) != b"\r\n":
+                raise ValueError("bad chunk")
+    n = _get(headers, "content-length")
+    if n is not None:
+        left = int(n)
+        if left < 0:
+            raise ValueError("bad content-length")
+        while left > 0:
+            piece = await reader.read(min(left, 65536))
+            if not piece:
+                raise asyncio.IncompleteReadError(b"", left)
+            left -= len(piece)
+            yield piece
+        return
+    if request:
+        return
+    while piece := await reader.read(65536):  # close-delimited
+        yield piece
+
+
+async def _read_all(reader: asyncio.StreamReader, headers: list[tuple[str, str]], method: str, status: int,
+                    cap: int, *, request: bool = False) -> bytes:
+    out = bytearray()
+    async for piece in _body(reader, headers, method, status, request=request):
+        out += piece
+        if len(out) > cap:
+            raise ValueError("body too large")
+    return bytes(out)
+
+
+async def _write_head(writer: asyncio.StreamWriter, status: int, headers: list[tuple[str, str]], *,
+                      chunked: bool) -> None:
+    lines = [f"HTTP/1.1 {status} {_reason(status)}"]
+    lines += [f"{k}: {v}" for k, v in headers if k.lower() not in _HOP]
+    if chunked:
+        lines.append("transfer-encoding: chunked")
+    else:
+        lines.append("content-length: 0")
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    await writer.drain()
+
+
+async def _write_chunk(writer: asyncio.StreamWriter, data: bytes) -> None:
+    writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+    await writer.drain()
+
+
+async def _respond(writer: asyncio.StreamWriter, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+    lines = [f"HTTP/1.1 {status} {_reason(status)}"]
+    lines += [f"{k}: {v}" for k, v in headers if k.lower() not in _HOP]
+    lines.append(f"content-length: {len(body)}")
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+    await writer.drain()
+
+
+def _reason(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return {529: "Overloaded"}.get(status, "Unknown")
