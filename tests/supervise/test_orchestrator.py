@@ -214,7 +214,10 @@ class Rig:
         self.store = Store(":memory:")
         self.jobs = JobStore(self.store, clock=self.clock)
         self.manager = FakeManager(self.clock, script, self.home)
-        base: dict[str, Any] = {"backoff_base": 1.0, "backoff_cap": 8.0, "max_recoveries": 3, "recovery_period": 600.0}
+        # the scripted CLI never talks to an API, so there is nothing to relay (tests/supervise/test_relay.py
+        # covers the relay, the real-CLI tests the two together)
+        base: dict[str, Any] = {"backoff_base": 1.0, "backoff_cap": 8.0, "max_recoveries": 3, "recovery_period": 600.0,
+                                "relay": False}
         base.update(cfg)
         self.config = SupervisorConfig(**base)
         self.alerts = AlertManager(clock=self.clock, min_interval=60.0)

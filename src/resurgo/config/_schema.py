@@ -263,6 +263,10 @@ def _supervisor_keys() -> dict[str, Key]:
         "request_timeout_factor": Key(number(lo=1.0), 3.0,
                                       "a request hangs past this many times the slowest recent first answer"),
         "request_timeout_floor": Key(duration(), 2.0, "never a shorter request limit than this"),
+        "relay": Key(boolean(), True, "retry failed API requests in a loopback relay before the CLI sees them "
+                                      "(no CLI restart for a 429/529/5xx, a reset, a cut stream or a hang)"),
+        "relay_max_wait": Key(duration(), 60.0, "longest the relay holds one request for its retries"),
+        "relay_max_tries": Key(integer(lo=1, hi=100), 6, "tries of one request in the relay"),
         "max_recoveries": Key(integer(lo=0), 5, "recoveries per job within recovery_period (OTP intensity)"),
         "recovery_period": Key(duration(), 600.0, "window of max_recoveries"),
         "backoff_base": Key(duration(positive=False), 0.5, "first recovery backoff"),

@@ -134,6 +134,21 @@ class SupervisorConfig:
         the CLI's ``API_TIMEOUT_MS`` or ``stall_timeout``.  Nothing is ended
         before 20 answers were seen; a job whose request was ended gets twice the
         limit on its next attempt.
+    relay / relay_max_wait / relay_max_tries:
+        Run the CLI's API traffic through resurgo's loopback relay (default on;
+        :mod:`resurgo.supervise._relay`): a request that fails with 429/529/5xx,
+        a reset or cut connection, a cut stream or a hang (the request watch's
+        limits, measured on the wire) is asked again -- through the endpoint's
+        breaker and retry budget, after the server's ``retry-after`` -- before
+        the CLI sees anything, so the CLI is not restarted for it.  Streamed
+        answers are held until complete (a job that passes
+        ``--include-partial-messages`` itself gets them as they come).  One
+        request is retried at most ``relay_max_tries`` (6) times and held at
+        most ``relay_max_wait`` (60 s; never past the CLI's own
+        ``API_TIMEOUT_MS`` before the answer starts, nor half of
+        ``stall_timeout``); then the CLI sees the failure and the supervisor
+        recovers as without the relay.  Not used when an ``HTTPS_PROXY`` /
+        ``HTTP_PROXY`` applies to the endpoint, or for a non-HTTP base URL.
     max_recoveries / recovery_period:
         Restart intensity per job (OTP): more than ``max_recoveries`` in
         ``recovery_period`` s and the job fails.  Waits imposed by the server
@@ -210,6 +225,9 @@ class SupervisorConfig:
     request_watch: bool = True
     request_timeout_factor: float = 3.0
     request_timeout_floor: float = 2.0
+    relay: bool = True
+    relay_max_wait: float = 60.0
+    relay_max_tries: int = 6
     max_recoveries: int = 5
     recovery_period: float = 600.0
     backoff_base: float = 0.5
@@ -259,6 +277,12 @@ class SupervisorConfig:
         if not isinstance(self.request_watch, bool):
             raise ConfigError(f"request_watch must be true or false, got {self.request_watch!r}")
         set_(self, "request_timeout_floor", _pos("request_timeout_floor", self.request_timeout_floor))
+        if not isinstance(self.relay, bool):
+            raise ConfigError(f"relay must be true or false, got {self.relay!r}")
+        set_(self, "relay_max_wait", _pos("relay_max_wait", self.relay_max_wait))
+        rt = self.relay_max_tries
+        if isinstance(rt, bool) or not isinstance(rt, int) or not 1 <= rt <= 100:
+            raise ConfigError(f"relay_max_tries must be an integer in [1, 100], got {rt!r}")
         set_(self, "request_timeout_factor", _pos("request_timeout_factor", self.request_timeout_factor))
         if self.request_timeout_factor < 1.0:
             raise ConfigError(f"request_timeout_factor must be >= 1, got {self.request_timeout_factor!r}")

@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from resurgo._endpoints import endpoint_name
 from resurgo._redact import redact_text
@@ -72,6 +73,7 @@ from resurgo.supervise._process import (
     StreamEvent,
 )
 from resurgo.supervise._recovery import RecoveryContext, RecoveryPlan, RecoveryPlanner, RestartIntensity
+from resurgo.supervise._relay import ApiFailure, ApiRelay, RelayIncident, RelayRoute
 from resurgo.supervise._requests import PARTIAL_FLAG, RequestWatch, ResponseTimes, watch_args
 from resurgo.supervise._session import NextRun, SessionManager
 
@@ -107,14 +109,6 @@ class _TakenAway(Exception):
         super().__init__(f"job {record.id} is {record.state.value} elsewhere")
         self.record = record
         self.outcome = outcome
-
-
-class ApiFailure(Exception):
-    """An API-side failure reported to an endpoint's breaker; carries its classification."""
-
-    def __init__(self, error: ErrorClass) -> None:
-        super().__init__(error.description)
-        self.error = error
 
 
 def _breaker_classifier(exc: BaseException) -> ErrorClass:
@@ -316,6 +310,8 @@ class _JobRun:
     progress: Progress = field(default_factory=Progress)
     #: the slot of the endpoint's adaptive limit this attempt holds, and what its events say
     signals: Any = None
+    #: the running attempt's way through the relay (None: the CLI talks to the API itself)
+    route: RelayRoute | None = None
 
 
 class Orchestrator:
@@ -362,6 +358,15 @@ class Orchestrator:
         #: the back-off grows only while attempts fail without progress (False: the old exponential rule)
         self.progress_aware = True
         self.has_subscribers: Callable[[str], bool] = lambda job_id: True
+        self.relay: ApiRelay | None = None
+        if config.relay:
+            self.relay = ApiRelay(_RelaySink(self), backoff_base=min(config.backoff_base, 0.5),
+                                  backoff_cap=max(min(config.backoff_cap, 5.0), min(config.backoff_base, 0.5)),
+                                  max_tries=config.relay_max_tries, clock=clock)
+
+    async def close_relay(self) -> None:
+        if self.relay is not None:
+            await self.relay.stop()
 
     # -- the stored state may change under us -------------------------------------------------------
     def _stored_change(self, run: _JobRun) -> JobRecord | None:
@@ -573,18 +578,18 @@ class Orchestrator:
             env["CLAUDE_CODE_MAX_RETRIES"] = str(self.config.cli_max_retries)
         return env
 
-    def _liveness(self, run: _JobRun | None = None) -> Liveness:
+    def _liveness(self, run: _JobRun | None = None, *, watch: bool = True) -> Liveness:
         c = self.config
-        watch = None
-        if run is not None and c.request_watch:
-            watch = RequestWatch(run.endpoint.times, scale=run.request_scale)
+        w = None
+        if run is not None and c.request_watch and watch:
+            w = RequestWatch(run.endpoint.times, scale=run.request_scale)
         return Liveness(
             stall_timeout=c.stall_timeout,
             deadline=c.deadline,
             exit_after_result=c.result_exit_timeout,
             grace=c.kill_grace,
-            tick=min(0.25, (c.stall_timeout or 1.0) / 8, c.request_timeout_floor / 4 if watch else 1.0),
-            request=watch,
+            tick=min(0.25, (c.stall_timeout or 1.0) / 8, c.request_timeout_floor / 4 if w else 1.0),
+            request=w,
         )
 
     def request_cancel(self, job_id: str, *, resumable: bool, reason: str) -> None:
@@ -683,8 +688,9 @@ class Orchestrator:
     def _begin(self, run: _JobRun, reason: str | None) -> NextRun:
         """The first run of this supervisor: a fresh start, or the continuation of an interrupted job."""
         nxt = self._first_run(run, reason)
-        if run.rec.attempts == 0:
-            run.endpoint.budget.deposit()  # a first call earns retry budget; recoveries spend it
+        if run.rec.attempts == 0 and self.relay is None:
+            run.endpoint.budget.deposit()  # a first call earns retry budget; recoveries spend it (the relay
+            # deposits for every request it forwards)
         return nxt
 
     async def _act(self, run: _JobRun, nxt: NextRun) -> AttemptOutcome:
@@ -726,7 +732,11 @@ class Orchestrator:
         self._finish_attempt_row(run, outcome, err)
         self._record_error(jid, err, obs)
         api_side = self._api_side(err, outcome)
-        if run.call is not None:
+        relayed = run.route is not None and run.route.last_failed
+        if relayed and run.call is not None:
+            # the relay reported every failed try of the request that ended this attempt already
+            run.call.release()
+        elif run.call is not None:
             if api_side and run.call.done:
                 # The request that failed came after an answer in this attempt: an original
                 # request, not the retry the attempt began with, and every original request
@@ -1071,16 +1081,27 @@ class Orchestrator:
         run.attempts += 1
         n = rec.attempts + run.attempts
         kind = nxt.mode if nxt.mode != "start" else ("start" if n == 1 else "restart")
+        asked_partial = PARTIAL_FLAG in (*self.config.claude_args, *rec.args)
+        upstream = self._relay_upstream(run)
+        has_pre = getattr(self.manager, "has_prestarted", None)
+        if upstream is not None and nxt.session_id is not None and has_pre is not None and has_pre(nxt.session_id):
+            upstream = None  # ``resurgo run`` started this CLI before the relay existed: it talks to the API
+        if upstream is not None:
+            assert self.relay is not None
+            await self.relay.start()
+        # through the relay the API's answers are watched on the wire; the CLI-side request watch
+        # would read a held answer as a hang
+        watching = self.config.request_watch and upstream is None
         spec = AttemptSpec(
             prompt=nxt.prompt,
             cwd=rec.cwd,
             mode=nxt.mode,
             session_id=nxt.session_id,
-            claude_args=(*watch_args(self.config.claude_args, enabled=self.config.request_watch), *rec.args),
+            claude_args=(*watch_args(self.config.claude_args, enabled=watching), *rec.args),
             env=run.env,
             model=run.model,
-            liveness=self._liveness(run),
-            quiet_stream=self.config.request_watch and PARTIAL_FLAG not in (*self.config.claude_args, *rec.args),
+            liveness=self._liveness(run, watch=watching),
+            quiet_stream=watching and not asked_partial,
             job_id=jid,
         ).with_session()
         self._check(run)  # before a recovery starts: a job cancelled while it waited stays cancelled
@@ -1088,6 +1109,18 @@ class Orchestrator:
         run.claimed = True
         run.attempt_id = self.jobs.begin_attempt(jid, kind=kind, session_id=spec.expected_session_id)
         spec = replace(spec, attempt_id=run.attempt_id)
+        if upstream is not None:
+            assert self.relay is not None
+            run.route = self.relay.register(
+                upstream, run.endpoint, job_id=jid, attempt_id=run.attempt_id, hold=not asked_partial,
+                watch=self.config.request_watch,
+                scale=run.request_scale, max_wait=self._relay_max_wait(), answer_timeout=self._api_timeout(run),
+            )
+            spec = replace(spec, env={**run.env, "ANTHROPIC_BASE_URL": self.relay.url(run.route)})
+            if run.call is not None:
+                # the relay asks the breaker for every request (a half-open breaker's probe is the
+                # first one); the admission only held the job back while the circuit was open
+                run.call.release()
         self._note(
             AttemptStarted(job_id=jid, ts=self.clock.time(), n=n, kind=kind, session_id=spec.expected_session_id)
         )
@@ -1100,12 +1133,21 @@ class Orchestrator:
         try:
             run.attempt = await self.manager.start(spec, on_event=self._event_handler(run))
         except RuntimeError as e:  # the manager is shutting down
+            self._end_route(run)
             raise asyncio.CancelledError from e
         if run.taken is not None and run.stopper is None:  # taken away while the process started
             run.stopper = asyncio.ensure_future(run.attempt.stop("user", _taken_reason(run.taken)))
-        outcome = await run.attempt.wait()  # on cancellation run.attempt stays set for _interrupted()
+        try:
+            outcome = await run.attempt.wait()  # on cancellation run.attempt stays set for _interrupted()
+        finally:
+            route = self._end_route(run)
         mon = getattr(run.attempt, "monitor", None)  # a manager of another kind may not watch requests
-        if mon is not None and mon.request_killed:
+        if route is not None:
+            if route.watch_kills:
+                run.request_scale = route.scale
+            elif route.answered:
+                run.request_scale = 1.0
+        elif mon is not None and mon.request_killed:
             run.request_scale = min(run.request_scale * 2, 64.0)
         elif mon is not None and mon.answers:
             run.request_scale = 1.0
@@ -1113,6 +1155,41 @@ class Orchestrator:
         if outcome.first_event_at is not None:
             self._learn_start(outcome.first_event_at - outcome.started_at)
         return outcome
+
+    def _end_route(self, run: _JobRun) -> RelayRoute | None:
+        """The attempt is over: its route stops relaying (the route stays on ``run`` for the judgement)."""
+        route = run.route
+        if route is not None and self.relay is not None:
+            self.relay.unregister(route)
+        return route
+
+    def _relay_upstream(self, run: _JobRun) -> str | None:
+        """Where the relay forwards this job's requests, or None when the CLI must talk to the API itself."""
+        run.route = None
+        if self.relay is None:
+            return None
+        env = run.full_env
+        url = env.get("ANTHROPIC_BASE_URL") or DEFAULT_ENDPOINT
+        u = urlsplit(url)
+        if u.scheme not in ("http", "https") or not u.hostname or u.username or u.password:
+            return None
+        if _proxied(env, u.scheme, u.hostname):
+            return None  # the CLI goes through a proxy the relay does not speak to
+        return url
+
+    def _relay_max_wait(self) -> float:
+        c = self.config
+        half_stall = c.stall_timeout / 2 if c.stall_timeout else math.inf
+        return max(0.5, min(c.relay_max_wait, half_stall))
+
+    def _api_timeout(self, run: _JobRun) -> float:
+        """The CLI's wait for a response head (``API_TIMEOUT_MS``, 10 minutes by default), in seconds."""
+        raw = run.full_env.get("API_TIMEOUT_MS")
+        try:
+            ms = float(raw) if raw else 600_000.0
+        except ValueError:
+            ms = 600_000.0
+        return ms / 1000.0 if ms > 0 else 600.0
 
     def _learn_start(self, seconds: float) -> None:
         """Track the CLI's start-up time; 80 % of its EWMA is what own back-off may overlap with."""
@@ -1142,6 +1219,8 @@ class Orchestrator:
         it was deposited when the job began, and for a recovery it is the retried
         request itself (retries do not earn budget).
         """
+        if run.route is not None:
+            return  # the relay counted this request (breaker and budget) on the wire
         if run.call is None or not run.call.done:
             run.last_answer = message_id
             return
@@ -1424,5 +1503,77 @@ def _signature(classifier: Classifier, obs: Observation) -> str | None:
 def _json(d: Mapping[str, Any]) -> str:
     return json.dumps(d, default=str)
 
+
+def _proxied(env: Mapping[str, str], scheme: str, host: str) -> bool:
+    """Whether the CLI would reach ``host`` through an HTTP(S) proxy (``*_PROXY`` set, ``NO_PROXY`` not matching)."""
+    names = ("HTTPS_PROXY", "https_proxy") if scheme == "https" else ("HTTP_PROXY", "http_proxy")
+    if not any(env.get(n) for n in names):
+        return False
+    no = (env.get("NO_PROXY") or env.get("no_proxy") or "").lower()
+    h = host.lower()
+    for item in (x.strip() for x in no.split(",")):
+        if item == "*" or (item and (h == item.lstrip(".") or h.endswith("." + item.lstrip(".")))):
+            return False
+    return True
+
+
+class _RelaySink:
+    """What the relay reports, made into the supervisor's records: a recovery per failed try, liveness."""
+
+    def __init__(self, orch: Orchestrator) -> None:
+        self.o = orch
+
+    def classify(self, evidence: Any) -> ErrorClass:
+        try:
+            return self.o.classifier.classify(evidence, record=True)
+        except Exception:
+            log.exception("classifier failed on a relayed failure")
+            return ErrorClass(ErrorType.NETWORK, None, "relay", "the relayed request failed", True)
+
+    def error(self, route: RelayRoute, inc: RelayIncident) -> None:
+        err = inc.error
+        try:
+            self.o.jobs.runs.insert_error(
+                ts=inc.detected_at, job_id=route.job_id, type=err.type.value if err.type else "internal",
+                severity=err.severity.value if err.severity else None, retryable=err.retryable,
+                rule=err.rule or None, signature=None, message=redact_text(err.description)[:2000],
+            )
+        except Exception:
+            log.exception("could not store a relayed failure of job %s", route.job_id)
+
+    def failed(self, route: RelayRoute, inc: RelayIncident) -> object:
+        o = self.o
+        err = inc.error
+        try:
+            return o.jobs.runs.insert_recovery(
+                route.job_id, strategy=RELAY_RETRY, detected_at=inc.detected_at, attempt_id=route.attempt_id,
+                error_type=err.type.value if err.type else None, reason=redact_text(err.description)[:500],
+                fault_kind=inc.kind, fault_at=inc.sent_at,
+            )
+        except Exception:
+            log.exception("could not store a relayed failure of job %s", route.job_id)
+            return None
+
+    def changed(self, route: RelayRoute, inc: RelayIncident) -> None:
+        if not isinstance(inc.handle, int):
+            return
+        succeeded = True if inc.restored_at is not None else (False if inc.gave_up else None)
+        try:
+            self.o.jobs.update_recovery(
+                inc.handle, started_at=inc.retried_at, restored_at=inc.restored_at, caught_up_at=inc.restored_at,
+                waited_s=inc.imposed_s, backoff_s=inc.backoff_s, budget_s=inc.budget_s, succeeded=succeeded,
+            )
+        except Exception:
+            log.exception("could not update a relayed failure of job %s", route.job_id)
+
+    def progress(self, route: RelayRoute) -> None:
+        run = self.o._runs.get(route.job_id)
+        mon = getattr(run.attempt, "monitor", None) if run is not None else None
+        if mon is not None:
+            mon.progress()
+
+
+#: Strategy of the recoveries the relay made (a request retried without restarting the CLI).
+RELAY_RETRY = "relay_retry"
 
 __all__ = ["DEFAULT_ENDPOINT", "ApiFailure", "BudgetFactory", "Endpoint", "EndpointBudget", "Orchestrator"]

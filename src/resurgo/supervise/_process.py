@@ -1230,6 +1230,10 @@ class ProcessManager:
         """Hold an early-started CLI for the attempt of its session (``resurgo run``; see resurgo._launch)."""
         self._prestarted[pre.session_id] = pre
 
+    def has_prestarted(self, session_id: str | None) -> bool:
+        """Whether a CLI was started early for this session (its attempt must launch it the same way)."""
+        return session_id is not None and session_id in self._prestarted
+
     def take_prestarted(self, session_id: str | None) -> Prestarted | None:
         """The early-started CLI for this session, handed over once (the caller adopts or discards it)."""
         if session_id is None or not self._prestarted:

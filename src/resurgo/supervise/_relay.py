@@ -66,6 +66,7 @@ _HOP = frozenset({
 })
 _PING = b'event: ping\ndata: {"type": "ping"}\n\n'
 _NOT_RETRIED = frozenset({ErrorType.AUTH, ErrorType.VALIDATION})
+_API_SIDE = frozenset({ErrorType.RESOURCE, ErrorType.NETWORK, ErrorType.TIMEOUT, ErrorType.INTERNAL})
 _NO_ROUTE = b'{"type":"error","error":{"type":"not_found_error","message":"resurgo relay: no such route"}}'
 _SLICE = 0.25
 _POOL_IDLE = 4.0  # how often a wait looks at the client (gone?) and sends a ping
@@ -116,8 +117,12 @@ class RelaySink(Protocol):
 
     def classify(self, evidence: Any) -> ErrorClass: ...
 
+    def error(self, route: RelayRoute, inc: RelayIncident) -> None:
+        """A try failed (every failed try: the error statistics)."""
+        ...
+
     def failed(self, route: RelayRoute, inc: RelayIncident) -> object:
-        """A try failed; the return value comes back as ``inc.handle``."""
+        """A failed try will be retried: a recovery begins; the return value comes back as ``inc.handle``."""
         ...
 
     def changed(self, route: RelayRoute, inc: RelayIncident) -> None: ...
@@ -137,6 +142,8 @@ class RelayRoute:
     job_id: str
     attempt_id: int | None = None
     hold: bool = True
+    watch: bool = True
+    """End a try that passes the endpoint's learned limits (``request_watch``); False: wait for the CLI."""
     scale: float = 1.0
     max_wait: float = 60.0
     answer_timeout: float = 600.0
@@ -363,7 +370,10 @@ class ApiRelay:
             return False
         if _has_body(req.method, status):
             await _write_chunk(writer, b"")
-        self._put(route, ur, uw, headers)
+        if req.method == "HEAD":  # some servers send a body anyway: the connection is not reusable
+            uw.transport.abort()
+        else:
+            self._put(route, ur, uw, headers)
         return True
 
     # -- messages: the retried kind ---------------------------------------------------------------------
@@ -403,12 +413,14 @@ class ApiRelay:
                 if f.watch:
                     route.watch_kills += 1
                     route.scale = min(route.scale * 2, 64.0)
-                permit.on_error(ApiFailure(err))
+                if err.type in _API_SIDE:
+                    permit.on_error(ApiFailure(err))
+                else:  # bad credentials or a bad request say nothing about the endpoint's health
+                    permit.release()
                 inc = RelayIncident(sent_at=sent_wall, detected_at=self._time(),
                                     kind=fault_kind_of(err, f.status, watch=f.watch), error=err, status=f.status)
-                inc.handle = self.sink.failed(route, inc)
-                incs.append(inc)
                 last = f
+                self.sink.error(route, inc)
                 if not err.retryable or err.type in _NOT_RETRIED or tries >= self.max_tries:
                     return await self._give_up(route, incs, last, writer, st.committed)
                 ra = max(0.0, err.retry_after or 0.0)
@@ -425,6 +437,9 @@ class ApiRelay:
                         return await self._give_up(route, incs, last, writer, st.committed)
                     budget_wait = max(0.0, bw - delay)
                     delay = max(delay, bw)
+                # retried: a recovery (the failures the relay passes on are the supervisor's to recover)
+                inc.handle = self.sink.failed(route, inc)
+                incs.append(inc)
                 route.retries += 1
                 await self._wait(delay, reader, writer, st.committed)
                 imposed = min(ra, delay)
@@ -447,7 +462,7 @@ class ApiRelay:
         """One try; raises _TryFailed (retryable or not) or _Gone."""
         ep = route.endpoint
         watch = RequestWatch(ep.times, scale=route.scale)
-        first_limit = watch.limit()
+        first_limit = watch.limit() if route.watch else None
         t_sent = self._mono()
         try:
             ur, uw, _ = await self._until(self._connect(route), first_limit, reader, writer, st.committed)
@@ -488,7 +503,7 @@ class ApiRelay:
             last_at = t_sent
             gap_max = 0.0
             forwarded = False
-            gap_limit = watch.limit(gap=True)
+            gap_limit = watch.limit(gap=True) if route.watch else None
             it = _body(ur, headers, req.method, status).__aiter__()
             while True:
                 now = self._mono()
@@ -574,7 +589,7 @@ class ApiRelay:
     async def _give_up(self, route: RelayRoute, incs: list[RelayIncident], last: _TryFailed | None,
                        writer: asyncio.StreamWriter, committed: bool, *, open_circuit: bool = False) -> bool:
         """Let the CLI see the failure as it would have without the relay; the supervisor takes it from there."""
-        route.last_failed = bool(incs)
+        route.last_failed = True  # the breaker heard of it (or refused the request): not again
         for inc in incs:
             inc.gave_up = True
             self.sink.changed(route, inc)

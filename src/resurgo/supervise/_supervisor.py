@@ -385,6 +385,7 @@ class Supervisor:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         await self.manager.shutdown()
+        await self._orch.close_relay()
         for t in self._background:
             t.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
