@@ -207,7 +207,9 @@ async def test_a_hang_after_the_endpoint_was_learned_is_ended_by_the_request_wat
     work.mkdir()
     env = {**claude_env, "ANTHROPIC_BASE_URL": mock_api.url}  # the CLI's own request timeout: 10 minutes
     mock_api.set_faults(hang=True, nth=STEPS + 1)
-    async with Supervisor(_cfg(tmp_path, claude_bin, env)) as sup:
+    # the CLI-side watch (what runs when the relay cannot: a proxy in between); the relay's own
+    # watch is tested below
+    async with Supervisor(_cfg(tmp_path, claude_bin, env, relay=False)) as sup:
         t0 = time.monotonic()
         res = await asyncio.wait_for(sup.run(_prompt(), cwd=work), 50)
         took = time.monotonic() - t0
@@ -235,10 +237,50 @@ async def test_without_the_watch_the_same_hang_waits_for_the_stall_timeout(
     work.mkdir()
     env = {**claude_env, "ANTHROPIC_BASE_URL": mock_api.url}
     mock_api.set_faults(hang=True, nth=STEPS + 1)
-    async with Supervisor(_cfg(tmp_path, claude_bin, env, request_watch=False, stall_timeout=6.0)) as sup:
+    async with Supervisor(_cfg(tmp_path, claude_bin, env, request_watch=False, stall_timeout=6.0, relay=False)) as sup:
         res = await asyncio.wait_for(sup.run(_prompt(), cwd=work), 50)
         assert res.ok, res
         assert "no event for" in str((sup.jobs.attempts(res.job_id)[0].error or {}).get("kill_reason"))
+
+
+@pytest.mark.integration
+async def test_through_the_relay_a_learned_hang_is_retried_without_restarting_the_cli(
+    claude_bin: str, claude_env: dict[str, str], mock_api: MockServer, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**claude_env, "ANTHROPIC_BASE_URL": mock_api.url}
+    mock_api.set_faults(hang=True, nth=STEPS + 1)
+    async with Supervisor(_cfg(tmp_path, claude_bin, env)) as sup:
+        res = await asyncio.wait_for(sup.run(_prompt(), cwd=work), 50)
+        assert res.ok and res.result_text == "all done", res
+        attempts = sup.jobs.attempts(res.job_id)
+        assert [a.killed_by for a in attempts] == [None]  # one CLI from start to end
+        recs = sup.jobs.recoveries(res.job_id)
+        assert [(r["strategy"], r["fault_kind"], r["error_type"], r["succeeded"]) for r in recs] == [
+            ("relay_retry", "stall", "timeout", 1)]
+        assert recs[0]["restored_at"] >= recs[0]["detected_at"]
+        # the CLI ran without --include-partial-messages: nothing to drop
+        assert not any(e.type == "stream_event" for e in sup.jobs.events(res.job_id))
+    assert [r.fault for r in mock_api.requests if r.path == "/v1/messages"].count("hang") == 1
+
+
+@pytest.mark.integration
+async def test_through_the_relay_without_the_watch_the_hang_waits_for_the_stall_timeout(
+    claude_bin: str, claude_env: dict[str, str], mock_api: MockServer, tmp_path: Path
+) -> None:
+    """The property breaks with the watch off: the relay waits with the CLI, the stall timeout ends both."""
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**claude_env, "ANTHROPIC_BASE_URL": mock_api.url}
+    mock_api.set_faults(hang=True, nth=STEPS + 1)
+    async with Supervisor(_cfg(tmp_path, claude_bin, env, request_watch=False, stall_timeout=6.0)) as sup:
+        res = await asyncio.wait_for(sup.run(_prompt(), cwd=work), 50)
+        assert res.ok, res
+        attempts = sup.jobs.attempts(res.job_id)
+        assert [a.killed_by for a in attempts] == ["stall_watchdog", None]
+        assert "no event for" in str((attempts[0].error or {}).get("kill_reason"))
+        assert not [r for r in sup.jobs.recoveries(res.job_id) if r["strategy"] == "relay_retry"]
 
 
 @pytest.mark.integration

@@ -429,12 +429,14 @@ class ChaosRunner:
                     self.art.job_rejections.append(BreakerEvent(float(r["ts"]), name, "rejected"))
         phases = _stored_phases(store)
         for r in store.query(
-            "SELECT id, job_id, attempt_id, strategy, detected_at, started_at, restored_at, waited_s FROM recoveries"
+            "SELECT id, job_id, attempt_id, strategy, detected_at, started_at, restored_at, waited_s, fault_at,"
+            " error_type FROM recoveries"
         ):
             self.art.recoveries.append(RecoveryRow(
                 job_id=r["job_id"], attempt_id=r["attempt_id"], strategy=r["strategy"],
                 detected_at=r["detected_at"], started_at=r["started_at"], restored_at=r["restored_at"],
                 waited_s=float(r["waited_s"] or 0.0), phases=phases.get(r["id"]),
+                fault_at=r["fault_at"], error_type=r["error_type"],
             ))
 
     def _leftovers(

@@ -88,6 +88,13 @@ class RecoveryRow:
     restored_at: float | None
     waited_s: float
     phases: Mapping[str, float | None] | None = None
+    #: when the failed request was sent (relay retries: the fault hit it after that), and the verdict
+    fault_at: float | None = None
+    error_type: str | None = None
+
+
+#: Strategy of a recovery the supervisor's API relay made: the request was retried, the CLI kept running.
+RELAY_RETRY = "relay_retry"
 
 
 @dataclass
@@ -269,7 +276,8 @@ def score(
     expected_fail = {j["id"] for j in art.jobs if j["idem_key"] in art.expected_failure_ids}
     jobs = _job_records(art, expected_fail)
     by_attempt = hits_by_attempt(art.hits, art.attempts)
-    rec_by_attempt = {r.attempt_id: r for r in art.recoveries if r.attempt_id is not None}
+    rec_by_attempt = {r.attempt_id: r for r in art.recoveries
+                      if r.attempt_id is not None and r.strategy != RELAY_RETRY}
     opens = _open_intervals(art.breaker_events, art.ended_at)
     storm_open = [(max(s, bs), min(e, be)) for s, e in art.storms for bs, be in opens if min(e, be) > max(s, bs)]
     # Imposed waits come from the injectors' truth, not from what the supervisor says it waited
@@ -347,6 +355,9 @@ def score(
                 phases=phases, recovered_by=by, attempt=a.n,
             ))
 
+    relay_n = _relay_incidents(art, per_job, imposed, expected_fail, incidents, causes, confusion, unexplained,
+                               details)
+
     # what a breaker counts: failures the supervisor judged the API's (not a killed CLI, not a dead supervisor)
     api_failed = sorted((i for i in incidents if i.error_type not in ("process", "interrupted")), key=lambda i: i.at)
 
@@ -382,6 +393,7 @@ def score(
         "api_faults_injected": _count(h.cause.split(":", 1)[1] for h in art.hits if h.cause.startswith("api:")),
         "kills": {"cli": sum(1 for k in art.kills if k.depth == 0), "tool": sum(1 for k in art.kills if k.depth)},
         "supervisor_kills": len(art.supervisor_kills),
+        "relay_retries": relay_n,
         "storms": [list(s) for s in art.storms],
         "worker_exit_codes": art.worker_exits,
         "breaker_probe_reaction": _reaction_summary(art.breaker_events),
@@ -390,6 +402,99 @@ def score(
         **dict(extra or {}),
     }
     return report
+
+
+def _relay_incidents(
+    art: RunArtifacts,
+    per_job: Mapping[str, Sequence[AttemptRow]],
+    imposed: dict[str, list[tuple[float, float]]],
+    expected_fail: set[str],
+    incidents: list[IncidentRecord],
+    causes: dict[str, int],
+    confusion: dict[str, int],
+    unexplained: list[dict[str, Any]],
+    details: list[dict[str, Any]],
+) -> dict[str, int]:
+    """The failed requests the relay retried inside a running attempt, scored like failed attempts.
+
+    The fault behind one is the injected fault that hit *that job* between the
+    moment the failed request was sent (``fault_at``) and the moment the relay
+    saw it fail: the stand-in stamps a request when it has read it, the proxy a
+    connection when it accepts it, both after the relay sent it.  No fault in
+    that span is a false positive (the relay's hang watch ending a healthy
+    request).  It is recovered when a later try of the same request was
+    answered (``restored_at``); a request the relay gave up on is recovered by
+    the job's next attempt, like any failed attempt.
+    """
+    hits_by_job: dict[str, list[FaultHit]] = {}
+    for h in art.hits:
+        if h.cause not in HARMLESS_FAULTS:
+            hits_by_job.setdefault(h.job_id, []).append(h)
+    att_by_id = {a.id: a for atts in per_job.values() for a in atts}
+    out = {"n": 0, "restored_in_attempt": 0, "gave_up": 0}
+    eps = 0.02
+    for r in sorted((r for r in art.recoveries if r.strategy == RELAY_RETRY), key=lambda r: r.detected_at):
+        jid, at = r.job_id, r.detected_at
+        sent = r.fault_at if r.fault_at is not None else at
+        cands = [h for h in hits_by_job.get(jid, []) if sent - eps <= h.at <= at + eps]
+        attr = Attribution(cands[-1].cause, expected_type(cands[-1].cause), cands[-1].at) if cands else None
+        cause = attr.cause if attr is not None else "unexplained"
+        causes[cause] = causes.get(cause, 0) + 1
+        got = r.error_type or "unknown"
+        exp = attr.expected_type if attr is not None else None
+        if exp is not None:
+            key = f"{exp} -> {got}"
+            confusion[key] = confusion.get(key, 0) + 1
+        a = att_by_id.get(r.attempt_id) if r.attempt_id is not None else None
+        nxt = r.restored_at
+        by: str | None
+        out["n"] += 1
+        if nxt is not None:
+            out["restored_in_attempt"] += 1
+            by = "relay"
+        else:
+            out["gave_up"] += 1
+            later = [b for b in per_job.get(jid, ()) if b.first_event_at is not None and b.first_event_at >= at
+                     and (a is None or b.id != a.id)]
+            nxt = min((b.first_event_at for b in later if b.first_event_at is not None), default=None)
+            by = "supervisor" if nxt is not None else None
+        reset = API_RETRY_AFTER.get(attr.cause.split(":", 1)[1]) if attr and attr.cause.startswith("api:") else None
+        if reset:
+            imposed.setdefault(jid, []).append((at, at + reset))
+        imp = _overlap(at, nxt, imposed.get(jid, [])) if nxt is not None else 0.0
+        p = r.phases or {}
+
+        def num(k: str, p: Mapping[str, float | None] = p) -> float:
+            v = p.get(k)
+            return float(v) if v is not None else 0.0
+
+        phases: dict[str, float | None] | None = None if nxt is None else {
+            "detection": max(0.0, at - attr.at) if attr is not None else p.get("detect_s"),
+            "imposed_wait": imp,
+            "endpoint_wait": max(0.0, num("imposed_s") - imp),
+            "own_backoff": num("backoff_s") + num("budget_s"),
+            "overhead": num("overhead_s"),
+            "cli_start": 0.0 if r.restored_at is not None else None,  # the CLI was never restarted
+            "retry_answer": p.get("start_s") if r.restored_at is not None else None,
+            "lost_work": 0.0 if r.restored_at is not None else None,
+        }
+        recoverable = jid not in expected_fail and fault_recoverable(attr.cause if attr else None)
+        detail = {"job_id": jid, "attempt": a.n if a is not None else None, "at": round(at, 3), "cause": cause,
+                  "expected": exp, "got": got, "rule": None, "description": "",
+                  "killed_by": None, "signal": None, "recovered_by": by, "recoverable": recoverable,
+                  "imposed_s": round(imp, 3), "recovery_s": None if nxt is None else round(nxt - at, 3),
+                  "relay": True,
+                  "phases": None if phases is None else {
+                      k: (None if v is None else round(float(v), 3)) for k, v in phases.items()}}
+        details.append(detail)
+        if attr is None:
+            unexplained.append(detail)
+        incidents.append(IncidentRecord(
+            job_id=jid, at=at, error_type=got, expected_type=exp, recovered_at=nxt,
+            automatic=True, recoverable=recoverable, cause=cause, explained=attr is not None, imposed_s=imp,
+            phases=phases, recovered_by=by, attempt=a.n if a is not None else None,
+        ))
+    return out
 
 
 def _phases(

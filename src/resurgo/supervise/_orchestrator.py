@@ -1566,6 +1566,13 @@ class _RelaySink:
         except Exception:
             log.exception("could not update a relayed failure of job %s", route.job_id)
 
+    def refused(self, route: RelayRoute, state: str, retry_after: float | None) -> None:
+        o = self.o
+        now = o.clock.time()
+        br = route.endpoint.breaker
+        o._note(Waiting(job_id=route.job_id, ts=now, until_ts=now + retry_after if retry_after else None,
+                        reason=f"breaker {br.name} is {state}"))
+
     def progress(self, route: RelayRoute) -> None:
         run = self.o._runs.get(route.job_id)
         mon = getattr(run.attempt, "monitor", None) if run is not None else None

@@ -127,6 +127,10 @@ class RelaySink(Protocol):
 
     def changed(self, route: RelayRoute, inc: RelayIncident) -> None: ...
 
+    def refused(self, route: RelayRoute, state: str, retry_after: float | None) -> None:
+        """The breaker refused a request of this route (it waits, or the CLI gets a 529)."""
+        ...
+
     def progress(self, route: RelayRoute) -> None:
         """Bytes came from the API for this route: the attempt is alive though the CLI is quiet."""
         ...
@@ -576,10 +580,14 @@ class ApiRelay:
 
         br = route.endpoint.breaker
         t0 = self._mono()
+        told = False
         while True:
             try:
                 return br.acquire(), self._mono() - t0
             except CircuitOpenError as e:
+                if not told:
+                    told = True
+                    self.sink.refused(route, e.state.value, e.retry_after)
                 left = deadline - self._mono()
                 ra = e.retry_after or _SLICE
                 if left <= 0 or ra > left + 0.05:
