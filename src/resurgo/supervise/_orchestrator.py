@@ -1558,10 +1558,12 @@ class _RelaySink:
         if not isinstance(inc.handle, int):
             return
         succeeded = True if inc.restored_at is not None else (False if inc.gave_up else None)
+        why = f"{redact_text(inc.error.description)[:300]} — the relay gave up: {inc.why}" if inc.why else None
         try:
             self.o.jobs.update_recovery(
                 inc.handle, started_at=inc.retried_at, restored_at=inc.restored_at, caught_up_at=inc.restored_at,
                 waited_s=inc.imposed_s, backoff_s=inc.backoff_s, budget_s=inc.budget_s, succeeded=succeeded,
+                reason=why,
             )
         except Exception:
             log.exception("could not update a relayed failure of job %s", route.job_id)

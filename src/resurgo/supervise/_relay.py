@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import secrets
@@ -69,6 +70,11 @@ _NOT_RETRIED = frozenset({ErrorType.AUTH, ErrorType.VALIDATION})
 _API_SIDE = frozenset({ErrorType.RESOURCE, ErrorType.NETWORK, ErrorType.TIMEOUT, ErrorType.INTERNAL})
 _NO_ROUTE = b'{"type":"error","error":{"type":"not_found_error","message":"resurgo relay: no such route"}}'
 _SLICE = 0.25
+_SSE_HEAD = [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache")]
+#: the Messages API's error types by status (what an SSE ``error`` event carries)
+_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
+                529: "overloaded_error"}
 _POOL_IDLE = 4.0  # how often a wait looks at the client (gone?) and sends a ping
 
 
@@ -109,6 +115,8 @@ class RelayIncident:
     backoff_s: float = 0.0
     budget_s: float = 0.0
     gave_up: bool = False
+    why: str = ""
+    """Why the relay gave the request up (empty: it did not)."""
     handle: object = None
 
 
@@ -425,29 +433,41 @@ class ApiRelay:
                                     kind=fault_kind_of(err, f.status, watch=f.watch), error=err, status=f.status)
                 last = f
                 self.sink.error(route, inc)
-                if not err.retryable or err.type in _NOT_RETRIED or tries >= self.max_tries:
-                    return await self._give_up(route, incs, last, writer, st.committed)
+                if not err.retryable or err.type in _NOT_RETRIED:
+                    return await self._give_up(route, incs, last, writer, st.committed, why="not retryable")
+                if tries >= self.max_tries:
+                    return await self._give_up(route, incs, last, writer, st.committed, why=f"{tries} tries failed")
+                if not st.committed and _streaming(req):
+                    # the CLI's request timeout runs until a response head: a streamed request gets its
+                    # head now, and the relay may hold it for max_wait, pinging, instead of API_TIMEOUT_MS
+                    await _write_head(writer, 200, _SSE_HEAD, chunked=True)
+                    st.committed = True
                 ra = max(0.0, err.retry_after or 0.0)
                 backoff = min(self.backoff_cap, self.backoff_base * 2 ** (tries - 1))
                 backoff = backoff / 2 + self._rng.uniform(0, backoff / 2)
-                delay = max(ra, backoff)
-                budget_wait = 0.0
+                delay = wanted = max(ra, backoff)
                 deadline = t0 + route.max_wait if st.committed else head_deadline
                 if self._mono() + delay > deadline:
-                    return await self._give_up(route, incs, last, writer, st.committed)
-                if not ep.budget.try_withdraw():
-                    bw = ep.budget.wait_time()
-                    if bw is None or self._mono() + max(delay, bw) > deadline:
-                        return await self._give_up(route, incs, last, writer, st.committed)
-                    budget_wait = max(0.0, bw - delay)
-                    delay = max(delay, bw)
+                    return await self._give_up(route, incs, last, writer, st.committed,
+                                               why=f"a wait of {delay:.1f} s goes past the time it may be held")
                 # retried: a recovery (the failures the relay passes on are the supervisor's to recover)
                 inc.handle = self.sink.failed(route, inc)
                 incs.append(inc)
+                budget_wait = 0.0
+                if not ep.budget.try_withdraw():
+                    tb = self._mono()
+                    got = await self._budget(ep, reader, writer, st.committed, deadline)
+                    budget_wait = self._mono() - tb
+                    if not got:
+                        return await self._give_up(route, incs, last, writer, st.committed,
+                                                   why="no retry budget within the time the request may be held")
+                    delay = max(0.0, delay - budget_wait)
                 route.retries += 1
                 await self._wait(delay, reader, writer, st.committed)
-                imposed = min(ra, delay)
-                pending_wait = (imposed, max(0.0, delay - imposed - budget_wait), budget_wait)
+                total = delay + budget_wait
+                imposed = min(ra, total)
+                over = max(0.0, total - wanted)  # waited beyond what the retry wanted: the budget's
+                pending_wait = (imposed, max(0.0, total - imposed - over), over)
                 continue
             except BaseException:
                 permit.release()
@@ -595,18 +615,25 @@ class ApiRelay:
                 await self._wait(min(max(ra, 0.005), left, 1.0), reader, writer, committed)
 
     async def _give_up(self, route: RelayRoute, incs: list[RelayIncident], last: _TryFailed | None,
-                       writer: asyncio.StreamWriter, committed: bool, *, open_circuit: bool = False) -> bool:
+                       writer: asyncio.StreamWriter, committed: bool, *, open_circuit: bool = False,
+                       why: str = "") -> bool:
         """Let the CLI see the failure as it would have without the relay; the supervisor takes it from there."""
         route.last_failed = True  # the breaker heard of it (or refused the request): not again
+        if open_circuit:
+            why = why or "the circuit breaker stayed open past the time the request may be held"
+        if last is not None:
+            log.info("relay: gave up a request of job %s after %d failed tries: %s", route.job_id, len(incs), why)
         for inc in incs:
             inc.gave_up = True
+            inc.why = why
             self.sink.changed(route, inc)
         if committed:
             msg = last.evidence.message if last is not None and isinstance(last.evidence, Observation) else str(
-                last.evidence if last is not None else "the circuit breaker is open")
-            etype = "overloaded_error" if last is None or last.status in (529, None) else "api_error"
-            import json
-
+                last.evidence if last is not None else "the circuit breaker of this endpoint is open")
+            status = 529 if last is None else last.status
+            etype = _ERROR_TYPES.get(status or 0, "api_error" if status else "overloaded_error")
+            if open_circuit:
+                etype, msg = "overloaded_error", "the circuit breaker of this endpoint is open"
             data = json.dumps({"type": "error", "error": {"type": etype, "message": f"resurgo relay: {msg}"[:2000]}})
             await _write_chunk(writer, f"event: error\ndata: {data}\n\n".encode())
             await _write_chunk(writer, b"")
@@ -622,6 +649,18 @@ class ApiRelay:
             return True
         writer.transport.abort()  # a connection failure or a hang: the CLI sees its connection fail
         return False
+
+    async def _budget(self, ep: _EndpointLike, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      committed: bool, deadline: float) -> bool:
+        """Wait for a retry token until ``deadline`` (other requests earn them); False: none came."""
+        while True:
+            w = ep.budget.wait_time()
+            left = deadline - self._mono()
+            if left <= 0:
+                return False
+            await self._wait(min(left, max(w if w is not None else _SLICE, 0.01), 1.0), reader, writer, committed)
+            if ep.budget.try_withdraw(count_refusal=False):
+                return True
 
     # -- waiting while watching the CLI ------------------------------------------------------------------
     async def _wait(self, seconds: float, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -708,6 +747,17 @@ class ApiRelay:
         lines.append(f"content-length: {len(req.body)}")
         w.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + req.body)
         await w.drain()
+
+
+def _streaming(req: _Request) -> bool:
+    """Whether the request asks for a streamed answer (only read on a failure: bodies can be megabytes)."""
+    if b'"stream"' not in req.body:
+        return False
+    try:
+        body = json.loads(req.body)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("stream") is True
 
 
 def _left(limit: float | None, since: float, now: float) -> float | None:
