@@ -360,8 +360,10 @@ class Orchestrator:
         self.has_subscribers: Callable[[str], bool] = lambda job_id: True
         self.relay: ApiRelay | None = None
         if config.relay:
-            self.relay = ApiRelay(_RelaySink(self), backoff_base=min(config.backoff_base, 0.5),
-                                  backoff_cap=max(min(config.backoff_cap, 5.0), min(config.backoff_base, 0.5)),
+            # Finagle's way: a request that failed is asked again almost at once, and the retry budget
+            # (not the back-off) bounds the extra load; the breaker stops it when the API is down
+            self.relay = ApiRelay(_RelaySink(self), backoff_base=min(config.backoff_base, 0.05),
+                                  backoff_cap=min(config.backoff_cap, 1.0),
                                   max_tries=config.relay_max_tries, clock=clock)
 
     async def close_relay(self) -> None:
