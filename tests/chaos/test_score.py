@@ -173,3 +173,49 @@ def test_an_injected_401_is_not_recoverable_and_its_failure_is_correct() -> None
     r = score(art)
     assert r.recoverable_incidents == 2 and r.jobs_expected_failures == 1 and r.passed_seed()
     assert r.attribution["confusion"]["auth -> auth"] == 1
+
+
+# -- faults the relay absorbed inside a running attempt ---------------------------------------------
+
+
+def _relayed(*, hit: bool, restored: float | None = T + 5.3) -> RunArtifacts:
+    """j3 runs one attempt; the relay retried one of its requests (sent at 5.0, failed at 5.1)."""
+    art = _healthy()
+    art.recoveries.append(RecoveryRow("j3", 5, "relay_retry", T + 5.1, T + 5.15, restored, 0.0,
+                                      fault_at=T + 5.0, error_type="internal"))
+    if hit:
+        art.hits.append(FaultHit(T + 5.02, "j3", "api:500"))
+    return art
+
+
+def test_a_fault_the_relay_absorbed_is_an_explained_incident_recovered_inside_the_attempt() -> None:
+    r = score(_relayed(hit=True))
+    rel = [i for i in r.attribution["incidents"] if i.get("relay")]
+    assert len(rel) == 1 and rel[0]["cause"] == "api:500" and rel[0]["recovered_by"] == "relay"
+    assert rel[0]["recovery_s"] == pytest.approx(0.2) and rel[0]["phases"]["cli_start"] == 0.0
+    assert r.attribution["relay_retries"] == {"n": 1, "restored_in_attempt": 1, "not_restored_in_attempt": 0}
+    assert r.false_positives == 0 and r.classification_accuracy == 1.0
+    # the 0.2 s the job stood still count as down time like any other recovery
+    assert r.down_job_s == pytest.approx(score(_healthy()).down_job_s + 0.2)
+
+
+def test_a_relay_retry_with_no_fault_on_that_request_is_a_false_positive() -> None:
+    """The gate breaks when the relay ends a healthy request (a hang watch too eager): one false positive."""
+    r = score(_relayed(hit=False))
+    assert r.false_positives == 1 and r.attribution["unexplained_count"] == 1
+    assert _checks(r)[("false positive rate", "seed")] == "fail"
+
+
+def test_a_fault_on_the_same_job_outside_the_request_explains_nothing() -> None:
+    art = _relayed(hit=False)
+    art.hits.append(FaultHit(T + 4.0, "j3", "api:500"))   # before the request was sent
+    art.hits.append(FaultHit(T + 5.05, "j1", "api:500"))  # another job's request
+    assert score(art).false_positives == 1
+
+
+def test_a_relay_retry_cut_short_recovers_with_the_next_attempt() -> None:
+    art = _relayed(hit=True, restored=None)
+    r = score(art)
+    rel = next(i for i in r.attribution["incidents"] if i.get("relay"))
+    assert r.attribution["relay_retries"]["not_restored_in_attempt"] == 1
+    assert rel["recovered_by"] is None and rel["recovery_s"] is None  # j3 had no later attempt

@@ -431,7 +431,7 @@ def _relay_incidents(
         if h.cause not in HARMLESS_FAULTS:
             hits_by_job.setdefault(h.job_id, []).append(h)
     att_by_id = {a.id: a for atts in per_job.values() for a in atts}
-    out = {"n": 0, "restored_in_attempt": 0, "gave_up": 0}
+    out = {"n": 0, "restored_in_attempt": 0, "not_restored_in_attempt": 0}  # the latter: given up, or cut short
     eps = 0.02
     for r in sorted((r for r in art.recoveries if r.strategy == RELAY_RETRY), key=lambda r: r.detected_at):
         jid, at = r.job_id, r.detected_at
@@ -453,7 +453,7 @@ def _relay_incidents(
             out["restored_in_attempt"] += 1
             by = "relay"
         else:
-            out["gave_up"] += 1
+            out["not_restored_in_attempt"] += 1
             later = [b for b in per_job.get(jid, ()) if b.first_event_at is not None and b.first_event_at >= at
                      and (a is None or b.id != a.id)]
             nxt = min((b.first_event_at for b in later if b.first_event_at is not None), default=None)
