@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import random
@@ -426,7 +427,13 @@ class ApiRelay:
                     route.watch_kills += 1
                     route.scale = min(route.scale * 2, 64.0)
                 if err.type in _API_SIDE:
-                    permit.on_error(ApiFailure(err))
+                    # A reset this request can wait out is this request's: the relay waits it.  Only
+                    # one longer than a request may be held (a usage limit "resets 3pm") is everyone's,
+                    # and opens the endpoint's breaker until then.  A 429/529 answer to one request among
+                    # many answered ones says the API sheds load, not that every job must stop.
+                    ra0 = err.retry_after
+                    short = ra0 is not None and ra0 <= route.max_wait
+                    permit.on_error(ApiFailure(dataclasses.replace(err, retry_after=None) if short else err))
                 else:  # bad credentials or a bad request say nothing about the endpoint's health
                     permit.release()
                 inc = RelayIncident(sent_at=sent_wall, detected_at=self._time(),
