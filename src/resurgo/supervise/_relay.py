@@ -44,6 +44,7 @@ import dataclasses
 import json
 import logging
 import random
+import re
 import secrets
 import ssl
 import time
@@ -71,6 +72,10 @@ _NOT_RETRIED = frozenset({ErrorType.AUTH, ErrorType.VALIDATION})
 _API_SIDE = frozenset({ErrorType.RESOURCE, ErrorType.NETWORK, ErrorType.TIMEOUT, ErrorType.INTERNAL})
 _NO_ROUTE = b'{"type":"error","error":{"type":"not_found_error","message":"resurgo relay: no such route"}}'
 _SLICE = 0.25
+# an SSE event name is a whole line ("event: error"): answer text that mentions one is no event.  Linear
+# (no nested repetition), and searched once per held answer (the stop near its end only).
+_SSE_ERROR = re.compile(rb"(?m)^event:[ \t]*error[ \t]*\r?$")
+_SSE_STOP = re.compile(rb"(?m)^event:[ \t]*message_stop[ \t]*\r?$")
 _SSE_HEAD = [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache")]
 #: the Messages API's error types by status (what an SSE ``error`` event carries)
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -272,6 +277,7 @@ class ApiRelay:
         self._port = 0
         self._pool: dict[tuple[str, str, int], list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]]] = {}
         self._conns: set[asyncio.StreamWriter] = set()
+        self._pinged: dict[int, float] = {}  # id(client writer) -> when it last got bytes from the relay
         self._ssl: ssl.SSLContext | None = None
 
     # -- life ---------------------------------------------------------------------------------------
@@ -349,6 +355,7 @@ class ApiRelay:
             if route is not None and task is not None:
                 route._tasks.discard(task)
             self._conns.discard(writer)
+            self._pinged.pop(id(writer), None)
             if not writer.transport.is_closing():
                 writer.close()
 
@@ -444,19 +451,21 @@ class ApiRelay:
                     return await self._give_up(route, incs, last, writer, st.committed, why="not retryable")
                 if tries >= self.max_tries:
                     return await self._give_up(route, incs, last, writer, st.committed, why=f"{tries} tries failed")
-                if not st.committed and _streaming(req):
-                    # the CLI's request timeout runs until a response head: a streamed request gets its
-                    # head now, and the relay may hold it for max_wait, pinging, instead of API_TIMEOUT_MS
-                    await _write_head(writer, 200, _SSE_HEAD, chunked=True)
-                    st.committed = True
+                # the CLI's request timeout runs until a response head: a streamed request gets its head
+                # at its first retry, and the relay may hold it for max_wait, pinging, not API_TIMEOUT_MS
+                commit = not st.committed and _streaming(req)
                 ra = max(0.0, err.retry_after or 0.0)
                 backoff = min(self.backoff_cap, self.backoff_base * 2 ** (tries - 1))
                 backoff = backoff / 2 + self._rng.uniform(0, backoff / 2)
                 delay = wanted = max(ra, backoff)
-                deadline = t0 + route.max_wait if st.committed else head_deadline
+                deadline = t0 + route.max_wait if st.committed or commit else head_deadline
                 if self._mono() + delay > deadline:
                     return await self._give_up(route, incs, last, writer, st.committed,
                                                why=f"a wait of {delay:.1f} s goes past the time it may be held")
+                if commit:
+                    await _write_head(writer, 200, _SSE_HEAD, chunked=True)
+                    st.committed = True
+                    self._pinged[id(writer)] = self._mono()
                 # retried: a recovery (the failures the relay passes on are the supervisor's to recover)
                 inc.handle = self.sink.failed(route, inc)
                 incs.append(inc)
@@ -566,6 +575,8 @@ class ApiRelay:
                 self.sink.progress(route)
                 if hold and len(buf) + len(piece) <= HOLD_LIMIT:
                     buf += piece
+                    if st.committed:  # a long answer trickling in: the CLI still hears from us
+                        await self._ping(writer)
                     continue
                 if not st.committed:
                     await _write_head(writer, status, headers, chunked=True)
@@ -576,12 +587,12 @@ class ApiRelay:
                 await _write_chunk(writer, piece)
                 forwarded = True
             if sse and not forwarded:
-                err_at = buf.find(b"event: error")
-                if err_at >= 0:
-                    line = buf[err_at:err_at + 4000].split(b"\n", 2)
-                    data = line[1].decode("utf-8", "replace") if len(line) > 1 else ""
-                    raise _TryFailed(Observation(message=f"API Error: {data.removeprefix('data: ')}"))
-                if b"message_stop" not in buf[-4096:] and b"message_stop" not in buf:
+                m = _SSE_ERROR.search(buf)
+                if m is not None:
+                    line = buf[m.end():m.end() + 4000].lstrip(b"\r\n").split(b"\n", 1)[0]
+                    data = line.decode("utf-8", "replace").strip().removeprefix("data:").strip()
+                    raise _TryFailed(Observation(message=f"API Error: {data}"))
+                if _SSE_STOP.search(buf, max(0, len(buf) - 65536)) is None:
                     raise _TryFailed(ConnectionResetError("the API's answer ended before message_stop"))
             if first_at is not None:
                 ep.times.first_answer(first_at - t_sent)
@@ -610,7 +621,7 @@ class ApiRelay:
         told = False
         while True:
             try:
-                return br.acquire(), self._mono() - t0
+                return br.acquire(), (self._mono() - t0 if told else 0.0)
             except CircuitOpenError as e:
                 if not told:
                     told = True
@@ -629,7 +640,7 @@ class ApiRelay:
         if open_circuit:
             why = why or "the circuit breaker stayed open past the time the request may be held"
         if last is not None:
-            log.info("relay: gave up a request of job %s after %d failed tries: %s", route.job_id, len(incs), why)
+            log.info("relay: gave up a request of job %s after %d retries: %s", route.job_id, len(incs), why)
         for inc in incs:
             inc.gave_up = True
             inc.why = why
@@ -673,7 +684,6 @@ class ApiRelay:
     async def _wait(self, seconds: float, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     committed: bool) -> None:
         end = self._mono() + seconds
-        last_ping = self._mono()
         while True:
             if reader.at_eof():
                 raise _Gone()
@@ -681,16 +691,24 @@ class ApiRelay:
             if left <= 0:
                 return
             await self._sleep(min(left, _SLICE))
-            if committed and self._mono() - last_ping >= self.ping_every:
-                last_ping = self._mono()
-                await _write_chunk(writer, _PING)
+            if committed:
+                await self._ping(writer)
+
+    async def _ping(self, writer: asyncio.StreamWriter) -> None:
+        """An SSE ping to a CLI whose answer is held, at most every ``ping_every`` s (one clock per connection)."""
+        now = self._mono()
+        key = id(writer)
+        if now - self._pinged.get(key, now) >= self.ping_every:
+            self._pinged[key] = now
+            await _write_chunk(writer, _PING)
+        else:
+            self._pinged.setdefault(key, now)
 
     async def _until(self, aw: Awaitable[Any], timeout: float | None, reader: asyncio.StreamReader,
                      writer: asyncio.StreamWriter, ping: bool) -> Any:
         """``aw`` within ``timeout`` (None: no limit), while the CLI is still there; pings while held."""
         task = asyncio.ensure_future(aw)
         end = None if timeout is None else self._mono() + timeout
-        last_ping = self._mono()
         try:
             while True:
                 left = None if end is None else end - self._mono()
@@ -701,9 +719,8 @@ class ApiRelay:
                     return task.result()
                 if reader.at_eof():
                     raise _Gone()
-                if ping and self._mono() - last_ping >= self.ping_every:
-                    last_ping = self._mono()
-                    await _write_chunk(writer, _PING)
+                if ping:
+                    await self._ping(writer)
         finally:
             if not task.done():
                 task.cancel()

@@ -1,0 +1,771 @@
+"""The API relay (``resurgo.supervise._relay``) against the Messages API stand-in.
+
+The client is the ``anthropic`` SDK with its own retries off (as the CLI runs under the
+supervisor), or raw ``httpx`` where the bytes on the wire matter (pings, SSE errors).
+Every test asserts behaviour -- what the client got, what the stand-in saw, what the
+sink and the endpoint's breaker recorded -- never how long something took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anthropic
+import httpx
+import pytest
+
+from resurgo.breaker import CircuitBreaker, CircuitState, CircuitThresholds
+from resurgo.classifier import ErrorType, default_classifier
+from resurgo.mockapi import Faults, MockServer
+from resurgo.retrier import RetryBudget
+from resurgo.supervise._orchestrator import _breaker_classifier
+from resurgo.supervise._relay import ApiRelay, RelayIncident, RelayRoute
+from resurgo.supervise._requests import ResponseTimes
+
+try:  # the SDK's own transport (newer anthropic releases ship an httpx fork)
+    import httpx2
+
+    BROKEN_STREAM: tuple[type[BaseException], ...] = (anthropic.APIError, httpx.HTTPError, httpx2.HTTPError)
+except ImportError:  # pragma: no cover
+    BROKEN_STREAM = (anthropic.APIError, httpx.HTTPError)
+
+MODEL = "claude-sonnet-4-5"
+PROMPT = "hello [[text: the quick brown fox jumps over the lazy dog]]"
+KEY = "sk-ant-relay-test-3f9c1d7e5b2a4860"
+HEADERS = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
+STREAM_BODY = {"model": MODEL, "max_tokens": 64, "stream": True, "messages": [{"role": "user", "content": PROMPT}]}
+MESSAGES = "/v1/messages"
+
+
+# -- the relay's collaborators -------------------------------------------------------------------------
+def lenient_breaker() -> CircuitBreaker:
+    """A breaker that never opens on failure rate (tests about retries, not about the breaker).
+
+    With the orchestrator's classifier, which reads the relay's verdict off an ``ApiFailure``.
+    """
+    return CircuitBreaker("t", thresholds=CircuitThresholds(failure_rate=0.99, min_calls=100),
+                          classifier=_breaker_classifier)
+
+
+@dataclass
+class Endpoint:
+    breaker: Any = field(default_factory=lenient_breaker)
+    budget: Any = field(default_factory=lambda: RetryBudget(ratio=0.5, min_retries_per_sec=10))
+    times: ResponseTimes = field(default_factory=ResponseTimes)
+
+
+@dataclass
+class Sink:
+    """Records everything the relay reports."""
+
+    errors: list[RelayIncident] = field(default_factory=list)
+    failures: list[RelayIncident] = field(default_factory=list)
+    changes: list[RelayIncident] = field(default_factory=list)
+    refusals: list[tuple[str, float | None]] = field(default_factory=list)
+    progressed: int = 0
+
+    def classify(self, evidence: Any) -> Any:
+        return default_classifier().classify(evidence, record=False)
+
+    def error(self, route: RelayRoute, inc: RelayIncident) -> None:
+        self.errors.append(inc)
+
+    def failed(self, route: RelayRoute, inc: RelayIncident) -> object:
+        self.failures.append(inc)
+        return len(self.failures)
+
+    def changed(self, route: RelayRoute, inc: RelayIncident) -> None:
+        self.changes.append(inc)
+
+    def refused(self, route: RelayRoute, state: str, retry_after: float | None) -> None:
+        self.refusals.append((state, retry_after))
+
+    def progress(self, route: RelayRoute) -> None:
+        self.progressed += 1
+
+
+# -- fixtures ----------------------------------------------------------------------------------------------
+@pytest.fixture
+async def api() -> AsyncIterator[MockServer]:
+    async with MockServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def sink() -> Sink:
+    return Sink()
+
+
+MakeRelay = Callable[..., Awaitable[ApiRelay]]
+
+
+@pytest.fixture
+async def make_relay(sink: Sink) -> AsyncIterator[MakeRelay]:
+    """Started relays with short back-offs; every one is stopped after the test."""
+    relays: list[ApiRelay] = []
+
+    async def make(**kw: Any) -> ApiRelay:
+        kw.setdefault("backoff_base", 0.01)
+        kw.setdefault("backoff_cap", 0.05)
+        relay = ApiRelay(sink, **kw)
+        relays.append(relay)
+        await relay.start()
+        return relay
+
+    try:
+        yield make
+    finally:
+        for relay in relays:
+            await relay.stop()
+
+
+# -- clients -----------------------------------------------------------------------------------------------
+def sdk(relay: ApiRelay, route: RelayRoute) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(base_url=relay.url(route), api_key=KEY, max_retries=0, timeout=60)
+
+
+async def ask_streamed(c: anthropic.AsyncAnthropic) -> anthropic.types.Message:
+    async with c.messages.stream(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": PROMPT}]) as s:
+        return await s.get_final_message()
+
+
+async def ask(c: anthropic.AsyncAnthropic) -> anthropic.types.Message:
+    return await c.messages.create(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": PROMPT}])
+
+
+def text_of(m: anthropic.types.Message) -> str:
+    return "".join(b.text for b in m.content if b.type == "text")
+
+
+async def raw_sse(url: str) -> tuple[int, list[tuple[str, str]]]:
+    """A streamed request through raw httpx: the status and the (event, data) pairs as they came."""
+    events: list[tuple[str, str]] = []
+    async with (
+        httpx.AsyncClient(timeout=60) as h,
+        h.stream("POST", url + MESSAGES, json=STREAM_BODY, headers=HEADERS) as r,
+    ):
+        name: str | None = None
+        async for line in r.aiter_lines():
+            if line.startswith("event:"):
+                name = line[len("event:"):].strip()
+            elif line.startswith("data:") and name is not None:
+                events.append((name, line[len("data:"):].strip()))
+                name = None
+        return r.status_code, events
+
+
+def messages_seen(api: MockServer) -> list[Any]:
+    return [r for r in api.requests if r.path == MESSAGES]
+
+
+# -- a retried fault reaches the client as a normal answer ------------------------------------------------
+async def test_529_with_retry_after_is_waited_out_and_retried(api: MockServer, sink: Sink,
+                                                              make_relay: MakeRelay) -> None:
+    relay = await make_relay()
+    ep = Endpoint()
+    route = relay.register(api.url, ep, job_id="j")
+    api.set_faults(Faults(status=529, retry_after=0.1, count=1))
+    async with sdk(relay, route) as c:
+        m = await ask_streamed(c)
+    assert m.stop_reason == "end_turn" and text_of(m)
+
+    seen = messages_seen(api)
+    assert [(r.fault, r.status) for r in seen] == [("529", 529), (None, 200)]
+    assert len(sink.errors) == 1 and len(sink.failures) == 1
+    inc = sink.failures[0]
+    assert inc.kind == "529"
+    assert inc.status == 529
+    assert inc.error.type is ErrorType.RESOURCE
+    assert inc.error.retry_after is not None and inc.error.retry_after > 0
+    assert inc.imposed_s >= inc.error.retry_after  # the server's wait, not the relay's own back-off
+    assert inc.backoff_s == 0.0  # the retry-after was longer than the back-off: nothing of it is the relay's
+    assert not inc.gave_up and inc.why == ""
+    assert inc.retried_at is not None and inc.restored_at is not None
+    assert inc.sent_at <= inc.detected_at <= inc.retried_at <= inc.restored_at
+    assert inc.handle == 1
+    assert route.requests == 1 and route.answered == 1 and route.retries == 1
+    # a short retry-after is this request's to wait out: a plain failure, the breaker stays closed
+    bm = ep.breaker.metrics()
+    assert (bm.failures, bm.successes, bm.state) == (1, 1, CircuitState.CLOSED)
+
+
+async def test_a_retry_without_retry_after_is_the_relays_own_back_off(api: MockServer, sink: Sink,
+                                                                       make_relay: MakeRelay) -> None:
+    relay = await make_relay()
+    route = relay.register(api.url, Endpoint(), job_id="j")
+    api.set_faults(Faults(status=500, count=1))
+    async with sdk(relay, route) as c:
+        await ask_streamed(c)
+    (inc,) = sink.failures
+    assert inc.kind == "5xx" and inc.error.type is ErrorType.INTERNAL
+    assert inc.backoff_s > 0
+    assert inc.imposed_s == pytest.approx(0.0, abs=1e-3)  # nobody imposed a wait
+    assert inc.restored_at is not None
+
+
+@pytest.mark.parametrize(
+    ("faults", "kind", "etype"),
+    [
+        (Faults(reset=True, count=1), "network", ErrorType.NETWORK),
+        (Faults(cut_after=2, count=1), "network", ErrorType.NETWORK),
+        (Faults(status=500, count=1), "5xx", ErrorType.INTERNAL),
+    ],
+    ids=["reset", "cut-stream", "500"],
+)
+async def test_a_streamed_request_is_retried_and_its_answer_arrives_once(
+    api: MockServer, sink: Sink, make_relay: MakeRelay, faults: Faults, kind: str, etype: ErrorType
+) -> None:
+    relay = await make_relay()
+    route = relay.register(api.url, Endpoint(), job_id="j")
+    async with sdk(relay, route) as c:
+        clean = await ask_streamed(c)
+        api.reset_requests()
+        api.set_faults(faults)
+        m = await ask_streamed(c)
+    assert text_of(m) == text_of(clean) != ""
+    assert m.stop_reason == clean.stop_reason == "end_turn"
+    assert m.usage.output_tokens == clean.usage.output_tokens
+
+    seen = messages_seen(api)
+    assert len(seen) == 2
+    assert seen[0].fault is not None and seen[1].fault is None and seen[1].status == 200
+    (inc,) = sink.failures
+    assert (inc.kind, inc.error.type) == (kind, etype)
+    assert inc.restored_at is not None and not inc.gave_up
+
+
+@pytest.mark.parametrize("faults", [Faults(cut_after=2, count=1), Faults(reset=True, count=1),
+                                    Faults(status=503, count=1)], ids=["cut", "reset", "503"])
+async def test_the_raw_stream_carries_one_complete_answer_after_a_retry(
+    api: MockServer, sink: Sink, make_relay: MakeRelay, faults: Faults
+) -> None:
+    relay = await make_relay()
+    route = relay.register(api.url, Endpoint(), job_id="j")
+    status, clean = await raw_sse(relay.url(route))
+    api.set_faults(faults)
+    status2, events = await raw_sse(relay.url(route))
+    assert status == status2 == 200
+    names = [n for n, _ in events if n != "ping"]
+    assert names == [n for n, _ in clean if n != "ping"]
+    assert names.count("message_start") == 1 and names.count("message_stop") == 1
+    assert names[-1] == "message_stop"
+    assert len(sink.failures) == 1
+
+
+@pytest.mark.parametrize("faults", [Faults(reset=True, count=1), Faults(cut_after=1, count=1),
+                                    Faults(status=529, count=1)], ids=["reset", "cut-body", "529"])
+async def test_a_non_streamed_request_is_retried_too(api: MockServer, sink: Sink, make_relay: MakeRelay,
+                                                     faults: Faults) -> None:
+    relay = await make_relay()
+    route = relay.register(api.url, Endpoint(), job_id="j")
+    api.set_faults(faults)
+    async with sdk(relay, route) as c:
+        m = await ask(c)
+    assert m.stop_reason == "end_turn" and text_of(m)
+    assert len(messages_seen(api)) == 2
+    assert len(sink.failures) == 1 and sink.failures[0].restored_at is not None
+
+
+async def test_a_hang_past_the_learned_limit_is_ended_and_retried(api: MockServer, sink: Sink,
+                                                                  make_relay: MakeRelay) -> None:
+    relay = await make_relay()
+    ep = Endpoint(times=ResponseTimes(min_samples=1, floor=0.3))
+    route = relay.register(api.url, ep, job_id="j")
+    async with sdk(relay, route) as c:
+        await ask_streamed(c)  # the endpoint learns what an answer takes
+        assert ep.times.first_answer_limit() is not None
+        api.set_faults(Faults(hang=True, count=1))
+        m = await ask_streamed(c)
+    assert m.stop_reason == "end_turn" and text_of(m)
+    seen = messages_seen(api)
+    assert [r.fault for r in seen] == [None, "hang", None]
+    (inc,) = sink.failures
+    assert inc.kind == "stall"
+    assert inc.error.type is ErrorType.TIMEOUT
+    assert inc.restored_at is not None
+    assert route.watch_kills == 1 and route.scale == 2.0  # this job's requests get more time from now on
+
+
+async def test_no_hang_limit_before_the_endpoint_learned_one(api: MockServer, sink: Sink,
+                                                             make_relay: MakeRelay) -> None:
+    relay = await make_relay()
+    route = relay.register(api.url, Endpoint(times=ResponseTimes(min_samples=1, floor=0.3)), job_id="j")
+    api.set_faults(Faults(first_byte_delay=0.6, count=1))  # slow, not hung: nothing learned, nothing ended
+    async with sdk(relay, route) as c:
+        m = await ask_streamed(c)
+    assert m.stop_reason == "end_turn"
+    assert len(messages_seen(api)) == 1 and sink.errors == [] and route.watch_kills == 0
+
+
+async def test_concurrent_requests_are_each_retried(api: MockServer, sink: Sink, make_relay: MakeRelay) -> None:
+    relay = await make_relay()
+    ep = Endpoint()
+    route = relay.register(api.url, ep, job_id="j")
+    api.set_faults(Faults(status=529, count=2))
+    async with sdk(relay, route) as c:
+        answers = await asyncio.gather(*(ask_streamed(c) for _ in range(3)))
+    assert all(m.stop_reason == "end_turn" and text_of(m) for m in answers)
+    assert sorted(str(r.status) for r in messages_seen(api)) == ["200", "200", "200", "529", "529"]
+    assert len(sink.failures) == 2 and all(i.restored_at is not None for i in sink.failures)
+    assert route.requests == 3 and route.answered == 3 and route.retries == 2
+    assert sink.progressed > 0
+    bm = ep.breaker.metrics()
+    assert (bm.failures, bm.successes) == (2, 3)
+
+
+# -- what is not retried ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(("status", "exc"), [(401, anthropic.AuthenticationError), (400, anthropic.BadRequestError)])
+async def test_a_client_error_is_passed_on_at_once(api: MockServer, sink: Sink, make_relay: MakeRelay,
+                                                   status: int, exc: type[anthropic.APIStatusError]) -> None:
+    relay = await make_relay()
+    ep = Endpoint()
+    route = relay.register(api.url, ep, job_id="j")
+    api.set_faults(Faults(status=status))
+    async with sdk(relay, route) as c:
+        with pytest.raises(exc) as ei:
+            await ask_streamed(c)
+    assert ei.value.status_code == status
+    assert len(messages_seen(api)) == 1
+    assert sink.failures == []  # no recovery began
+    (err,) = sink.errors
+    assert err.status == status
+    assert err.error.type is (ErrorType.AUTH if status == 401 else ErrorType.VALIDATION)
+    bm = ep.breaker.metrics()
+    assert bm.failures == 0  # bad credentials or a bad request say nothing about the endpoint's health
+    assert bm.state is CircuitState.CLOSED
+    assert route.last_failed
+
+
+async def test_after_max_tries_the_client_sees_the_last_status(api: MockServer, sink: Sink,
+                                                               make_relay: MakeRelay) -> None:
+    relay = await make_relay(max_tries=3)
+    route = relay.register(api.url, Endpoint(), job_id="j")
+    api.set_faults(Faults(status=529))
+    async with sdk(relay, route) as c:
+        with pytest.raises(anthropic.APIStatusError) as ei:
+            await ask(c)
+    assert ei.value.status_code == 529
+    assert [r.status for r in messages_seen(api)] == [529, 529, 529]
+    assert len(sink.errors) == 3
+    assert len(sink.failures) == 2  # the tries that were retried
+    assert all(i.gave_up and "3 tries" in i.why and i.restored_at is None for i in sink.failures)
+    assert route.answered == 0 and route.last_failed
+
+
+async def test_a_retry_after_past_the_clients_timeout_is_passed_on_at_once(api: MockServer, sink: Sink,
+                                                                           make_relay: MakeRelay) -> None:
+    relay = await make_relay()
+    route = relay.register(api.url, Endpoint(), job_id="j", answer_timeout=2.0)
+    api.set_faults(Faults(status=429, retry_after=30))
+    async with sdk(relay, route) as c:
+        with pytest.raises(anthropic.RateLimitError) as ei:
+            await ask(c)
+    assert ei.value.status_code == 429
+    assert ei.value.response.headers.get("retry-after") == "30"
+    assert len(messages_seen(api)) == 1
+    assert sink.failures == [] and len(sink.errors) == 1 and sink.errors[0].kind == "429"
+
+
+async def test_a_streamed_request_with_a_retry_after_past_max_wait_sees_the_429(
+    api: MockServer, sink: Sink, make_relay: MakeRelay
+) -> None:
+    """The relay will not wait: it gives up at once, and should pass the 429 on as it came (status and
+    retry-after) instead of committing a 200 SSE head first and ending it with an SSE error."""
+    relay = await make_relay()
+    route = relay.register(api.url, Endpoint(), job_id="j", max_wait=5.0)
+    api.set_faults(Faults(status=429, retry_after=30, count=1))
+    async with sdk(relay, route) as c:
+        with pytest.raises(anthropic.RateLimitError) as ei:
+            await ask_streamed(c)
+    assert ei.value.status_code == 429
+    assert len(messages_seen(api)) == 1
+    assert sink.failures == []
+
+
+async def test_no_retry_budget_within_the_wait_passes_the_failure_on(api: MockServer, sink: Sink,
+                                                                      make_relay: MakeRelay) -> None:
+    relay = await make_relay()
+    ep = Endpoint(budget=RetryBudget(ratio=0.0, min_retries_per_sec=0.0))
+    route = relay.register(api.url, ep, job_id="j", answer_timeout=1.6)
+    api.set_faults(Faults(status=500, count=1))
+    async with sdk(relay, route) as c:
+        with pytest.raises(anthropic.InternalServerError) as ei:
+            await ask(c)
+    assert ei.value.status_code == 500
+    assert len(messages_seen(api)) == 1
+    (inc,) = sink.failures
+    assert inc.gave_up and "budget" in inc.why
+
+
+# -- the breaker ---------------------------------------------------------------------------------------------
+async def test_an_open_breaker_past_the_deadline_answers_529(api: MockServer, sink: Sink,
+                                                             make_relay: MakeRelay) -> None:
+    relay = await make_relay()
+    ep = Endpoint()
+    ep.breaker.open(wait=30)
+    route = relay.register(api.url, ep, job_id="j", max_wait=2.0)
+    async with sdk(relay, route) as c:
+        with pytest.raises(anthropic.APIStatusError) as ei:
+            await ask_streamed(c)
+    assert ei.value.status_code == 529
+    assert "circuit breaker" in str(ei.value)
+    assert messages_seen(api) == []
+    assert sink.refusals and sink.refusals[0][0] == "open"
+    assert ep.breaker.metrics().rejected >= 1
+
+
+async def test_an_open_breaker_with_a_short_wait_holds_the_request(api: MockServer, sink: Sink,
+                                                                   make_relay: MakeRelay) -> None:
+    relay = await make_relay()
+    ep = Endpoint()
+    ep.breaker.open(wait=0.3)
+    route = relay.register(api.url, ep, job_id="j")
+    async with sdk(relay, route) as c:
+        m = await ask_streamed(c)
+    assert m.stop_reason == "end_turn"
+    assert len(messages_seen(api)) == 1
+    assert sink.refusals and sink.refusals[0][0] == "open"
+    assert sink.errors == [] and sink.failures == []
+    assert ep.breaker.metrics().successes == 1
+
+
+async def test_a_long_reset_opens_the_breaker_a_short_one_does_not(api: MockServer, sink: Sink,
+                                                                   make_relay: MakeRelay) -> None:
+    relay = await make_relay()
+    short_ep, long_ep = Endpoint(), Endpoint()
+    short = relay.register(api.url, short_ep, job_id="a", max_wait=5.0)
+    long = relay.register(api.url, long_ep, job_id="b", max_wait=5.0)
+    api.set_faults(Faults(status=429, retry_after=0.1, count=1))
+    async with sdk(relay, short) as c:
+        await ask(c)
+    assert short_ep.breaker.state is CircuitState.CLOSED
+
+    api.set_faults(Faults(status=429, retry_after=120, count=1))
+    async with sdk(relay, long) as c:
+        with pytest.raises(anthropic.RateLimitError):
+            await ask(c)
+        assert long_ep.breaker.state is CircuitState.OPEN
+        # the next request is refused by the breaker without reaching the API
+        n = len(messages_seen(api))
+        with pytest.raises(anthropic.APIStatusError) as ei:
+            await ask(c)
+    assert ei.value.status_code == 529 and "circuit breaker" in str(ei.value)
+    assert len(messages_seen(api)) == n
+
+
+# -- a committed stream that cannot be completed -----------------------------------------------------------
+async def test_a_cut_stream_that_keeps_failing_ends_with_an_sse_error(api: MockServer, sink: Sink,
+                                                                      make_relay: MakeRelay) -> None:
+    relay = await make_relay(max_tries=2)
+    route = relay.register(api.url, Endpoint(), job_id="j")
+    api.set_faults(Faults(cut_after=1))
+    async with sdk(relay, route) as c:
+        with pytest.raises(anthropic.APIError, match="resurgo relay"):
+            await ask_streamed(c)
+    assert [r.fault for r in messages_seen(api)] == ["cut", "cut"]
+    assert sink.failures and all(i.gave_up for i in sink.failures)
+
+    api.reset_requests()
+    status, events = await raw_sse(relay.url(route))
+    assert status == 200
+    names = [n for n, _ in events]
+    assert "message_start" not in names  # the held half answers never reached the client
+    assert names[-1] == "error"
+    err = json.loads(events[-1][1])
+    assert err["type"] == "error" and err["error"]["message"].startswith("resurgo relay")
+    assert len(messages_seen(api)) == 2
+
+
+# -- not held, not retried ---------------------------------------------------------------------------------
+async def test_an_unheld_stream_cut_after_bytes_went_out_breaks_the_client(api: MockServer, sink: Sink,
+                                                                           make_relay: MakeRelay) -> None:
+    relay = await make_relay()
+    route = relay.register(api.url, Endpoint(), job_id="j", hold=False)
+    api.set_faults(Faults(cut_after=2, count=1))
+    async with sdk(relay, route) as c:
+        with pytest.raises(BROKEN_STREAM):
+            await ask_streamed(c)
+    assert len(messages_seen(api)) == 1
+    assert sink.failures == []
+
+
+async def test_an_unheld_stream_cut_before_its_first_byte_is_retried(api: MockServer, sink: Sink,
+                                                                     make_relay: MakeRelay) -> None:
+    relay = await make_relay()
+    route = relay.register(api.url, Endpoint(), job_id="j", hold=False)
+    api.set_faults(Faults(cut_after=0, count=1))
+    async with sdk(relay, route) as c:
+        m = await ask_streamed(c)
+    assert m.stop_reason == "end_turn" and text_of(m)
+    assert len(messages_seen(api)) == 2
+    assert len(sink.failures) == 1
+
+
+# -- pings ----------------------------------------------------------------------------------------------------
+def _first(names: list[str], name: str) -> int:
+    return names.index(name) if name in names else len(names)
+
+
+async def test_a_held_slow_answer_is_pinged(api: MockServer, make_relay: MakeRelay) -> None:
+    relay = await make_relay(ping_every=0.1)
+    route = relay.register(api.url, Endpoint(), job_id="j")
+    _, clean = await raw_sse(relay.url(route))
+    api.set_faults(Faults(event_delay=0.15))
+    status, events = await raw_sse(relay.url(route))
+    assert status == 200
+    names = [n for n, _ in events]
+    assert "ping" in names[:_first(names, "message_start")], names
+    assert [n for n in names if n != "ping"] == [n for n, _ in clean if n != "ping"]
+
+
+async def test_a_retry_wait_is_pinged(api: MockServer, make_relay: MakeRelay) -> None:
+    relay = await make_relay(ping_every=0.1)
+    route = relay.register(api.url, Endpoint(), job_id="j")
+    api.set_faults(Faults(status=529, retry_after=0.1, count=1))
+    status, events = await raw_sse(relay.url(route))
+    assert status == 200
+    names = [n for n, _ in events]
+    assert "ping" in names[:_first(names, "message_start")], names
+    assert names[-1] == "message_stop" and names.count("message_start") == 1
+
+
+# -- everything else ----------------------------------------------------------------------------------------
+async def test_other_requests_are_forwarded_once(api: MockServer, sink: Sink, make_relay: MakeRelay) -> None:
+    relay = await make_relay()
+    route = relay.register(api.url, Endpoint(), job_id="j")
+    async with sdk(relay, route) as c:
+        n = await c.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": PROMPT}])
+        assert n.input_tokens > 0
+        api.set_faults(Faults(status=500, count=1, paths=("/v1/messages/count_tokens",)))
+        with pytest.raises(anthropic.InternalServerError):
+            await c.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": PROMPT}])
+    seen = [r for r in api.requests if r.path == "/v1/messages/count_tokens"]
+    assert [r.status for r in seen] == [200, 500]
+    assert sink.errors == [] and sink.failures == []
+    assert route.requests == 0  # only messages count as the relay's requests
+
+
+async def test_an_unknown_route_is_404(api: MockServer, make_relay: MakeRelay) -> None:
+    relay = await make_relay()
+    route = relay.register(api.url, Endpoint(), job_id="j")
+    base = relay.url(route).rsplit("/", 1)[0]
+    async with httpx.AsyncClient(timeout=10) as h:
+        r = await h.post(base + "/not-a-token" + MESSAGES, json=STREAM_BODY, headers=HEADERS)
+        assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
+        r = await h.get(relay.url(route).split("/r/")[0] + "/v1/models")
+        assert r.status_code == 404
+        relay.unregister(route)
+        r = await h.post(relay.url(route) + MESSAGES, json=STREAM_BODY, headers=HEADERS)
+        assert r.status_code == 404
+    assert api.requests == []
+
+
+async def test_a_non_http_upstream_is_refused(make_relay: MakeRelay) -> None:
+    relay = await make_relay()
+    with pytest.raises(ValueError, match="http"):
+        relay.register("ftp://example.invalid/", Endpoint(), job_id="j")
+
+
+async def test_stop_ends_the_requests_in_flight(api: MockServer, sink: Sink) -> None:
+    relay = ApiRelay(sink, backoff_base=0.01, backoff_cap=0.05)
+    await relay.start()
+    try:
+        route = relay.register(api.url, Endpoint(), job_id="j", watch=False)
+        api.set_faults(Faults(hang=True))
+        async with sdk(relay, route) as c:
+            task = asyncio.ensure_future(ask(c))
+            for _ in range(500):
+                if messages_seen(api):
+                    break
+                await asyncio.sleep(0.01)
+            assert len(messages_seen(api)) == 1
+            await relay.stop()
+            assert not relay.running
+            with pytest.raises(anthropic.APIConnectionError):
+                await asyncio.wait_for(task, 10)
+    finally:
+        await relay.stop()
+
+
+# -- secrets ----------------------------------------------------------------------------------------------------
+async def test_the_api_key_is_forwarded_and_never_logged(api: MockServer, sink: Sink, make_relay: MakeRelay,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    relay = await make_relay(max_tries=2)
+    route = relay.register(api.url, Endpoint(), job_id="j")
+    async with sdk(relay, route) as c:
+        api.set_faults(Faults(status=500, count=1))
+        await ask_streamed(c)  # failed, retried, answered
+        api.set_faults(Faults(status=529))
+        with pytest.raises(anthropic.APIStatusError):
+            await ask(c)  # failed twice, given up (logged)
+    assert len(sink.errors) == 3
+    assert any(r.name == "resurgo.relay" for r in caplog.records)  # the relay did log something
+    for rec in caplog.records:
+        assert KEY not in rec.getMessage()
+        assert KEY not in (rec.exc_text or "")
+    assert KEY not in caplog.text
+    seen = messages_seen(api)
+    assert len(seen) == 4
+    assert all("x-api-key" in r.headers or "authorization" in r.headers for r in seen)  # redacted by the stand-in
+    assert seen[1].status == 200
+
+
+async def test_request_headers_reach_the_upstream_untouched(sink: Sink, make_relay: MakeRelay) -> None:
+    """The stand-in redacts what it records: a bare upstream shows the key arrived as the client sent it."""
+    heads: list[bytes] = []
+
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            head = await reader.readuntil(b"\r\n\r\n")
+            heads.append(head)
+            n = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")), 0)
+            await reader.readexactly(n)
+            body = b'{"input_tokens": 3}'
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                         b"connection: close\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(upstream, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        relay = await make_relay()
+        route = relay.register(f"http://127.0.0.1:{port}", Endpoint(), job_id="j")
+        async with sdk(relay, route) as c:
+            n = await c.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": "x"}])
+        assert n.input_tokens == 3
+    finally:
+        server.close()
+        await server.wait_closed()
+    (head,) = heads
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0].startswith("POST /v1/messages/count_tokens")
+    sent = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+    # the SDK sends the key as x-api-key or (newer releases) as a bearer token
+    assert KEY in (sent.get("x-api-key"), sent.get("authorization", "").removeprefix("Bearer "))
+
+
+# -- the answer's own text is not the stream's framing -------------------------------------------------------
+async def _ask_text(c: anthropic.AsyncAnthropic, text: str) -> anthropic.types.Message:
+    async with c.messages.stream(model=MODEL, max_tokens=64,
+                                 messages=[{"role": "user", "content": f"[[text: {text}]]"}]) as s:
+        return await s.get_final_message()
+
+
+async def test_an_answer_that_mentions_event_error_is_delivered(api: MockServer, sink: Sink,
+                                                                make_relay: MakeRelay) -> None:
+    """A complete, healthy answer whose text contains ``event: error`` is not an SSE error event."""
+    relay = await make_relay()
+    route = relay.register(api.url, Endpoint(), job_id="j")
+    text = "an SSE stream may end with event: error event: error event: error"
+    async with sdk(relay, route) as c:
+        m = await _ask_text(c, text)
+    assert text_of(m) == text
+    assert len(messages_seen(api)) == 1
+    assert sink.errors == []
+
+
+async def test_a_cut_answer_that_mentions_message_stop_is_still_retried(api: MockServer, sink: Sink,
+                                                                        make_relay: MakeRelay) -> None:
+    """The text ``message_stop`` inside a delta does not make a cut answer complete."""
+    relay = await make_relay()
+    route = relay.register(api.url, Endpoint(), job_id="j")
+    text = "message_stop message_stop message_stop"
+    api.set_faults(Faults(cut_after=4, count=1))  # message_start, content_block_start, ping, the first delta
+    async with sdk(relay, route) as c:
+        m = await _ask_text(c, text)
+    assert text_of(m) == text
+    assert m.stop_reason == "end_turn"
+    assert [r.fault for r in messages_seen(api)] == ["cut", None]
+    assert len(sink.failures) == 1
+
+
+class ScriptedUpstream:
+    """A bare upstream that answers the n-th request with the n-th scripted SSE body (cleanly chunked)."""
+
+    def __init__(self, bodies: list[bytes]) -> None:
+        self.bodies = bodies
+        self.seen = 0
+        self.server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def __aenter__(self) -> ScriptedUpstream:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            head = await reader.readuntil(b"\r\n\r\n")
+            n = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")), 0)
+            await reader.readexactly(n)
+            body = self.bodies[min(self.seen, len(self.bodies) - 1)]
+            self.seen += 1
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+                         b"transfer-encoding: chunked\r\nconnection: close\r\n\r\n")
+            writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+            await writer.drain()
+        writer.close()
+
+
+def sse_answer(text: str) -> list[bytes]:
+    """The events of a complete streamed answer with this text, one encoded event each."""
+    from resurgo.mockapi._script import Reply
+    from resurgo.mockapi._sse import encode_event, sse_events
+
+    reply = Reply(content=[{"type": "text", "text": text}])
+    return [encode_event(name, data) for name, data in sse_events(reply, model=MODEL, input_tokens=3,
+                                                                   output_tokens=3)]
+
+
+@pytest.mark.parametrize("text", ["all good all good all good", "message_stop message_stop message_stop"],
+                         ids=["plain-text", "text-mentions-message_stop"])
+async def test_a_cleanly_ended_answer_without_message_stop_is_retried(sink: Sink, make_relay: MakeRelay,
+                                                                      text: str) -> None:
+    """An answer whose stream ends (cleanly) before its ``message_stop`` event is incomplete, whatever
+    its text says."""
+    full = sse_answer(text)
+    assert full[3].startswith(b"event: content_block_delta")
+    async with ScriptedUpstream([b"".join(full[:4]), b"".join(full)]) as up:
+        relay = await make_relay()
+        route = relay.register(up.url, Endpoint(), job_id="j")
+        async with sdk(relay, route) as c:
+            m = await _ask_text(c, text)
+        seen = up.seen
+    assert text_of(m) == text and m.stop_reason == "end_turn"
+    assert seen == 2
+    assert len(sink.failures) == 1 and sink.failures[0].kind == "network"
+
+
+async def test_an_sse_error_event_from_the_api_is_retried(sink: Sink, make_relay: MakeRelay) -> None:
+    """The API's own mid-stream ``event: error`` (an overload) makes the held answer a failed try."""
+    text = "all good"
+    full = sse_answer(text)
+    err = b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
+    async with ScriptedUpstream([full[0] + err, b"".join(full)]) as up:
+        relay = await make_relay()
+        route = relay.register(up.url, Endpoint(), job_id="j")
+        async with sdk(relay, route) as c:
+            m = await _ask_text(c, text)
+        seen = up.seen
+    assert text_of(m) == text
+    assert seen == 2
+    (inc,) = sink.failures
+    assert inc.error.type is ErrorType.RESOURCE and inc.restored_at is not None
