@@ -66,6 +66,7 @@ async def test_spans_events_trace_context_and_metrics_of_a_recovered_job(
         backoff_cap=0.5,
         cli_max_retries=0,
         claude_args=("--allowedTools", "Bash"),
+        relay=False,  # the 529 must reach the CLI: these are the spans of a recovery by a new attempt
         breaker=CircuitThresholds(
             failure_rate=0.5, min_calls=1, sliding_window=30.0, half_open_max_calls=1,
             half_open_lease=60.0, slow_call_duration=600.0, wait_in_open=0.5, wait_multiplier=1.0,

@@ -61,6 +61,7 @@ def test_resurgo_run_with_otel_enabled_exports_to_an_otlp_collector(
     env = cli_env(tmp_path, {
         **claude_env, "RESURGO_CLAUDE": claude_bin, "ANTHROPIC_BASE_URL": mock_api.url,
         "RESURGO_SUPERVISOR_BACKOFF_BASE": "0.1", "RESURGO_OTEL_ENABLED": "1",
+        "RESURGO_SUPERVISOR_RELAY": "false",  # the 529 must reach the CLI and end the attempt
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_port}",
         "OTEL_SERVICE_NAME": "otel-cli-test", "OTEL_METRIC_EXPORT_INTERVAL": "60000",
     })

@@ -164,6 +164,16 @@ class AttemptSignals:
             if status == "rejected" and isinstance(resets, int | float) and not isinstance(resets, bool):
                 self.pause_until(float(resets), f"rate_limit_event rejected until {resets:.0f}")
 
+    def relay_failed(self, status: int | None, mono: float) -> None:
+        """A request failed in the relay (which retries it unseen by the CLI): an overload status is
+        the same signal as the CLI's own ``api_retry``."""
+        if self.lease.done:
+            return
+        if status is not None and status in OVERLOAD_STATUSES:
+            self.signalled = True
+            self.lease.sample(dropped=True, started=self._req_start, reason=f"relay {status}")
+        self._req_start = mono
+
     def pause_until(self, epoch: float, reason: str) -> None:
         secs = min(MAX_PAUSE, epoch - self.limiter.clock.time())
         if secs > 0:

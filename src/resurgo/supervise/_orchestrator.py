@@ -1534,6 +1534,9 @@ class _RelaySink:
 
     def error(self, route: RelayRoute, inc: RelayIncident) -> None:
         err = inc.error
+        run = self.o._runs.get(route.job_id)
+        if run is not None and run.signals is not None:
+            run.signals.relay_failed(inc.status, self.o.clock.monotonic())
         try:
             self.o.jobs.runs.insert_error(
                 ts=inc.detected_at, job_id=route.job_id, type=err.type.value if err.type else "internal",
