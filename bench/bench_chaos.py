@@ -119,11 +119,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the run's folder (store, logs) for a look afterwards")
     ap.add_argument("--before", type=Path, default=None,
                     help="the earlier result to compare with (default: the file --out replaces)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                    help="a supervisor setting for this run, e.g. --set relay=false (an A/B on the same seed)")
     a = ap.parse_args(argv)
+    overrides: dict[str, Any] = {}
+    for item in a.set:
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            ap.error(f"--set wants KEY=JSON, got {item!r}")
+        try:
+            overrides[key] = json.loads(val)
+        except ValueError:
+            ap.error(f"--set {key}: the value must be JSON (true, 0.5, \"text\"), got {val!r}")
     cfg = ChaosConfig(
         duration=a.duration, jobs=a.jobs, concurrency=a.concurrency, kill_every=a.kill_every,
         fault_rate=a.fault_rate, steps=a.steps, seed=a.seed, kill_supervisor=not a.no_kill_supervisor,
-        pressure=a.pressure, keep=a.keep,
+        pressure=a.pressure, keep=a.keep, supervisor=overrides,
     )
     before_path = a.before or a.out
     before: dict[str, Any] | None = None
