@@ -359,11 +359,13 @@ def show_cmd(job: str, max_events: int, store_opt: Path | None, as_json: bool) -
     if detail.get("recovery_phases"):
         # where each recovery's time went: fault -> noticed -> waits -> CLI started -> first event -> caught up
         t = Table(title="recovery phases (s)", title_justify="left")
-        for col in ("fault", "detect", "imposed", "backoff", "budget", "other", "cli start", "redo", "lost tools",
+        # a relay retry started no CLI: its "start" is the retried request's wait for the API
+        for col in ("fault", "detect", "imposed", "backoff", "budget", "other", "start", "redo", "lost tools",
                     "total", "excl. imposed"):
             t.add_column(col, justify="left" if col == "fault" else "right")
         for ph in detail["recovery_phases"]:
-            t.add_row(ph["fault_kind"], *(_secs(ph.get(k)) for k in (
+            kind = ph["fault_kind"] + (" (relay)" if ph.get("strategy") == "relay_retry" else "")
+            t.add_row(kind, *(_secs(ph.get(k)) for k in (
                 "detect_s", "imposed_s", "backoff_s", "budget_s", "overhead_s", "start_s", "redo_s")),
                 "-" if ph.get("lost_tools") is None else str(ph["lost_tools"]),
                 _secs(ph.get("recovery_s")), _secs(ph.get("recovery_excl_imposed_s")))

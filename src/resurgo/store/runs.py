@@ -101,6 +101,12 @@ class RecoveryPhases:
       the failed attempt (calls in flight when it failed, for a resume; every
       completed call too, for a restart from the prompt), or its result event.
       Zero when nothing was lost.
+
+    A ``relay_retry`` (the supervisor's API relay asked the API again; the CLI
+    kept running) has the same phases with the relay as the actor:
+    ``fault_at`` is when the failed request was sent, ``started_at`` when the
+    next try was, ``start_s`` that try's wait for the API's first byte (or for
+    the tries after it), and ``redo_s`` zero: nothing reached the CLI.
     """
 
     id: int

@@ -27,12 +27,15 @@ class ConfigError(ValueError):
 def default_breaker_thresholds() -> CircuitThresholds:
     """Breaker thresholds suited to CLI runs rather than RPCs.
 
-    A CLI attempt is a "call" to its endpoint that is judged as soon as the API
-    answers (the first real assistant message) or the attempt fails, so
-    slowness is meaningless here (a long tool call is not a slow API): slow-call
-    detection is pushed out of the way.  After that first answer, every further
-    answered request is one more successful call, as every failed request is one
-    failed call, so the failure rate is a share of requests.
+    Every API request is a call: through the relay (the default) each request
+    and each of its retries is judged on the wire; without it, a CLI attempt is
+    judged as soon as the API answers (the first real assistant message) or the
+    attempt fails, and every further answered request is one more successful
+    call, as every failed request is one failed call.  Either way the failure
+    rate is a share of requests.  Slowness is meaningless here (a long answer
+    is not a slow API): slow-call detection is pushed out of the way.  A short
+    server reset (``retry-after`` the relay can wait out for that request) is a
+    plain failure; only a longer one (a usage limit) opens the breaker until it.
 
     Two rules open it.  Half of the calls of the last 60 s failed (at least 10
     calls: with every answer a call there are many, and 4 let two scattered
