@@ -215,7 +215,20 @@ def test_a_fault_on_the_same_job_outside_the_request_explains_nothing() -> None:
 
 def test_a_relay_retry_cut_short_recovers_with_the_next_attempt() -> None:
     art = _relayed(hit=True, restored=None)
+    art.attempts[4] = dataclasses.replace(art.attempts[4], outcome="failed", ended_at=T + 6.0)  # j3's CLI died
     r = score(art)
     rel = next(i for i in r.attribution["incidents"] if i.get("relay"))
     assert r.attribution["relay_retries"]["not_restored_in_attempt"] == 1
     assert rel["recovered_by"] is None and rel["recovery_s"] is None  # j3 had no later attempt
+
+
+def test_a_relay_retry_given_up_is_recovered_when_the_same_attempt_goes_on() -> None:
+    """The CLI asked again itself after the relay gave up and got through: the job moved on, no restart."""
+    art = _relayed(hit=True, restored=None)
+    art.recoveries.append(RecoveryRow("j3", 5, "relay_retry", T + 8.0, T + 8.05, T + 8.4, 0.0,
+                                      fault_at=T + 7.9, error_type="internal"))
+    art.hits.append(FaultHit(T + 7.95, "j3", "api:500"))
+    r = score(art)
+    first = next(i for i in r.attribution["incidents"] if i.get("relay") and i["at"] == T + 5.1)
+    assert first["recovered_by"] == "relay" and first["recovery_s"] == pytest.approx(3.3)
+    assert r.auto_recovery_rate == 1.0

@@ -433,7 +433,8 @@ def _relay_incidents(
     att_by_id = {a.id: a for atts in per_job.values() for a in atts}
     out = {"n": 0, "restored_in_attempt": 0, "not_restored_in_attempt": 0}  # the latter: given up, or cut short
     eps = 0.02
-    for r in sorted((r for r in art.recoveries if r.strategy == RELAY_RETRY), key=lambda r: r.detected_at):
+    relay_rows = [r for r in art.recoveries if r.strategy == RELAY_RETRY]
+    for r in sorted(relay_rows, key=lambda r: r.detected_at):
         jid, at = r.job_id, r.detected_at
         sent = r.fault_at if r.fault_at is not None else at
         cands = [h for h in hits_by_job.get(jid, []) if sent - eps <= h.at <= at + eps]
@@ -454,10 +455,16 @@ def _relay_incidents(
             by = "relay"
         else:
             out["not_restored_in_attempt"] += 1
-            later = [b for b in per_job.get(jid, ()) if b.first_event_at is not None and b.first_event_at >= at
-                     and (a is None or b.id != a.id)]
-            nxt = min((b.first_event_at for b in later if b.first_event_at is not None), default=None)
-            by = "supervisor" if nxt is not None else None
+            # the job moved again: a later request of it the relay got answered, a later attempt's
+            # first event, or this very attempt succeeding (the CLI itself asked again and got through)
+            later = [b.first_event_at for b in per_job.get(jid, ()) if b.first_event_at is not None
+                     and b.first_event_at >= at and (a is None or b.id != a.id)]
+            answered = [x.restored_at for x in relay_rows if x.job_id == jid and x.restored_at is not None
+                        and x.restored_at >= at]
+            own = [a.ended_at] if a is not None and a.outcome == "succeeded" and a.ended_at is not None \
+                and a.ended_at >= at else []
+            nxt = min([*later, *answered, *own], default=None)
+            by = None if nxt is None else ("supervisor" if later and nxt == min(later) else "relay")
         reset = API_RETRY_AFTER.get(attr.cause.split(":", 1)[1]) if attr and attr.cause.startswith("api:") else None
         if reset:
             imposed.setdefault(jid, []).append((at, at + reset))
