@@ -18,7 +18,13 @@ Three measurements (issue 5's goals in brackets):
    --output-format stream-json --verbose``, paired and interleaved, wall and
    CPU time of each command [wall ratio <= 1.15]; also with the early start
    off, to show what starting the CLI before resurgo's imports buys.
-4. **Memory** -- peak RSS of the supervisor process while ``--sessions``
+4. **API fault** -- a job of three Bash steps whose second API request fails
+   (500, a reset connection, a stream cut after two events), with the API relay
+   on and off, paired and interleaved, ``--runs`` each: the job's wall time
+   over a fault-free run of the same job (what one fault costs the user), and
+   how many CLIs it took.  With the relay the request is asked again without
+   the CLI seeing it; without it the CLI fails and is resumed.
+5. **Memory** -- peak RSS of the supervisor process while ``--sessions``
    sessions run at once (prompts that make the stand-in wait, so the CLIs
    stay alive together); also the number of CLIs seen alive at once.
 
@@ -152,6 +158,68 @@ async def bench_recovery(tmp: Path, url: str, kills: int) -> dict[str, Any]:
         "kill_to_restored_p95_s": round(_pct(from_kill, 95), 3),
         "goal_median_s": 2.0,
     }
+
+
+def _set_faults(url: str, faults: dict[str, Any] | None) -> None:
+    import urllib.request
+
+    body = json.dumps(faults or {}).encode()
+    req = urllib.request.Request(url.rstrip("/") + "/_resurgo/faults", data=body, method="POST",
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as r:  # the stand-in, on loopback
+        r.read()
+
+
+async def bench_api_fault(tmp: Path, url: str, runs: int) -> dict[str, Any]:
+    env = _env(tmp / "home-fault", url)
+    Path(env["HOME"]).mkdir()
+    work = tmp / "work-fault"
+    work.mkdir()
+    prompt = "steps [[bash: echo one]] [[bash: echo two]] [[bash: echo three]] [[text: done]]"
+    kinds = {"500": {"status": 500, "nth": 2}, "reset": {"reset": True, "nth": 2},
+             "cut": {"cut_after": 2, "nth": 2}}
+    out: dict[str, Any] = {"runs": runs, "prompt_steps": 3, "kinds": {}}
+    async with Supervisor(_config(tmp, env, store=str(tmp / "fault-on.db"), backoff_base=0.1)) as on, \
+            Supervisor(_config(tmp, env, store=str(tmp / "fault-off.db"), backoff_base=0.1, relay=False)) as off:
+        async def timed(sup: Supervisor, faults: dict[str, Any] | None) -> tuple[float, int]:
+            await asyncio.to_thread(_set_faults, url, faults)
+            t0 = time.monotonic()
+            res = await sup.run(prompt, cwd=work)
+            took = time.monotonic() - t0
+            await asyncio.to_thread(_set_faults, url, None)
+            if not res.ok:
+                raise RuntimeError(f"api-fault run did not succeed: {res.reason}")
+            return took, res.attempts
+
+        clean_on: list[float] = []
+        clean_off: list[float] = []
+        for _ in range(runs):
+            clean_on.append((await timed(on, None))[0])
+            clean_off.append((await timed(off, None))[0])
+        for kind, faults in kinds.items():
+            t_on: list[float] = []
+            t_off: list[float] = []
+            a_on: list[int] = []
+            a_off: list[int] = []
+            for _ in range(runs):
+                x, n = await timed(on, faults)
+                t_on.append(x)
+                a_on.append(n)
+                x, n = await timed(off, faults)
+                t_off.append(x)
+                a_off.append(n)
+            base_on, base_off = statistics.median(clean_on), statistics.median(clean_off)
+            out["kinds"][kind] = {
+                "relay_median_s": round(statistics.median(t_on), 3),
+                "no_relay_median_s": round(statistics.median(t_off), 3),
+                "relay_cost_s": round(statistics.median(t_on) - base_on, 3),
+                "no_relay_cost_s": round(statistics.median(t_off) - base_off, 3),
+                "relay_clis": statistics.median(a_on),
+                "no_relay_clis": statistics.median(a_off),
+            }
+        out["clean_relay_median_s"] = round(statistics.median(clean_on), 3)
+        out["clean_no_relay_median_s"] = round(statistics.median(clean_off), 3)
+    return out
 
 
 def _bare(claude: str, env: dict[str, str], cwd: Path, prompt: str) -> float:
@@ -302,7 +370,8 @@ async def main() -> None:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--sessions", type=int, default=50)
     ap.add_argument("--sleep", type=float, default=20.0, help="seconds the stand-in waits in the memory run")
-    ap.add_argument("--skip", action="append", default=[], choices=["recovery", "overhead", "command", "memory"])
+    ap.add_argument("--skip", action="append", default=[],
+                    choices=["recovery", "overhead", "command", "api-fault", "memory"])
     args = ap.parse_args()
     out: dict[str, Any] = {"cpu_count": os.cpu_count(), "claude": _claude(), "ts": time.time()}
     with tempfile.TemporaryDirectory(prefix="resurgo-bench-") as d:
@@ -333,6 +402,14 @@ async def main() -> None:
                     f"{c['run_median_wall_s']} s; without the early start {c['run_no_early_start_median_wall_s']} s ="
                     f" {c['wall_ratio_no_early_start']}x); CPU {c['run_median_cpu_s']} s vs {c['bare_median_cpu_s']} s"
                 )
+            if "api-fault" not in args.skip:
+                out["api_fault"] = await bench_api_fault(tmp, srv.url, args.runs)
+                f = out["api_fault"]
+                print(f"api fault: fault-free job {f['clean_relay_median_s']} s (relay) / "
+                      f"{f['clean_no_relay_median_s']} s (no relay)")
+                for kind, k in f["kinds"].items():
+                    print(f"  {kind}: one fault costs {k['relay_cost_s']} s with the relay ({k['relay_clis']} CLI), "
+                          f"{k['no_relay_cost_s']} s without ({k['no_relay_clis']} CLIs)")
             if "memory" not in args.skip:
                 out["memory"] = await bench_memory(tmp, srv.url, args.sessions, args.sleep)
                 m = out["memory"]
