@@ -435,6 +435,37 @@ async def test_an_open_breaker_with_a_short_wait_holds_the_request(api: MockServ
     assert ep.breaker.metrics().successes == 1
 
 
+async def test_a_wait_on_the_breaker_tells_the_supervisor_the_attempt_is_alive(
+    api: MockServer, sink: Sink, make_relay: MakeRelay
+) -> None:
+    """The CLI prints nothing while the relay holds its request: the relay says so, or the stall watch fires."""
+    relay = await make_relay()
+    ep = Endpoint()
+    ep.breaker.open(wait=0.6)
+    route = relay.register(api.url, ep, job_id="j")
+    async with sdk(relay, route) as c:
+        await ask_streamed(c)
+    assert sink.progressed >= 2  # every slice of the wait (0.25 s), not only the answer's bytes
+
+
+async def test_a_failure_that_opens_the_breaker_goes_straight_to_it_without_own_back_off(
+    api: MockServer, sink: Sink, make_relay: MakeRelay
+) -> None:
+    """Jobs must see the breaker refuse at once: the retry waits on the breaker, not on the relay's back-off."""
+    relay = await make_relay(backoff_base=5.0, backoff_cap=5.0)  # a back-off that would show
+    ep = Endpoint(breaker=CircuitBreaker(
+        "t", thresholds=CircuitThresholds(consecutive_failures=1, wait_in_open=0.3, wait_multiplier=1.0),
+        classifier=_breaker_classifier))
+    api.set_faults(Faults(status=500, count=1))
+    route = relay.register(api.url, ep, job_id="j", max_wait=3.0)
+    async with sdk(relay, route) as c:
+        m = await ask_streamed(c)
+    assert m.stop_reason == "end_turn"
+    assert sink.refusals and sink.refusals[0][0] == "open"
+    (inc,) = sink.failures
+    assert inc.backoff_s == 0.0 and inc.imposed_s > 0  # the whole wait was the breaker's
+
+
 async def test_a_long_reset_opens_the_breaker_a_short_one_does_not(api: MockServer, sink: Sink,
                                                                    make_relay: MakeRelay) -> None:
     relay = await make_relay()

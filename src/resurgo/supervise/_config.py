@@ -148,8 +148,8 @@ class SupervisorConfig:
         ``--include-partial-messages`` itself gets them as they come).  One
         request is retried at most ``relay_max_tries`` (6) times and held at
         most ``relay_max_wait`` (60 s; never past the CLI's own
-        ``API_TIMEOUT_MS`` before the answer starts, nor half of
-        ``stall_timeout``); then the CLI sees the failure and the supervisor
+        ``API_TIMEOUT_MS`` before the answer starts; the supervisor's stall
+        watch knows the relay is waiting on purpose); then the CLI sees the failure and the supervisor
         recovers as without the relay.  Not used when an ``HTTPS_PROXY`` /
         ``HTTP_PROXY`` applies to the endpoint, or for a non-HTTP base URL.
     max_recoveries / recovery_period:

@@ -1180,9 +1180,8 @@ class Orchestrator:
         return url
 
     def _relay_max_wait(self) -> float:
-        c = self.config
-        half_stall = c.stall_timeout / 2 if c.stall_timeout else math.inf
-        return max(0.5, min(c.relay_max_wait, half_stall))
+        # the relay tells the liveness watch while it waits on purpose, so stall_timeout need not bound it
+        return max(0.5, self.config.relay_max_wait)
 
     def _api_timeout(self, run: _JobRun) -> float:
         """The CLI's wait for a response head (``API_TIMEOUT_MS``, 10 minutes by default), in seconds."""

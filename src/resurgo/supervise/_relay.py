@@ -457,6 +457,8 @@ class ApiRelay:
                 ra = max(0.0, err.retry_after or 0.0)
                 backoff = min(self.backoff_cap, self.backoff_base * 2 ** (tries - 1))
                 backoff = backoff / 2 + self._rng.uniform(0, backoff / 2)
+                if _is_open(ep.breaker):
+                    backoff = 0.0  # the breaker holds the retry now: its wait, not ours (and jobs see it refuse)
                 delay = wanted = max(ra, backoff)
                 deadline = t0 + route.max_wait if st.committed or commit else head_deadline
                 if self._mono() + delay > deadline:
@@ -472,14 +474,14 @@ class ApiRelay:
                 budget_wait = 0.0
                 if not ep.budget.try_withdraw():
                     tb = self._mono()
-                    got = await self._budget(ep, reader, writer, st.committed, deadline)
+                    got = await self._budget(route, reader, writer, st.committed, deadline)
                     budget_wait = self._mono() - tb
                     if not got:
                         return await self._give_up(route, incs, last, writer, st.committed,
                                                    why="no retry budget within the time the request may be held")
                     delay = max(0.0, delay - budget_wait)
                 route.retries += 1
-                await self._wait(delay, reader, writer, st.committed)
+                await self._wait(delay, reader, writer, st.committed, route)
                 total = delay + budget_wait
                 imposed = min(ra, total)
                 over = max(0.0, total - wanted)  # waited beyond what the retry wanted: the budget's
@@ -630,7 +632,7 @@ class ApiRelay:
                 ra = e.retry_after or _SLICE
                 if left <= 0 or ra > left + 0.05:
                     return None, self._mono() - t0
-                await self._wait(min(max(ra, 0.005), left, 1.0), reader, writer, committed)
+                await self._wait(min(max(ra, 0.005), left, 1.0), reader, writer, committed, route)
 
     async def _give_up(self, route: RelayRoute, incs: list[RelayIncident], last: _TryFailed | None,
                        writer: asyncio.StreamWriter, committed: bool, *, open_circuit: bool = False,
@@ -668,23 +670,32 @@ class ApiRelay:
         writer.transport.abort()  # a connection failure or a hang: the CLI sees its connection fail
         return False
 
-    async def _budget(self, ep: _EndpointLike, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+    async def _budget(self, route: RelayRoute, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                       committed: bool, deadline: float) -> bool:
         """Wait for a retry token until ``deadline`` (other requests earn them); False: none came."""
+        ep = route.endpoint
         while True:
             w = ep.budget.wait_time()
             left = deadline - self._mono()
             if left <= 0:
                 return False
-            await self._wait(min(left, max(w if w is not None else _SLICE, 0.01), 1.0), reader, writer, committed)
+            await self._wait(min(left, max(w if w is not None else _SLICE, 0.01), 1.0), reader, writer, committed,
+                             route)
             if ep.budget.try_withdraw(count_refusal=False):
                 return True
 
     # -- waiting while watching the CLI ------------------------------------------------------------------
     async def _wait(self, seconds: float, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    committed: bool) -> None:
+                    committed: bool, route: RelayRoute | None = None) -> None:
+        """A deliberate wait (back-off, a server's reset, an open breaker, the budget): the attempt is alive.
+
+        ``route`` given: its supervisor hears that the attempt is waiting on purpose, so a quiet CLI is
+        not taken for a hung one (waiting on the API itself is not reported: a hang must still show).
+        """
         end = self._mono() + seconds
         while True:
+            if route is not None:
+                self.sink.progress(route)
             if reader.at_eof():
                 raise _Gone()
             left = end - self._mono()
@@ -771,6 +782,13 @@ class ApiRelay:
         lines.append(f"content-length: {len(req.body)}")
         w.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + req.body)
         await w.drain()
+
+
+def _is_open(breaker: Any) -> bool:
+    try:
+        return str(getattr(breaker.state, "value", breaker.state)) in ("open", "forced_open")
+    except Exception:
+        return False
 
 
 def _streaming(req: _Request) -> bool:
