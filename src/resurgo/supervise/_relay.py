@@ -208,6 +208,8 @@ class _State:
     """The response head went to the CLI: from then on only an SSE error can end it badly."""
     restored_at: float | None = None
     """When the answering try got its first byte (wall clock)."""
+    told: bool = False
+    """The breaker's refusal of this request was reported."""
 
 
 @dataclass
@@ -412,7 +414,7 @@ class ApiRelay:
         pending_wait = (0.0, 0.0, 0.0)  # imposed, backoff, budget of the wait before this try
         while True:
             deadline = t0 + route.max_wait if st.committed else head_deadline
-            permit, waited = await self._admit(route, reader, writer, st.committed, deadline)
+            permit, waited = await self._admit(route, reader, writer, st.committed, deadline, st)
             if incs and (waited or pending_wait != (0.0, 0.0, 0.0)):
                 inc = incs[-1]
                 inc.imposed_s, inc.backoff_s, inc.budget_s = pending_wait[0] + waited, pending_wait[1], pending_wait[2]
@@ -441,6 +443,10 @@ class ApiRelay:
                     ra0 = err.retry_after
                     short = ra0 is not None and ra0 <= route.max_wait
                     permit.on_error(ApiFailure(dataclasses.replace(err, retry_after=None) if short else err))
+                    if _is_open(ep.breaker):
+                        # this failure opened it (or it was open): ask at once, before any bookkeeping, so
+                        # the job's next call is refused now rather than after the relay's records
+                        self._ask_now(route, st)
                 else:  # bad credentials or a bad request say nothing about the endpoint's health
                     permit.release()
                 inc = RelayIncident(sent_at=sent_wall, detected_at=self._time(),
@@ -613,8 +619,20 @@ class ApiRelay:
             if not ok:
                 uw.transport.abort()
 
+    def _ask_now(self, route: RelayRoute, st: _State) -> None:
+        from resurgo.breaker import CircuitOpenError
+
+        try:
+            p = route.endpoint.breaker.acquire()
+        except CircuitOpenError as e:
+            if not st.told:
+                st.told = True
+                self.sink.refused(route, e.state.value, e.retry_after)
+            return
+        p.release()  # it let us through after all (its wait just ended): the retry asks again in turn
+
     async def _admit(self, route: RelayRoute, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     committed: bool, deadline: float) -> tuple[Any, float]:
+                     committed: bool, deadline: float, st: _State | None = None) -> tuple[Any, float]:
         """A breaker permit, waiting while the circuit is open (never past ``deadline``)."""
         from resurgo.breaker import CircuitOpenError
 
@@ -623,16 +641,23 @@ class ApiRelay:
         told = False
         while True:
             try:
-                return br.acquire(), (self._mono() - t0 if told else 0.0)
+                permit = br.acquire()
             except CircuitOpenError as e:
                 if not told:
                     told = True
-                    self.sink.refused(route, e.state.value, e.retry_after)
+                    if st is None or not st.told:
+                        self.sink.refused(route, e.state.value, e.retry_after)
+                    if st is not None:
+                        st.told = True
                 left = deadline - self._mono()
                 ra = e.retry_after or _SLICE
                 if left <= 0 or ra > left + 0.05:
                     return None, self._mono() - t0
                 await self._wait(min(max(ra, 0.005), left, 1.0), reader, writer, committed, route)
+                continue
+            if st is not None:
+                st.told = False  # a later opening is a new refusal to report
+            return permit, (self._mono() - t0 if told else 0.0)
 
     async def _give_up(self, route: RelayRoute, incs: list[RelayIncident], last: _TryFailed | None,
                        writer: asyncio.StreamWriter, committed: bool, *, open_circuit: bool = False,
