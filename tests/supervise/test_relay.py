@@ -800,3 +800,23 @@ async def test_an_sse_error_event_from_the_api_is_retried(sink: Sink, make_relay
     assert seen == 2
     (inc,) = sink.failures
     assert inc.error.type is ErrorType.RESOURCE and inc.restored_at is not None
+
+
+async def test_with_adaptive_concurrency_an_overload_goes_to_the_cli_at_once(
+    api: MockServer, sink: Sink, make_relay: MakeRelay
+) -> None:
+    """concurrency="auto": the limiter answers overload (fewer jobs), so the relay must not retry around it."""
+    relay = await make_relay()
+    api.set_faults(Faults(status=529, count=1))
+    held = relay.register(api.url, Endpoint(), job_id="a", retry_overload=False)
+    async with sdk(relay, held) as c:
+        with pytest.raises(anthropic.APIStatusError) as e:
+            await ask(c)
+    assert e.value.status_code == 529 and len(messages_seen(api)) == 1
+    assert sink.failures == [] and len(sink.errors) == 1  # an error, not a recovery
+
+    api.set_faults(Faults(status=529, count=1))  # the same answer with the default: retried
+    retried = relay.register(api.url, Endpoint(), job_id="b")
+    async with sdk(relay, retried) as c:
+        await ask(c)
+    assert len(messages_seen(api)) == 3 and len(sink.failures) == 1

@@ -362,8 +362,10 @@ class Orchestrator:
         if config.relay:
             # Finagle's way: a request that failed is asked again almost at once, and the retry budget
             # (not the back-off) bounds the extra load; the breaker stops it when the API is down
+            # (an overload answer without a reset time backs off like a recovery: the API asks for less)
             self.relay = ApiRelay(_RelaySink(self), backoff_base=min(config.backoff_base, 0.05),
                                   backoff_cap=min(config.backoff_cap, 1.0),
+                                  overload_backoff=(config.backoff_base, config.backoff_cap),
                                   max_tries=config.relay_max_tries, clock=clock)
 
     async def close_relay(self) -> None:
@@ -1115,7 +1117,7 @@ class Orchestrator:
             assert self.relay is not None
             run.route = self.relay.register(
                 upstream, run.endpoint, job_id=jid, attempt_id=run.attempt_id, hold=not asked_partial,
-                watch=self.config.request_watch,
+                watch=self.config.request_watch, retry_overload=run.endpoint.limiter is None,
                 scale=run.request_scale, max_wait=self._relay_max_wait(), answer_timeout=self._api_timeout(run),
             )
             spec = replace(spec, env={**run.env, "ANTHROPIC_BASE_URL": self.relay.url(run.route)})

@@ -163,6 +163,10 @@ class RelayRoute:
     watch: bool = True
     """End a try that passes the endpoint's learned limits (``request_watch``); False: wait for the CLI."""
     scale: float = 1.0
+    retry_overload: bool = True
+    """False: an overload answer without a reset time (529/503) goes to the CLI at once -- with
+    ``concurrency="auto"`` the adaptive limit, which gives the attempt's slot back and admits fewer
+    jobs, is what answers overload; retries inside a running attempt would bypass it."""
     max_wait: float = 60.0
     answer_timeout: float = 600.0
     """The CLI's own wait for a response head (``API_TIMEOUT_MS``): the relay answers before it."""
@@ -245,7 +249,8 @@ class ApiRelay:
 
     Keyword-only settings: ``backoff_base``/``backoff_cap`` (seconds; the wait before
     retry *n* is ``base * 2**(n-1)`` capped, half of it jittered, never shorter than a
-    server's ``retry-after``), ``max_tries`` per request, ``ping_every`` (seconds
+    server's ``retry-after``), ``overload_backoff`` (base and cap after an overload
+    answer: 429/529/503 ask for less load), ``max_tries`` per request, ``ping_every`` (seconds
     between pings to the CLI while an answer is held), ``sleep`` (replaceable: tests
     remove the waits), ``clock`` (wall/monotonic times of the records).
     """
@@ -257,6 +262,7 @@ class ApiRelay:
         backoff_base: float = 0.2,
         backoff_cap: float = 2.0,
         max_tries: int = 6,
+        overload_backoff: tuple[float, float] | None = None,
         ping_every: float = 5.0,
         margin: float = 1.0,
         sleep: Callable[[float], Awaitable[None]] | None = None,
@@ -269,6 +275,9 @@ class ApiRelay:
             raise ValueError("max_tries must be >= 1")
         self.sink = sink
         self.backoff_base, self.backoff_cap, self.max_tries = backoff_base, backoff_cap, max_tries
+        #: base and cap of the back-off after an overload answer (429/529/503) without a reset time: the
+        #: API asks for less load, so those retries back off like the supervisor's own recoveries
+        self.overload_backoff = overload_backoff or (backoff_base, backoff_cap)
         self.ping_every, self.margin = ping_every, margin
         self._sleep = sleep or asyncio.sleep
         self._time = clock.time if clock is not None else time.time
@@ -455,13 +464,18 @@ class ApiRelay:
                 self.sink.error(route, inc)
                 if not err.retryable or err.type in _NOT_RETRIED:
                     return await self._give_up(route, incs, last, writer, st.committed, why="not retryable")
+                if err.type is ErrorType.RESOURCE and err.retry_after is None and not route.retry_overload:
+                    return await self._give_up(route, incs, last, writer, st.committed,
+                                               why="overload: the adaptive concurrency limit answers it")
                 if tries >= self.max_tries:
                     return await self._give_up(route, incs, last, writer, st.committed, why=f"{tries} tries failed")
                 # the CLI's request timeout runs until a response head: a streamed request gets its head
                 # at its first retry, and the relay may hold it for max_wait, pinging, not API_TIMEOUT_MS
                 commit = not st.committed and _streaming(req)
                 ra = max(0.0, err.retry_after or 0.0)
-                backoff = min(self.backoff_cap, self.backoff_base * 2 ** (tries - 1))
+                base, cap = self.overload_backoff if err.type is ErrorType.RESOURCE else (
+                    self.backoff_base, self.backoff_cap)
+                backoff = min(cap, base * 2 ** (tries - 1))
                 backoff = backoff / 2 + self._rng.uniform(0, backoff / 2)
                 if _is_open(ep.breaker):
                     backoff = 0.0  # the breaker holds the retry now: its wait, not ours (and jobs see it refuse)
