@@ -9,6 +9,7 @@ switch faults at runtime with ``POST /_resurgo/faults`` (same fields as
 from __future__ import annotations
 
 import dataclasses
+import signal
 import threading
 import typing
 from typing import Any
@@ -99,6 +100,10 @@ def mock_api_cmd(host: str, port: int, faults: tuple[str, ...], max_inflight: in
     POST /_resurgo/capacity with a JSON object of the same fields (max_inflight, rate,
     rate_window, latency); GET /_resurgo/capacity shows it with its counters.
     """
+    # Ctrl-C must stop it even when started by a parent that ignores SIGINT (a background job of a
+    # non-interactive shell does; Python then installs no handler of its own), and so must SIGTERM
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     plan = parse_fault_options(faults)
     cap = Capacity(max_inflight=max_inflight, rate=rate, rate_window=rate_window, latency=latency)
     srv = MockServer(host=host, port=port, faults=plan, capacity=cap)
