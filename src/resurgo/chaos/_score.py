@@ -337,23 +337,11 @@ def score(
                 imposed.setdefault(jid, []).append((at, at + reset))
             imp = _overlap(at, nxt, imposed.get(jid, [])) if nxt is not None else 0.0
             phases = _phases(a, attr, at, nxt, nxt_att, rec, imp)
-            detail = {"job_id": jid, "attempt": a.n, "at": round(at, 3), "cause": cause,
-                      "expected": exp if attr is not None else None, "got": got,
-                      "rule": err.get("rule"), "description": str(err.get("description") or "")[:160],
-                      "killed_by": a.killed_by, "signal": a.signal, "recovered_by": by,
-                      "recoverable": recoverable, "imposed_s": round(imp, 3),
-                      "recovery_s": None if nxt is None else round(nxt - at, 3),
-                      "phases": None if phases is None else {
-                          k: (None if v is None else round(float(v), 3)) for k, v in phases.items()}}
-            details.append(detail)
-            if attr is None:
-                unexplained.append(detail)
-            incidents.append(IncidentRecord(
-                job_id=jid, at=at, error_type=got, expected_type=exp, recovered_at=nxt,
-                automatic=by in ("supervisor", "supervisor restart") if nxt is not None else True,
-                recoverable=recoverable, cause=cause, explained=attr is not None, imposed_s=imp,
-                phases=phases, recovered_by=by, attempt=a.n,
-            ))
+            _record((incidents, details, unexplained), jid=jid, attempt=a.n, at=at, attr=attr,
+                    exp=exp if attr is not None else None, got=got, nxt=nxt, by=by,
+                    automatic=by in ("supervisor", "supervisor restart") if nxt is not None else True,
+                    recoverable=recoverable, imp=imp, phases=phases, rule=err.get("rule"),
+                    description=str(err.get("description") or "")[:160], killed_by=a.killed_by, signal=a.signal)
 
     relay_n = _relay_incidents(art, per_job, imposed, expected_fail, incidents, causes, confusion, unexplained,
                                details)
@@ -402,6 +390,30 @@ def score(
         **dict(extra or {}),
     }
     return report
+
+
+def _record(
+    lists: tuple[list[IncidentRecord], list[dict[str, Any]], list[dict[str, Any]]],
+    *, jid: str, attempt: int | None, at: float, attr: Attribution | None, exp: str | None, got: str,
+    nxt: float | None, by: str | None, automatic: bool, recoverable: bool, imp: float,
+    phases: dict[str, float | None] | None, **extra: Any,
+) -> None:
+    """One incident into the report's three lists: the record, its detail row, and the unexplained ones."""
+    incidents, details, unexplained = lists
+    cause = attr.cause if attr is not None else "unexplained"
+    detail = {"job_id": jid, "attempt": attempt, "at": round(at, 3), "cause": cause, "expected": exp, "got": got,
+              "recovered_by": by, "recoverable": recoverable, "imposed_s": round(imp, 3),
+              "recovery_s": None if nxt is None else round(nxt - at, 3),
+              "phases": None if phases is None else {
+                  k: (None if v is None else round(float(v), 3)) for k, v in phases.items()}, **extra}
+    details.append(detail)
+    if attr is None:
+        unexplained.append(detail)
+    incidents.append(IncidentRecord(
+        job_id=jid, at=at, error_type=got, expected_type=exp, recovered_at=nxt, automatic=automatic,
+        recoverable=recoverable, cause=cause, explained=attr is not None, imposed_s=imp, phases=phases,
+        recovered_by=by, attempt=attempt,
+    ))
 
 
 def _relay_incidents(
@@ -486,21 +498,9 @@ def _relay_incidents(
             "lost_work": 0.0 if r.restored_at is not None else None,
         }
         recoverable = jid not in expected_fail and fault_recoverable(attr.cause if attr else None)
-        detail = {"job_id": jid, "attempt": a.n if a is not None else None, "at": round(at, 3), "cause": cause,
-                  "expected": exp, "got": got, "rule": None, "description": "",
-                  "killed_by": None, "signal": None, "recovered_by": by, "recoverable": recoverable,
-                  "imposed_s": round(imp, 3), "recovery_s": None if nxt is None else round(nxt - at, 3),
-                  "relay": True,
-                  "phases": None if phases is None else {
-                      k: (None if v is None else round(float(v), 3)) for k, v in phases.items()}}
-        details.append(detail)
-        if attr is None:
-            unexplained.append(detail)
-        incidents.append(IncidentRecord(
-            job_id=jid, at=at, error_type=got, expected_type=exp, recovered_at=nxt,
-            automatic=True, recoverable=recoverable, cause=cause, explained=attr is not None, imposed_s=imp,
-            phases=phases, recovered_by=by, attempt=a.n if a is not None else None,
-        ))
+        _record((incidents, details, unexplained), jid=jid, attempt=a.n if a is not None else None, at=at,
+                attr=attr, exp=exp, got=got, nxt=nxt, by=by, automatic=True, recoverable=recoverable, imp=imp,
+                phases=phases, rule=None, description="", killed_by=None, signal=None, relay=True)
     return out
 
 
