@@ -232,3 +232,25 @@ def test_a_relay_retry_given_up_is_recovered_when_the_same_attempt_goes_on() -> 
     first = next(i for i in r.attribution["incidents"] if i.get("relay") and i["at"] == T + 5.1)
     assert first["recovered_by"] == "relay" and first["recovery_s"] == pytest.approx(3.3)
     assert r.auto_recovery_rate == 1.0
+
+
+def test_the_time_the_run_keeps_the_supervisor_dead_is_imposed_its_restart_is_not() -> None:
+    """A supervisor SIGKILLed at 5 and started again at 6 by the run; the resumed CLI speaks at 6.9.
+
+    Without the down interval the incident's 1.9 s would all be resurgo's: the property
+    breaks (and the figure grows by the second) when ``supervisor_down`` is not recorded.
+    """
+    def run(down: list[tuple[float, float]]) -> ChaosReport:
+        art = _healthy()
+        art.attempts[4] = _att(5, "j3", 1, T, None, "lost")
+        art.attempts.append(_att(6, "j3", 2, T + 6.3, T + 20, "succeeded", first=T + 6.9))
+        art.supervisor_kills = [T + 5.0]
+        art.supervisor_down = down
+        return score(art)
+
+    with_down = {i["job_id"]: i for i in run([(T + 5.0, T + 6.0)]).attribution["incidents"]}["j3"]
+    without = {i["job_id"]: i for i in run([]).attribution["incidents"]}["j3"]
+    assert with_down["cause"] == "kill:supervisor" and with_down["recovered_by"] == "supervisor restart"
+    assert with_down["recovery_s"] == pytest.approx(1.9) == without["recovery_s"]
+    assert with_down["imposed_s"] == pytest.approx(1.0)
+    assert without["imposed_s"] == pytest.approx(0.0)

@@ -64,6 +64,8 @@ def test_supervisor_config_turns_bad_values_into_a_cli_error(tmp_path: Path) -> 
     ("retry_budget_min_per_sec", 0, True),
     ("retry_budget_min_per_sec", 250, True),
     ("retry_budget_min_per_sec", -1, False),
+    ("relay_budget_min_per_sec", 0, True),
+    ("relay_budget_min_per_sec", -1, False),
 ])
 def test_budget_ranges_agree_between_schema_and_supervisor(tmp_path: Path, key: str, value: float,
                                                            ok: bool) -> None:
@@ -86,6 +88,8 @@ def test_budget_defaults_are_the_supervisors(tmp_path: Path) -> None:
     d = SupervisorConfig()
     assert s.get("supervisor", "retry_budget_min_per_sec") == d.retry_budget_min_per_sec == 1.0
     assert s.get("supervisor", "retry_budget_ratio") == d.retry_budget_ratio == 0.2
+    assert s.get("supervisor", "relay_budget_min_per_sec") == d.relay_budget_min_per_sec == 10.0
+    assert s.get("supervisor", "relay_max_tries") == d.relay_max_tries == 10
 
 
 def test_bad_continuation_prompt_is_a_config_problem(tmp_path: Path) -> None:

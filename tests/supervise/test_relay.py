@@ -403,6 +403,26 @@ async def test_no_retry_budget_within_the_wait_passes_the_failure_on(api: MockSe
     assert inc.gave_up and "budget" in inc.why
 
 
+async def test_a_routes_own_budget_pays_for_its_retries_not_the_endpoints(api: MockServer, sink: Sink,
+                                                                          make_relay: MakeRelay) -> None:
+    """The supervisor gives request retries a budget apart from the CLI restarts' one (RPC-sized).
+
+    The endpoint's budget here is empty: the retry goes ahead on the route's, and the
+    endpoint's sees neither the deposit nor the withdrawal.
+    """
+    relay = await make_relay()
+    empty = RetryBudget(ratio=0.0, min_retries_per_sec=0.0)
+    own = RetryBudget(ratio=0.2, min_retries_per_sec=10.0)
+    route = relay.register(api.url, Endpoint(budget=empty), job_id="j", answer_timeout=5.0, budget=own)
+    api.set_faults(Faults(status=500, count=1))
+    async with sdk(relay, route) as c:
+        msg = await ask(c)
+    assert msg.content
+    assert len(messages_seen(api)) == 2
+    assert own.stats().retries_allowed == 1 and own.stats().deposits == 1
+    assert empty.stats().retries_allowed == 0 and empty.stats().deposits == 0
+
+
 # -- the breaker ---------------------------------------------------------------------------------------------
 async def test_an_open_breaker_past_the_deadline_answers_529(api: MockServer, sink: Sink,
                                                              make_relay: MakeRelay) -> None:

@@ -262,6 +262,11 @@ async def test_through_the_relay_a_learned_hang_is_retried_without_restarting_th
         assert recs[0]["restored_at"] >= recs[0]["detected_at"]
         # the CLI ran without --include-partial-messages: nothing to drop
         assert not any(e.type == "stream_event" for e in sup.jobs.events(res.job_id))
+        # the retry was paid from the relay's own (RPC-sized) budget, not the CLI restarts' one
+        (ep,) = sup._orch.endpoints.values()
+        assert ep.request_budget.stats().retries_allowed == 1
+        assert ep.request_budget.min_retries_per_sec == 10.0
+        assert ep.budget.stats().retries_allowed == 0
     assert [r.fault for r in mock_api.requests if r.path == "/v1/messages"].count("hang") == 1
 
 

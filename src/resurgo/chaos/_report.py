@@ -23,7 +23,9 @@ Definitions (the seed names the metrics but not their formulas; these are ours):
   their mean (the seed's "mean recovery time"); p50/p95 are nearest-rank, as
   in ``resurgo.observe``.  **Excluding imposed waits** subtracts the part of
   it spent in waits the run imposed on itself: a server's reset time
-  (``retry-after``) and an open breaker during a storm the chaos run injected.
+  (``retry-after``), an open breaker during a storm the chaos run injected,
+  and the second between SIGKILLing the supervisor and starting the next one
+  (the new one's start-up, and the CLIs it starts, stay resurgo's).
 
 Time is counted in **job-seconds**, exactly as ``resurgo.observe`` counts it for
 the dashboard (``docs/metrics.md``, and the same functions compute it): a job
@@ -98,8 +100,9 @@ DEFINITIONS: dict[str, str] = {
     "availability_time": "time-based: share of job-time in which jobs were making progress, "
                          "1 - down job-seconds / run job-seconds",
     "availability_time_excl_imposed": "time-based excluding imposed waits: 1 - (down - imposed) / (run - imposed), "
-                                      "imposed = the reset time sent with each injected 429/529 and the breaker's "
-                                      "open time during the injected storm, counted where the job was down",
+                                      "imposed = the reset time sent with each injected 429/529, the breaker's "
+                                      "open time during the injected storm and the time between a supervisor's "
+                                      "SIGKILL and the start of the next one, counted where the job was down",
     "recovery": "failure detected -> first event of the resumed run; excl. imposed waits subtracts the imposed "
                 "part of it",
     "recoverable": "decided by the injected fault (an injected 401 is not), never by the classifier",

@@ -213,6 +213,7 @@ class ChaosRunner:
         wid = self.faults.open("supervisor:down", "supervisor", detail="between the kill and the restart")
         self._progress(f"chaos: supervisor (pid {w.pid}) SIGKILLed; restarting it on the same store")
         time.sleep(1.0)
+        self.art.supervisor_down.append((t, time.time()))
         self._start_worker(spec_path)
         self.faults.close(wid)
 

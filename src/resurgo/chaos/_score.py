@@ -120,6 +120,8 @@ class RunArtifacts:
     kills: list[KillRecord] = field(default_factory=list)
     supervisor_kills: list[float] = field(default_factory=list)
     storms: list[tuple[float, float]] = field(default_factory=list)
+    #: (kill, restart) of each supervisor the run SIGKILLed: the time the run itself kept it dead
+    supervisor_down: list[tuple[float, float]] = field(default_factory=list)
     recoveries: list[RecoveryRow] = field(default_factory=list)
     breaker_events: list[BreakerEvent] = field(default_factory=list)  # the breaker log, probes included
     job_rejections: list[BreakerEvent] = field(default_factory=list)  # job admissions refused (the store)
@@ -283,8 +285,11 @@ def score(
     # Imposed waits come from the injectors' truth, not from what the supervisor says it waited
     # (its ``waited_s`` also counts an open breaker long after the storm, which is resurgo's own):
     # the reset time the stand-in sent with the fault that ended the attempt, from its detection,
-    # and every job's time while the breaker was open during a storm the run injected.
-    imposed: dict[str, list[tuple[float, float]]] = {j["id"]: list(storm_open) for j in art.jobs}
+    # every job's time while the breaker was open during a storm the run injected, and the time
+    # between a supervisor's SIGKILL and the run starting the next one (no supervisor can act
+    # then; the new one's start-up and the CLIs it starts are resurgo's own and stay counted).
+    imposed: dict[str, list[tuple[float, float]]] = {
+        j["id"]: [*storm_open, *art.supervisor_down] for j in art.jobs}
 
     incidents: list[IncidentRecord] = []
     causes: dict[str, int] = {}

@@ -266,7 +266,9 @@ def _supervisor_keys() -> dict[str, Key]:
         "relay": Key(boolean(), True, "retry failed API requests in a loopback relay before the CLI sees them "
                                       "(no CLI restart for a 429/529/5xx, a reset, a cut stream or a hang)"),
         "relay_max_wait": Key(duration(), 60.0, "longest the relay holds one request for its retries"),
-        "relay_max_tries": Key(integer(lo=1, hi=100), 6, "tries of one request in the relay"),
+        "relay_max_tries": Key(integer(lo=1, hi=100), 10, "tries of one request in the relay"),
+        "relay_budget_min_per_sec": Key(budget("min_retries_per_sec"), 10.0,
+                                        "floor of the relay's own retry budget per endpoint (RPC-sized, Finagle's)"),
         "max_recoveries": Key(integer(lo=0), 5, "recoveries per job within recovery_period (OTP intensity)"),
         "recovery_period": Key(duration(), 600.0, "window of max_recoveries"),
         "backoff_base": Key(duration(positive=False), 0.5, "first recovery backoff"),

@@ -137,7 +137,7 @@ class SupervisorConfig:
         the CLI's ``API_TIMEOUT_MS`` or ``stall_timeout``.  Nothing is ended
         before 20 answers were seen; a job whose request was ended gets twice the
         limit on its next attempt.
-    relay / relay_max_wait / relay_max_tries:
+    relay / relay_max_wait / relay_max_tries / relay_budget_min_per_sec:
         Run the CLI's API traffic through resurgo's loopback relay (default on;
         :mod:`resurgo.supervise._relay`): a request that fails with 429/529/5xx,
         a reset or cut connection, a cut stream or a hang (the request watch's
@@ -146,12 +146,20 @@ class SupervisorConfig:
         the CLI sees anything, so the CLI is not restarted for it.  Streamed
         answers are held until complete (a job that passes
         ``--include-partial-messages`` itself gets them as they come).  One
-        request is retried at most ``relay_max_tries`` (6) times and held at
+        request is tried at most ``relay_max_tries`` (10, the CLI's own
+        default) times and held at
         most ``relay_max_wait`` (60 s; never past the CLI's own
         ``API_TIMEOUT_MS`` before the answer starts; the supervisor's stall
         watch knows the relay is waiting on purpose); then the CLI sees the failure and the supervisor
         recovers as without the relay.  Not used when an ``HTTPS_PROXY`` /
         ``HTTP_PROXY`` applies to the endpoint, or for a non-HTTP base URL.
+        The relay's retries are RPC retries, so they have their own budget per
+        endpoint, sized like an RPC client's (Finagle's defaults): at most
+        ``retry_budget_ratio`` of the requests sent plus ``relay_budget_min_per_sec``
+        (10) a second.  They do not draw on the recoveries' budget, whose 1/s
+        floor is sized for CLI restarts: with it, one network blip cutting a
+        dozen jobs' requests at once left the last of them waiting ~10 s for
+        tokens (84 s of the 240 job-s down in a seed-1 chaos run).
     max_recoveries / recovery_period:
         Restart intensity per job (OTP): more than ``max_recoveries`` in
         ``recovery_period`` s and the job fails.  Waits imposed by the server
@@ -230,7 +238,8 @@ class SupervisorConfig:
     request_timeout_floor: float = 2.0
     relay: bool = True
     relay_max_wait: float = 60.0
-    relay_max_tries: int = 6
+    relay_max_tries: int = 10
+    relay_budget_min_per_sec: float = 10.0
     max_recoveries: int = 5
     recovery_period: float = 600.0
     backoff_base: float = 0.5
@@ -296,7 +305,8 @@ class SupervisorConfig:
         set_(self, "budget_wait_max", _pos("budget_wait_max", self.budget_wait_max, allow_zero=True, allow_none=True))
         if self.backoff_cap < self.backoff_base:
             raise ConfigError(f"backoff_cap ({self.backoff_cap}) must be >= backoff_base ({self.backoff_base})")
-        for name, arg in (("retry_budget_ratio", "ratio"), ("retry_budget_min_per_sec", "min_retries_per_sec")):
+        for name, arg in (("retry_budget_ratio", "ratio"), ("retry_budget_min_per_sec", "min_retries_per_sec"),
+                          ("relay_budget_min_per_sec", "min_retries_per_sec")):
             set_(self, name, check_budget_value(name, arg, getattr(self, name)))
         if not isinstance(self.breaker, CircuitThresholds):
             raise ConfigError(f"breaker must be CircuitThresholds, got {type(self.breaker).__name__}")

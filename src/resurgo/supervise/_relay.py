@@ -170,6 +170,9 @@ class RelayRoute:
     max_wait: float = 60.0
     answer_timeout: float = 600.0
     """The CLI's own wait for a response head (``API_TIMEOUT_MS``): the relay answers before it."""
+    budget: Any = None
+    """The retry budget this route's retries draw on (None: the endpoint's).  The supervisor gives
+    the relay a budget of its own, sized for request retries, apart from the CLI restarts' one."""
     requests: int = 0
     answered: int = 0
     retries: int = 0
@@ -181,6 +184,10 @@ class RelayRoute:
     _host: str = ""
     _port: int = 0
     _base: str = ""
+
+    @property
+    def retry_budget(self) -> Any:
+        return self.budget if self.budget is not None else self.endpoint.budget
 
     def __post_init__(self) -> None:
         u = urlsplit(self.upstream)
@@ -261,7 +268,7 @@ class ApiRelay:
         *,
         backoff_base: float = 0.2,
         backoff_cap: float = 2.0,
-        max_tries: int = 6,
+        max_tries: int = 10,
         overload_backoff: tuple[float, float] | None = None,
         ping_every: float = 5.0,
         margin: float = 1.0,
@@ -413,7 +420,7 @@ class ApiRelay:
         ep = route.endpoint
         route.requests += 1
         route.last_failed = False
-        ep.budget.deposit()  # every request sent earns retry budget (Finagle); only retries spend it
+        route.retry_budget.deposit()  # every request sent earns retry budget (Finagle); only retries spend it
         t0 = self._mono()
         head_deadline = t0 + max(0.5, min(route.max_wait, route.answer_timeout - self.margin))
         incs: list[RelayIncident] = []
@@ -492,7 +499,7 @@ class ApiRelay:
                 inc.handle = self.sink.failed(route, inc)
                 incs.append(inc)
                 budget_wait = 0.0
-                if not ep.budget.try_withdraw():
+                if not route.retry_budget.try_withdraw():
                     tb = self._mono()
                     got = await self._budget(route, reader, writer, st.committed, deadline)
                     budget_wait = self._mono() - tb
@@ -712,15 +719,15 @@ class ApiRelay:
     async def _budget(self, route: RelayRoute, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                       committed: bool, deadline: float) -> bool:
         """Wait for a retry token until ``deadline`` (other requests earn them); False: none came."""
-        ep = route.endpoint
+        budget = route.retry_budget
         while True:
-            w = ep.budget.wait_time()
+            w = budget.wait_time()
             left = deadline - self._mono()
             if left <= 0:
                 return False
             await self._wait(min(left, max(w if w is not None else _SLICE, 0.01), 1.0), reader, writer, committed,
                              route)
-            if ep.budget.try_withdraw(count_refusal=False):
+            if budget.try_withdraw(count_refusal=False):
                 return True
 
     # -- waiting while watching the CLI ------------------------------------------------------------------
