@@ -455,6 +455,41 @@ async def test_an_open_breaker_with_a_short_wait_holds_the_request(api: MockServ
     assert ep.breaker.metrics().successes == 1
 
 
+async def test_a_breaker_open_past_the_clis_request_timeout_commits_the_head_and_holds(
+    api: MockServer, sink: Sink, make_relay: MakeRelay
+) -> None:
+    """A breaker that opened while the attempt ran: a streamed request waits it out within ``max_wait``.
+
+    Without the head, the relay could hold it only until the CLI's ``API_TIMEOUT_MS``
+    (here 1.2 s, so 0.5 s): the breaker's 1.5 s would end a healthy attempt with a 529.
+    """
+    relay = await make_relay()
+    ep = Endpoint()
+    ep.breaker.open(wait=1.5)
+    route = relay.register(api.url, ep, job_id="j", answer_timeout=1.2, max_wait=5.0)
+    async with sdk(relay, route) as c:
+        m = await ask_streamed(c)
+    assert m.stop_reason == "end_turn"
+    assert len(messages_seen(api)) == 1
+    assert sink.refusals and sink.refusals[0][0] == "open"
+    assert sink.errors == [] and sink.failures == []
+
+
+async def test_a_non_streamed_request_cannot_be_held_past_the_clis_request_timeout(
+    api: MockServer, sink: Sink, make_relay: MakeRelay
+) -> None:
+    """The property's limit: a JSON answer has no head to send early, so it gets the 529."""
+    relay = await make_relay()
+    ep = Endpoint()
+    ep.breaker.open(wait=1.5)
+    route = relay.register(api.url, ep, job_id="j", answer_timeout=1.2, max_wait=5.0)
+    async with sdk(relay, route) as c:
+        with pytest.raises(anthropic.APIStatusError) as ei:
+            await ask(c)
+    assert ei.value.status_code == 529
+    assert messages_seen(api) == []
+
+
 async def test_a_wait_on_the_breaker_tells_the_supervisor_the_attempt_is_alive(
     api: MockServer, sink: Sink, make_relay: MakeRelay
 ) -> None:

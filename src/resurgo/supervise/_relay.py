@@ -430,7 +430,8 @@ class ApiRelay:
         pending_wait = (0.0, 0.0, 0.0)  # imposed, backoff, budget of the wait before this try
         while True:
             deadline = t0 + route.max_wait if st.committed else head_deadline
-            permit, waited = await self._admit(route, reader, writer, st.committed, deadline, st)
+            permit, waited = await self._admit(route, reader, writer, st.committed, deadline, st,
+                                               req=req, hold_until=t0 + route.max_wait)
             if incs and (waited or pending_wait != (0.0, 0.0, 0.0)):
                 inc = incs[-1]
                 inc.imposed_s, inc.backoff_s, inc.budget_s = pending_wait[0] + waited, pending_wait[1], pending_wait[2]
@@ -653,8 +654,15 @@ class ApiRelay:
         p.release()  # it let us through after all (its wait just ended): the retry asks again in turn
 
     async def _admit(self, route: RelayRoute, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     committed: bool, deadline: float, st: _State | None = None) -> tuple[Any, float]:
-        """A breaker permit, waiting while the circuit is open (never past ``deadline``)."""
+                     committed: bool, deadline: float, st: _State | None = None, *, req: _Request | None = None,
+                     hold_until: float | None = None) -> tuple[Any, float]:
+        """A breaker permit, waiting while the circuit is open (never past ``deadline``).
+
+        A streamed request whose wait would outlast the CLI's ``API_TIMEOUT_MS``
+        gets its response head now and may then wait until ``hold_until``
+        (pinged, as after a retry): a breaker that opened while the attempt
+        ran would otherwise end a healthy attempt with a 529 of our own.
+        """
         from resurgo.breaker import CircuitOpenError
 
         br = route.endpoint.breaker
@@ -672,6 +680,13 @@ class ApiRelay:
                         st.told = True
                 left = deadline - self._mono()
                 ra = e.retry_after or _SLICE
+                if (ra > left + 0.05 and not committed and st is not None and req is not None
+                        and hold_until is not None and hold_until > deadline and _streaming(req)):
+                    await _write_head(writer, 200, _SSE_HEAD, chunked=True)
+                    committed = st.committed = True
+                    self._pinged[id(writer)] = self._mono()
+                    deadline = hold_until
+                    left = deadline - self._mono()
                 if left <= 0 or ra > left + 0.05:
                     return None, self._mono() - t0
                 await self._wait(min(max(ra, 0.005), left, 1.0), reader, writer, committed, route)
