@@ -521,6 +521,54 @@ async def test_a_failure_that_opens_the_breaker_goes_straight_to_it_without_own_
     assert inc.backoff_s == 0.0 and inc.imposed_s > 0  # the whole wait was the breaker's
 
 
+def _strict_breaker() -> CircuitBreaker:
+    return CircuitBreaker("t", thresholds=CircuitThresholds(consecutive_failures=3, wait_in_open=30.0),
+                          classifier=_breaker_classifier)
+
+
+async def test_connections_the_network_broke_and_retries_got_past_do_not_open_the_breaker(
+    api: MockServer, sink: Sink, make_relay: MakeRelay
+) -> None:
+    """Four resets in a row, then an answer: a blip the relay absorbed, not evidence about the API.
+
+    Each try counted, a breaker opening at 3 failures in a row would have stopped every job.
+    """
+    relay = await make_relay()
+    ep = Endpoint(breaker=_strict_breaker())
+    api.set_faults(Faults(reset=True, count=4))
+    route = relay.register(api.url, ep, job_id="j", max_wait=10.0)
+    async with sdk(relay, route) as c:
+        m = await ask_streamed(c)
+    assert m.stop_reason == "end_turn"
+    assert len(sink.failures) == 4
+    assert ep.breaker.state is CircuitState.CLOSED
+    assert ep.breaker.metrics().failures == 0 and ep.breaker.metrics().successes == 1
+
+
+async def test_a_request_given_up_on_broken_connections_counts_once_and_500s_count_every_try(
+    api: MockServer, sink: Sink, make_relay: MakeRelay
+) -> None:
+    """The breaker still hears of a network the relay cannot get past, and of every API error."""
+    relay = await make_relay()
+    ep = Endpoint(breaker=_strict_breaker())
+    api.set_faults(Faults(reset=True))  # every try
+    route = relay.register(api.url, ep, job_id="j", max_wait=10.0)
+    relay.max_tries = 4
+    async with sdk(relay, route) as c:
+        with pytest.raises(anthropic.APIConnectionError):
+            await ask(c)
+    assert len(sink.errors) == 4 and sink.failures[-1].gave_up
+    assert ep.breaker.metrics().failures == 1 and ep.breaker.state is CircuitState.CLOSED
+
+    ep2 = Endpoint(breaker=_strict_breaker())
+    api.set_faults(Faults(status=500, count=3))
+    route2 = relay.register(api.url, ep2, job_id="k", max_wait=10.0)
+    async with sdk(relay, route2) as c:
+        with pytest.raises(anthropic.APIStatusError):
+            await ask(c)
+    assert ep2.breaker.state is CircuitState.OPEN  # 3 API errors in a row: the API's health
+
+
 async def test_a_long_reset_opens_the_breaker_a_short_one_does_not(api: MockServer, sink: Sink,
                                                                    make_relay: MakeRelay) -> None:
     relay = await make_relay()

@@ -221,6 +221,8 @@ class _State:
     """When the answering try got its first byte (wall clock)."""
     told: bool = False
     """The breaker's refusal of this request was reported."""
+    deferred: tuple[Any, Any] | None = None
+    """(permit, failure) of a try the network broke: reported to the breaker only if the relay gives up."""
 
 
 @dataclass
@@ -417,6 +419,16 @@ class ApiRelay:
     # -- messages: the retried kind ---------------------------------------------------------------------
     async def _messages(self, route: RelayRoute, req: _Request, target: str, reader: asyncio.StreamReader,
                         writer: asyncio.StreamWriter) -> bool:
+        st = _State()
+        try:
+            return await self._messages_in(route, req, target, reader, writer, st)
+        finally:
+            if st.deferred is not None:  # cancelled (the attempt ended) between a try and its retry
+                st.deferred[0].release()
+                st.deferred = None
+
+    async def _messages_in(self, route: RelayRoute, req: _Request, target: str, reader: asyncio.StreamReader,
+                           writer: asyncio.StreamWriter, st: _State) -> bool:
         ep = route.endpoint
         route.requests += 1
         route.last_failed = False
@@ -424,7 +436,6 @@ class ApiRelay:
         t0 = self._mono()
         head_deadline = t0 + max(0.5, min(route.max_wait, route.answer_timeout - self.margin))
         incs: list[RelayIncident] = []
-        st = _State()
         last: _TryFailed | None = None
         tries = 0
         pending_wait = (0.0, 0.0, 0.0)  # imposed, backoff, budget of the wait before this try
@@ -436,7 +447,7 @@ class ApiRelay:
                 inc = incs[-1]
                 inc.imposed_s, inc.backoff_s, inc.budget_s = pending_wait[0] + waited, pending_wait[1], pending_wait[2]
             if permit is None:  # the breaker stayed open past what the CLI waits
-                return await self._give_up(route, incs, last, writer, st.committed, open_circuit=True)
+                return await self._give_up(route, incs, last, writer, st.committed, st=st, open_circuit=True)
             if incs:
                 incs[-1].retried_at = self._time()
                 self.sink.changed(route, incs[-1])
@@ -452,7 +463,17 @@ class ApiRelay:
                 if f.watch:
                     route.watch_kills += 1
                     route.scale = min(route.scale * 2, 64.0)
-                if err.type in _API_SIDE:
+                # A connection the network broke (refused, reset, closed or cut before an HTTP answer;
+                # not a hang, which the breaker hears of) says nothing of the API's load, and the relay
+                # asks again at once: it is the breaker's only if the relay gives the request up.  Counted
+                # per try, one network blip (a cut of every connection, then half the new ones dropped)
+                # opened the circuit for every job at each chaos network phase, for 2-6 s, while the
+                # retries alone got through in well under a second.  A network that stays down still
+                # opens it: each request given up counts.
+                conn_only = err.type is ErrorType.NETWORK and f.status is None and not f.watch
+                if conn_only:
+                    st.deferred = (permit, ApiFailure(err))
+                elif err.type in _API_SIDE:
                     # A reset this request can wait out is this request's: the relay waits it.  Only
                     # one longer than a request may be held (a usage limit "resets 3pm") is everyone's,
                     # and opens the endpoint's breaker until then.  A 429/529 answer to one request among
@@ -471,12 +492,13 @@ class ApiRelay:
                 last = f
                 self.sink.error(route, inc)
                 if not err.retryable or err.type in _NOT_RETRIED:
-                    return await self._give_up(route, incs, last, writer, st.committed, why="not retryable")
+                    return await self._give_up(route, incs, last, writer, st.committed, st=st, why="not retryable")
                 if err.type is ErrorType.RESOURCE and err.retry_after is None and not route.retry_overload:
-                    return await self._give_up(route, incs, last, writer, st.committed,
+                    return await self._give_up(route, incs, last, writer, st.committed, st=st,
                                                why="overload: the adaptive concurrency limit answers it")
                 if tries >= self.max_tries:
-                    return await self._give_up(route, incs, last, writer, st.committed, why=f"{tries} tries failed")
+                    return await self._give_up(route, incs, last, writer, st.committed, st=st,
+                                               why=f"{tries} tries failed")
                 # the CLI's request timeout runs until a response head: a streamed request gets its head
                 # at its first retry, and the relay may hold it for max_wait, pinging, not API_TIMEOUT_MS
                 commit = not st.committed and _streaming(req)
@@ -490,7 +512,7 @@ class ApiRelay:
                 delay = wanted = max(ra, backoff)
                 deadline = t0 + route.max_wait if st.committed or commit else head_deadline
                 if self._mono() + delay > deadline:
-                    return await self._give_up(route, incs, last, writer, st.committed,
+                    return await self._give_up(route, incs, last, writer, st.committed, st=st,
                                                why=f"a wait of {delay:.1f} s goes past the time it may be held")
                 if commit:
                     await _write_head(writer, 200, _SSE_HEAD, chunked=True)
@@ -505,7 +527,7 @@ class ApiRelay:
                     got = await self._budget(route, reader, writer, st.committed, deadline)
                     budget_wait = self._mono() - tb
                     if not got:
-                        return await self._give_up(route, incs, last, writer, st.committed,
+                        return await self._give_up(route, incs, last, writer, st.committed, st=st,
                                                    why="no retry budget within the time the request may be held")
                     delay = max(0.0, delay - budget_wait)
                 route.retries += 1
@@ -514,6 +536,9 @@ class ApiRelay:
                 imposed = min(ra, total)
                 over = max(0.0, total - wanted)  # waited beyond what the retry wanted: the budget's
                 pending_wait = (imposed, max(0.0, total - imposed - over), over)
+                if st.deferred is not None:
+                    st.deferred[0].release()  # retried: not the breaker's (a half-open probe slot is free again)
+                    st.deferred = None
                 continue
             except BaseException:
                 permit.release()
@@ -697,8 +722,12 @@ class ApiRelay:
 
     async def _give_up(self, route: RelayRoute, incs: list[RelayIncident], last: _TryFailed | None,
                        writer: asyncio.StreamWriter, committed: bool, *, open_circuit: bool = False,
-                       why: str = "") -> bool:
+                       why: str = "", st: _State | None = None) -> bool:
         """Let the CLI see the failure as it would have without the relay; the supervisor takes it from there."""
+        if st is not None and st.deferred is not None:
+            permit, failure = st.deferred
+            st.deferred = None
+            permit.on_error(failure)  # the network failure the relay could not get past: the breaker's now
         route.last_failed = True  # the breaker heard of it (or refused the request): not again
         if open_circuit:
             why = why or "the circuit breaker stayed open past the time the request may be held"
