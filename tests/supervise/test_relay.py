@@ -545,6 +545,25 @@ async def test_connections_the_network_broke_and_retries_got_past_do_not_open_th
     assert ep.breaker.metrics().failures == 0 and ep.breaker.metrics().successes == 1
 
 
+async def test_a_broken_connection_is_asked_again_almost_at_once_an_api_error_backs_off(
+    api: MockServer, sink: Sink, make_relay: MakeRelay
+) -> None:
+    """Finagle's requeue: a connection the network broke costs the API nothing, so no back-off to speak of."""
+    relay = await make_relay(backoff_base=0.6, backoff_cap=0.6)  # a back-off that would show
+    ep = Endpoint()
+    api.set_faults(Faults(reset=True, count=1))
+    route = relay.register(api.url, ep, job_id="j", max_wait=10.0)
+    async with sdk(relay, route) as c:
+        await ask_streamed(c)
+    (reset,) = sink.failures
+    assert reset.backoff_s <= 0.025 + 1e-6
+    api.set_faults(Faults(status=500, count=1))
+    async with sdk(relay, route) as c:
+        await ask_streamed(c)
+    err500 = sink.failures[1]
+    assert 0.3 - 1e-6 <= err500.backoff_s <= 0.6 + 1e-6
+
+
 async def test_a_request_given_up_on_broken_connections_counts_once_and_500s_count_every_try(
     api: MockServer, sink: Sink, make_relay: MakeRelay
 ) -> None:
