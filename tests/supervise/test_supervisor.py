@@ -69,6 +69,31 @@ def test_config_from_dict_checks_keys_and_takes_a_breaker_table() -> None:
         SupervisorConfig.from_dict({"breaker": {"failure_rate": 50}})
 
 
+@pytest.mark.parametrize(("probes", "closes"), [(3, True), (1, False)])
+def test_one_background_failure_among_the_probes_does_not_reopen_the_breaker(probes: int, closes: bool) -> None:
+    """The supervisor's breaker probes three requests: one scattered failure is not the API down.
+
+    With a single probe (the old default, the second case) that one failure reopens it
+    and doubles every job's wait.
+    """
+    from dataclasses import replace
+
+    from resurgo.breaker import CircuitBreaker, CircuitState
+    from resurgo.supervise._config import default_breaker_thresholds
+
+    clock = FakeClock()
+    th = default_breaker_thresholds()
+    assert th.half_open_max_calls == 3
+    br = CircuitBreaker("t", thresholds=replace(th, half_open_max_calls=probes), clock=clock)
+    br.open(wait=2.0)
+    clock.advance(2.0)
+    permits = [br.acquire() for _ in range(probes)]
+    permits[0].on_error(ConnectionResetError("a scattered 500"))
+    for p in permits[1:]:
+        p.on_success()
+    assert (br.state is CircuitState.CLOSED) is closes
+
+
 def test_exit_statuses_say_how_a_job_ended() -> None:
     auth = ErrorClass(ErrorType.AUTH, None, "credentials", "bad key", False)
     bad = ErrorClass(ErrorType.VALIDATION, None, "invalid_request", "bad", False)

@@ -46,22 +46,33 @@ def default_breaker_thresholds() -> CircuitThresholds:
     answers before it (a 12 s 529 storm with 4 jobs never reached 50 %).  8 is
     above the jobs one cut of every connection fails at once in the chaos
     profile (6), and reached within about two seconds when every request fails.
+    Through the relay a connection the network broke counts only when the
+    relay gives its request up (retries get past a blip; see ``_relay``).
     In chaos runs a window of the last 10 calls instead opened 13 times in 176 s
-    under scattered 20 % faults.  The breaker probes one job at a time when
-    half-open.
+    under scattered 20 % faults.
 
-    The first open wait is short (2 s, doubling on every failed probe up to
-    120 s): a half-open probe here is a real job's attempt, not a request
-    spent on checking, so probing early costs one job a CLI start, while every
-    second of waiting costs every job of the endpoint.  A long outage still
-    reaches long waits after a few failed probes (2, 4, 8, 16 ... 120 s).
+    Half-open lets three probes through and opens again once two of them
+    failed (the failure rate of the probes reaching 50 %).  With a single
+    probe, the API's background failures decided alone: under the chaos
+    profile's 20 % of scattered faults, one probe in five failed with the API
+    healthy, and two unlucky probes in a row after a 4 s storm held every job
+    for 14 s (2 + 4 + 8).  Three probes reopen a healthy API's breaker about
+    one time in ten (two of three failing at 20 %), and a sustained outage
+    fails all three.  Through the relay a probe is one request.
+
+    The first open wait is short (2 s, doubling on every failed probe round up
+    to 120 s): a half-open probe here is a real job's request (or its attempt,
+    without the relay), not a request spent on checking, so probing early
+    costs little, while every second of waiting costs every job of the
+    endpoint.  A long outage still reaches long waits after a few failed probe
+    rounds (2, 4, 8, 16 ... 120 s).
     """
     return CircuitThresholds(
         failure_rate=0.5,
         min_calls=10,
         sliding_window=60.0,
         consecutive_failures=8,
-        half_open_max_calls=1,
+        half_open_max_calls=3,
         half_open_lease=600.0,
         slow_call_duration=3600.0,
         wait_in_open=2.0,
