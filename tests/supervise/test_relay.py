@@ -289,6 +289,21 @@ async def test_a_hang_past_the_learned_limit_is_ended_and_retried(api: MockServe
     assert inc.kind == "stall"
     assert inc.error.type is ErrorType.TIMEOUT
     assert inc.restored_at is not None
+    # the retry was answered as fast as ever: the API had hung, the limit was not too tight for this job
+    assert route.watch_kills == 1 and route.scale == 1.0
+
+
+async def test_a_hang_whose_retry_answers_slowly_keeps_the_longer_limit(api: MockServer, sink: Sink,
+                                                                        make_relay: MakeRelay) -> None:
+    """The property's other side: a retry slower than the old limit says this job needs more time."""
+    relay = await make_relay()
+    ep = Endpoint(times=ResponseTimes(min_samples=1, floor=0.3, factor=1.0))
+    route = relay.register(api.url, ep, job_id="j")
+    async with sdk(relay, route) as c:
+        await ask_streamed(c)  # learned: 0.3 s (the floor)
+        api.set_faults(Faults(first_byte_delay=0.45))  # slower than 0.3 s, within 0.6 s
+        m = await ask_streamed(c)
+    assert m.stop_reason == "end_turn"
     assert route.watch_kills == 1 and route.scale == 2.0  # this job's requests get more time from now on
 
 

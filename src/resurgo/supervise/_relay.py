@@ -177,6 +177,8 @@ class RelayRoute:
     answered: int = 0
     retries: int = 0
     watch_kills: int = 0
+    base_scale: float = 0.0
+    """The scale the attempt started with (``scale`` doubles at each request the watch ends)."""
     #: the last request ended with a failure the relay already reported to the breaker
     last_failed: bool = False
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -190,6 +192,8 @@ class RelayRoute:
         return self.budget if self.budget is not None else self.endpoint.budget
 
     def __post_init__(self) -> None:
+        if not self.base_scale:
+            self.base_scale = self.scale
         u = urlsplit(self.upstream)
         if u.scheme not in ("http", "https") or not u.hostname:
             raise ValueError("the relay forwards to http:// or https:// endpoints only")
@@ -658,7 +662,15 @@ class ApiRelay:
                 if _SSE_STOP.search(buf, max(0, len(buf) - 65536)) is None:
                     raise _TryFailed(ConnectionResetError("the API's answer ended before message_stop"))
             if first_at is not None:
-                ep.times.first_answer(first_at - t_sent)
+                took = first_at - t_sent
+                if route.scale > route.base_scale and first_limit is not None \
+                        and took <= first_limit / route.scale * route.base_scale:
+                    # answered within the limit this job started with: the request that was ended
+                    # had hung, its limit was not too tight for this job; later requests get the
+                    # base limit again (kept doubled, every real hang made each later one wait
+                    # twice as long: 3.6 s, 7.3 s, 14.5 s ...)
+                    route.scale = route.base_scale
+                ep.times.first_answer(took)
                 if sse:
                     ep.times.stream_gap(gap_max)
             if not st.committed:
