@@ -297,14 +297,15 @@ async def test_a_hang_whose_retry_answers_slowly_keeps_the_longer_limit(api: Moc
                                                                         make_relay: MakeRelay) -> None:
     """The property's other side: a retry slower than the old limit says this job needs more time."""
     relay = await make_relay()
-    ep = Endpoint(times=ResponseTimes(min_samples=1, floor=0.3, factor=1.0))
+    ep = Endpoint(times=ResponseTimes(min_samples=1, floor=0.5, factor=1.0))
     route = relay.register(api.url, ep, job_id="j")
     async with sdk(relay, route) as c:
-        await ask_streamed(c)  # learned: 0.3 s (the floor)
-        api.set_faults(Faults(first_byte_delay=0.45))  # slower than 0.3 s, within 0.6 s
+        await ask_streamed(c)  # learned: 0.5 s (the floor)
+        api.set_faults(Faults(first_byte_delay=0.75))  # slower than 0.5 s, within 1 s
         m = await ask_streamed(c)
     assert m.stop_reason == "end_turn"
-    assert route.watch_kills == 1 and route.scale == 2.0  # this job's requests get more time from now on
+    # this job's requests get more time from now on (twice, or more if a loaded machine made it miss 1 s)
+    assert route.watch_kills >= 1 and route.scale >= 2.0
 
 
 async def test_no_hang_limit_before_the_endpoint_learned_one(api: MockServer, sink: Sink,
