@@ -254,3 +254,24 @@ def test_the_time_the_run_keeps_the_supervisor_dead_is_imposed_its_restart_is_no
     assert with_down["recovery_s"] == pytest.approx(1.9) == without["recovery_s"]
     assert with_down["imposed_s"] == pytest.approx(1.0)
     assert without["imposed_s"] == pytest.approx(0.0)
+
+
+def test_a_429_whose_retry_got_another_429_waited_out_both_resets() -> None:
+    """Two 429s in a row on one request (2 s reset each): the first incident's 4 s are all imposed.
+
+    Measured as the incidents come, the second reset was not known yet when the first
+    incident's imposed part was taken, and 2 s of the server's reset counted as resurgo's.
+    """
+    art = _healthy()
+    art.recoveries += [
+        RecoveryRow("j3", 5, "relay_retry", T + 5.0, T + 7.0, T + 9.1, 2.0, fault_at=T + 4.95,
+                    error_type="resource"),
+        RecoveryRow("j3", 5, "relay_retry", T + 7.05, T + 9.05, T + 9.1, 2.0, fault_at=T + 7.0,
+                    error_type="resource"),
+    ]
+    art.hits += [FaultHit(T + 4.97, "j3", "api:429"), FaultHit(T + 7.02, "j3", "api:429")]
+    r = score(art)
+    first, second = sorted((i for i in r.attribution["incidents"] if i.get("relay")), key=lambda i: i["at"])
+    assert first["recovery_s"] == pytest.approx(4.1)
+    assert first["imposed_s"] == pytest.approx(4.0)  # [5, 7] and [7.05, 9.05]
+    assert second["imposed_s"] == pytest.approx(2.0)

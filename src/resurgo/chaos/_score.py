@@ -299,23 +299,29 @@ def score(
     per_job: dict[str, list[AttemptRow]] = {}
     for a in art.attempts:
         per_job.setdefault(a.job_id, []).append(a)
-    for jid, atts in per_job.items():
+    for atts in per_job.values():
         atts.sort(key=lambda a: (a.n, a.id))
+    # Every server reset first: a 429 whose retry got another 429 waited out both resets, and the
+    # second one's interval must be known when the first incident's imposed part is measured.
+    hits_by_job = _hits_by_job(art)
+    for jid, atts in per_job.items():
+        for i, a in enumerate(atts):
+            failed = _attempt_failure(a, i + 1 < len(atts), art, by_attempt)
+            if failed is not None:
+                _impose_reset(imposed, jid, *failed)
+    for r in art.recoveries:
+        if r.strategy == RELAY_RETRY:
+            _impose_reset(imposed, r.job_id, r.detected_at, _relay_fault(r, hits_by_job))
+    for jid, atts in per_job.items():
         for i, a in enumerate(atts):
             later = atts[i + 1:]
             sup_during = [t for t in art.supervisor_kills if a.started_at <= t <= (a.ended_at or float("inf"))]
-            if a.outcome == "failed":
-                at = a.ended_at if a.ended_at is not None else a.started_at
-            elif a.outcome in (None, "lost") and (later or a.outcome == "lost"):
-                # its supervisor died under it: the failure happened at the kill, not at the
-                # restart that noticed it
-                at = sup_during[0] if sup_during else (a.ended_at if a.ended_at is not None else a.started_at)
-            else:
+            failed = _attempt_failure(a, bool(later), art, by_attempt)
+            if failed is None:
                 continue  # succeeded, cancelled at shutdown, or still running when the run ended
+            at, attr = failed
             err = a.error or {}
             got = str(err.get("type") or ("interrupted" if a.outcome != "failed" else "unknown"))
-            attr = attribute(a, hits=by_attempt.get(a.id, []), kills=kills_of(a, art.kills),
-                             supervisor_kills=art.supervisor_kills)
             cause = attr.cause if attr is not None else "unexplained"
             causes[cause] = causes.get(cause, 0) + 1
             # only a failure the classifier judged has a verdict to compare with the truth
@@ -337,9 +343,6 @@ def score(
             else:
                 by = "operator"
             recoverable = jid not in expected_fail and fault_recoverable(attr.cause if attr else None)
-            reset = API_RETRY_AFTER.get(attr.cause.split(":", 1)[1]) if attr and attr.cause.startswith("api:") else None
-            if reset:
-                imposed.setdefault(jid, []).append((at, at + reset))
             imp = _overlap(at, nxt, imposed.get(jid, [])) if nxt is not None else 0.0
             phases = _phases(a, attr, at, nxt, nxt_att, rec, imp)
             _record((incidents, details, unexplained), jid=jid, attempt=a.n, at=at, attr=attr,
@@ -443,19 +446,13 @@ def _relay_incidents(
     answered (``restored_at``); a request the relay gave up on is recovered by
     the job's next attempt, like any failed attempt.
     """
-    hits_by_job: dict[str, list[FaultHit]] = {}
-    for h in art.hits:
-        if h.cause not in HARMLESS_FAULTS:
-            hits_by_job.setdefault(h.job_id, []).append(h)
+    hits_by_job = _hits_by_job(art)
     att_by_id = {a.id: a for atts in per_job.values() for a in atts}
     out = {"n": 0, "restored_in_attempt": 0, "not_restored_in_attempt": 0}  # the latter: given up, or cut short
-    eps = 0.02
     relay_rows = [r for r in art.recoveries if r.strategy == RELAY_RETRY]
     for r in sorted(relay_rows, key=lambda r: r.detected_at):
         jid, at = r.job_id, r.detected_at
-        sent = r.fault_at if r.fault_at is not None else at
-        cands = [h for h in hits_by_job.get(jid, []) if sent - eps <= h.at <= at + eps]
-        attr = Attribution(cands[-1].cause, expected_type(cands[-1].cause), cands[-1].at) if cands else None
+        attr = _relay_fault(r, hits_by_job)
         cause = attr.cause if attr is not None else "unexplained"
         causes[cause] = causes.get(cause, 0) + 1
         got = r.error_type or "unknown"
@@ -482,9 +479,6 @@ def _relay_incidents(
                 and a.ended_at >= at else []
             nxt = min([*later, *answered, *own], default=None)
             by = None if nxt is None else ("supervisor" if later and nxt == min(later) else "relay")
-        reset = API_RETRY_AFTER.get(attr.cause.split(":", 1)[1]) if attr and attr.cause.startswith("api:") else None
-        if reset:
-            imposed.setdefault(jid, []).append((at, at + reset))
         imp = _overlap(at, nxt, imposed.get(jid, [])) if nxt is not None else 0.0
         p = r.phases or {}
 
@@ -507,6 +501,48 @@ def _relay_incidents(
                 attr=attr, exp=exp, got=got, nxt=nxt, by=by, automatic=True, recoverable=recoverable, imp=imp,
                 phases=phases, rule=None, description="", killed_by=None, signal=None, relay=True)
     return out
+
+
+def _attempt_failure(a: AttemptRow, has_later: bool, art: RunArtifacts,
+                     by_attempt: Mapping[int, Sequence[FaultHit]]) -> tuple[float, Attribution | None] | None:
+    """When attempt ``a`` failed and the fault behind it; None: it did not fail."""
+    if a.outcome == "failed":
+        at = a.ended_at if a.ended_at is not None else a.started_at
+    elif a.outcome in (None, "lost") and (has_later or a.outcome == "lost"):
+        # its supervisor died under it: the failure happened at the kill, not at the
+        # restart that noticed it
+        sup_during = [t for t in art.supervisor_kills if a.started_at <= t <= (a.ended_at or float("inf"))]
+        at = sup_during[0] if sup_during else (a.ended_at if a.ended_at is not None else a.started_at)
+    else:
+        return None
+    attr = attribute(a, hits=by_attempt.get(a.id, []), kills=kills_of(a, art.kills),
+                     supervisor_kills=art.supervisor_kills)
+    return at, attr
+
+
+def _hits_by_job(art: RunArtifacts) -> dict[str, list[FaultHit]]:
+    out: dict[str, list[FaultHit]] = {}
+    for h in art.hits:
+        if h.cause not in HARMLESS_FAULTS:
+            out.setdefault(h.job_id, []).append(h)
+    return out
+
+
+def _relay_fault(r: RecoveryRow, hits_by_job: Mapping[str, Sequence[FaultHit]]) -> Attribution | None:
+    """The injected fault that hit the job between the failed try's sending and its detection."""
+    eps = 0.02
+    at = r.detected_at
+    sent = r.fault_at if r.fault_at is not None else at
+    cands = [h for h in hits_by_job.get(r.job_id, []) if sent - eps <= h.at <= at + eps]
+    return Attribution(cands[-1].cause, expected_type(cands[-1].cause), cands[-1].at) if cands else None
+
+
+def _impose_reset(imposed: dict[str, list[tuple[float, float]]], jid: str, at: float,
+                  attr: Attribution | None) -> None:
+    """The reset time the stand-in sent with an injected 429/529, from the failure's detection."""
+    reset = API_RETRY_AFTER.get(attr.cause.split(":", 1)[1]) if attr and attr.cause.startswith("api:") else None
+    if reset:
+        imposed.setdefault(jid, []).append((at, at + reset))
 
 
 def _phases(
