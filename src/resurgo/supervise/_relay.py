@@ -30,6 +30,13 @@ the time the CLI waits (its ``API_TIMEOUT_MS``, minus a margin) or past
 ``max_wait``.  Every failed try is reported to the ``sink`` (the orchestrator
 stores it as a recovery of strategy ``relay_retry`` with its phases).
 
+The breaker hears of every try's outcome except one kind: a connection the
+network broke before any answer (refused, reset, closed, cut), which says
+nothing of the API's load.  The relay asks again almost at once (Finagle's
+requeue, bounded by the retry budget) and reports such a failure to the
+breaker only when it gives the request up.  An API error or a hang counts on
+every try.
+
 Secrets: requests are forwarded with their headers untouched (API keys
 included) and nothing of a request's headers or body is ever logged.  Only
 ``http`` and ``https`` upstreams are relayed; a proxy in between
