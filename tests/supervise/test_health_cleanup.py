@@ -72,6 +72,34 @@ async def test_process_health_reports_tree_resources_and_silence(tmp_path: Path)
     assert f"process:{a.pid}" not in snap  # finished runs are forgotten, not unhealthy
 
 
+async def test_a_process_that_ends_while_it_is_measured_fails_no_health_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tool's child exiting between two psutil reads is ordinary; the round must not fail on it.
+
+    (``bench_supervisor.py`` logged "health check round failed" with ``NoSuchProcess``
+    from the first ``cpu_percent`` of a process that had just exited.)
+    """
+    import psutil
+
+    pm = ProcessManager(claude="/bin/true", tmp_root=tmp_path / "t")
+    a = await pm.start(sh("sleep 100", tmp_path, liveness=Liveness(stall_timeout=30, tick=0.05, grace=0.5)))
+    hc = HealthChecker(manager=pm)
+    await asyncio.sleep(0.25)
+
+    def gone(self: psutil.Process, interval: float | None = None) -> float:
+        raise psutil.NoSuchProcess(self.pid)
+
+    monkeypatch.setattr(psutil.Process, "cpu_percent", gone)
+    try:
+        snap = await hc.check_all()  # raised NoSuchProcess before
+        assert f"process:{a.pid}" in snap
+    finally:
+        monkeypatch.undo()
+        await a.stop("user", "test over")
+        await a.wait()
+
+
 async def test_startup_ends_processes_of_a_dead_supervisor_and_interrupts_its_jobs(tmp_path: Path) -> None:
     jobs = JobStore(Store(tmp_path / "r.db"))
     # a "previous supervisor": a process that has already exited

@@ -290,9 +290,9 @@ class HealthChecker:
         if p is None:
             try:
                 p = psutil.Process(pid)
-            except psutil.Error:
+                p.cpu_percent(None)  # prime: the first reading is meaningless
+            except psutil.Error:  # it ended in between (a tool's child exits any moment): not ours to fail on
                 return None
-            p.cpu_percent(None)  # prime: the first reading is meaningless
             self._procs[key] = p
         return p
 
