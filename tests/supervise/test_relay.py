@@ -439,6 +439,23 @@ async def test_a_routes_own_budget_pays_for_its_retries_not_the_endpoints(api: M
     assert empty.stats().retries_allowed == 0 and empty.stats().deposits == 0
 
 
+async def test_many_attempts_starting_the_relay_at_once_get_one_server(sink: Sink) -> None:
+    """The first attempts of a batch start it together: one listening socket, not one each."""
+    import psutil
+
+    relay = ApiRelay(sink)
+    me = psutil.Process()
+    before = {c.laddr for c in me.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+    try:
+        await asyncio.gather(*(relay.start() for _ in range(16)))
+        listening = {c.laddr for c in me.net_connections("tcp") if c.status == psutil.CONN_LISTEN} - before
+        assert len(listening) == 1
+    finally:
+        await relay.stop()
+    after = {c.laddr for c in me.net_connections("tcp") if c.status == psutil.CONN_LISTEN} - before
+    assert after == set()
+
+
 # -- the breaker ---------------------------------------------------------------------------------------------
 async def test_an_open_breaker_past_the_deadline_answers_529(api: MockServer, sink: Sink,
                                                              make_relay: MakeRelay) -> None:

@@ -313,6 +313,7 @@ class ApiRelay:
         self._rng = rng or random.Random()
         self._routes: dict[str, RelayRoute] = {}
         self._server: asyncio.Server | None = None
+        self._start_lock: asyncio.Lock | None = None
         self._port = 0
         self._pool: dict[tuple[str, str, int], list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]]] = {}
         self._conns: set[asyncio.StreamWriter] = set()
@@ -321,9 +322,17 @@ class ApiRelay:
 
     # -- life ---------------------------------------------------------------------------------------
     async def start(self) -> None:
-        if self._server is None:
-            self._server = await asyncio.start_server(self._on_client, "127.0.0.1", 0, limit=_MAX_HEAD)
-            self._port = int(self._server.sockets[0].getsockname()[1])
+        """Listen (idempotent).  The first attempts of a batch all call this at once: without the
+        lock each found no server yet and started one, and all but the last stayed listening (32
+        sockets for a supervisor at concurrency 32)."""
+        if self._server is not None:
+            return
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self._server is None:
+                self._server = await asyncio.start_server(self._on_client, "127.0.0.1", 0, limit=_MAX_HEAD)
+                self._port = int(self._server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
         srv, self._server = self._server, None
