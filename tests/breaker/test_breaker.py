@@ -323,6 +323,35 @@ def test_half_open_opens_early_when_the_verdict_is_already_certain(make, clock) 
     assert b.state is S.OPEN
 
 
+def test_half_open_closes_early_when_the_verdict_is_already_certain(make, clock) -> None:
+    """Two successes of three probes at a 50% threshold: the third cannot change the verdict.
+
+    Waiting for it held every caller back (the supervisor's probes are real requests: a
+    chaos run stayed half-open 7.5 s for the third answer).  Its late outcome is stale.
+    """
+    b = make(half_open_max_calls=3, failure_rate=0.5)
+    b.open(wait=1)
+    clock.advance(1)
+    third = b.acquire()
+    b.call(ok)
+    assert b.state is S.HALF_OPEN  # 1 of 3: two failures would still reach 66 %
+    b.call(ok)
+    assert b.state is S.CLOSED  # 2 of 3: even a failed third leaves 33 %
+    assert third.on_error(ConnectionError("late")) is Outcome.STALE
+    assert b.state is S.CLOSED
+
+
+def test_half_open_waits_while_the_probes_out_could_still_reopen_it(make, clock) -> None:
+    b = make(half_open_max_calls=3, failure_rate=0.5)
+    b.open(wait=1)
+    clock.advance(1)
+    b.call(ok)
+    fail(b)
+    assert b.state is S.HALF_OPEN  # 1 of 2 failed: the third decides
+    b.call(ok)
+    assert b.state is S.CLOSED
+
+
 def test_custom_wait_generator_gets_the_attempt(make, clock) -> None:
     attempts: list[int] = []
 

@@ -457,8 +457,9 @@ class HalfOpenState(State):
     ever arrives, is discarded.
 
     The breaker opens again as soon as the failures already recorded make the
-    failure (or slow-call) rate unavoidable, and closes once every probe has
-    reported and the rates are under their thresholds.
+    failure (or slow-call) rate unavoidable, and closes as soon as the rates
+    stay under their thresholds whatever the probes still out answer (at the
+    latest when every probe has reported).
     """
 
     __slots__ = ("issued", "leases", "max", "next_expiry", "recorded", "seq")
@@ -553,6 +554,14 @@ class HalfOpenState(State):
             return Transition(self.ctx.opened(now, self.attempt + 1, reason), reason)
         if self.recorded >= m:
             return Transition(self.ctx.closed(now), f"{m} probes under the thresholds")
+        # Optimistic verdict: even if every probe still out fails (and is slow), the rates stay
+        # under: close now.  Waiting for the last probes' answers only held every caller back
+        # (the supervisor's 3 probes are real requests: a chaos run waited 7.5 s in half-open
+        # for the third answer after two had already decided it).  Their late outcomes are stale.
+        left = m - self.recorded
+        if (w.failures + left) / m < t.failure_rate and (w.slow + left) / m < t.slow_call_rate:
+            return Transition(self.ctx.closed(now), f"{self.recorded} of {m} probes under the thresholds "
+                                                    "whatever the others answer")
         return None
 
     def auth_error_locked(self, reason: str, now: float) -> Transition | None:
