@@ -56,7 +56,9 @@ def lenient_breaker() -> CircuitBreaker:
 @dataclass
 class Endpoint:
     breaker: Any = field(default_factory=lenient_breaker)
-    budget: Any = field(default_factory=lambda: RetryBudget(ratio=0.5, min_retries_per_sec=10))
+    request_budget: Any = field(default_factory=lambda: RetryBudget(ratio=0.5, min_retries_per_sec=10))
+    budget: Any = field(default_factory=lambda: RetryBudget(ratio=0.0, min_retries_per_sec=0.0))
+    """The CLI restarts' budget: empty, so a relay retry drawing on it would fail the test."""
     times: ResponseTimes = field(default_factory=ResponseTimes)
 
 
@@ -407,7 +409,7 @@ async def test_a_streamed_request_with_a_retry_after_past_max_wait_sees_the_429(
 async def test_no_retry_budget_within_the_wait_passes_the_failure_on(api: MockServer, sink: Sink,
                                                                       make_relay: MakeRelay) -> None:
     relay = await make_relay()
-    ep = Endpoint(budget=RetryBudget(ratio=0.0, min_retries_per_sec=0.0))
+    ep = Endpoint(request_budget=RetryBudget(ratio=0.0, min_retries_per_sec=0.0))
     route = relay.register(api.url, ep, job_id="j", answer_timeout=1.6)
     api.set_faults(Faults(status=500, count=1))
     async with sdk(relay, route) as c:
@@ -419,17 +421,17 @@ async def test_no_retry_budget_within_the_wait_passes_the_failure_on(api: MockSe
     assert inc.gave_up and "budget" in inc.why
 
 
-async def test_a_routes_own_budget_pays_for_its_retries_not_the_endpoints(api: MockServer, sink: Sink,
+async def test_request_retries_draw_on_the_relays_budget_not_the_restarts(api: MockServer, sink: Sink,
                                                                           make_relay: MakeRelay) -> None:
-    """The supervisor gives request retries a budget apart from the CLI restarts' one (RPC-sized).
+    """The endpoint has a budget for request retries apart from the CLI restarts' one (RPC-sized).
 
-    The endpoint's budget here is empty: the retry goes ahead on the route's, and the
-    endpoint's sees neither the deposit nor the withdrawal.
+    The restarts' budget here is empty: the retry goes ahead on the relay's, and the
+    restarts' sees neither the deposit nor the withdrawal.
     """
     relay = await make_relay()
     empty = RetryBudget(ratio=0.0, min_retries_per_sec=0.0)
     own = RetryBudget(ratio=0.2, min_retries_per_sec=10.0)
-    route = relay.register(api.url, Endpoint(budget=empty), job_id="j", answer_timeout=5.0, budget=own)
+    route = relay.register(api.url, Endpoint(budget=empty, request_budget=own), job_id="j", answer_timeout=5.0)
     api.set_faults(Faults(status=500, count=1))
     async with sdk(relay, route) as c:
         msg = await ask(c)
@@ -488,39 +490,34 @@ async def test_an_open_breaker_with_a_short_wait_holds_the_request(api: MockServ
     assert ep.breaker.metrics().successes == 1
 
 
-async def test_a_breaker_open_past_the_clis_request_timeout_commits_the_head_and_holds(
-    api: MockServer, sink: Sink, make_relay: MakeRelay
+@pytest.mark.parametrize("streamed", [True, False])
+async def test_a_breaker_open_past_the_clis_request_timeout_holds_a_streamed_request(
+    api: MockServer, sink: Sink, make_relay: MakeRelay, streamed: bool
 ) -> None:
     """A breaker that opened while the attempt ran: a streamed request waits it out within ``max_wait``.
 
     Without the head, the relay could hold it only until the CLI's ``API_TIMEOUT_MS``
     (here 1.2 s, so 0.5 s): the breaker's 1.5 s would end a healthy attempt with a 529.
+    The property's limit: a JSON answer has no head to send early, so it gets the 529.
     """
     relay = await make_relay()
     ep = Endpoint()
     ep.breaker.open(wait=1.5)
     route = relay.register(api.url, ep, job_id="j", answer_timeout=1.2, max_wait=5.0)
     async with sdk(relay, route) as c:
-        m = await ask_streamed(c)
-    assert m.stop_reason == "end_turn"
-    assert len(messages_seen(api)) == 1
-    assert sink.refusals and sink.refusals[0][0] == "open"
-    assert sink.errors == [] and sink.failures == []
-
-
-async def test_a_non_streamed_request_cannot_be_held_past_the_clis_request_timeout(
-    api: MockServer, sink: Sink, make_relay: MakeRelay
-) -> None:
-    """The property's limit: a JSON answer has no head to send early, so it gets the 529."""
-    relay = await make_relay()
-    ep = Endpoint()
-    ep.breaker.open(wait=1.5)
-    route = relay.register(api.url, ep, job_id="j", answer_timeout=1.2, max_wait=5.0)
-    async with sdk(relay, route) as c:
-        with pytest.raises(anthropic.APIStatusError) as ei:
-            await ask(c)
-    assert ei.value.status_code == 529
-    assert messages_seen(api) == []
+        if streamed:
+            m = await ask_streamed(c)
+        else:
+            with pytest.raises(anthropic.APIStatusError) as ei:
+                await ask(c)
+    if streamed:
+        assert m.stop_reason == "end_turn"
+        assert len(messages_seen(api)) == 1
+        assert sink.refusals and sink.refusals[0][0] == "open"
+        assert sink.errors == [] and sink.failures == []
+    else:
+        assert ei.value.status_code == 529
+        assert messages_seen(api) == []
 
 
 async def test_a_wait_on_the_breaker_tells_the_supervisor_the_attempt_is_alive(

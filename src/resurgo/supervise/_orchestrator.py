@@ -158,8 +158,8 @@ class Endpoint:
     limiter: Any = None
     #: what this endpoint's answers take: the request watch's limits (see ``_requests``)
     times: ResponseTimes = field(default_factory=ResponseTimes)
-    #: the relay's retries of single requests (RPC-sized); None: they draw on ``budget``
-    request_budget: Any = None
+    #: the relay's retries of single requests, RPC-sized (``relay_budget_min_per_sec``), apart from ``budget``
+    request_budget: Any = field(default_factory=RetryBudget)
 
     def wait_for_change(self) -> asyncio.Event:
         """The event the next breaker transition sets (a job waiting for admission awaits it)."""
@@ -1127,7 +1127,6 @@ class Orchestrator:
                 upstream, run.endpoint, job_id=jid, attempt_id=run.attempt_id, hold=not asked_partial,
                 watch=self.config.request_watch, retry_overload=run.endpoint.limiter is None,
                 scale=run.request_scale, max_wait=self._relay_max_wait(), answer_timeout=self._api_timeout(run),
-                budget=run.endpoint.request_budget,
             )
             spec = replace(spec, env={**run.env, "ANTHROPIC_BASE_URL": self.relay.url(run.route)})
             if run.call is not None:

@@ -101,7 +101,8 @@ class ApiFailure(Exception):
 
 class _EndpointLike(Protocol):
     breaker: Any
-    budget: Any
+    request_budget: Any
+    """The retry budget of the relay's retries of single requests (RPC-sized; not the CLI restarts' one)."""
     times: ResponseTimes
 
 
@@ -177,9 +178,6 @@ class RelayRoute:
     max_wait: float = 60.0
     answer_timeout: float = 600.0
     """The CLI's own wait for a response head (``API_TIMEOUT_MS``): the relay answers before it."""
-    budget: Any = None
-    """The retry budget this route's retries draw on (None: the endpoint's).  The supervisor gives
-    the relay a budget of its own, sized for request retries, apart from the CLI restarts' one."""
     requests: int = 0
     answered: int = 0
     retries: int = 0
@@ -193,10 +191,6 @@ class RelayRoute:
     _host: str = ""
     _port: int = 0
     _base: str = ""
-
-    @property
-    def retry_budget(self) -> Any:
-        return self.budget if self.budget is not None else self.endpoint.budget
 
     def __post_init__(self) -> None:
         if not self.base_scale:
@@ -460,7 +454,7 @@ class ApiRelay:
         ep = route.endpoint
         route.requests += 1
         route.last_failed = False
-        route.retry_budget.deposit()  # every request sent earns retry budget (Finagle); only retries spend it
+        ep.request_budget.deposit()  # every request sent earns retry budget (Finagle); only retries spend it
         t0 = self._mono()
         head_deadline = t0 + max(0.5, min(route.max_wait, route.answer_timeout - self.margin))
         incs: list[RelayIncident] = []
@@ -469,13 +463,12 @@ class ApiRelay:
         pending_wait = (0.0, 0.0, 0.0)  # imposed, backoff, budget of the wait before this try
         while True:
             deadline = t0 + route.max_wait if st.committed else head_deadline
-            permit, waited = await self._admit(route, reader, writer, st.committed, deadline, st,
-                                               req=req, hold_until=t0 + route.max_wait)
+            permit, waited = await self._admit(route, req, reader, writer, st, deadline, hold_until=t0 + route.max_wait)
             if incs and (waited or pending_wait != (0.0, 0.0, 0.0)):
                 inc = incs[-1]
                 inc.imposed_s, inc.backoff_s, inc.budget_s = pending_wait[0] + waited, pending_wait[1], pending_wait[2]
             if permit is None:  # the breaker stayed open past what the CLI waits
-                return await self._give_up(route, incs, last, writer, st.committed, st=st, open_circuit=True)
+                return await self._give_up(route, incs, last, writer, st, open_circuit=True)
             if incs:
                 incs[-1].retried_at = self._time()
                 self.sink.changed(route, incs[-1])
@@ -520,12 +513,12 @@ class ApiRelay:
                 last = f
                 self.sink.error(route, inc)
                 if not err.retryable or err.type in _NOT_RETRIED:
-                    return await self._give_up(route, incs, last, writer, st.committed, st=st, why="not retryable")
+                    return await self._give_up(route, incs, last, writer, st, why="not retryable")
                 if err.type is ErrorType.RESOURCE and err.retry_after is None and not route.retry_overload:
-                    return await self._give_up(route, incs, last, writer, st.committed, st=st,
+                    return await self._give_up(route, incs, last, writer, st,
                                                why="overload: the adaptive concurrency limit answers it")
                 if tries >= self.max_tries:
-                    return await self._give_up(route, incs, last, writer, st.committed, st=st,
+                    return await self._give_up(route, incs, last, writer, st,
                                                why=f"{tries} tries failed")
                 # the CLI's request timeout runs until a response head: a streamed request gets its head
                 # at its first retry, and the relay may hold it for max_wait, pinging, not API_TIMEOUT_MS
@@ -540,22 +533,20 @@ class ApiRelay:
                 delay = wanted = max(ra, backoff)
                 deadline = t0 + route.max_wait if st.committed or commit else head_deadline
                 if self._mono() + delay > deadline:
-                    return await self._give_up(route, incs, last, writer, st.committed, st=st,
+                    return await self._give_up(route, incs, last, writer, st,
                                                why=f"a wait of {delay:.1f} s goes past the time it may be held")
                 if commit:
-                    await _write_head(writer, 200, _SSE_HEAD, chunked=True)
-                    st.committed = True
-                    self._pinged[id(writer)] = self._mono()
+                    await self._commit(writer, st)
                 # retried: a recovery (the failures the relay passes on are the supervisor's to recover)
                 inc.handle = self.sink.failed(route, inc)
                 incs.append(inc)
                 budget_wait = 0.0
-                if not route.retry_budget.try_withdraw():
+                if not ep.request_budget.try_withdraw():
                     tb = self._mono()
                     got = await self._budget(route, reader, writer, st.committed, deadline)
                     budget_wait = self._mono() - tb
                     if not got:
-                        return await self._give_up(route, incs, last, writer, st.committed, st=st,
+                        return await self._give_up(route, incs, last, writer, st,
                                                    why="no retry budget within the time the request may be held")
                     delay = max(0.0, delay - budget_wait)
                 route.retries += 1
@@ -714,9 +705,9 @@ class ApiRelay:
             return
         p.release()  # it let us through after all (its wait just ended): the retry asks again in turn
 
-    async def _admit(self, route: RelayRoute, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     committed: bool, deadline: float, st: _State | None = None, *, req: _Request | None = None,
-                     hold_until: float | None = None) -> tuple[Any, float]:
+    async def _admit(self, route: RelayRoute, req: _Request, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter, st: _State, deadline: float, *,
+                     hold_until: float) -> tuple[Any, float]:
         """A breaker permit, waiting while the circuit is open (never past ``deadline``).
 
         A streamed request whose wait would outlast the CLI's ``API_TIMEOUT_MS``
@@ -735,32 +726,34 @@ class ApiRelay:
             except CircuitOpenError as e:
                 if not told:
                     told = True
-                    if st is None or not st.told:
+                    if not st.told:
                         self.sink.refused(route, e.state.value, e.retry_after)
-                    if st is not None:
-                        st.told = True
+                    st.told = True
                 left = deadline - self._mono()
                 ra = e.retry_after or _SLICE
-                if (ra > left + 0.05 and not committed and st is not None and req is not None
-                        and hold_until is not None and hold_until > deadline and _streaming(req)):
-                    await _write_head(writer, 200, _SSE_HEAD, chunked=True)
-                    committed = st.committed = True
-                    self._pinged[id(writer)] = self._mono()
+                if ra > left + 0.05 and not st.committed and hold_until > deadline and _streaming(req):
+                    await self._commit(writer, st)
                     deadline = hold_until
                     left = deadline - self._mono()
                 if left <= 0 or ra > left + 0.05:
                     return None, self._mono() - t0
-                await self._wait(min(max(ra, 0.005), left, 1.0), reader, writer, committed, route)
+                await self._wait(min(max(ra, 0.005), left, 1.0), reader, writer, st.committed, route)
                 continue
-            if st is not None:
-                st.told = False  # a later opening is a new refusal to report
+            st.told = False  # a later opening is a new refusal to report
             return permit, (self._mono() - t0 if told else 0.0)
 
+    async def _commit(self, writer: asyncio.StreamWriter, st: _State) -> None:
+        """Send the CLI a 200 SSE head now: from here the relay may hold the request (pinging) up to max_wait."""
+        await _write_head(writer, 200, _SSE_HEAD, chunked=True)
+        st.committed = True
+        self._pinged[id(writer)] = self._mono()
+
     async def _give_up(self, route: RelayRoute, incs: list[RelayIncident], last: _TryFailed | None,
-                       writer: asyncio.StreamWriter, committed: bool, *, open_circuit: bool = False,
-                       why: str = "", st: _State | None = None) -> bool:
+                       writer: asyncio.StreamWriter, st: _State, *, open_circuit: bool = False,
+                       why: str = "") -> bool:
         """Let the CLI see the failure as it would have without the relay; the supervisor takes it from there."""
-        if st is not None and st.deferred is not None:
+        committed = st.committed
+        if st.deferred is not None:
             permit, failure = st.deferred
             st.deferred = None
             permit.on_error(failure)  # the network failure the relay could not get past: the breaker's now
@@ -799,7 +792,7 @@ class ApiRelay:
     async def _budget(self, route: RelayRoute, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                       committed: bool, deadline: float) -> bool:
         """Wait for a retry token until ``deadline`` (other requests earn them); False: none came."""
-        budget = route.retry_budget
+        budget = route.endpoint.request_budget
         while True:
             w = budget.wait_time()
             left = deadline - self._mono()
