@@ -304,19 +304,23 @@ def score(
     # Every server reset first: a 429 whose retry got another 429 waited out both resets, and the
     # second one's interval must be known when the first incident's imposed part is measured.
     hits_by_job = _hits_by_job(art)
+    failures: dict[int, tuple[float, Attribution | None]] = {}  # attempt id -> (failed at, its fault)
     for jid, atts in per_job.items():
         for i, a in enumerate(atts):
             failed = _attempt_failure(a, i + 1 < len(atts), art, by_attempt)
             if failed is not None:
+                failures[a.id] = failed
                 _impose_reset(imposed, jid, *failed)
+    relay_faults: dict[int, Attribution | None] = {}  # id(row) -> its fault
     for r in art.recoveries:
         if r.strategy == RELAY_RETRY:
-            _impose_reset(imposed, r.job_id, r.detected_at, _relay_fault(r, hits_by_job))
+            relay_faults[id(r)] = _relay_fault(r, hits_by_job)
+            _impose_reset(imposed, r.job_id, r.detected_at, relay_faults[id(r)])
     for jid, atts in per_job.items():
         for i, a in enumerate(atts):
             later = atts[i + 1:]
             sup_during = [t for t in art.supervisor_kills if a.started_at <= t <= (a.ended_at or float("inf"))]
-            failed = _attempt_failure(a, bool(later), art, by_attempt)
+            failed = failures.get(a.id)
             if failed is None:
                 continue  # succeeded, cancelled at shutdown, or still running when the run ended
             at, attr = failed
@@ -351,8 +355,8 @@ def score(
                     recoverable=recoverable, imp=imp, phases=phases, rule=err.get("rule"),
                     description=str(err.get("description") or "")[:160], killed_by=a.killed_by, signal=a.signal)
 
-    relay_n = _relay_incidents(art, per_job, imposed, expected_fail, incidents, causes, confusion, unexplained,
-                               details)
+    relay_n = _relay_incidents(art, per_job, relay_faults, imposed, expected_fail, incidents, causes, confusion,
+                               unexplained, details)
 
     # what a breaker counts: failures the supervisor judged the API's (not a killed CLI, not a dead supervisor)
     api_failed = sorted((i for i in incidents if i.error_type not in ("process", "interrupted")), key=lambda i: i.at)
@@ -427,6 +431,7 @@ def _record(
 def _relay_incidents(
     art: RunArtifacts,
     per_job: Mapping[str, Sequence[AttemptRow]],
+    relay_faults: Mapping[int, Attribution | None],
     imposed: dict[str, list[tuple[float, float]]],
     expected_fail: set[str],
     incidents: list[IncidentRecord],
@@ -446,13 +451,12 @@ def _relay_incidents(
     answered (``restored_at``); a request the relay gave up on is recovered by
     the job's next attempt, like any failed attempt.
     """
-    hits_by_job = _hits_by_job(art)
     att_by_id = {a.id: a for atts in per_job.values() for a in atts}
     out = {"n": 0, "restored_in_attempt": 0, "not_restored_in_attempt": 0}  # the latter: given up, or cut short
     relay_rows = [r for r in art.recoveries if r.strategy == RELAY_RETRY]
     for r in sorted(relay_rows, key=lambda r: r.detected_at):
         jid, at = r.job_id, r.detected_at
-        attr = _relay_fault(r, hits_by_job)
+        attr = relay_faults[id(r)]
         cause = attr.cause if attr is not None else "unexplained"
         causes[cause] = causes.get(cause, 0) + 1
         got = r.error_type or "unknown"
