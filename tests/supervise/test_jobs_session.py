@@ -129,11 +129,11 @@ async def test_background_writer_keeps_a_failed_batch_and_writes_it_in_order(
     real = jobs._insert_events
     calls: list[int] = []
 
-    def flaky(rows: Any) -> None:
+    def flaky(rows: Any, **kw: Any) -> None:
         calls.append(len(rows))
         if len(calls) == 1:
             raise sqlite3.OperationalError("database is locked")
-        real(rows)
+        real(rows, **kw)
 
     monkeypatch.setattr(jobs, "_insert_events", flaky)
     for i in range(25):
@@ -144,6 +144,32 @@ async def test_background_writer_keeps_a_failed_batch_and_writes_it_in_order(
     await w.drain()  # nothing was lost: the failed batch goes first, then the rest
     assert w.pending == 0
     assert [json.loads(e.data_json)["i"] for e in jobs.events(j.id)] == list(range(25))
+    # the batch that failed carried the attempt's first event: its retry still marks it
+    assert jobs.attempts(j.id)[0].first_event_at == 1.0
+
+
+def test_an_attempt_that_never_ends_still_records_when_it_first_spoke(jobs: JobStore, tmp_path: Path) -> None:
+    """A supervisor killed mid-attempt never finishes the attempt's row; the events it stored say it spoke.
+
+    Without the mark the chaos scorer counted such a job as standing still from
+    its previous fault until the restarted supervisor's attempt (seconds of
+    progress counted as downtime).
+    """
+    j = jobs.create_job("p", cwd=tmp_path)
+    a1 = jobs.begin_attempt(j.id, kind="start")
+    w = jobs.event_writer(j.id, a1, max_rows=2)
+    for i, ts in enumerate((5.0, 6.0, 7.0)):
+        w.add(parse_line(json.dumps({"type": "n", "i": i}).encode(), seq=i, ts=ts, mono=ts))
+    w.flush()
+    jobs.runs.lose_open_attempts(j.id)  # what the next supervisor does with it
+    a = jobs.attempts(j.id)[0]
+    assert a.outcome == "lost" and a.first_event_at == 5.0  # the first event, not a later batch's
+    # an attempt that ends normally keeps the same figure
+    a2 = jobs.begin_attempt(j.id, kind="resume")
+    w2 = jobs.event_writer(j.id, a2)
+    w2.add(parse_line(b'{"type":"n"}', seq=0, ts=9.0, mono=9.0))
+    w2.flush()
+    assert jobs.attempts(j.id)[1].first_event_at == 9.0
 
 
 def test_attempts_events_recoveries(jobs: JobStore, tmp_path: Path) -> None:

@@ -714,3 +714,41 @@ async def test_a_forced_open_breaker_is_not_restored_by_a_restart(tmp_path: Path
     rig = Rig(tmp_path, lambda spec, n: {"exit_code": 0, "result": R_OK})
     rig.orch.endpoint(URL).breaker.force_open("bad credentials")
     assert rig.orchestrator().endpoint(URL).breaker.state is CircuitState.CLOSED
+
+
+async def test_a_restarted_supervisor_watches_for_hangs_from_its_first_request(tmp_path: Path) -> None:
+    """The answer times the last supervisor learned are stored when attempts end and loaded by the next one.
+
+    Without them a restarted supervisor has no hang limit until 20 answers came
+    in: a hang right after a restart held its job for the hang's whole length.
+    """
+    rig = Rig(tmp_path, lambda spec, n: {"exit_code": 0, "result": R_OK})
+    ep = rig.orch.endpoint(URL)
+    assert ep.times.first_answer_limit() is None
+    for v in [0.2] * 19 + [1.0]:
+        ep.times.first_answer(v)
+        ep.times.stream_gap(0.1)
+    assert ep.times.first_answer_limit() == pytest.approx(3.0)
+    fresh = rig.orchestrator().endpoint(URL).times
+    assert fresh.first_answer_limit() is None  # nothing saved yet: no attempt has ended
+    assert (await rig.orch.run_job(rig.job())).ok  # an attempt ends: the times are saved
+    rig.clock.advance(60.0)
+    again = rig.orchestrator().endpoint(URL).times
+    assert again.first_answer_limit() == pytest.approx(3.0) and again.gap_limit() == pytest.approx(5.0)
+    assert again.samples() == ep.times.samples() and again.added == 0
+    # times saved over an hour ago say little about today's answers: not loaded
+    rig.clock.advance(3600.0)
+    assert rig.orchestrator().endpoint(URL).times.first_answer_limit() is None
+
+
+def test_damaged_stored_answer_times_are_dropped_not_raised(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, lambda spec, n: {"exit_code": 0, "result": R_OK})
+    name = rig.orch.endpoint(URL).breaker.name
+    rig.jobs.runs.save_endpoint_times(name, ts=rig.clock.time(), first=[0.1] * 30, gap=[])
+    rig.store.execute("UPDATE endpoint_times SET gap_json='{\"no\": 1}', "
+                      "first_json='[0.5, \"x\", -1, true, 1e999, null' WHERE endpoint=?", (name,))
+    times = rig.orchestrator().endpoint(URL).times  # starts, with nothing learned
+    assert times.samples() == ([], [])
+    rig.store.execute("UPDATE endpoint_times SET first_json='[0.5, \"x\", -1, true, 0.25]' WHERE endpoint=?",
+                      (name,))
+    assert rig.jobs.runs.endpoint_times(name) == (rig.clock.time(), [0.5, 0.25], [])

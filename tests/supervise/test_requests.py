@@ -299,3 +299,13 @@ async def test_a_job_that_asks_for_partial_messages_keeps_them(
         res = await asyncio.wait_for(sup.run("say [[text: hello]]", cwd=work), 30)
         assert res.ok, res
         assert any(e.type == "stream_event" for e in sup.jobs.events(res.job_id))
+
+
+def test_preloaded_samples_give_a_limit_at_once_and_age_out_like_seen_ones() -> None:
+    t = ResponseTimes(factor=2.0, floor=0.1, min_samples=3, window=4)
+    t.preload([0.5, 0.2, float("nan"), -1.0, 0.3], [0.4])
+    assert t.first_answer_limit() == pytest.approx(1.0) and t.added == 0
+    assert t.samples() == ([0.5, 0.2, 0.3], [0.4])
+    t.first_answer(0.1)
+    t.first_answer(0.1)  # 0.5 leaves the window of 4
+    assert t.first_answer_limit() == pytest.approx(0.6) and t.added == 2

@@ -468,8 +468,15 @@ class RunStore:
         )
 
     # -- events ------------------------------------------------------------------------------------
-    def insert_events(self, rows: Sequence[EventRow]) -> None:
-        """Append event rows in one transaction (the hot write path: one ``executemany``)."""
+    def insert_events(self, rows: Sequence[EventRow], *, first_event_of: int | None = None) -> None:
+        """Append event rows in one transaction (the hot write path: one ``executemany``).
+
+        ``first_event_of``: an attempt whose first event is ``rows[0]``; its
+        ``first_event_at`` is set in the same transaction.  The attempt's row is
+        otherwise finished only when it ends, and an attempt whose supervisor
+        was killed never ends: without this its record would say it never
+        spoke, though its events show it did.
+        """
         if not rows:
             return
         with self.store.transaction() as conn:
@@ -477,6 +484,9 @@ class RunStore:
                 "INSERT INTO events(job_id, attempt_id, ts, source, type, subtype, data_json) VALUES(?,?,?,?,?,?,?)",
                 rows,
             )
+            if first_event_of is not None:
+                conn.execute("UPDATE attempts SET first_event_at=COALESCE(first_event_at, ?) WHERE id=?",
+                             (rows[0][2], first_event_of))
 
     def attempt_events(self, attempt_id: int, *, types: Collection[str] = ("assistant", "user", "result")) -> list[Any]:
         """The stored CLI events of one attempt (parsed), for rebuilding its progress after a restart."""
@@ -616,6 +626,40 @@ class RunStore:
             metrics = {}
         return {"ts": float(r["ts"]), "from_state": r["from_state"], "to_state": r["to_state"],
                 "metrics": metrics if isinstance(metrics, dict) else {}}
+
+    def save_endpoint_times(self, endpoint: str, *, ts: float, first: Sequence[float], gap: Sequence[float]) -> None:
+        """Replace the stored recent answer times of ``endpoint`` (see :meth:`endpoint_times`)."""
+        self.store.execute(
+            "INSERT INTO endpoint_times(endpoint, ts, first_json, gap_json) VALUES(?,?,?,?)"
+            " ON CONFLICT(endpoint) DO UPDATE SET ts=excluded.ts, first_json=excluded.first_json,"
+            " gap_json=excluded.gap_json",
+            (endpoint, ts, json.dumps([round(float(v), 4) for v in first]),
+             json.dumps([round(float(v), 4) for v in gap])),
+        )
+
+    def endpoint_times(self, endpoint: str) -> tuple[float, list[float], list[float]] | None:
+        """``(saved at, first-answer delays, gaps)`` of ``endpoint``; None: nothing (readable) stored.
+
+        Anything that is not a list of finite non-negative numbers is dropped, not
+        raised: these are hints for a watch, and a damaged row must not stop a
+        supervisor from starting.
+        """
+        rows = self.store.query("SELECT ts, first_json, gap_json FROM endpoint_times WHERE endpoint=?", (endpoint,))
+        if not rows:
+            return None
+
+        def nums(raw: Any) -> list[float]:
+            try:
+                v = json.loads(raw)
+            except (TypeError, ValueError):
+                return []
+            if not isinstance(v, list):
+                return []
+            return [float(x) for x in v if isinstance(x, (int, float)) and not isinstance(x, bool)
+                    and math.isfinite(x) and x >= 0]
+
+        r = rows[0]
+        return float(r["ts"]), nums(r["first_json"]), nums(r["gap_json"])
 
     def insert_breaker_transition(
         self, *, breaker: str, ts: float, from_state: str, to_state: str, reason: str | None, metrics_json: str | None

@@ -159,6 +159,17 @@ MIGRATIONS: list[Migration] = [
     ALTER TABLE recoveries ADD COLUMN caught_up_at REAL;
     ALTER TABLE recoveries ADD COLUMN lost_tools INTEGER;
     """,
+    # 4: what an endpoint's answers took lately (``resurgo.supervise._requests.ResponseTimes``), so a
+    # supervisor started on the store (after a crash, or the next batch) watches for hung requests
+    # from its first request instead of after 20 answers: the delays as JSON lists, oldest first.
+    """
+    CREATE TABLE endpoint_times (
+        endpoint      TEXT PRIMARY KEY,     -- the endpoint's name (no credentials)
+        ts            REAL NOT NULL,        -- when they were saved
+        first_json    TEXT NOT NULL,        -- request sent -> first answer event, seconds
+        gap_json      TEXT NOT NULL         -- longest silence within an answer, seconds
+    );
+    """,
 ]
 
 

@@ -224,6 +224,7 @@ class EventWriter:
     __slots__ = (
         "_buf",
         "_bytes",
+        "_first_stored",
         "_jobs",
         "_last",
         "_queue",
@@ -263,6 +264,8 @@ class EventWriter:
         #: one writer at a time, so batches are committed in order and never twice
         self._wlock = threading.Lock()
         self._task: asyncio.Task[None] | None = None
+        #: the attempt's first event is committed, and with it the attempt's ``first_event_at``
+        self._first_stored = attempt_id is None
 
     def add(self, ev: StreamEvent) -> None:
         # kept as printed: redaction happens where the batch is written (with ``background``,
@@ -323,8 +326,10 @@ class EventWriter:
                     [
                         (job, attempt, e.ts, "cli", e.type, e.subtype, redact_json_line(e.raw, parsed=e.data))
                         for e in self._queue[0]
-                    ]
+                    ],
+                    first_event_of=None if self._first_stored else attempt,
                 )
+                self._first_stored = True
                 self._queue.popleft()
 
 
@@ -621,8 +626,8 @@ class JobStore:
             [(job_id, attempt_id, self.clock.time(), "supervisor", type, subtype, redact_text(payload))]
         )
 
-    def _insert_events(self, rows: Sequence[_EventRow]) -> None:
-        self.runs.insert_events(rows)
+    def _insert_events(self, rows: Sequence[_EventRow], *, first_event_of: int | None = None) -> None:
+        self.runs.insert_events(rows, first_event_of=first_event_of)
 
     def events(
         self, job_id: str, *, after_id: int = 0, limit: int | None = None, redact: bool = False

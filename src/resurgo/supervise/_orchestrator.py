@@ -373,6 +373,7 @@ class Orchestrator:
     async def close_relay(self) -> None:
         if self.relay is not None:
             await self.relay.stop()
+        self.save_times(every=1)
 
     # -- the stored state may change under us -------------------------------------------------------
     def _stored_change(self, run: _JobRun) -> JobRecord | None:
@@ -494,6 +495,7 @@ class Orchestrator:
             )
             br.add_listener(ep.on_breaker_event)
             self._restore_open(br)
+            self._restore_times(ep)
             if self.config.adaptive:
                 from resurgo.supervise import _adaptive
 
@@ -525,6 +527,39 @@ class Orchestrator:
         caps = [c for c in (th.max_wait_in_open, th.max_retry_after, th.wait_in_open) if c is not None]
         if 0.0 < left <= max(caps, default=math.inf):  # a usage-limit reset included; never beyond the limits
             br.open(wait=left, reason=f"restored: open when the last supervisor stopped ({left:.3g} s left)")
+
+    def _restore_times(self, ep: Endpoint) -> None:
+        """Start ``ep``'s request watch from the answer times stored by the last supervisor on it.
+
+        Only recent ones (``_TIMES_MAX_AGE``): a watch limit is ``factor`` times the
+        slowest recent answer, and yesterday's answers say little about today's
+        prompts; a job slower than them still gets more time on every retry (its
+        own scale doubles).
+        """
+        try:
+            got = self.jobs.runs.endpoint_times(ep.breaker.name)
+        except Exception:
+            log.exception("could not read the stored answer times of %s", ep.breaker.name)
+            return
+        if got is not None and self.clock.time() - got[0] <= _TIMES_MAX_AGE:
+            ep.times.preload(got[1], got[2])
+
+    def save_times(self, *, every: int = 20) -> None:
+        """Store each endpoint's recent answer times once ``every`` new ones came in (see ``_restore_times``).
+
+        Called when an attempt ends and when the supervisor closes: a killed
+        supervisor loses at most the answers since the last save.
+        """
+        for ep in self.endpoints.values():
+            if ep.times.added < every:
+                continue
+            first, gap = ep.times.samples()
+            try:
+                self.jobs.runs.save_endpoint_times(ep.breaker.name, ts=self.clock.time(), first=first, gap=gap)
+            except Exception:
+                log.exception("could not store the answer times of %s", ep.breaker.name)
+                continue
+            ep.times.added = 0
 
     def running_endpoints(self) -> dict[str, Endpoint]:
         """The endpoint each job running in this orchestrator uses now (by job id)."""
@@ -1166,6 +1201,7 @@ class Orchestrator:
         run.attempt = None
         if outcome.first_event_at is not None:
             self._learn_start(outcome.first_event_at - outcome.started_at)
+        self.save_times()
         return outcome
 
     def _end_route(self, run: _JobRun) -> RelayRoute | None:
@@ -1595,6 +1631,9 @@ class _RelaySink:
         if mon is not None:
             mon.progress()
 
+
+#: Answer times stored longer ago than this (seconds) are not loaded by a new supervisor.
+_TIMES_MAX_AGE = 3600.0
 
 #: Strategy of the recoveries the relay made (a request retried without restarting the CLI).
 RELAY_RETRY = "relay_retry"

@@ -58,6 +58,9 @@ class _Window:
     def __len__(self) -> int:
         return len(self._q)
 
+    def values(self) -> list[float]:
+        return list(self._q)
+
     @property
     def max(self) -> float:
         return self._max
@@ -80,7 +83,7 @@ class ResponseTimes:
     * ``window`` (200) — how many recent answers count.
     """
 
-    __slots__ = ("_first", "_gap", "factor", "floor", "gap_floor", "min_samples")
+    __slots__ = ("_first", "_gap", "added", "factor", "floor", "gap_floor", "min_samples")
 
     def __init__(
         self, *, factor: float = 3.0, floor: float = 2.0, gap_floor: float = 5.0, min_samples: int = 20,
@@ -101,16 +104,40 @@ class ResponseTimes:
         self.min_samples = min_samples
         self._first = _Window(window)
         self._gap = _Window(window)
+        #: samples added since this count was last reset (by whoever saves them: see :meth:`preload`)
+        self.added = 0
 
     def first_answer(self, seconds: float) -> None:
         """A request was answered (its first stream event) ``seconds`` after it was sent."""
         if seconds >= 0 and math.isfinite(seconds):
             self._first.add(seconds)
+            self.added += 1
 
     def stream_gap(self, seconds: float) -> None:
         """An answer's longest silence between two of its events."""
         if seconds >= 0 and math.isfinite(seconds):
             self._gap.add(seconds)
+            self.added += 1
+
+    def samples(self) -> tuple[list[float], list[float]]:
+        """The recent first-answer delays and gaps, oldest first (what :meth:`preload` takes back)."""
+        return self._first.values(), self._gap.values()
+
+    def preload(self, first: list[float], gap: list[float]) -> None:
+        """Start from answers seen before (a previous supervisor's, from the store).
+
+        A supervisor restarted after a crash otherwise watches nothing until
+        ``min_samples`` answers came in: in chaos runs a hang injected seconds
+        after a supervisor restart then held its job for the hang's whole 6 s
+        instead of the ~2 s limit.  Loaded samples count like seen ones and age
+        out of the window the same way; they do not count as :attr:`added`.
+        """
+        for v in first:
+            if v >= 0 and math.isfinite(v):
+                self._first.add(v)
+        for v in gap:
+            if v >= 0 and math.isfinite(v):
+                self._gap.add(v)
 
     def _limit(self, w: _Window, floor: float) -> float | None:
         if len(w) < self.min_samples:
