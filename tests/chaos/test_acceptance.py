@@ -42,8 +42,9 @@ def _why(r: ChaosReport) -> str:
 
 @pytest.mark.timeout(300)
 def test_short_chaos_run_meets_the_seed_targets(claude_bin: str, tmp_path: Path) -> None:
-    # long enough for ~40+ classified failures: one ambiguous attribution must not decide the 95% gate
-    r = _run(claude_bin, tmp_path, duration=75.0, jobs=20, concurrency=4, kill_every=3.0, fault_rate=0.2, seed=7)
+    # long enough for ~40+ classified failures: one ambiguous attribution must not decide the 95% gate.
+    # The storm comes at 30 % of ``duration``: with 75 s it came after the batch (about 22 s now) was done
+    r = _run(claude_bin, tmp_path, duration=40.0, jobs=20, concurrency=4, kill_every=3.0, fault_rate=0.2, seed=7)
     att = r.attribution
     # the chaos happened
     assert att["kills"]["cli"] >= 3, att["kills"]

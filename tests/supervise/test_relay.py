@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -293,6 +294,25 @@ async def test_a_hang_past_the_learned_limit_is_ended_and_retried(api: MockServe
     assert inc.restored_at is not None
     # the retry was answered as fast as ever: the API had hung, the limit was not too tight for this job
     assert route.watch_kills == 1 and route.scale == 1.0
+
+
+async def test_a_retry_after_a_hang_gets_the_same_limit_and_only_a_second_hang_doubles_it(
+        api: MockServer, sink: Sink, make_relay: MakeRelay) -> None:
+    """One hang says nothing of the next try; a request ended twice may be a slow job's, and gets more time."""
+    relay = await make_relay()
+    ep = Endpoint(times=ResponseTimes(min_samples=1, floor=0.3))
+    route = relay.register(api.url, ep, job_id="j")
+    async with sdk(relay, route) as c:
+        await ask_streamed(c)
+        api.set_faults(Faults(hang=True, count=3))
+        m = await ask_streamed(c)
+    assert m.stop_reason == "end_turn"
+    assert [r.fault for r in messages_seen(api)] == [None, "hang", "hang", "hang", None]
+    limits = [re.search(r"limit ([0-9.]+) s", inc.error.description) for inc in sink.failures]
+    got = [float(x.group(1)) if x else None for x in limits]
+    assert len(got) == 3 and None not in got
+    assert got[1] == got[0] and got[2] == pytest.approx(2 * got[0], abs=0.011)  # same, same, doubled
+    assert route.watch_kills == 3
 
 
 async def test_a_hang_whose_retry_answers_slowly_keeps_the_longer_limit(api: MockServer, sink: Sink,

@@ -183,7 +183,7 @@ class RelayRoute:
     retries: int = 0
     watch_kills: int = 0
     base_scale: float = 0.0
-    """The scale the attempt started with (``scale`` doubles at each request the watch ends)."""
+    """The scale the attempt started with (``scale`` doubles for each try after a request's second hang)."""
     #: the last request ended with a failure the relay already reported to the breaker
     last_failed: bool = False
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -228,6 +228,8 @@ class _State:
     """The breaker's refusal of this request was reported."""
     deferred: tuple[Any, Any] | None = None
     """(permit, failure) of a try the network broke: reported to the breaker only if the relay gives up."""
+    watch_kills: int = 0
+    """Tries of this request the hang watch ended."""
 
 
 @dataclass
@@ -483,7 +485,14 @@ class ApiRelay:
                 err = self.sink.classify(f.evidence)
                 if f.watch:
                     route.watch_kills += 1
-                    route.scale = min(route.scale * 2, 64.0)
+                    st.watch_kills += 1
+                    if st.watch_kills >= 2:
+                        # the same request ended twice: this job's requests may just be slower than the
+                        # endpoint's others (a huge context), so its next try gets twice the time.  Not
+                        # at the first: a request past 3x the slowest recent answer has most likely hung,
+                        # and a hang says nothing of the next try.  Doubled at once, a retry that hung
+                        # again (or ran into the same network black hole) stood still 4-7 s instead of 2-4
+                        route.scale = min(route.scale * 2, 64.0)
                 # A connection the network broke (refused, reset, closed or cut before an HTTP answer;
                 # not a hang, which the breaker hears of) says nothing of the API's load, and the relay
                 # asks again at once: it is the breaker's only if the relay gives the request up.  Counted

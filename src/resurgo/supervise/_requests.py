@@ -23,10 +23,11 @@ above every healthy answer, and the maximum of a window is the estimate that
 never undercuts one it has seen.
 
 :class:`RequestWatch` is one attempt's view: the endpoint's limits times a
-per-job ``scale`` the orchestrator doubles after every request this watch ended
-(a job whose requests are genuinely slower than the endpoint's others -- a huge
-context -- gets more time on each retry instead of a kill loop) and resets once
-an attempt of that job is answered in time.
+per-job ``scale`` that doubles once this watch ended the same request twice
+(through the relay; without it, after every attempt the watch ended): a job
+whose requests are genuinely slower than the endpoint's others -- a huge
+context -- gets more time on each further retry instead of a kill loop.  It
+resets once a request of that job is answered in time.
 """
 
 from __future__ import annotations
