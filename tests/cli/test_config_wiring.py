@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -161,3 +162,21 @@ def test_dashboard_refuses_invalid_configuration(tmp_path: Path) -> None:
     (tmp_path / "resurgo.toml").write_text("[dashboard]\nport = 70000\n")
     p = resurgo(["dashboard"], cwd=tmp_path, env=cli_env(tmp_path))
     assert p.returncode == 2 and "dashboard.port: must be <= 65535" in p.stderr
+
+
+@pytest.mark.parametrize(("value", "ok"), [("auto", True), (1, True), (1024, True), (0, False), (2000, False),
+                                           ("lots", False), (True, False)])
+def test_start_concurrency_agrees_between_schema_and_supervisor(tmp_path: Path, value: object, ok: bool) -> None:
+    conf = tmp_path / "c.toml"
+    conf.write_text(f"[supervisor]\nstart_concurrency = {json.dumps(value)}\n")
+    s = load_settings(config_file=conf, environ={}, user=False)
+    try:
+        SupervisorConfig(start_concurrency=value)  # type: ignore[arg-type]
+        class_ok = True
+    except ValueError:
+        class_ok = False
+    assert (not s.problems, class_ok) == (ok, ok), s.problems
+    d = SupervisorConfig()
+    assert load_settings(cwd=tmp_path, environ={}, user=False).get("supervisor", "start_concurrency") \
+        == d.start_concurrency == "auto"
+    assert d.start_slots >= 2 and SupervisorConfig(start_concurrency=3).start_slots == 3

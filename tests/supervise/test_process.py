@@ -542,3 +542,44 @@ def test_the_line_cap_is_a_validated_supervisor_setting() -> None:
     for bad in (0, 100, True, 1.5e6, "64M"):
         with pytest.raises(ConfigError, match="max_line_bytes"):
             SupervisorConfig(max_line_bytes=bad)  # type: ignore[arg-type]
+
+
+# -- the start gate ----------------------------------------------------------------------------
+
+
+async def test_the_start_gate_spawns_the_next_cli_only_after_the_first_one_spoke(tmp_path: Path) -> None:
+    """CLIs started all at once on a small machine each wait for all the others; gated, the first ones speak sooner."""
+    pm = ProcessManager(claude="/bin/true", tmp_root=tmp_path / "tmp", start_concurrency=1)
+    first = tmp_path / "a-spoke"
+    spawned = tmp_path / "b-spawned"
+    a = await pm.start(py(
+        "import time, pathlib\n"
+        "time.sleep(0.3)\n"  # a slow start: without the gate B is spawned meanwhile
+        f"pathlib.Path({str(first)!r}).write_text(repr(time.time()))\n"
+        "print('{\"type\":\"system\",\"subtype\":\"init\"}', flush=True)\n"
+        "time.sleep(0.2)\n", tmp_path))
+    b = await pm.start(py(f"import time, pathlib; pathlib.Path({str(spawned)!r}).write_text(repr(time.time()))",
+                          tmp_path))
+    ra, rb = await asyncio.gather(a.wait(), b.wait())
+    assert ra.exit_code == 0 and rb.exit_code == 0
+    assert float(spawned.read_text()) >= float(first.read_text())
+
+
+async def test_a_cli_that_never_speaks_or_exits_at_once_gives_its_start_slot_back(tmp_path: Path) -> None:
+    pm = ProcessManager(claude="/bin/true", tmp_root=tmp_path / "tmp", start_concurrency=1, start_hold=0.2)
+    silent = await pm.start(py("import time; time.sleep(30)", tmp_path))
+    quick = await pm.start(py("pass", tmp_path))  # gets the slot after start_hold, while `silent` still runs
+    assert (await asyncio.wait_for(quick.wait(), 20)).exit_code == 0
+    assert silent.outcome is None  # still running: the slot came back without it
+    await silent.stop("user")
+    dead = await pm.start(py("raise SystemExit(3)", tmp_path))  # exits without a word: the slot comes back
+    after = await pm.start(py("pass", tmp_path))
+    assert (await dead.wait()).exit_code == 3
+    assert (await asyncio.wait_for(after.wait(), 20)).exit_code == 0
+    assert pm.start_gate is not None and not pm.start_gate.locked()
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 1.5, "2"])
+def test_start_concurrency_must_be_a_positive_integer(bad: object) -> None:
+    with pytest.raises(ValueError, match="start_concurrency"):
+        ProcessManager(claude="/bin/true", start_concurrency=bad)  # type: ignore[arg-type]

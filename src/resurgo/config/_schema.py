@@ -254,6 +254,8 @@ def _supervisor_keys() -> dict[str, Key]:
         "max_concurrency": Key(integer(lo=1, hi=1024), 32, "with concurrency = \"auto\": most jobs at once"),
         "concurrency_algorithm": Key(choice("aimd", "gradient", "vegas"), "aimd",
                                      "with concurrency = \"auto\": the limit algorithm"),
+        "start_concurrency": Key(concurrency_value(), "auto",
+                                 "CLIs starting at once, spawn to first event (\"auto\": the CPUs, at least 2)"),
         "stall_timeout": Key(duration(optional=True), 120.0, "no stream-json event for this long: kill and resume"),
         "deadline": Key(duration(optional=True), None, "wall-clock limit per attempt (none: no limit)"),
         "result_exit_timeout": Key(duration(optional=True), 10.0, "the CLI printed its result but does not exit"),

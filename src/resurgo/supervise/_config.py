@@ -135,6 +135,12 @@ class SupervisorConfig:
         With ``concurrency="auto"``: ``"aimd"`` (default: reacts to refusals,
         which is how the API says "too many") or ``"gradient"`` / ``"vegas"``
         (also read latency).
+    start_concurrency:
+        At most this many CLIs starting at once (from their spawn to their
+        first event, at most 5 s each), or ``"auto"`` (default): the number of
+        CPUs, at least 2.  Jobs beyond it wait for a slot.  A CLI's start is
+        CPU-bound (~0.35 s): started all at once, as after a supervisor restart
+        or at a batch's start, every one of them waits for all the others.
     stall_timeout / deadline / result_exit_timeout / kill_grace:
         Liveness of one attempt (seconds; ``deadline`` None = no limit): no
         stream-json event for ``stall_timeout`` s ends the process group and
@@ -243,6 +249,7 @@ class SupervisorConfig:
     concurrency: int | Literal["auto"] = 4
     max_concurrency: int = 32
     concurrency_algorithm: str = "aimd"
+    start_concurrency: int | Literal["auto"] = "auto"
     stall_timeout: float | None = 120.0
     deadline: float | None = None
     result_exit_timeout: float | None = 10.0
@@ -289,6 +296,9 @@ class SupervisorConfig:
             or not 1 <= self.max_concurrency <= 1024
         ):
             raise ConfigError(f"max_concurrency must be an integer in [1, 1024], got {self.max_concurrency!r}")
+        sc = self.start_concurrency
+        if sc != "auto" and (isinstance(sc, bool) or not isinstance(sc, int) or not 1 <= sc <= 1024):
+            raise ConfigError(f"start_concurrency must be an integer in [1, 1024] or \"auto\", got {sc!r}")
         if self.concurrency_algorithm not in ("aimd", "gradient", "vegas"):
             raise ConfigError(
                 f"concurrency_algorithm must be one of aimd, gradient, vegas; got {self.concurrency_algorithm!r}"
@@ -371,6 +381,12 @@ class SupervisorConfig:
     def max_jobs(self) -> int:
         """Jobs running at once at most: the fixed concurrency, or ``max_concurrency`` when adaptive."""
         return self.max_concurrency if self.concurrency == "auto" else int(self.concurrency)
+
+    @property
+    def start_slots(self) -> int:
+        """``start_concurrency`` as a number (``"auto"``: the CPUs, at least 2)."""
+        sc = self.start_concurrency
+        return max(2, os.cpu_count() or 2) if sc == "auto" else int(sc)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SupervisorConfig:

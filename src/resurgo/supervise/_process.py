@@ -35,6 +35,7 @@ import functools
 import inspect
 import json
 import logging
+import math
 import os
 import shutil
 import signal as _signal
@@ -649,6 +650,9 @@ class Attempt:
         self._tmpdir: str | None = None
         self._task: asyncio.Task[AttemptOutcome] | None = None
         self._exited = asyncio.Event()
+        #: the manager's start gate while this attempt holds it (see :attr:`ProcessManager.start_gate`)
+        self._gate: asyncio.Semaphore | None = None
+        self._gate_timer: asyncio.TimerHandle | None = None
         #: the value of ``RESURGO_ATTEMPT`` in this attempt's environment
         self.token = uuid.uuid4().hex
 
@@ -781,7 +785,31 @@ class Attempt:
         self.started_at = pre.started_at
         return pre
 
+    async def _pass_gate(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait for a start slot; it is held until the first event, the exit, or ``start_hold`` seconds."""
+        gate = self.manager.start_gate
+        if gate is None:
+            return
+        await gate.acquire()
+        self._gate = gate
+        self._gate_timer = loop.call_later(self.manager.start_hold, self._open_gate)
+
+    def _open_gate(self) -> None:
+        """Give the start slot back (idempotent): the CLI spoke, exited, or took too long to."""
+        gate, self._gate = self._gate, None
+        if self._gate_timer is not None:
+            self._gate_timer.cancel()
+            self._gate_timer = None
+        if gate is not None:
+            gate.release()
+
     async def _run(self) -> AttemptOutcome:
+        try:
+            return await self._run_process()
+        finally:
+            self._open_gate()  # ended, failed to spawn, or cancelled at the gate: never hold others' starts
+
+    async def _run_process(self) -> AttemptOutcome:
         spec = self.spec
         cwd = os.fspath(spec.cwd)
         loop = asyncio.get_running_loop()
@@ -790,6 +818,7 @@ class Attempt:
         if pre is not None:
             self._proc = await _adopt(pre, exited, loop, limit=1 << 20)
         else:
+            await self._pass_gate(loop)
             try:
                 env = self._env()
                 transport, protocol = await loop.subprocess_exec(
@@ -964,6 +993,7 @@ class Attempt:
         self.event_count += 1
         if self.first_event_at is None:
             self.first_event_at = ev.ts
+            self._open_gate()
         if ev.data is None:
             self.unparseable_count += 1
             self.type_counts["unparseable"] += 1
@@ -1212,7 +1242,21 @@ class ProcessManager:
         owner: str | None = None,
         max_line_bytes: int | None = DEFAULT_MAX_LINE,
         prestarted: Sequence[Prestarted] = (),
+        start_concurrency: int | None = None,
+        start_hold: float = 5.0,
     ) -> None:
+        if start_concurrency is not None and (
+            isinstance(start_concurrency, bool) or not isinstance(start_concurrency, int) or start_concurrency < 1
+        ):
+            raise ValueError(f"start_concurrency must be an integer >= 1 or None, got {start_concurrency!r}")
+        if not (isinstance(start_hold, int | float) and math.isfinite(start_hold) and start_hold > 0):
+            raise ValueError(f"start_hold must be a finite number of seconds > 0, got {start_hold!r}")
+        #: at most this many CLIs between their spawn and their first event (None: no limit).  A CLI's
+        #: start is ~0.35 s of CPU: six started at once on two cores each printed their first event
+        #: after 1.38 s on average, two at a time after 0.87 s (and the last of the six sooner too)
+        self.start_gate = asyncio.Semaphore(start_concurrency) if start_concurrency is not None else None
+        #: a CLI that has not spoken after this many seconds gives its start slot back anyway
+        self.start_hold = float(start_hold)
         self._claude_arg = claude
         self._claude: str | None = None
         self.jobs = jobs

@@ -246,7 +246,8 @@ class Supervisor:
         self.store: Store = st if isinstance(st, Store) else Store(os.fspath(st) if st else default_store_path())
         self.jobs = JobStore(self.store, clock=self.clock)
         self.manager = manager or ProcessManager(
-            claude=self.config.claude, jobs=self.jobs, clock=self.clock, max_line_bytes=self.config.max_line_bytes
+            claude=self.config.claude, jobs=self.jobs, clock=self.clock, max_line_bytes=self.config.max_line_bytes,
+            start_concurrency=self.config.start_slots,
         )
         if self.manager.jobs is None:
             self.manager.jobs = self.jobs
