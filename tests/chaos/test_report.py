@@ -296,7 +296,7 @@ def test_json_round_trip_and_atomic_save(tmp_path: Path) -> None:
     r = _report(config={"jobs": 11, "fault_rate": 0.2})
     path = r.save(tmp_path / "out" / "report.json")
     data = json.loads(path.read_text())
-    assert data["version"] == 2 and data["passed"] is False
+    assert data["version"] == 3 and data["passed"] is False
     assert data["duration"] == pytest.approx(100)
     assert len(data["checks"]) == len(r.checks())
     back = ChaosReport.load(path)
@@ -304,6 +304,7 @@ def test_json_round_trip_and_atomic_save(tmp_path: Path) -> None:
     assert list(tmp_path.joinpath("out").iterdir()) == [path]  # no temp file left behind
     with pytest.raises(ValueError, match="version"):
         ChaosReport.from_dict({**data, "version": 99})
+    assert ChaosReport.from_dict({**data, "version": 2}).to_dict() == r.to_dict()  # the earlier saved runs
     with pytest.raises(ValueError, match="missing"):
         ChaosReport.from_dict({"jobs_lost": 0})
 

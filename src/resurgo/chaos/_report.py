@@ -18,8 +18,15 @@ Definitions (the seed names the metrics but not their formulas; these are ours):
   failure misclassified as fatal counts as a miss; whether the recovery was
   automatic comes from what happened (the supervisor's recovery, or the
   restarted supervisor resuming its job; anything else needed an operator).
-* **recovery time** — ``recovered_at - at`` of each recovered incident (from
-  the failure's detection to the first event of the resumed run); **MTTR** is
+* **recovery time** — ``recovered_at - began`` of each recovered incident:
+  from the fault (``fault_at``, the moment the injector's log says it hit the
+  job: a request the stand-in hung, a connection the proxy black-holed, a
+  SIGKILL) to the first event of the resumed run or the first byte of the
+  relay's answered retry; where no fault is known, from the failure's
+  detection (``at``).  Detection is part of recovery, as it is of standing
+  still: a job whose request hangs makes no progress before the watch ends
+  it.  (Until this stop it counted from detection, which left every hang's
+  2-4 s before its detection out of both recovery and downtime.)  **MTTR** is
   their mean (the seed's "mean recovery time"); p50/p95 are nearest-rank, as
   in ``resurgo.observe``.  **Excluding imposed waits** subtracts the part of
   it spent in waits the run imposed on itself: a server's reset time
@@ -31,8 +38,10 @@ Time is counted in **job-seconds**, exactly as ``resurgo.observe`` counts it for
 the dashboard (``docs/metrics.md``, and the same functions compute it): a job
 runs from ``started_at`` to ``finished_at`` (to the end of the run if it did not
 finish; a job that never started has no run time), clipped to the run; it is
-down from each incident's ``at`` until the first ``recovered_at`` at or after it
-among the job's incidents, else until its run ends.
+down from each incident's ``began`` (its fault, else its detection) until the
+first ``recovered_at`` at or after it among the job's incidents, else until its
+run ends.  Re-doing work a killed CLI lost (the ``lost_work`` phase) counts as
+progress: the job's events flow again, it is not standing still.
 
 * **availability_time** — ``1 - down_job_s / run_job_s``: the share of job
   time spent making progress.
@@ -89,9 +98,11 @@ from resurgo.chaos._config import FAULT_BUCKETS, fault_bucket
 from resurgo.chaos._faults import FaultLog, FaultWindow
 from resurgo.observe._metrics import down_time, mtbf, percentile, time_availability, union_length
 
-REPORT_VERSION = 2
+REPORT_VERSION = 3
 # Version 1 named the system-level MTBF ``mtbf`` and its downtime ``downtime``, and kept the
 # job-based MTBF as ``mtbf_job``; loading such a file renames them rather than misreading them.
+# Version 3 counts recovery and downtime from the fault that hit the job, no longer from the
+# failure's detection (version 2 left a hang's seconds before the watch ended it out of both).
 _V1_RENAMES = {"mtbf": "mtbf_system", "downtime": "downtime_system", "mtbf_job": "mtbf"}
 
 #: The definitions written into every JSON report, next to the figures they define.
@@ -103,8 +114,9 @@ DEFINITIONS: dict[str, str] = {
                                       "imposed = the reset time sent with each injected 429/529, the breaker's "
                                       "open time during the injected storm and the time between a supervisor's "
                                       "SIGKILL and the start of the next one, counted where the job was down",
-    "recovery": "failure detected -> first event of the resumed run; excl. imposed waits subtracts the imposed "
-                "part of it",
+    "recovery": "the fault hitting the job (the injector's log; the failure's detection where none is known) -> "
+                "first event of the resumed run, or first byte of the relay's answered retry; detection included. "
+                "Excl. imposed waits subtracts the imposed part of it. A job is down over the same span",
     "recoverable": "decided by the injected fault (an injected 401 is not), never by the classifier",
     "automatic": "recovered by the supervisor or by the restarted supervisor; otherwise an operator did it",
     "breaker_reaction": "threshold crossing -> first job call the breaker refused",
@@ -182,10 +194,17 @@ class IncidentRecord:
     phases: Mapping[str, float | None] | None = None
     recovered_by: str | None = None
     attempt: int | None = None
+    #: when the fault behind it hit the job (the injector's log); None: unknown, ``at`` stands for it
+    fault_at: float | None = None
 
     def __post_init__(self) -> None:
         if self.recovered_at is not None and self.recovered_at < self.at:
             raise ValueError(f"incident of job {self.job_id!r} recovered before it happened")
+
+    @property
+    def began(self) -> float:
+        """When the job stopped making progress: the fault if known (never after the detection), else ``at``."""
+        return self.at if self.fault_at is None else min(self.fault_at, self.at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,7 +467,7 @@ class ChaosReport:
             d = {k: v for k, v in d.items() if k not in _V1_RENAMES} | {
                 new: d[old] for old, new in _V1_RENAMES.items() if old in d
             }
-        elif version != REPORT_VERSION:
+        elif version not in (2, REPORT_VERSION):  # 2: the same fields, its recoveries counted from detection
             raise ValueError(f"unsupported chaos report version {version!r}")
         names = {f.name for f in fields(cls)}
         missing = {"started_at", "ended_at"} - set(d)
@@ -539,8 +558,8 @@ def _breakdown(incidents: Sequence[IncidentRecord]) -> dict[str, dict[str, Any]]
         if not g:
             continue
         rec = [i for i in g if i.recovered_at is not None]
-        times = [i.recovered_at - i.at for i in rec if i.recovered_at is not None]
-        excl = [max(0.0, i.recovered_at - i.at - i.imposed_s) for i in rec if i.recovered_at is not None]
+        times = [i.recovered_at - i.began for i in rec if i.recovered_at is not None]
+        excl = [max(0.0, i.recovered_at - i.began - i.imposed_s) for i in rec if i.recovered_at is not None]
         phases: dict[str, list[float]] = {}
         for i in rec:
             for k, v in (i.phases or {}).items():
@@ -548,7 +567,7 @@ def _breakdown(incidents: Sequence[IncidentRecord]) -> dict[str, dict[str, Any]]
                     phases.setdefault(k, []).append(float(v))
         # what is left once the server's waits and the CLI's own start-up are taken out: resurgo's share
         own = [
-            max(0.0, i.recovered_at - i.at - i.imposed_s - float((i.phases or {}).get("cli_start") or 0.0))
+            max(0.0, i.recovered_at - i.began - i.imposed_s - float((i.phases or {}).get("cli_start") or 0.0))
             for i in rec if i.recovered_at is not None and (i.phases or {}).get("cli_start") is not None
         ]
         out[bucket] = {
@@ -629,7 +648,7 @@ def compute_report(
     r.recovered_manually = sum(1 for i in incidents if i.recovered_at is not None and not i.automatic)
     r.unrecovered = sum(1 for i in incidents if i.recovered_at is None)
     r.auto_recovery_rate = _ratio(r.recovered_automatically, len(recoverable))
-    times = [i.recovered_at - i.at for i in incidents if i.recovered_at is not None]
+    times = [i.recovered_at - i.began for i in incidents if i.recovered_at is not None]
     r.recovery_p50 = percentile(times, 50)
     r.recovery_p95 = percentile(times, 95)
     r.recovery_max = max(times) if times else None
@@ -640,14 +659,14 @@ def compute_report(
             who = i.recovered_by or ("supervisor" if i.automatic else "operator")
             by[who] = by.get(who, 0) + 1
     r.recovered_by = dict(sorted(by.items()))
-    excl = [max(0.0, i.recovered_at - i.at - i.imposed_s) for i in incidents if i.recovered_at is not None]
+    excl = [max(0.0, i.recovered_at - i.began - i.imposed_s) for i in incidents if i.recovered_at is not None]
     r.recovery_excl_imposed_p50 = percentile(excl, 50)
     r.recovery_excl_imposed_p95 = percentile(excl, 95)
     r.recovery_excl_imposed_max = max(excl) if excl else None
     r.recovery_breakdown = _breakdown(incidents)
     by_job: dict[str, list[tuple[float, float | None]]] = {}
     for i in incidents:
-        by_job.setdefault(i.job_id, []).append((i.at, i.recovered_at))
+        by_job.setdefault(i.job_id, []).append((i.began, i.recovered_at))
     run_s = down_s = imposed_s = 0.0
     for j in jobs:
         if j.started_at is None:
@@ -668,7 +687,7 @@ def compute_report(
     r.imposed_job_s = imposed_s
     r.availability_time_excl_imposed = time_availability(run_s - imposed_s, down_s - imposed_s)
     r.downtime_system = union_length(
-        (max(i.at, started_at), min(ended_at if i.recovered_at is None else i.recovered_at, ended_at))
+        (max(i.began, started_at), min(ended_at if i.recovered_at is None else i.recovered_at, ended_at))
         for i in incidents
     )
     r.mtbf_system = (r.duration - r.downtime_system) / len(incidents) if incidents else None

@@ -347,7 +347,7 @@ def score(
             else:
                 by = "operator"
             recoverable = jid not in expected_fail and fault_recoverable(attr.cause if attr else None)
-            imp = _overlap(at, nxt, imposed.get(jid, [])) if nxt is not None else 0.0
+            imp = _overlap(_began(at, attr), nxt, imposed.get(jid, [])) if nxt is not None else 0.0
             phases = _phases(a, attr, at, nxt, nxt_att, rec, imp)
             _record((incidents, details, unexplained), jid=jid, attempt=a.n, at=at, attr=attr,
                     exp=exp if attr is not None else None, got=got, nxt=nxt, by=by,
@@ -413,9 +413,10 @@ def _record(
     """One incident into the report's three lists: the record, its detail row, and the unexplained ones."""
     incidents, details, unexplained = lists
     cause = attr.cause if attr is not None else "unexplained"
-    detail = {"job_id": jid, "attempt": attempt, "at": round(at, 3), "cause": cause, "expected": exp, "got": got,
-              "recovered_by": by, "recoverable": recoverable, "imposed_s": round(imp, 3),
-              "recovery_s": None if nxt is None else round(nxt - at, 3),
+    began = _began(at, attr)
+    detail = {"job_id": jid, "attempt": attempt, "at": round(at, 3), "fault_at": round(began, 3), "cause": cause,
+              "expected": exp, "got": got, "recovered_by": by, "recoverable": recoverable, "imposed_s": round(imp, 3),
+              "recovery_s": None if nxt is None else round(nxt - began, 3),
               "phases": None if phases is None else {
                   k: (None if v is None else round(float(v), 3)) for k, v in phases.items()}, **extra}
     details.append(detail)
@@ -424,8 +425,13 @@ def _record(
     incidents.append(IncidentRecord(
         job_id=jid, at=at, error_type=got, expected_type=exp, recovered_at=nxt, automatic=automatic,
         recoverable=recoverable, cause=cause, explained=attr is not None, imposed_s=imp, phases=phases,
-        recovered_by=by, attempt=attempt,
+        recovered_by=by, attempt=attempt, fault_at=None if attr is None else began,
     ))
+
+
+def _began(at: float, attr: Attribution | None) -> float:
+    """When the job stopped making progress: the fault behind the failure, never after its detection."""
+    return at if attr is None else min(attr.at, at)
 
 
 def _relay_incidents(
@@ -483,7 +489,7 @@ def _relay_incidents(
                 and a.ended_at >= at else []
             nxt = min([*later, *answered, *own], default=None)
             by = None if nxt is None else ("supervisor" if later and nxt == min(later) else "relay")
-        imp = _overlap(at, nxt, imposed.get(jid, [])) if nxt is not None else 0.0
+        imp = _overlap(_began(at, attr), nxt, imposed.get(jid, [])) if nxt is not None else 0.0
         p = r.phases or {}
 
         def num(k: str, p: Mapping[str, float | None] = p) -> float:
