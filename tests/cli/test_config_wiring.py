@@ -180,3 +180,14 @@ def test_start_concurrency_agrees_between_schema_and_supervisor(tmp_path: Path, 
     assert load_settings(cwd=tmp_path, environ={}, user=False).get("supervisor", "start_concurrency") \
         == d.start_concurrency == "auto"
     assert d.start_slots >= 2 and SupervisorConfig(start_concurrency=3).start_slots == 3
+
+
+def test_relay_hedge_is_wired_from_the_config_file_to_the_relay(tmp_path: Path) -> None:
+    conf = tmp_path / "c.toml"
+    conf.write_text("[supervisor]\nrelay_hedge = false\n")
+    s = load_settings(config_file=conf, environ={}, user=False)
+    assert not s.problems and s.get("supervisor", "relay_hedge") is False
+    assert load_settings(cwd=tmp_path, environ={}, user=False).get("supervisor", "relay_hedge") is True
+    assert SupervisorConfig().relay_hedge is True
+    with pytest.raises(ValueError, match="relay_hedge"):
+        SupervisorConfig(relay_hedge="no")  # type: ignore[arg-type]

@@ -315,6 +315,52 @@ async def test_a_retry_after_a_hang_gets_the_same_limit_and_only_a_second_hang_d
     assert route.watch_kills == 3
 
 
+@pytest.mark.parametrize("budget", [True, False])
+async def test_a_request_with_no_answer_at_half_its_limit_is_hedged_and_the_copy_answers(
+        api: MockServer, sink: Sink, make_relay: MakeRelay, budget: bool) -> None:
+    """The hung first copy is not waited out: a second copy at half the limit answers, the stall is its recovery.
+
+    Without a retry-budget token there is no copy: the try waits out its whole
+    limit and the watch ends it, as before hedging (the property broken).
+    """
+    relay = await make_relay()
+    rb = RetryBudget(min_retries_per_sec=0.0, ratio=0.0) if not budget else RetryBudget()
+    ep = Endpoint(times=ResponseTimes(min_samples=1, floor=2.4), request_budget=rb)
+    route = relay.register(api.url, ep, job_id="j", max_wait=4.0)  # how long a retry may wait for a token
+    assert relay.hedge_delay(2.4) == pytest.approx(1.2) and relay.hedge_delay(0.9) is None
+    async with sdk(relay, route) as c:
+        await ask_streamed(c)
+        api.set_faults(Faults(hang=True, count=1))
+        if not budget:  # nothing to hedge with, nor to retry with once the watch ended the try
+            with pytest.raises(anthropic.APIStatusError, match="has not answered"):
+                await ask_streamed(c)
+            assert route.hedges == 0 and route.watch_kills == 1
+            assert [r.fault for r in messages_seen(api)] == [None, "hang"]
+            assert sink.errors[-1].detected_at - sink.errors[-1].sent_at >= 2.4  # the whole limit
+            return
+        m = await ask_streamed(c)
+    assert m.stop_reason == "end_turn" and text_of(m)
+    assert [r.fault for r in messages_seen(api)] == [None, "hang", None]
+    (inc,) = sink.failures
+    assert inc.kind == "stall" and inc.error.type is ErrorType.TIMEOUT and inc.restored_at is not None
+    assert route.hedges == 1 and route.watch_kills == 0
+    assert "second copy" in inc.error.description
+    assert inc.detected_at - inc.sent_at < 2.4  # at the hedge delay, not the limit
+
+
+async def test_without_hedging_a_hang_waits_out_its_limit(api: MockServer, sink: Sink,
+                                                          make_relay: MakeRelay) -> None:
+    relay = await make_relay(hedge=False)
+    ep = Endpoint(times=ResponseTimes(min_samples=1, floor=2.4))
+    route = relay.register(api.url, ep, job_id="j")
+    assert relay.hedge_delay(2.4) is None
+    async with sdk(relay, route) as c:
+        await ask_streamed(c)
+        api.set_faults(Faults(hang=True, count=1))
+        await ask_streamed(c)
+    assert route.hedges == 0 and route.watch_kills == 1
+
+
 async def test_a_hang_whose_retry_answers_slowly_keeps_the_longer_limit(api: MockServer, sink: Sink,
                                                                         make_relay: MakeRelay) -> None:
     """The property's other side: a retry slower than the old limit says this job needs more time."""

@@ -180,6 +180,15 @@ class SupervisorConfig:
         floor is sized for CLI restarts: with it, one network blip cutting a
         dozen jobs' requests at once left the last of them waiting ~10 s for
         tokens (84 s of the 240 job-s down in a seed-1 chaos run).
+    relay_hedge:
+        A request with no answer at half its hang limit (1.5x the slowest
+        recent first answer, at least 1 s) gets a second copy, sent with a token
+        of the relay's retry budget; the first answer of the two is forwarded
+        and the other connection closed (default on).  A hung request or a
+        black-holed connection then costs its job half the limit rather than
+        all of it, and a slow answer is never thrown away.  The price is a
+        duplicate request for the slowest requests; off, a request is only
+        ever retried after the watch ended it.
     max_recoveries / recovery_period:
         Restart intensity per job (OTP): more than ``max_recoveries`` in
         ``recovery_period`` s and the job fails.  Waits imposed by the server
@@ -261,6 +270,7 @@ class SupervisorConfig:
     relay_max_wait: float = 60.0
     relay_max_tries: int = 10
     relay_budget_min_per_sec: float = 10.0
+    relay_hedge: bool = True
     max_recoveries: int = 5
     recovery_period: float = 600.0
     backoff_base: float = 0.5
@@ -313,8 +323,9 @@ class SupervisorConfig:
         if not isinstance(self.request_watch, bool):
             raise ConfigError(f"request_watch must be true or false, got {self.request_watch!r}")
         set_(self, "request_timeout_floor", _pos("request_timeout_floor", self.request_timeout_floor))
-        if not isinstance(self.relay, bool):
-            raise ConfigError(f"relay must be true or false, got {self.relay!r}")
+        for name in ("relay", "relay_hedge"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         set_(self, "relay_max_wait", _pos("relay_max_wait", self.relay_max_wait))
         rt = self.relay_max_tries
         if isinstance(rt, bool) or not isinstance(rt, int) or not 1 <= rt <= 100:

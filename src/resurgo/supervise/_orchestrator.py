@@ -368,7 +368,7 @@ class Orchestrator:
             self.relay = ApiRelay(_RelaySink(self), backoff_base=min(config.backoff_base, 0.05),
                                   backoff_cap=min(config.backoff_cap, 1.0),
                                   overload_backoff=(config.backoff_base, config.backoff_cap),
-                                  max_tries=config.relay_max_tries, clock=clock)
+                                  max_tries=config.relay_max_tries, clock=clock, hedge=config.relay_hedge)
 
     async def close_relay(self) -> None:
         if self.relay is not None:

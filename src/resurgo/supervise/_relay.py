@@ -182,6 +182,8 @@ class RelayRoute:
     answered: int = 0
     retries: int = 0
     watch_kills: int = 0
+    hedges: int = 0
+    """Second copies of requests sent because the first had no answer at the hedge delay."""
     base_scale: float = 0.0
     """The scale the attempt started with (``scale`` doubles for each try after a request's second hang)."""
     #: the last request ended with a failure the relay already reported to the breaker
@@ -230,6 +232,8 @@ class _State:
     """(permit, failure) of a try the network broke: reported to the breaker only if the relay gives up."""
     watch_kills: int = 0
     """Tries of this request the hang watch ended."""
+    hedged: list[RelayIncident] = field(default_factory=list)
+    """Stalled tries a hedged copy answered for (see ``ApiRelay._head``): restored with the request."""
 
 
 @dataclass
@@ -268,8 +272,10 @@ class ApiRelay:
     server's ``retry-after``), ``overload_backoff`` (base and cap after an overload
     answer: 429/529/503 ask for less load), ``connection_backoff`` (base and cap after a connection
     the network broke before any answer), ``max_tries`` per request, ``ping_every`` (seconds
-    between pings to the CLI while an answer is held), ``sleep`` (replaceable: tests
-    remove the waits), ``clock`` (wall/monotonic times of the records).
+    between pings to the CLI while an answer is held), ``hedge`` (send a second copy of a
+    request with no answer at half its hang limit, budget permitting: see ``_head``),
+    ``sleep`` (replaceable: tests remove the waits), ``clock`` (wall/monotonic times of the
+    records).
     """
 
     def __init__(
@@ -286,12 +292,14 @@ class ApiRelay:
         sleep: Callable[[float], Awaitable[None]] | None = None,
         clock: Any = None,
         rng: random.Random | None = None,
+        hedge: bool = True,
     ) -> None:
         if not backoff_base >= 0 or not backoff_cap >= backoff_base:
             raise ValueError("backoff_base must be >= 0 and backoff_cap >= backoff_base")
         if max_tries < 1:
             raise ValueError("max_tries must be >= 1")
         self.sink = sink
+        self.hedge = hedge
         self.backoff_base, self.backoff_cap, self.max_tries = backoff_base, backoff_cap, max_tries
         #: base and cap of the back-off after an overload answer (429/529/503) without a reset time: the
         #: API asks for less load, so those retries back off like the supervisor's own recoveries
@@ -482,6 +490,8 @@ class ApiRelay:
                 permit.release()
                 raise
             except _TryFailed as f:
+                incs.extend(st.hedged)  # a stalled try a copy answered for, which then failed too
+                st.hedged.clear()
                 err = self.sink.classify(f.evidence)
                 if f.watch:
                     route.watch_kills += 1
@@ -573,6 +583,8 @@ class ApiRelay:
                 raise
             permit.on_success()
             route.answered += 1
+            incs.extend(st.hedged)
+            st.hedged.clear()
             if incs:
                 now = self._time()
                 for inc in incs:
@@ -587,26 +599,10 @@ class ApiRelay:
         watch = RequestWatch(ep.times, scale=route.scale)
         first_limit = watch.limit() if route.watch else None
         t_sent = self._mono()
-        try:
-            ur, uw, _ = await self._until(self._connect(route), first_limit, reader, writer, st.committed)
-        except TimeoutError:
-            raise _TryFailed(TimeoutError(f"the API did not accept a connection within {first_limit:.1f} s"),
-                             watch=True) from None
-        except OSError as e:
-            raise _TryFailed(e) from None
+        ur, uw, status, headers, t_sent = await self._head(route, req, target, reader, writer, st, watch,
+                                                           first_limit, t_sent)
         ok = False
         try:
-            try:
-                await self._send(uw, route, req, target, identity=True)
-                status, headers = await self._until(_read_head(ur), _left(first_limit, t_sent, self._mono()),
-                                                    reader, writer, st.committed)
-            except TimeoutError:
-                raise _TryFailed(TimeoutError(
-                    f"the API has not answered a request for {self._mono() - t_sent:.1f} s "
-                    f"(limit {first_limit:.2f} s: {watch.describe()})"), watch=True) from None
-            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as e:
-                raise _TryFailed(ConnectionResetError(f"the API closed the connection before answering: {e!r}")) \
-                    from None
             if status < 200 or status >= 300:
                 body = b""
                 with contextlib.suppress(Exception):
@@ -867,6 +863,114 @@ class ApiRelay:
                     await task
 
     # -- the API's side ----------------------------------------------------------------------------------
+    async def _ask(self, route: RelayRoute, req: _Request, target: str) -> tuple[
+            asyncio.StreamReader, asyncio.StreamWriter, int, list[tuple[str, str]]]:
+        """Connect, send, read the response head; the connection is aborted if this fails or is cancelled."""
+        try:
+            ur, uw, _ = await self._connect(route)
+        except OSError as e:
+            raise _TryFailed(e) from None
+        try:
+            await self._send(uw, route, req, target, identity=True)
+            status, headers = await _read_head(ur)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as e:
+            uw.transport.abort()
+            raise _TryFailed(ConnectionResetError(f"the API closed the connection before answering: {e!r}")) \
+                from None
+        except BaseException:
+            uw.transport.abort()
+            raise
+        return ur, uw, status, headers
+
+    async def _head(self, route: RelayRoute, req: _Request, target: str, reader: asyncio.StreamReader,
+                    writer: asyncio.StreamWriter, st: _State, watch: RequestWatch, first_limit: float | None,
+                    t_sent: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, int, list[tuple[str, str]],
+                                            float]:
+        """The first response head of this try, hedged: ``(reader, writer, status, headers, sent)``.
+
+        A try with no head after ``hedge_delay`` (half the hang limit: 1.5x the
+        slowest recent answer, at least 1 s) gets a second copy of its request
+        on a new connection, if the endpoint's retry budget has a token; the
+        first head of the two wins and the other connection is aborted.  The
+        first one is not ended: a slow answer still wins if it comes first, so
+        hedging early costs at most one extra request, never an answer (Dean and
+        Barroso, "The Tail at Scale"; gRPC's hedging policy).  A hung request
+        or a black-holed connection costs its job the hedge delay instead of
+        the whole limit.  A hedge that wins is the stalled try's recovery: it
+        is reported as a failed try of kind ``stall`` (``st.hedged``), restored
+        when the answer comes.  ``sent`` is when the winning copy was sent.
+        """
+        first = asyncio.ensure_future(self._ask(route, req, target))
+        racing = {first: t_sent}
+        hedge_in = self.hedge_delay(first_limit)
+        end = None if first_limit is None else t_sent + first_limit
+        hedge: asyncio.Future[Any] | None = None
+        hedged_at: float | None = None  # wall clock, for the records
+        hedged_mono = 0.0
+        try:
+            while True:
+                now = self._mono()
+                if hedge is None and hedge_in is not None and now - t_sent >= hedge_in \
+                        and route.endpoint.request_budget.try_withdraw():
+                    hedge = asyncio.ensure_future(self._ask(route, req, target))
+                    racing[hedge] = now
+                    hedged_at, hedged_mono = self._time(), now
+                    route.hedges += 1
+                    end = None if first_limit is None else now + first_limit  # the copy's own limit
+                    hedge_in = None
+                elif hedge is None and hedge_in is not None and now - t_sent >= hedge_in:
+                    hedge_in = None  # no budget: this try waits out its limit, as without hedging
+                waits = [x for x in (end, None if hedge_in is None else t_sent + hedge_in) if x is not None]
+                timeout = None if not waits else max(0.0, min(waits) - now)
+                try:
+                    got = await self._until(asyncio.wait(set(racing), return_when=asyncio.FIRST_COMPLETED),
+                                            timeout, reader, writer, st.committed)
+                except TimeoutError:
+                    if end is not None and self._mono() >= end:
+                        raise _TryFailed(TimeoutError(
+                            f"the API has not answered a request for {self._mono() - t_sent:.1f} s "
+                            f"(limit {first_limit:.2f} s: {watch.describe()})"), watch=True) from None
+                    continue  # time to hedge
+                done = got[0]
+                last: BaseException | None = None
+                for t in done:
+                    sent = racing.pop(t)
+                    if t.exception() is None:
+                        ur, uw, status, headers = t.result()
+                        if t is hedge and hedged_at is not None:
+                            self._hedge_won(route, st, hedged_at, hedged_mono - t_sent, first_limit, watch)
+                        return ur, uw, status, headers, sent
+                    last = t.exception()
+                if not racing:
+                    assert last is not None
+                    raise last
+        finally:
+            for t in racing:
+                t.cancel()
+            for t in racing:
+                with contextlib.suppress(BaseException):
+                    _, uw2, _, _ = await t
+                    uw2.transport.abort()  # answered too late: the winner's answer is the one forwarded
+
+    def hedge_delay(self, first_limit: float | None) -> float | None:
+        """When a try without a head gets a second copy (None: never; see :meth:`_head`)."""
+        if first_limit is None or not self.hedge:
+            return None
+        d = max(1.0, first_limit / 2)  # under 1 s a healthy answer on a loaded machine may still be coming
+        return d if d < first_limit else None
+
+    def _hedge_won(self, route: RelayRoute, st: _State, hedged_at: float, waited: float,
+                   first_limit: float | None, watch: RequestWatch) -> None:
+        """The copy answered first: the first try had stalled, and this is its recovery (a ``stall`` failure)."""
+        err = self.sink.classify(TimeoutError(
+            f"a second copy of a request answered first: the API had not answered it for {waited:.1f} s "
+            f"(hedged at half the hang limit of {first_limit or 0.0:.2f} s: {watch.describe()})"))
+        inc = RelayIncident(sent_at=hedged_at - waited, detected_at=hedged_at, kind="stall", error=err, status=None,
+                            retried_at=hedged_at)
+        self.sink.error(route, inc)
+        inc.handle = self.sink.failed(route, inc)
+        st.hedged.append(inc)
+
     async def _connect(self, route: RelayRoute) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool]:
         key = (route._scheme, route._host, route._port)
         idle = self._pool.get(key)
