@@ -348,6 +348,29 @@ async def test_a_request_with_no_answer_at_half_its_limit_is_hedged_and_the_copy
     assert inc.detected_at - inc.sent_at < 2.4  # at the hedge delay, not the limit
 
 
+async def test_a_copy_that_fails_while_the_first_still_waits_is_replaced_at_once(
+        api: MockServer, sink: Sink, make_relay: MakeRelay) -> None:
+    """First copy hung, the hedge reset at once: a third copy goes out without waiting and answers."""
+    relay = await make_relay()
+    ep = Endpoint(times=ResponseTimes(min_samples=1, floor=2.4))
+    route = relay.register(api.url, ep, job_id="j")
+    async with sdk(relay, route) as c:
+        await ask_streamed(c)
+        api.set_faults(Faults(hang=True, count=1))
+        asking = asyncio.ensure_future(ask_streamed(c))
+        for _ in range(200):
+            if len(messages_seen(api)) == 2:
+                break
+            await asyncio.sleep(0.01)
+        api.set_faults(Faults(reset=True, count=1))  # the hedge's copy
+        m = await asyncio.wait_for(asking, 20)
+    assert m.stop_reason == "end_turn"
+    assert [r.fault for r in messages_seen(api)] == [None, "hang", "reset", None]
+    assert route.hedges == 2 and route.watch_kills == 0
+    (inc,) = sink.failures
+    assert inc.kind == "stall" and inc.restored_at is not None and inc.detected_at - inc.sent_at < 2.4
+
+
 async def test_without_hedging_a_hang_waits_out_its_limit(api: MockServer, sink: Sink,
                                                           make_relay: MakeRelay) -> None:
     relay = await make_relay(hedge=False)

@@ -218,6 +218,11 @@ class _TryFailed(Exception):
         self.watch = watch
 
 
+#: Second copies of one try at most (see ``ApiRelay._head``): a copy is sent at the hedge delay, and
+#: another at once whenever a copy fails while an earlier one still waits.
+_MAX_HEDGES = 2
+
+
 @dataclass
 class _State:
     """One request's state across its tries."""
@@ -896,54 +901,60 @@ class ApiRelay:
         hedging early costs at most one extra request, never an answer (Dean and
         Barroso, "The Tail at Scale"; gRPC's hedging policy).  A hung request
         or a black-holed connection costs its job the hedge delay instead of
-        the whole limit.  A hedge that wins is the stalled try's recovery: it
-        is reported as a failed try of kind ``stall`` (``st.hedged``), restored
-        when the answer comes.  ``sent`` is when the winning copy was sent.
+        the whole limit.  Each copy has its own limit, and a copy that fails
+        (a dropped connection) while an earlier one still waits is replaced at
+        once, up to ``_MAX_HEDGES`` copies a try.  A copy that wins is the
+        stalled try's recovery: it is reported as a failed try of kind
+        ``stall`` (``st.hedged``), restored when the answer comes.  ``sent`` is
+        when the winning copy was sent.
         """
         first = asyncio.ensure_future(self._ask(route, req, target))
-        racing = {first: t_sent}
+        racing: dict[asyncio.Future[Any], float] = {first: t_sent}  # each copy -> when it was sent
         hedge_in = self.hedge_delay(first_limit)
-        end = None if first_limit is None else t_sent + first_limit
-        hedge: asyncio.Future[Any] | None = None
-        hedged_at: float | None = None  # wall clock, for the records
+        next_hedge = None if hedge_in is None else t_sent + hedge_in
+        copies_left = _MAX_HEDGES
+        hedged_at: float | None = None  # wall clock of the first copy, for the records
         hedged_mono = 0.0
+        last: BaseException | None = None
         try:
             while True:
                 now = self._mono()
-                if hedge is None and hedge_in is not None and now - t_sent >= hedge_in \
-                        and route.endpoint.request_budget.try_withdraw():
-                    hedge = asyncio.ensure_future(self._ask(route, req, target))
-                    racing[hedge] = now
-                    hedged_at, hedged_mono = self._time(), now
-                    route.hedges += 1
-                    end = None if first_limit is None else now + first_limit  # the copy's own limit
-                    hedge_in = None
-                elif hedge is None and hedge_in is not None and now - t_sent >= hedge_in:
-                    hedge_in = None  # no budget: this try waits out its limit, as without hedging
-                waits = [x for x in (end, None if hedge_in is None else t_sent + hedge_in) if x is not None]
+                if next_hedge is not None and now >= next_hedge:
+                    next_hedge = None
+                    if copies_left > 0 and route.endpoint.request_budget.try_withdraw():
+                        racing[asyncio.ensure_future(self._ask(route, req, target))] = now
+                        copies_left -= 1
+                        route.hedges += 1
+                        if hedged_at is None:
+                            hedged_at, hedged_mono = self._time(), now
+                        if copies_left > 0 and hedge_in is not None:
+                            next_hedge = now + hedge_in
+                # each copy has its own limit: the try ends when the last one's has run out
+                end = None if first_limit is None else max(sent + first_limit for sent in racing.values())
+                waits = [x for x in (end, next_hedge) if x is not None]
                 timeout = None if not waits else max(0.0, min(waits) - now)
                 try:
-                    got = await self._until(asyncio.wait(set(racing), return_when=asyncio.FIRST_COMPLETED),
-                                            timeout, reader, writer, st.committed)
+                    done, _ = await self._until(asyncio.wait(set(racing), return_when=asyncio.FIRST_COMPLETED),
+                                                timeout, reader, writer, st.committed)
                 except TimeoutError:
                     if end is not None and self._mono() >= end:
                         raise _TryFailed(TimeoutError(
                             f"the API has not answered a request for {self._mono() - t_sent:.1f} s "
                             f"(limit {first_limit:.2f} s: {watch.describe()})"), watch=True) from None
                     continue  # time to hedge
-                done = got[0]
-                last: BaseException | None = None
                 for t in done:
                     sent = racing.pop(t)
                     if t.exception() is None:
                         ur, uw, status, headers = t.result()
-                        if t is hedge and hedged_at is not None:
+                        if t is not first and hedged_at is not None:
                             self._hedge_won(route, st, hedged_at, hedged_mono - t_sent, first_limit, watch)
                         return ur, uw, status, headers, sent
                     last = t.exception()
                 if not racing:
                     assert last is not None
                     raise last
+                if hedged_at is not None and copies_left > 0:
+                    next_hedge = self._mono()  # a copy failed while another still waits: another copy at once
         finally:
             for t in racing:
                 t.cancel()
