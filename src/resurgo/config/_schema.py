@@ -271,8 +271,8 @@ def _supervisor_keys() -> dict[str, Key]:
         "relay_max_tries": Key(integer(lo=1, hi=100), 10, "tries of one request in the relay"),
         "relay_budget_min_per_sec": Key(budget("min_retries_per_sec"), 10.0,
                                         "floor of the relay's own retry budget per endpoint (RPC-sized, Finagle's)"),
-        "relay_hedge": Key(boolean(), True, "send a second copy of a request with no answer at half its hang "
-                                            "limit (the first answer wins)"),
+        "relay_hedge": Key(boolean(), True, "send a second copy of a request slower than the endpoint's "
+                                            "slowest recent answer (the first answer wins)"),
         "max_recoveries": Key(integer(lo=0), 5, "recoveries per job within recovery_period (OTP intensity)"),
         "recovery_period": Key(duration(), 600.0, "window of max_recoveries"),
         "backoff_base": Key(duration(positive=False), 0.5, "first recovery backoff"),

@@ -181,12 +181,13 @@ class SupervisorConfig:
         dozen jobs' requests at once left the last of them waiting ~10 s for
         tokens (84 s of the 240 job-s down in a seed-1 chaos run).
     relay_hedge:
-        A request with no answer at half its hang limit (1.5x the slowest
-        recent first answer, at least 1 s) gets a second copy, sent with a token
+        A request with no answer when it is slower than the slowest of the
+        endpoint's last 200 first answers (a third of its hang limit, at least
+        1 s) gets a second copy, sent with a token
         of the relay's retry budget; the first answer of the two is forwarded
         and the other connection closed (default on).  A hung request or a
-        black-holed connection then costs its job half the limit rather than
-        all of it, and a slow answer is never thrown away.  The price is a
+        black-holed connection then costs its job a third of the limit rather
+        than all of it, and a slow answer is never thrown away.  The price is a
         duplicate request for the slowest requests; off, a request is only
         ever retried after the watch ended it.
     max_recoveries / recovery_period:

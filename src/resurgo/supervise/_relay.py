@@ -278,7 +278,7 @@ class ApiRelay:
     answer: 429/529/503 ask for less load), ``connection_backoff`` (base and cap after a connection
     the network broke before any answer), ``max_tries`` per request, ``ping_every`` (seconds
     between pings to the CLI while an answer is held), ``hedge`` (send a second copy of a
-    request with no answer at half its hang limit, budget permitting: see ``_head``),
+    request slower than the slowest recent answer, budget permitting: see ``_head``),
     ``sleep`` (replaceable: tests remove the waits), ``clock`` (wall/monotonic times of the
     records).
     """
@@ -893,7 +893,7 @@ class ApiRelay:
                                             float]:
         """The first response head of this try, hedged: ``(reader, writer, status, headers, sent)``.
 
-        A try with no head after ``hedge_delay`` (half the hang limit: 1.5x the
+        A try with no head after ``hedge_delay`` (a third of the hang limit: the
         slowest recent answer, at least 1 s) gets a second copy of its request
         on a new connection, if the endpoint's retry budget has a token; the
         first head of the two wins and the other connection is aborted.  The
@@ -967,7 +967,11 @@ class ApiRelay:
         """When a try without a head gets a second copy (None: never; see :meth:`_head`)."""
         if first_limit is None or not self.hedge:
             return None
-        d = max(1.0, first_limit / 2)  # under 1 s a healthy answer on a loaded machine may still be coming
+        # a third of the limit: the slowest answer of the endpoint's last 200 (the limit is 3x it), so in
+        # a steady state at most ~1 request in 200 gets a copy; under 1 s a healthy answer on a loaded
+        # machine may still be coming.  At half the limit, a hang in a chaos run's latency phase
+        # (slowest answer 1.2 s) still cost 1.8 s
+        d = max(1.0, first_limit / 3)
         return d if d < first_limit else None
 
     def _hedge_won(self, route: RelayRoute, st: _State, hedged_at: float, waited: float,
@@ -975,7 +979,7 @@ class ApiRelay:
         """The copy answered first: the first try had stalled, and this is its recovery (a ``stall`` failure)."""
         err = self.sink.classify(TimeoutError(
             f"a second copy of a request answered first: the API had not answered it for {waited:.1f} s "
-            f"(hedged at half the hang limit of {first_limit or 0.0:.2f} s: {watch.describe()})"))
+            f"(hedged at a third of the hang limit of {first_limit or 0.0:.2f} s: {watch.describe()})"))
         inc = RelayIncident(sent_at=hedged_at - waited, detected_at=hedged_at, kind="stall", error=err, status=None,
                             retried_at=hedged_at)
         self.sink.error(route, inc)
