@@ -719,7 +719,7 @@ async def test_a_forced_open_breaker_is_not_restored_by_a_restart(tmp_path: Path
 async def test_a_restarted_supervisor_watches_for_hangs_from_its_first_request(tmp_path: Path) -> None:
     """The answer times the last supervisor learned are stored when attempts end and loaded by the next one.
 
-    Without them a restarted supervisor has no hang limit until 20 answers came
+    Without them a restarted supervisor has no hang limit until 8 answers came
     in: a hang right after a restart held its job for the hang's whole length.
     """
     rig = Rig(tmp_path, lambda spec, n: {"exit_code": 0, "result": R_OK})

@@ -156,12 +156,12 @@ def test_nothing_is_ended_before_the_endpoint_is_learned_and_the_job_scale_stret
     assert v is not None and "x4 for this job" in v[1]
 
 
-def test_the_defaults_wait_for_20_answers_and_floor_at_2_and_5_s() -> None:
+def test_the_defaults_wait_for_8_answers_and_floor_at_2_and_5_s() -> None:
     t = ResponseTimes()
-    for _ in range(19):
+    for _ in range(7):
         t.first_answer(0.01)
         t.stream_gap(0.01)
-    assert t.first_answer_limit() is None  # 20 answers before anything is ended
+    assert t.first_answer_limit() is None  # 8 answers before anything is ended
     t.first_answer(0.01)
     t.stream_gap(0.01)
     assert (t.first_answer_limit(), t.gap_limit()) == (2.0, 5.0)

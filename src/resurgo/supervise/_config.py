@@ -155,8 +155,9 @@ class SupervisorConfig:
         than 5 s), is a hang:
         the attempt ends and the session is resumed at once, instead of after
         the CLI's ``API_TIMEOUT_MS`` or ``stall_timeout``.  Nothing is ended
-        before 20 answers were seen; a job whose request was ended gets twice the
-        limit on its next attempt.
+        before 8 answers were seen (the times are stored: a restarted
+        supervisor starts from the last one's); a job whose request was ended
+        twice gets twice the limit for its next try.
     relay / relay_max_wait / relay_max_tries / relay_budget_min_per_sec:
         Run the CLI's API traffic through resurgo's loopback relay (default on;
         :mod:`resurgo.supervise._relay`): a request that fails with 429/529/5xx,

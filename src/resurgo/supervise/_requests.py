@@ -80,14 +80,20 @@ class ResponseTimes:
     * ``gap_floor`` (5.0 s) — never a shorter limit for a silence within an answer:
       the same runs ended healthy answers at 1 s (the CLI itself pauses while it
       starts a tool), and a stall there is rarer than a request never answered;
-    * ``min_samples`` (20) — no limit before this many answers were seen;
+    * ``min_samples`` (8) — no limit before this many answers were seen.  With 20,
+      a chaos run whose first API phase was hangs had no limit for its first
+      ~10 s: five hung requests then waited out the CLI's own 6 s timeout and
+      were restarted (30 of its 90 down job-s).  Eight answers of a healthy
+      endpoint already put the limit at the floor or above; a job slower than
+      them gets more time after a second hang (its scale doubles) and a hedge
+      copy never ends the first;
     * ``window`` (200) — how many recent answers count.
     """
 
     __slots__ = ("_first", "_gap", "added", "factor", "floor", "gap_floor", "min_samples")
 
     def __init__(
-        self, *, factor: float = 3.0, floor: float = 2.0, gap_floor: float = 5.0, min_samples: int = 20,
+        self, *, factor: float = 3.0, floor: float = 2.0, gap_floor: float = 5.0, min_samples: int = 8,
         window: int = 200,
     ) -> None:
         if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor >= 1.0):
