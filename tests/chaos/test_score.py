@@ -319,3 +319,17 @@ def test_a_hang_counts_as_down_from_the_moment_it_hit_not_from_its_detection() -
     art.recoveries[-1] = dataclasses.replace(art.recoveries[-1], detected_at=T + 12.2, started_at=T + 12.25,
                                              restored_at=T + 12.4)
     assert score(art).down_job_s == pytest.approx(score(_healthy()).down_job_s + 7.4)
+
+
+def test_a_hedged_copys_own_fault_is_not_the_stalled_tries_fault() -> None:
+    """The copy went out at the stall's report (8.0) and got a 500 at 8.005: the stall is the hang at 5.0."""
+    art = _healthy()
+    art.recoveries.append(RecoveryRow("j3", 5, "relay_retry", T + 8.0, T + 8.0, T + 8.3, 0.0,
+                                      fault_at=T + 4.99, error_type="timeout"))
+    art.hits += [FaultHit(T + 5.0, "j3", "api:hang"), FaultHit(T + 8.005, "j3", "api:500")]
+    rel = next(i for i in score(art).attribution["incidents"] if i.get("relay"))
+    assert rel["cause"] == "api:hang" and rel["expected"] == "timeout"
+    assert rel["fault_at"] == pytest.approx(T + 5.0) and rel["recovery_s"] == pytest.approx(3.3)
+    # a stall no fault hit is a false positive, whatever hit the copy
+    art.hits = [h for h in art.hits if h.cause != "api:hang"]
+    assert score(art).false_positives == 1

@@ -539,11 +539,20 @@ def _hits_by_job(art: RunArtifacts) -> dict[str, list[FaultHit]]:
 
 
 def _relay_fault(r: RecoveryRow, hits_by_job: Mapping[str, Sequence[FaultHit]]) -> Attribution | None:
-    """The injected fault that hit the job between the failed try's sending and its detection."""
+    """The injected fault that hit the job between the failed try's sending and its detection.
+
+    A try's own fault is stamped before the try failed (the stand-in stamps a
+    request when it reads it, the proxy a connection when it accepts it): a hit
+    after the detection belongs to the next try.  A hedged copy is sent at the
+    very moment its stalled try is reported, and with 20 ms of slack after the
+    detection the copy's own fault (a 500, a drop) was taken for the stall's:
+    the stall then counted from its detection instead of from the hang, and
+    was scored as misclassified.
+    """
     eps = 0.02
     at = r.detected_at
     sent = r.fault_at if r.fault_at is not None else at
-    cands = [h for h in hits_by_job.get(r.job_id, []) if sent - eps <= h.at <= at + eps]
+    cands = [h for h in hits_by_job.get(r.job_id, []) if sent - eps <= h.at <= at + 0.001]
     return Attribution(cands[-1].cause, expected_type(cands[-1].cause), cands[-1].at) if cands else None
 
 
