@@ -218,8 +218,8 @@ class _TryFailed(Exception):
         self.watch = watch
 
 
-#: Second copies of one try at most (see ``ApiRelay._head``): a copy is sent at the hedge delay, and
-#: another at once whenever a copy fails while an earlier one still waits.
+#: Copies of one try at most besides the first (see ``ApiRelay._head``): one at each hedge delay, or
+#: at once whenever a copy fails while an earlier one still waits.
 _MAX_HEDGES = 2
 
 
@@ -901,9 +901,10 @@ class ApiRelay:
         hedging early costs at most one extra request, never an answer (Dean and
         Barroso, "The Tail at Scale"; gRPC's hedging policy).  A hung request
         or a black-holed connection costs its job the hedge delay instead of
-        the whole limit.  Each copy has its own limit, and a copy that fails
-        (a dropped connection) while an earlier one still waits is replaced at
-        once, up to ``_MAX_HEDGES`` copies a try.  A copy that wins is the
+        the whole limit.  Each copy has its own limit; a further copy goes out
+        after another hedge delay, or at once when a copy fails (a dropped
+        connection) while an earlier one still waits, up to ``_MAX_HEDGES``
+        copies a try.  A copy that wins is the
         stalled try's recovery: it is reported as a failed try of kind
         ``stall`` (``st.hedged``), restored when the answer comes.  ``sent`` is
         when the winning copy was sent.
