@@ -275,14 +275,22 @@ async def test_a_non_streamed_request_is_retried_too(api: MockServer, sink: Sink
     assert len(sink.failures) == 1 and sink.failures[0].restored_at is not None
 
 
+def _watched(relay: ApiRelay, api: MockServer, *, floor: float, factor: float = 3.0,
+             request_budget: RetryBudget | None = None, **route_kw: Any) -> RelayRoute:
+    """A route whose endpoint has a hang limit from its first answer on (``factor`` x it, at least ``floor``)."""
+    ep = Endpoint(times=ResponseTimes(min_samples=1, floor=floor, factor=factor))
+    if request_budget is not None:
+        ep.request_budget = request_budget
+    return relay.register(api.url, ep, job_id="j", **route_kw)
+
+
 async def test_a_hang_past_the_learned_limit_is_ended_and_retried(api: MockServer, sink: Sink,
                                                                   make_relay: MakeRelay) -> None:
     relay = await make_relay()
-    ep = Endpoint(times=ResponseTimes(min_samples=1, floor=0.3))
-    route = relay.register(api.url, ep, job_id="j")
+    route = _watched(relay, api, floor=0.3)
     async with sdk(relay, route) as c:
         await ask_streamed(c)  # the endpoint learns what an answer takes
-        assert ep.times.first_answer_limit() is not None
+        assert route.endpoint.times.first_answer_limit() is not None
         api.set_faults(Faults(hang=True, count=1))
         m = await ask_streamed(c)
     assert m.stop_reason == "end_turn" and text_of(m)
@@ -300,8 +308,7 @@ async def test_a_retry_after_a_hang_gets_the_same_limit_and_only_a_second_hang_d
         api: MockServer, sink: Sink, make_relay: MakeRelay) -> None:
     """One hang says nothing of the next try; a request ended twice may be a slow job's, and gets more time."""
     relay = await make_relay()
-    ep = Endpoint(times=ResponseTimes(min_samples=1, floor=0.3))
-    route = relay.register(api.url, ep, job_id="j")
+    route = _watched(relay, api, floor=0.3)
     async with sdk(relay, route) as c:
         await ask_streamed(c)
         api.set_faults(Faults(hang=True, count=3))
@@ -325,8 +332,7 @@ async def test_a_request_slower_than_any_recent_answer_is_hedged_and_the_copy_an
     """
     relay = await make_relay()
     rb = RetryBudget(min_retries_per_sec=0.0, ratio=0.0) if not budget else RetryBudget()
-    ep = Endpoint(times=ResponseTimes(min_samples=1, floor=2.4), request_budget=rb)
-    route = relay.register(api.url, ep, job_id="j", max_wait=4.0)  # how long a retry may wait for a token
+    route = _watched(relay, api, floor=2.4, request_budget=rb, max_wait=4.0)  # max_wait: for a retry's token
     assert relay.hedge_delay(2.4) == pytest.approx(1.0) and relay.hedge_delay(6.0) == pytest.approx(2.0)
     assert relay.hedge_delay(0.9) is None
     async with sdk(relay, route) as c:
@@ -353,8 +359,7 @@ async def test_a_copy_that_fails_while_the_first_still_waits_is_replaced_at_once
         api: MockServer, sink: Sink, make_relay: MakeRelay) -> None:
     """First copy hung, the hedge reset at once: a third copy goes out without waiting and answers."""
     relay = await make_relay()
-    ep = Endpoint(times=ResponseTimes(min_samples=1, floor=2.4))
-    route = relay.register(api.url, ep, job_id="j")
+    route = _watched(relay, api, floor=2.4)
     async with sdk(relay, route) as c:
         await ask_streamed(c)
         api.set_faults(Faults(hang=True, count=1))
@@ -375,8 +380,7 @@ async def test_a_copy_that_fails_while_the_first_still_waits_is_replaced_at_once
 async def test_without_hedging_a_hang_waits_out_its_limit(api: MockServer, sink: Sink,
                                                           make_relay: MakeRelay) -> None:
     relay = await make_relay(hedge=False)
-    ep = Endpoint(times=ResponseTimes(min_samples=1, floor=2.4))
-    route = relay.register(api.url, ep, job_id="j")
+    route = _watched(relay, api, floor=2.4)
     assert relay.hedge_delay(2.4) is None
     async with sdk(relay, route) as c:
         await ask_streamed(c)
@@ -389,8 +393,7 @@ async def test_a_hang_whose_retry_answers_slowly_keeps_the_longer_limit(api: Moc
                                                                         make_relay: MakeRelay) -> None:
     """The property's other side: a retry slower than the old limit says this job needs more time."""
     relay = await make_relay()
-    ep = Endpoint(times=ResponseTimes(min_samples=1, floor=0.5, factor=1.0))
-    route = relay.register(api.url, ep, job_id="j")
+    route = _watched(relay, api, floor=0.5, factor=1.0)
     async with sdk(relay, route) as c:
         await ask_streamed(c)  # learned: 0.5 s (the floor)
         api.set_faults(Faults(first_byte_delay=0.75))  # slower than 0.5 s, within 1 s

@@ -192,6 +192,10 @@ def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, int | float) else None
 
 
+#: An attempt's first event, kept if already known (the SDK's writer and the event writer's first batch).
+_MARK_FIRST_EVENT = "UPDATE attempts SET first_event_at=COALESCE(first_event_at, ?) WHERE id=?"
+
+
 class RunStore:
     """Typed writes and reads of the run tables over one :class:`Store`.
 
@@ -456,9 +460,7 @@ class RunStore:
         )
 
     def attempt_first_event(self, attempt_id: int, ts: float) -> None:
-        self.store.execute(
-            "UPDATE attempts SET first_event_at=COALESCE(first_event_at, ?) WHERE id=?", (ts, attempt_id)
-        )
+        self.store.execute(_MARK_FIRST_EVENT, (ts, attempt_id))
 
     def lose_open_attempts(self, job_id: str) -> None:
         """Attempts of a job whose supervisor died that never recorded an end: ``lost``."""
@@ -485,8 +487,7 @@ class RunStore:
                 rows,
             )
             if first_event_of is not None:
-                conn.execute("UPDATE attempts SET first_event_at=COALESCE(first_event_at, ?) WHERE id=?",
-                             (rows[0][2], first_event_of))
+                conn.execute(_MARK_FIRST_EVENT, (rows[0][2], first_event_of))
 
     def attempt_events(self, attempt_id: int, *, types: Collection[str] = ("assistant", "user", "result")) -> list[Any]:
         """The stored CLI events of one attempt (parsed), for rebuilding its progress after a restart."""
