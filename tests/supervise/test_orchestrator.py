@@ -752,3 +752,46 @@ def test_damaged_stored_answer_times_are_dropped_not_raised(tmp_path: Path) -> N
     rig.store.execute("UPDATE endpoint_times SET first_json='[0.5, \"x\", -1, true, 0.25]' WHERE endpoint=?",
                       (name,))
     assert rig.jobs.runs.endpoint_times(name) == (rig.clock.time(), [0.5, 0.25], [])
+
+
+@pytest.mark.parametrize("relay", [True, False])
+async def test_through_the_relay_the_cli_starts_before_the_open_wait_ends_and_takes_no_probe(
+        tmp_path: Path, relay: bool) -> None:
+    """Through the relay the breaker judges each request, so the job need not wait for the circuit itself.
+
+    The CLI starts once the open wait has less left than the CLI takes to start
+    (learned: 0.5 s here), and takes none of a half-open breaker's probe slots:
+    its first request reaches the relay as the breaker lets calls through.
+    Without the relay (the property broken), the attempt itself is the probe:
+    it waits for the whole open wait and takes the slot.
+    """
+    from resurgo.breaker import CircuitState
+
+    states: list[tuple[float, CircuitState]] = []
+    br = CircuitThresholds(failure_rate=0.5, min_calls=2, wait_in_open=10.0, half_open_max_calls=1)
+
+    def script(spec: AttemptSpec, n: int) -> dict[str, Any]:
+        b = rig.orch.endpoints[URL].breaker
+        states.append((rig.clock.monotonic() - opened, b.state))
+        return {"exit_code": 0, "result": R_OK}
+
+    rig = Rig(tmp_path, script, breaker=br, relay=relay)
+    try:
+        rig.orch._learn_start(0.5)
+        ep = rig.orch.endpoint(URL)
+        for _ in range(2):
+            ep.breaker.acquire().on_error(RuntimeError("529"))
+        opened = rig.clock.monotonic()
+        assert ep.breaker.state is CircuitState.OPEN
+        res = await rig.orch.run_job(rig.job())
+        assert res.ok
+        ((at, state),) = states
+        if relay:
+            assert 9.5 - 1e-6 <= at < 10.0 and state is CircuitState.OPEN  # started 0.5 s before the wait's end
+            assert ep.breaker.metrics().successes == 0  # no permit: the relay's requests are the probes
+        else:
+            assert at >= 10.0 and state is CircuitState.HALF_OPEN  # the attempt took the probe
+        waits = [e for e in rig.events if isinstance(e, Waiting) and "breaker" in e.reason]
+        assert len(waits) == 1  # said once, whichever way it waited
+    finally:
+        await rig.orch.close_relay()

@@ -307,7 +307,7 @@ async def test_a_hang_past_the_learned_limit_is_ended_and_retried(api: MockServe
 async def test_a_retry_after_a_hang_gets_the_same_limit_and_only_a_second_hang_doubles_it(
         api: MockServer, sink: Sink, make_relay: MakeRelay) -> None:
     """One hang says nothing of the next try; a request ended twice may be a slow job's, and gets more time."""
-    relay = await make_relay()
+    relay = await make_relay(hedge=False)  # the watch's limits alone (a copy at 0.5 s would beat the doubled one)
     route = _watched(relay, api, floor=0.3)
     async with sdk(relay, route) as c:
         await ask_streamed(c)
@@ -333,8 +333,9 @@ async def test_a_request_slower_than_any_recent_answer_is_hedged_and_the_copy_an
     relay = await make_relay()
     rb = RetryBudget(min_retries_per_sec=0.0, ratio=0.0) if not budget else RetryBudget()
     route = _watched(relay, api, floor=2.4, request_budget=rb, max_wait=4.0)  # max_wait: for a retry's token
-    assert relay.hedge_delay(2.4) == pytest.approx(1.0) and relay.hedge_delay(6.0) == pytest.approx(2.0)
-    assert relay.hedge_delay(0.9) is None
+    assert relay.hedge_delay(2.4) == pytest.approx(0.8) and relay.hedge_delay(6.0) == pytest.approx(2.0)
+    assert relay.hedge_delay(0.9) == pytest.approx(0.5)  # never sooner than the floor
+    assert relay.hedge_delay(0.4) is None  # the floor would be past the limit itself
     async with sdk(relay, route) as c:
         await ask_streamed(c)
         api.set_faults(Faults(hang=True, count=1))
@@ -375,6 +376,36 @@ async def test_a_copy_that_fails_while_the_first_still_waits_is_replaced_at_once
     assert route.hedges == 2 and route.watch_kills == 0
     (inc,) = sink.failures
     assert inc.kind == "stall" and inc.restored_at is not None and inc.detected_at - inc.sent_at < 2.4
+
+
+@pytest.mark.parametrize("hedge", [True, False])
+async def test_a_hang_before_anything_was_learned_is_hedged_at_a_third_of_the_cli_timeout(
+        api: MockServer, sink: Sink, make_relay: MakeRelay, hedge: bool) -> None:
+    """A fresh endpoint has no hang limit: its first hung request gets a copy at a third of ``API_TIMEOUT_MS``.
+
+    Without hedging (the property broken) nothing ends the hung request before
+    the client's own timeout: it fails as the CLI's request would.
+    """
+    relay = await make_relay(hedge=hedge)
+    ep = Endpoint()
+    route = relay.register(api.url, ep, job_id="j", max_wait=10.0, answer_timeout=1.5)
+    assert ep.times.first_answer_limit() is None  # nothing learned: no watch limit
+    assert relay.hedge_delay(None) is None
+    assert relay.hedge_delay(None, answer_timeout=1.5) == (pytest.approx(0.5) if hedge else None)
+    api.set_faults(Faults(hang=True, count=1))
+    client = anthropic.AsyncAnthropic(base_url=relay.url(route), api_key=KEY, max_retries=0, timeout=1.5)
+    async with client as c:
+        if not hedge:
+            with pytest.raises(anthropic.APITimeoutError):
+                await ask_streamed(c)
+            assert route.hedges == 0 and not sink.failures
+            return
+        m = await ask_streamed(c)
+    assert m.stop_reason == "end_turn" and text_of(m)
+    assert [r.fault for r in messages_seen(api)] == ["hang", None]
+    (inc,) = sink.failures
+    assert inc.kind == "stall" and inc.restored_at is not None and route.hedges == 1
+    assert 0.5 - 0.05 <= inc.detected_at - inc.sent_at < 1.0
 
 
 async def test_without_hedging_a_hang_waits_out_its_limit(api: MockServer, sink: Sink,
@@ -583,6 +614,69 @@ async def test_an_open_breaker_with_a_short_wait_holds_the_request(api: MockServ
     assert ep.breaker.metrics().successes == 1
 
 
+@dataclass
+class WatchedEndpoint(Endpoint):
+    """An endpoint whose breaker transitions set an event, as the orchestrator's does."""
+
+    changed: asyncio.Event | None = None
+
+    def wait_for_change(self) -> asyncio.Event:
+        if self.changed is None:
+            self.changed = asyncio.Event()
+        return self.changed
+
+    def on_breaker_event(self, ev: object) -> None:
+        from resurgo.breaker import StateTransition
+
+        if isinstance(ev, StateTransition) and self.changed is not None:
+            old, self.changed = self.changed, None
+            old.set()
+
+
+@pytest.mark.parametrize("wakes", [True, False])
+async def test_a_request_a_half_open_breaker_held_goes_when_it_closes_not_at_the_next_poll(
+        api: MockServer, sink: Sink, make_relay: MakeRelay, wakes: bool) -> None:
+    """The relay's waits never end by themselves here: only the breaker's transition can release the request.
+
+    Without the endpoint's change event (the property broken) the held request
+    has nothing but its poll to wake it, and stays held after the closing.
+    """
+    async def never(_s: float) -> None:
+        await asyncio.Event().wait()
+
+    relay = await make_relay(sleep=never)
+    br = CircuitBreaker("t", thresholds=CircuitThresholds(failure_rate=0.5, min_calls=1, wait_in_open=0.01,
+                                                          half_open_max_calls=1), classifier=_breaker_classifier)
+    ep = WatchedEndpoint(breaker=br) if wakes else Endpoint(breaker=br)
+    if isinstance(ep, WatchedEndpoint):
+        br.add_listener(ep.on_breaker_event)
+    br.acquire().on_error(RuntimeError("overloaded"))
+    assert br.state is not CircuitState.CLOSED
+    await asyncio.sleep(0.05)
+    probe = br.acquire()  # half-open: another job's probe has the only slot
+    assert br.state is CircuitState.HALF_OPEN
+    route = relay.register(api.url, ep, job_id="j", max_wait=10.0)
+    async with sdk(relay, route) as c:
+        asking = asyncio.ensure_future(ask_streamed(c))
+        for _ in range(500):
+            if sink.refusals:
+                break
+            await asyncio.sleep(0.01)
+        assert sink.refusals == [("half_open", None)]
+        probe.on_success()
+        assert br.state is CircuitState.CLOSED
+        done, _ = await asyncio.wait({asking}, timeout=3.0)
+        if not wakes:
+            assert not done and messages_seen(api) == []
+            asking.cancel()
+            with contextlib.suppress(BaseException):
+                await asking
+            return
+        assert done
+        m = asking.result()
+    assert m.stop_reason == "end_turn" and len(messages_seen(api)) == 1
+
+
 @pytest.mark.parametrize("streamed", [True, False])
 async def test_a_breaker_open_past_the_clis_request_timeout_holds_a_streamed_request(
     api: MockServer, sink: Sink, make_relay: MakeRelay, streamed: bool
@@ -679,7 +773,7 @@ async def test_a_broken_connection_is_asked_again_almost_at_once_an_api_error_ba
     async with sdk(relay, route) as c:
         await ask_streamed(c)
     (reset,) = sink.failures
-    assert reset.backoff_s <= 0.025 + 1e-6
+    assert reset.backoff_s <= 0.005 + 1e-6
     api.set_faults(Faults(status=500, count=1))
     async with sdk(relay, route) as c:
         await ask_streamed(c)

@@ -743,7 +743,7 @@ class Orchestrator:
     async def _act(self, run: _JobRun, nxt: NextRun) -> AttemptOutcome:
         """Wait for the endpoint's breaker to admit the call, run one attempt, and check the job is still ours."""
         await self._take_slot(run)  # adaptive concurrency: a slot of the endpoint's limit (else nothing)
-        run.call = await self._admit(run)
+        run.call = await self._admit(run, relayed=self._will_relay(run, nxt.session_id))
         run.last_answer = None
         outcome = await self._attempt(run, nxt)
         taken = self._stored_change(run)  # cancelled from another shell: neither success nor failure
@@ -879,7 +879,7 @@ class Orchestrator:
             # the endpoint's breaker is open: ask it first, so this job is refused (and waits for the
             # breaker) the moment it failed, instead of after spending retry budget and sleeping
             # a server's wait with the breaker's refusal still ahead of it
-            await self._admission(run, keep=False)
+            await self._admission(run, keep=False, relayed=self._will_relay(run, None))
         if f.api_side and not refused:
             # the budget limits retries *caused by the endpoint's failures* (Finagle's retry budget, gRPC's
             # retry throttling): they are what multiplies load on a struggling API.  A CLI killed from
@@ -977,20 +977,38 @@ class Orchestrator:
             return NextRun(mode, sid, self.sessions.continuation_prompt(_short(outcome), error=err), why)
         return NextRun("start", str(uuid.uuid4()), rec.prompt, why)
 
-    async def _admit(self, run: _JobRun) -> _Call:
-        """A breaker permit for the next attempt; waits (state ``waiting``) while the breaker is open."""
-        call = await self._admission(run)
-        assert call is not None
+    async def _admit(self, run: _JobRun, *, relayed: bool = False) -> _Call | None:
+        """A breaker permit for the next attempt; waits (state ``waiting``) while the breaker is open.
+
+        ``relayed``: None, once the CLI may start (see :meth:`_admission`).
+        """
+        call = await self._admission(run, relayed=relayed)
+        assert call is not None or relayed
         return call
 
-    async def _admission(self, run: _JobRun, *, keep: bool = True) -> _Call | None:
+    async def _admission(self, run: _JobRun, *, keep: bool = True, relayed: bool = False) -> _Call | None:
         """Ask the endpoint's breaker; while it refuses, wait (state ``waiting``) for it to change.
 
         ``keep=False``: only wait until the breaker would admit the job, and give
         the permit back (a job that still has a server's wait or retry budget to
         wait for must not hold a half-open breaker's only probe meanwhile).
+
+        ``relayed``: the attempt's requests go through the relay, which asks the
+        breaker for each of them; the job takes no permit and waits only until
+        the open wait has less left than the CLI takes to start (its learned
+        start-up time), so the CLI starts while the circuit is still open and
+        its first request reaches the relay as the breaker lets calls through.
+        A half-open breaker does not hold it at all: its probes are requests the
+        relay already holds, answered in milliseconds.  Taking a probe here (as
+        without the relay) made the probe a CLI still starting: in chaos runs
+        the breaker stayed half-open 1.2 s after a storm, and the jobs that had
+        no probe waited for it to close and only then started their CLI (1.4 s
+        of every such job standing still after the storm had ended).
         """
         br = run.endpoint.breaker
+        if relayed:
+            await self._relayed_admission(run)
+            return None
         announced = False
         t0 = self.clock.monotonic()
         while True:
@@ -1002,29 +1020,50 @@ class Orchestrator:
                 # probe at once); half-open and full: until the probe's verdict (any transition wakes us
                 # at once; the poll is a safety net)
                 delay = min(max(ra, 0.005), 5.0) if ra else 0.25
-                wake = run.endpoint.wait_for_change()
-                if not announced:
-                    announced = True
-                    self._set(run, JobState.WAITING, reason=f"circuit breaker of {run.endpoint.url} is {e.state.value}")
-                    self._note(
-                        Waiting(
-                            job_id=run.rec.id,
-                            ts=self.clock.time(),
-                            until_ts=self.clock.time() + ra if ra else None,
-                            reason=f"breaker {br.name} is {e.state.value}",
-                        )
-                    )
-                await self._sleep(run, delay, wake=wake)
+                announced = self._announce_refusal(run, announced, e.state.value, ra)
+                await self._sleep(run, delay, wake=run.endpoint.wait_for_change())
                 continue
-            waited = self.clock.monotonic() - t0
-            if announced:
-                run.slept_s += waited
-                if run.pending is not None:
-                    run.pending.waited_s += waited  # imposed by the endpoint's condition, not by us
+            self._waited_for_breaker(run, announced, t0)
             if not keep:
                 permit.release()
                 return None
             return _Call(br, permit)
+
+    async def _relayed_admission(self, run: _JobRun) -> None:
+        """Wait while the circuit stays open longer than the CLI takes to start (see :meth:`_admission`)."""
+        br = run.endpoint.breaker
+        announced = False
+        t0 = self.clock.monotonic()
+        while True:
+            lead = self._start_ewma or 0.0
+            if br.state not in _REFUSING:
+                break
+            ra = br.retry_after
+            if ra is not None and ra <= lead:
+                break
+            wake = run.endpoint.wait_for_change()
+            announced = self._announce_refusal(run, announced, br.state.value, ra)
+            await self._sleep(run, min(max(ra - lead, 0.005), 5.0) if ra is not None else 0.25, wake=wake)
+        self._waited_for_breaker(run, announced, t0)
+
+    def _announce_refusal(self, run: _JobRun, announced: bool, state: str, ra: float | None) -> bool:
+        """The job waits for the breaker: say so once per wait (state ``waiting`` and a ``Waiting`` event)."""
+        if not announced:
+            br = run.endpoint.breaker
+            self._set(run, JobState.WAITING, reason=f"circuit breaker of {run.endpoint.url} is {state}")
+            now = self.clock.time()
+            self._note(
+                Waiting(job_id=run.rec.id, ts=now, until_ts=now + ra if ra else None,
+                        reason=f"breaker {br.name} is {state}")
+            )
+        return True
+
+    def _waited_for_breaker(self, run: _JobRun, announced: bool, t0: float) -> None:
+        if announced:
+            waited = self.clock.monotonic() - t0
+            run.slept_s += waited
+            if run.pending is not None:
+                run.pending.waited_s += waited  # imposed by the endpoint's condition, not by us
 
     async def _take_slot(self, run: _JobRun) -> None:
         limiter = run.endpoint.limiter
@@ -1211,9 +1250,19 @@ class Orchestrator:
             self.relay.unregister(route)
         return route
 
+    def _will_relay(self, run: _JobRun, session_id: str | None) -> bool:
+        """Whether the next attempt's requests will go through the relay (as :meth:`_attempt` decides)."""
+        if self._upstream(run) is None:
+            return False
+        has_pre = getattr(self.manager, "has_prestarted", None)
+        return not (session_id is not None and has_pre is not None and has_pre(session_id))
+
     def _relay_upstream(self, run: _JobRun) -> str | None:
         """Where the relay forwards this job's requests, or None when the CLI must talk to the API itself."""
         run.route = None
+        return self._upstream(run)
+
+    def _upstream(self, run: _JobRun) -> str | None:
         if self.relay is None:
             return None
         env = run.full_env

@@ -221,6 +221,8 @@ class _TryFailed(Exception):
 #: Copies of one try at most besides the first (see ``ApiRelay._head``): one at each hedge delay, or
 #: at once whenever a copy fails while an earlier one still waits.
 _MAX_HEDGES = 2
+#: never a copy sooner than this after its request (see :meth:`Relay.hedge_delay`)
+_HEDGE_FLOOR = 0.5
 
 
 @dataclass
@@ -313,8 +315,10 @@ class ApiRelay:
         #: cut): nothing says the API is loaded, and the breaker does not count it, so the relay asks again
         #: almost at once (Finagle requeues such failures at once, bounded by the retry budget, as here).
         #: With the full back-off, a request unlucky six times in a row in a network phase that drops half
-        #: the connections spent ~2 s of the ~3.8 s it stood still backing off.
-        self.connection_backoff = connection_backoff or (min(backoff_base, 0.025), min(backoff_cap, 0.25))
+        #: the connections spent ~2 s of the ~3.8 s it stood still backing off; with 25 ms doubling to
+        #: 250 ms, 0.85 s of the 1.07 s such a chain took.  5 ms doubling to 50 ms: six tries in ~0.15 s
+        #: (a network that stays down is the budget's and then the breaker's, not the back-off's).
+        self.connection_backoff = connection_backoff or (min(backoff_base, 0.005), min(backoff_cap, 0.05))
         self.ping_every, self.margin = ping_every, margin
         self._sleep = sleep or asyncio.sleep
         self._time = clock.time if clock is not None else time.time
@@ -747,7 +751,12 @@ class ApiRelay:
                     left = deadline - self._mono()
                 if left <= 0 or ra > left + 0.05:
                     return None, self._mono() - t0
-                await self._wait(min(max(ra, 0.005), left, 1.0), reader, writer, st.committed, route)
+                # any transition wakes the request at once: a half-open breaker whose probes are out has
+                # no time to tell, and polling it every quarter second left each held request a mean
+                # eighth of a second behind the closing
+                changed = getattr(route.endpoint, "wait_for_change", None)
+                await self._wait(min(max(ra, 0.005), left, 1.0), reader, writer, st.committed, route,
+                                 wake=changed() if callable(changed) else None)
                 continue
             st.told = False  # a later opening is a new refusal to report
             return permit, (self._mono() - t0 if told else 0.0)
@@ -815,11 +824,12 @@ class ApiRelay:
 
     # -- waiting while watching the CLI ------------------------------------------------------------------
     async def _wait(self, seconds: float, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    committed: bool, route: RelayRoute | None = None) -> None:
+                    committed: bool, route: RelayRoute | None = None, *, wake: asyncio.Event | None = None) -> None:
         """A deliberate wait (back-off, a server's reset, an open breaker, the budget): the attempt is alive.
 
         ``route`` given: its supervisor hears that the attempt is waiting on purpose, so a quiet CLI is
         not taken for a hung one (waiting on the API itself is not reported: a hang must still show).
+        ``wake``: the wait ends early once it is set.
         """
         end = self._mono() + seconds
         while True:
@@ -828,9 +838,19 @@ class ApiRelay:
             if reader.at_eof():
                 raise _Gone()
             left = end - self._mono()
-            if left <= 0:
+            if left <= 0 or (wake is not None and wake.is_set()):
                 return
-            await self._sleep(min(left, _SLICE))
+            if wake is None:
+                await self._sleep(min(left, _SLICE))
+            else:
+                nap = asyncio.ensure_future(self._sleep(min(left, _SLICE)))
+                woke = asyncio.ensure_future(wake.wait())
+                try:
+                    await asyncio.wait({nap, woke}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for t in (nap, woke):
+                        t.cancel()
+                    await asyncio.gather(nap, woke, return_exceptions=True)
             if committed:
                 await self._ping(writer)
 
@@ -894,7 +914,7 @@ class ApiRelay:
         """The first response head of this try, hedged: ``(reader, writer, status, headers, sent)``.
 
         A try with no head after ``hedge_delay`` (a third of the hang limit: the
-        slowest recent answer, at least 1 s) gets a second copy of its request
+        slowest recent answer, at least 2/3 s) gets a second copy of its request
         on a new connection, if the endpoint's retry budget has a token; the
         first head of the two wins and the other connection is aborted.  The
         first one is not ended: a slow answer still wins if it comes first, so
@@ -911,7 +931,7 @@ class ApiRelay:
         """
         first = asyncio.ensure_future(self._ask(route, req, target))
         racing: dict[asyncio.Future[Any], float] = {first: t_sent}  # each copy -> when it was sent
-        hedge_in = self.hedge_delay(first_limit)
+        hedge_in = self.hedge_delay(first_limit, answer_timeout=route.answer_timeout if route.watch else None)
         next_hedge = None if hedge_in is None else t_sent + hedge_in
         copies_left = _MAX_HEDGES
         hedged_at: float | None = None  # wall clock of the first copy, for the records
@@ -964,23 +984,39 @@ class ApiRelay:
                     _, uw2, _, _ = await t
                     uw2.transport.abort()  # answered too late: the winner's answer is the one forwarded
 
-    def hedge_delay(self, first_limit: float | None) -> float | None:
-        """When a try without a head gets a second copy (None: never; see :meth:`_head`)."""
-        if first_limit is None or not self.hedge:
+    def hedge_delay(self, first_limit: float | None, *, answer_timeout: float | None = None) -> float | None:
+        """When a try without a head gets a second copy (None: never; see :meth:`_head`).
+
+        With a learned limit: a third of it, the slowest answer of the endpoint's
+        last 200 (the limit is 3x it, at least 2 s), so in a steady state at most
+        about one request in 200 gets a copy, and never before ``_HEDGE_FLOOR``.
+        A copy ends nothing -- the first request still wins if it answers first
+        -- so its cost is one duplicate request, paid from the retry budget; at
+        1 s instead of 2/3 s every hang of a chaos run cost its job a third of a
+        second more, with no healthy answer of the stand-in slower than 0.4 s
+        outside the latency phases (which raise the slowest answer, and so the
+        delay, themselves).
+
+        Nothing learned yet (a fresh supervisor on a fresh store): a third of
+        ``answer_timeout``, the CLI's own wait for a head, when given.  Without
+        it, a hang among the first requests of a run held its job for the
+        CLI's whole timeout (6 s in chaos runs, four jobs of one seed at once).
+        """
+        if not self.hedge:
             return None
-        # a third of the limit: the slowest answer of the endpoint's last 200 (the limit is 3x it), so in
-        # a steady state at most ~1 request in 200 gets a copy; under 1 s a healthy answer on a loaded
-        # machine may still be coming.  At half the limit, a hang in a chaos run's latency phase
-        # (slowest answer 1.2 s) still cost 1.8 s
-        d = max(1.0, first_limit / 3)
+        if first_limit is None:
+            return answer_timeout / 3 if answer_timeout is not None and answer_timeout > 0 else None
+        d = max(_HEDGE_FLOOR, first_limit / 3)
         return d if d < first_limit else None
 
     def _hedge_won(self, route: RelayRoute, st: _State, hedged_at: float, waited: float,
                    first_limit: float | None, watch: RequestWatch) -> None:
         """The copy answered first: the first try had stalled, and this is its recovery (a ``stall`` failure)."""
+        why = (f"a third of the hang limit of {first_limit:.2f} s: {watch.describe()}" if first_limit is not None
+               else f"a third of the CLI's request timeout of {route.answer_timeout:g} s: nothing learned yet")
         err = self.sink.classify(TimeoutError(
             f"a second copy of a request answered first: the API had not answered it for {waited:.1f} s "
-            f"(hedged at a third of the hang limit of {first_limit or 0.0:.2f} s: {watch.describe()})"))
+            f"(hedged at {why})"))
         inc = RelayIncident(sent_at=hedged_at - waited, detected_at=hedged_at, kind="stall", error=err, status=None,
                             retried_at=hedged_at)
         self.sink.error(route, inc)
