@@ -210,12 +210,14 @@ class _Gone(Exception):
 
 
 class _TryFailed(Exception):
-    def __init__(self, evidence: Any, status: int | None = None, response: tuple[int, list[tuple[str, str]], bytes] | None = None, *, watch: bool = False) -> None:  # noqa: E501
+    def __init__(self, evidence: Any, status: int | None = None, response: tuple[int, list[tuple[str, str]], bytes] | None = None, *, watch: bool = False, headed: bool = False) -> None:  # noqa: E501
         super().__init__(str(evidence))
         self.evidence = evidence
         self.status = status
         self.response = response
         self.watch = watch
+        #: the API had sent a response head (a stream cut later): a real try, not a requeue
+        self.headed = headed
 
 
 #: Copies of one try at most besides the first (see ``ApiRelay._head``): one at each hedge delay, or
@@ -278,7 +280,8 @@ class ApiRelay:
     retry *n* is ``base * 2**(n-1)`` capped, half of it jittered, never shorter than a
     server's ``retry-after``), ``overload_backoff`` (base and cap after an overload
     answer: 429/529/503 ask for less load), ``connection_backoff`` (base and cap after a connection
-    the network broke before any answer), ``max_tries`` per request, ``ping_every`` (seconds
+    the network broke before any answer), ``max_tries`` per request (answers and hangs),
+    ``max_requeues`` (tries of one request that a broken connection ended), ``ping_every`` (seconds
     between pings to the CLI while an answer is held), ``hedge`` (send a second copy of a
     request slower than the slowest recent answer, budget permitting: see ``_head``),
     ``sleep`` (replaceable: tests remove the waits), ``clock`` (wall/monotonic times of the
@@ -292,6 +295,7 @@ class ApiRelay:
         backoff_base: float = 0.2,
         backoff_cap: float = 2.0,
         max_tries: int = 10,
+        max_requeues: int = 25,
         overload_backoff: tuple[float, float] | None = None,
         connection_backoff: tuple[float, float] | None = None,
         ping_every: float = 5.0,
@@ -303,11 +307,15 @@ class ApiRelay:
     ) -> None:
         if not backoff_base >= 0 or not backoff_cap >= backoff_base:
             raise ValueError("backoff_base must be >= 0 and backoff_cap >= backoff_base")
-        if max_tries < 1:
-            raise ValueError("max_tries must be >= 1")
+        if max_tries < 1 or max_requeues < 1:
+            raise ValueError("max_tries and max_requeues must be >= 1")
         self.sink = sink
         self.hedge = hedge
         self.backoff_base, self.backoff_cap, self.max_tries = backoff_base, backoff_cap, max_tries
+        #: tries lost to a connection the network broke count apart, against their own, larger cap: at a
+        #: few milliseconds each, ten of them were 0.2 s, and a request unlucky ten times in a row in a
+        #: chaos phase resetting half the connections went to the CLI (3.2 s before the job moved again)
+        self.max_requeues = max_requeues
         #: base and cap of the back-off after an overload answer (429/529/503) without a reset time: the
         #: API asks for less load, so those retries back off like the supervisor's own recoveries
         self.overload_backoff = overload_backoff or (backoff_base, backoff_cap)
@@ -478,7 +486,7 @@ class ApiRelay:
         head_deadline = t0 + max(0.5, min(route.max_wait, route.answer_timeout - self.margin))
         incs: list[RelayIncident] = []
         last: _TryFailed | None = None
-        tries = 0
+        tries = requeues = 0
         pending_wait = (0.0, 0.0, 0.0)  # imposed, backoff, budget of the wait before this try
         while True:
             deadline = t0 + route.max_wait if st.committed else head_deadline
@@ -545,7 +553,9 @@ class ApiRelay:
                 if err.type is ErrorType.RESOURCE and err.retry_after is None and not route.retry_overload:
                     return await self._give_up(route, incs, last, writer, st,
                                                why="overload: the adaptive concurrency limit answers it")
-                if tries >= self.max_tries:
+                if conn_only and not f.headed:
+                    requeues += 1
+                if tries - requeues >= self.max_tries or requeues >= self.max_requeues:
                     return await self._give_up(route, incs, last, writer, st,
                                                why=f"{tries} tries failed")
                 # the CLI's request timeout runs until a response head: a streamed request gets its head
@@ -608,8 +618,15 @@ class ApiRelay:
         watch = RequestWatch(ep.times, scale=route.scale)
         first_limit = watch.limit() if route.watch else None
         t_sent = self._mono()
+        # Before the CLI has a head from us, its own request timeout runs: a try still unanswered just
+        # before it would fire is ended here, and its retry sends the CLI a head (then the relay may hold
+        # it).  A learned limit past that timeout (the slowest recent answer came in a slow phase), or
+        # none yet, let the CLI time out first, and the supervisor restarted it: 0.5 s of CLI start
+        # added to a hang the relay could have retried (two jobs of one chaos seed, 4.1 s each).
+        cli_end = t_sent + max(0.5, route.answer_timeout - self.margin) if route.watch and not st.committed \
+            else None
         ur, uw, status, headers, t_sent = await self._head(route, req, target, reader, writer, st, watch,
-                                                           first_limit, t_sent)
+                                                           first_limit, t_sent, cli_end)
         ok = False
         try:
             if status < 200 or status >= 300:
@@ -652,7 +669,7 @@ class ApiRelay:
                     if forwarded:
                         writer.transport.abort()  # the CLI had part of it: it must see the cut, as it would have
                         raise _Gone() from None
-                    raise _TryFailed(ConnectionResetError(f"the API's answer was cut: {e}")) from None
+                    raise _TryFailed(ConnectionResetError(f"the API's answer was cut: {e}"), headed=True) from None
                 now = self._mono()
                 if first_at is None:
                     first_at = now
@@ -681,7 +698,7 @@ class ApiRelay:
                     data = line.decode("utf-8", "replace").strip().removeprefix("data:").strip()
                     raise _TryFailed(Observation(message=f"API Error: {data}"))
                 if _SSE_STOP.search(buf, max(0, len(buf) - 65536)) is None:
-                    raise _TryFailed(ConnectionResetError("the API's answer ended before message_stop"))
+                    raise _TryFailed(ConnectionResetError("the API's answer ended before message_stop"), headed=True)
             if first_at is not None:
                 took = first_at - t_sent
                 if route.scale > route.base_scale and first_limit is not None \
@@ -909,8 +926,8 @@ class ApiRelay:
 
     async def _head(self, route: RelayRoute, req: _Request, target: str, reader: asyncio.StreamReader,
                     writer: asyncio.StreamWriter, st: _State, watch: RequestWatch, first_limit: float | None,
-                    t_sent: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, int, list[tuple[str, str]],
-                                            float]:
+                    t_sent: float, cli_end: float | None = None) -> tuple[
+                        asyncio.StreamReader, asyncio.StreamWriter, int, list[tuple[str, str]], float]:
         """The first response head of this try, hedged: ``(reader, writer, status, headers, sent)``.
 
         A try with no head after ``hedge_delay`` (a third of the hang limit: the
@@ -950,8 +967,10 @@ class ApiRelay:
                             hedged_at, hedged_mono = self._time(), now
                         if copies_left > 0 and hedge_in is not None:
                             next_hedge = now + hedge_in
-                # each copy has its own limit: the try ends when the last one's has run out
+                # each copy has its own limit: the try ends when the last one's has run out (or the CLI's would)
                 end = None if first_limit is None else max(sent + first_limit for sent in racing.values())
+                if cli_end is not None:
+                    end = cli_end if end is None else min(end, cli_end)
                 waits = [x for x in (end, next_hedge) if x is not None]
                 timeout = None if not waits else max(0.0, min(waits) - now)
                 try:
@@ -959,9 +978,11 @@ class ApiRelay:
                                                 timeout, reader, writer, st.committed)
                 except TimeoutError:
                     if end is not None and self._mono() >= end:
+                        why = (f"limit {first_limit:.2f} s: {watch.describe()}" if end != cli_end else
+                               f"the CLI's request timeout of {route.answer_timeout:g} s is near")
                         raise _TryFailed(TimeoutError(
-                            f"the API has not answered a request for {self._mono() - t_sent:.1f} s "
-                            f"(limit {first_limit:.2f} s: {watch.describe()})"), watch=True) from None
+                            f"the API has not answered a request for {self._mono() - t_sent:.1f} s ({why})"),
+                            watch=True) from None
                     continue  # time to hedge
                 for t in done:
                     sent = racing.pop(t)
