@@ -53,10 +53,25 @@ def test_the_window_forgets_old_slow_answers() -> None:
     assert t.first_answer_limit() == pytest.approx(0.6)
 
 
+def test_the_hedge_limit_forgets_a_slow_phase_sooner_than_the_kill_limit() -> None:
+    """The hedge follows the last ``recent`` answers; the kill limit keeps the whole window."""
+    t = ResponseTimes(factor=3.0, floor=0.3, min_samples=2, window=10, recent=3)
+    for v in (1.2, 0.1, 0.1):
+        t.first_answer(v)
+    assert t.first_answer_limit(recent=True) == t.first_answer_limit() == pytest.approx(3.6)
+    t.first_answer(0.1)  # the slow answer leaves the recent window only
+    assert t.first_answer_limit(recent=True) == pytest.approx(0.3)
+    assert t.first_answer_limit() == pytest.approx(3.6)
+    assert RequestWatch(t, scale=2.0).limit(recent=True) == pytest.approx(0.6)
+    t2 = ResponseTimes(min_samples=1, window=10)
+    t2.preload([1.2, 0.1, 0.1], [])
+    assert t2.first_answer_limit(recent=True) == t2.first_answer_limit()  # loaded samples feed both
+
+
 @pytest.mark.parametrize(
     ("kw", "match"),
     [({"factor": 0.5}, "factor"), ({"floor": 0}, "floor"), ({"gap_floor": -1}, "gap_floor"),
-     ({"min_samples": 0}, "min_samples"),
+     ({"min_samples": 0}, "min_samples"), ({"recent": 300}, "recent"), ({"recent": 2, "min_samples": 3}, "recent"),
      ({"window": 2, "min_samples": 3}, "window"), ({"factor": float("inf")}, "factor")],
 )
 def test_response_times_reject_nonsense(kw: dict[str, Any], match: str) -> None:

@@ -948,7 +948,8 @@ class ApiRelay:
         """
         first = asyncio.ensure_future(self._ask(route, req, target))
         racing: dict[asyncio.Future[Any], float] = {first: t_sent}  # each copy -> when it was sent
-        hedge_in = self.hedge_delay(first_limit, answer_timeout=route.answer_timeout if route.watch else None)
+        hedge_in = self.hedge_delay(watch.limit(recent=True) if route.watch else None,
+                                    answer_timeout=route.answer_timeout if route.watch else None)
         next_hedge = None if hedge_in is None else t_sent + hedge_in
         copies_left = _MAX_HEDGES
         hedged_at: float | None = None  # wall clock of the first copy, for the records
@@ -1008,9 +1009,10 @@ class ApiRelay:
     def hedge_delay(self, first_limit: float | None, *, answer_timeout: float | None = None) -> float | None:
         """When a try without a head gets a second copy (None: never; see :meth:`_head`).
 
-        With a learned limit: a third of it, the slowest answer of the endpoint's
-        last 200 (the limit is 3x it, at least 2 s), so in a steady state at most
-        about one request in 200 gets a copy, and never before ``_HEDGE_FLOOR``.
+        With a learned limit (the hang limit of the endpoint's last 50 answers,
+        ``ResponseTimes(recent=...)``): a third of it, the slowest of those
+        answers (the limit is 3x it, at least 2 s), so in a steady state at most
+        about one request in 50 gets a copy, and never before ``_HEDGE_FLOOR``.
         A copy ends nothing -- the first request still wins if it answers first
         -- so its cost is one duplicate request, paid from the retry budget; at
         1 s instead of 2/3 s every hang of a chaos run cost its job a third of a

@@ -87,14 +87,21 @@ class ResponseTimes:
       endpoint already put the limit at the floor or above; a job slower than
       them gets more time after a second hang (its scale doubles) and a hedge
       copy never ends the first;
-    * ``window`` (200) — how many recent answers count.
+    * ``window`` (200) — how many recent answers count;
+    * ``recent`` (50, at most ``window``) — how many of them the *hedge* limit looks at
+      (:meth:`first_answer_limit` with ``recent=True``).  A second copy of a
+      slow request ends nothing, so it may follow the endpoint's last answers
+      rather than the slowest of a long window: after a chaos latency phase
+      (answers 1.2 s slow for 3 s) the 200-answer window kept hedging at 1.2 s
+      for about a minute, every hang meanwhile costing its job 1.2 s instead of
+      0.67 s.  The kill limit keeps the longer memory.
     """
 
-    __slots__ = ("_first", "_gap", "added", "factor", "floor", "gap_floor", "min_samples")
+    __slots__ = ("_first", "_gap", "_recent", "added", "factor", "floor", "gap_floor", "min_samples")
 
     def __init__(
         self, *, factor: float = 3.0, floor: float = 2.0, gap_floor: float = 5.0, min_samples: int = 8,
-        window: int = 200,
+        window: int = 200, recent: int | None = None,
     ) -> None:
         if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor >= 1.0):
             raise ValueError(f"factor must be a finite number >= 1, got {factor!r}")
@@ -105,12 +112,17 @@ class ResponseTimes:
             raise ValueError(f"min_samples must be an integer >= 1, got {min_samples!r}")
         if isinstance(window, bool) or not isinstance(window, int) or window < min_samples:
             raise ValueError(f"window must be an integer >= min_samples, got {window!r}")
+        if recent is None:
+            recent = max(min_samples, min(50, window))
+        if isinstance(recent, bool) or not isinstance(recent, int) or not min_samples <= recent <= window:
+            raise ValueError(f"recent must be an integer between min_samples and window, got {recent!r}")
         self.factor = float(factor)
         self.floor = float(floor)
         self.gap_floor = float(gap_floor)
         self.min_samples = min_samples
         self._first = _Window(window)
         self._gap = _Window(window)
+        self._recent = _Window(recent)
         #: samples added since this count was last reset (by whoever saves them: see :meth:`preload`)
         self.added = 0
 
@@ -118,6 +130,7 @@ class ResponseTimes:
         """A request was answered (its first stream event) ``seconds`` after it was sent."""
         if seconds >= 0 and math.isfinite(seconds):
             self._first.add(seconds)
+            self._recent.add(seconds)
             self.added += 1
 
     def stream_gap(self, seconds: float) -> None:
@@ -142,6 +155,7 @@ class ResponseTimes:
         for v in first:
             if v >= 0 and math.isfinite(v):
                 self._first.add(v)
+                self._recent.add(v)
         for v in gap:
             if v >= 0 and math.isfinite(v):
                 self._gap.add(v)
@@ -151,9 +165,12 @@ class ResponseTimes:
             return None
         return max(floor, self.factor * w.max)
 
-    def first_answer_limit(self) -> float | None:
-        """Seconds a request may wait for its first answer event (None: not learned yet)."""
-        return self._limit(self._first, self.floor)
+    def first_answer_limit(self, *, recent: bool = False) -> float | None:
+        """Seconds a request may wait for its first answer event (None: not learned yet).
+
+        ``recent``: from the last ``recent`` answers only (what hedging follows).
+        """
+        return self._limit(self._recent if recent else self._first, self.floor)
 
     def gap_limit(self) -> float | None:
         """Seconds an answer may stay silent between two events (None: not learned yet)."""
@@ -182,9 +199,12 @@ class RequestWatch:
         self.times = times
         self.scale = scale
 
-    def limit(self, *, gap: bool = False) -> float | None:
-        """Seconds allowed for the first answer (or, ``gap``, a silence within one); None: not learned yet."""
-        lim = self.times.gap_limit() if gap else self.times.first_answer_limit()
+    def limit(self, *, gap: bool = False, recent: bool = False) -> float | None:
+        """Seconds allowed for the first answer (or, ``gap``, a silence within one); None: not learned yet.
+
+        ``recent``: the first-answer limit of the endpoint's last answers only (the hedge's).
+        """
+        lim = self.times.gap_limit() if gap else self.times.first_answer_limit(recent=recent)
         return None if lim is None else lim * self.scale
 
     def describe(self, *, gap: bool = False) -> str:
