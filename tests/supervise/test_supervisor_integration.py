@@ -58,6 +58,14 @@ def _config(tmp_path: Path, claude_bin: str, env: dict[str, str], **kw: Any) -> 
     return SupervisorConfig(**base)
 
 
+def _cmdline(p: psutil.Process) -> str:
+    """A process's command line, or "" when it ended between listing and reading (a race of this poll)."""
+    try:
+        return " ".join(p.cmdline())
+    except psutil.Error:
+        return ""
+
+
 def _procs_in(root: Path) -> list[psutil.Process]:
     """Living processes whose cwd is inside ``root`` or whose command line mentions it."""
     found = []
@@ -380,7 +388,7 @@ async def test_supervisor_killed_mid_batch_and_restarted_finishes_every_job(
         # wait until every job's Bash tool runs, then kill the supervisor outright
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            sleeping = [p for p in _procs_in(run_dir) if "sleep 3" in " ".join(p.cmdline())]
+            sleeping = [p for p in _procs_in(run_dir) if "sleep 3" in _cmdline(p)]
             if len(sleeping) >= n:
                 break
             assert first.poll() is None, first.communicate()
