@@ -29,6 +29,7 @@ import os
 import random
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -190,14 +191,36 @@ class ChaosRunner:
         return w.pid if w is not None and w.poll() is None else None
 
     def _cli_pids(self) -> list[int]:
-        """The supervisor's CLI runs right now (its direct children)."""
+        """The supervisor's CLI runs right now: its direct children that the store records as an attempt's.
+
+        A standby CLI (booted ahead, waiting for a prompt; ``SupervisorConfig.standby``)
+        is a child too but runs no job: a SIGKILL meant for a run must not be
+        spent on it, or the supervisor's own standbys would thin out the faults
+        the run injects.
+        """
         pid = self._worker_pid()
         if pid is None:
             return []
         try:
-            return [p.pid for p in psutil.Process(pid).children() if p.status() != psutil.STATUS_ZOMBIE]
+            kids = [p.pid for p in psutil.Process(pid).children() if p.status() != psutil.STATUS_ZOMBIE]
         except psutil.Error:
             return []
+        runs = self._attempt_pids()
+        return kids if runs is None else [k for k in kids if k in runs]
+
+    def _attempt_pids(self) -> set[int] | None:
+        """Pids of the attempts' CLIs the store has as running (None: the store cannot be read now)."""
+        assert self.root is not None
+        try:
+            con = sqlite3.connect(f"file:{self.root / 'store.db'}?mode=ro", uri=True, timeout=0.5)
+        except sqlite3.Error:
+            return None
+        try:
+            return {int(r[0]) for r in con.execute("SELECT pid FROM processes WHERE ended_at IS NULL")}
+        except sqlite3.Error:
+            return None
+        finally:
+            con.close()
 
     def _kill_supervisor(self, spec_path: Path) -> None:
         """SIGKILL the supervisor worker, then start a new one on the same store (its restart)."""

@@ -223,6 +223,7 @@ class ResourceCleaner:
             return []  # (a root that is not ours: nothing in it is ours to remove)
         in_use = {a.tmpdir for a in self.manager.active} if self.manager is not None else set()
         in_use |= {a.tmpdir for a in self.manager.pending} if self.manager is not None else set()
+        in_use |= getattr(self.manager, "standby_tmpdirs", set())
         now = self.clock.time()
         removed: list[str] = []
         for d in root.iterdir():

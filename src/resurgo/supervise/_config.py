@@ -145,6 +145,15 @@ class SupervisorConfig:
         CPUs, at least 2.  Jobs beyond it wait for a slot.  A CLI's start is
         CPU-bound (~0.35 s): started all at once, as after a supervisor restart
         or at a batch's start, every one of them waits for all the others.
+    standby / standby_window:
+        Restarting a killed CLI is mostly its boot (~0.4 s); a standby is a CLI
+        booted ahead for a running job, waiting for its prompt on stdin, and a
+        resume of that job's session adopts it (its first event ~0.1 s after
+        the prompt; see :meth:`ProcessManager.prepare_standby`).  Standbys are
+        kept only while this supervisor has resumed a session within the last
+        ``standby_window`` seconds (default 600), for at most ``standby`` jobs
+        at once (default 8; 0: never).  Each costs an idle CLI (~150 MB
+        resident) and its boot's CPU, started when no other CLI is starting.
     stall_timeout / deadline / result_exit_timeout / kill_grace:
         Liveness of one attempt (seconds; ``deadline`` None = no limit): no
         stream-json event for ``stall_timeout`` s ends the process group and
@@ -265,6 +274,8 @@ class SupervisorConfig:
     max_concurrency: int = 32
     concurrency_algorithm: str = "aimd"
     start_concurrency: int | Literal["auto"] = "auto"
+    standby: int = 8
+    standby_window: float = 600.0
     stall_timeout: float | None = 120.0
     deadline: float | None = None
     result_exit_timeout: float | None = 10.0
@@ -315,6 +326,10 @@ class SupervisorConfig:
         sc = self.start_concurrency
         if sc != "auto" and (isinstance(sc, bool) or not isinstance(sc, int) or not 1 <= sc <= 1024):
             raise ConfigError(f"start_concurrency must be an integer in [1, 1024] or \"auto\", got {sc!r}")
+        sb = self.standby
+        if isinstance(sb, bool) or not isinstance(sb, int) or not 0 <= sb <= 1024:
+            raise ConfigError(f"standby must be an integer in [0, 1024], got {sb!r}")
+        set_(self, "standby_window", _pos("standby_window", self.standby_window, allow_none=False))
         if self.concurrency_algorithm not in ("aimd", "gradient", "vegas"):
             raise ConfigError(
                 f"concurrency_algorithm must be one of aimd, gradient, vegas; got {self.concurrency_algorithm!r}"

@@ -314,6 +314,11 @@ class _JobRun:
     signals: Any = None
     #: the running attempt's way through the relay (None: the CLI talks to the API itself)
     route: RelayRoute | None = None
+    #: the session a standby CLI waits to resume (:meth:`Orchestrator._keep_standby`), and the
+    #: relay route token it was given (the next attempt's route takes it)
+    standby_sid: str | None = None
+    next_token: str | None = None
+    standby_task: asyncio.Future[None] | None = None
 
 
 class Orchestrator:
@@ -357,6 +362,8 @@ class Orchestrator:
         #: of resurgo's own back-off that overlaps with it (0 until measured)
         self._start_estimate = 0.0
         self._start_ewma: float | None = None
+        #: when this supervisor last resumed a session (monotonic): standbys are kept for a while after
+        self._resumed_at: float | None = None
         #: the back-off grows only while attempts fail without progress (False: the old exponential rule)
         self.progress_aware = True
         self.has_subscribers: Callable[[str], bool] = lambda job_id: True
@@ -711,6 +718,10 @@ class Orchestrator:
         finally:
             self._give_slot(run)
             self._runs.pop(job_id, None)
+            if run.standby_task is not None:
+                run.standby_task.cancel()
+            if run.standby_sid is not None:
+                self.manager.discard_standby(run.standby_sid)
 
     async def _run(self, run: _JobRun, reason: str | None) -> JobResult:
         """The seed's flow, one failure per turn: act -> monitor -> detect -> classify -> decide -> wait.
@@ -1175,21 +1186,13 @@ class Orchestrator:
         if upstream is not None:
             assert self.relay is not None
             await self.relay.start()
-        # through the relay the API's answers are watched on the wire; the CLI-side request watch
-        # would read a held answer as a hang
-        watching = self.config.request_watch and upstream is None
-        spec = AttemptSpec(
-            prompt=nxt.prompt,
-            cwd=rec.cwd,
-            mode=nxt.mode,
-            session_id=nxt.session_id,
-            claude_args=(*watch_args(self.config.claude_args, enabled=watching), *rec.args),
-            env=run.env,
-            model=run.model,
-            liveness=self._liveness(run, watch=watching),
-            quiet_stream=watching and not asked_partial,
-            job_id=jid,
-        ).with_session()
+        spec = self._spec(run, nxt, relayed=upstream is not None)
+        token, run.next_token = run.next_token, None  # the route a standby for this attempt was given
+        if run.standby_sid is not None and (nxt.mode != "resume" or nxt.session_id != run.standby_sid):
+            self.manager.discard_standby(run.standby_sid)  # a restart or a fork: the standby cannot serve it
+        run.standby_sid = None
+        if nxt.mode == "resume":
+            self._resumed_at = self.clock.monotonic()
         self._check(run)  # before a recovery starts: a job cancelled while it waited stays cancelled
         self._set(run, JobState.RUNNING, claim=True, session_id=spec.expected_session_id)
         run.claimed = True
@@ -1198,7 +1201,7 @@ class Orchestrator:
         if upstream is not None:
             assert self.relay is not None
             run.route = self.relay.register(
-                upstream, run.endpoint, job_id=jid, attempt_id=run.attempt_id, hold=not asked_partial,
+                upstream, run.endpoint, job_id=jid, attempt_id=run.attempt_id, hold=not asked_partial, token=token,
                 watch=self.config.request_watch, retry_overload=run.endpoint.limiter is None,
                 scale=run.request_scale, max_wait=self._relay_max_wait(), answer_timeout=self._api_timeout(run),
             )
@@ -1242,6 +1245,63 @@ class Orchestrator:
             self._learn_start(outcome.first_event_at - outcome.started_at)
         self.save_times()
         return outcome
+
+    def _spec(self, run: _JobRun, nxt: NextRun, *, relayed: bool) -> AttemptSpec:
+        """The attempt ``nxt`` asks for (before its relay route): one recipe for attempts and their standbys."""
+        # through the relay the API's answers are watched on the wire; the CLI-side request watch
+        # would read a held answer as a hang
+        watching = self.config.request_watch and not relayed
+        asked_partial = PARTIAL_FLAG in (*self.config.claude_args, *run.rec.args)
+        return AttemptSpec(
+            prompt=nxt.prompt,
+            cwd=run.rec.cwd,
+            mode=nxt.mode,
+            session_id=nxt.session_id,
+            claude_args=(*watch_args(self.config.claude_args, enabled=watching), *run.rec.args),
+            env=run.env,
+            model=run.model,
+            liveness=self._liveness(run, watch=watching),
+            quiet_stream=watching and not asked_partial,
+            job_id=run.rec.id,
+        ).with_session()
+
+    def _want_standby(self, run: _JobRun) -> bool:
+        """Whether the running attempt of ``run`` should get a standby CLI for its session's next resume.
+
+        Only while the supervisor has resumed a session within the last
+        ``standby_window`` seconds (restarts are happening: in calm weather a
+        standby is ~150 MB held for nothing), for at most ``standby`` jobs at
+        once, and only while no other CLI boots (:attr:`ProcessManager.quiet`).
+        """
+        cfg = self.config
+        if cfg.standby <= 0 or self._resumed_at is None or run.attempt is None or run.taken is not None:
+            return False
+        if self.clock.monotonic() - self._resumed_at > cfg.standby_window:
+            return False
+        standbys = getattr(self.manager, "standbys", None)  # a manager of another kind keeps none
+        return standbys is not None and standbys < cfg.standby
+
+    async def _keep_standby(self, run: _JobRun, attempt: Attempt, session_id: str) -> None:
+        """Boot a standby for the next resume of this attempt's session once no CLI is starting."""
+        while run.attempt is attempt and not self.manager.quiet:
+            await self.clock.asleep(0.1)
+        if run.attempt is not attempt or not self._want_standby(run):
+            return
+        relayed = self._upstream(run) is not None
+        nxt = NextRun("resume", session_id, "", "standby")
+        spec = self._spec(run, nxt, relayed=relayed)
+        token = None
+        if relayed:
+            assert self.relay is not None
+            token = self.relay.new_token()
+            spec = replace(spec, env={**run.env, "ANTHROPIC_BASE_URL": self.relay.url_for(token)})
+        try:
+            ok = self.manager.prepare_standby(spec)
+        except Exception:  # a standby is an optimisation: never fail the job over it
+            log.debug("could not start a standby CLI for job %s", run.rec.id, exc_info=True)
+            return
+        if ok:
+            run.standby_sid, run.next_token = session_id, token
 
     def _end_route(self, run: _JobRun) -> RelayRoute | None:
         """The attempt is over: its route stops relaying (the route stays on ``run`` for the judgement)."""
@@ -1337,6 +1397,9 @@ class Orchestrator:
             p = run.pending
             if first[0]:
                 first[0] = False
+                att = run.attempt
+                if att is not None and att.session_id and run.standby_sid is None and self._want_standby(run):
+                    run.standby_task = asyncio.ensure_future(self._keep_standby(run, att, att.session_id))
                 if p is not None and not p.restored:
                     p.restored = True
                     # nothing lost (or already redone by this very event): caught up at once

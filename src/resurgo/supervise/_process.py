@@ -39,6 +39,7 @@ import math
 import os
 import shutil
 import signal as _signal
+import threading
 import uuid
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -58,6 +59,7 @@ from resurgo._launch import (
     find_claude,
     make_tmpdir,
     owner_id,
+    spawn_early,
 )
 from resurgo._procs import (
     TreeKillReport,
@@ -108,6 +110,15 @@ Mode = Literal["start", "resume", "fork"]
 #: Unparseable lines are kept as evidence, cut to this many characters.
 UNPARSEABLE_PREVIEW = 2_000
 _READ_CHUNK = 1 << 18
+#: a standby's prompt up to this size is written at once (a pipe holds 64 KiB); a larger one from a thread
+_FEED_INLINE = 32 << 10
+#: how long a standby's boot is taken to keep a CPU busy (the CLI's start, measured 0.34-0.45 s)
+_STANDBY_BOOT = 0.5
+
+
+def _feed_quietly(pre: Prestarted, data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        pre.feed(data)
 _REQUESTING = "requesting"
 
 
@@ -624,6 +635,8 @@ class Attempt:
         self.start_time: float | None = None
         self._recorded_start: float | None = None  # the start time the store has for this process
         self.started_at = self._clock.time()
+        #: the prompt to write to an adopted standby's stdin (see :meth:`_standby`)
+        self._feed: bytes | None = None
         self.first_event_at: float | None = None
         self.result_at: float | None = None
         self.session_id: str | None = spec.expected_session_id
@@ -760,18 +773,13 @@ class Attempt:
         return self._env_with(self.token, self._tmpdir)
 
     def _env_with(self, token: str, tmpdir: str | None) -> dict[str, str]:
-        env = attempt_env(
-            self.spec.env, token=token, owner=self.manager.owner, tmpdir=tmpdir, inherit=self.spec.inherit_env
-        )
-        for hook in self.manager.env_hooks:  # e.g. the trace context of this attempt (resurgo.otel)
-            env.update(hook(self.spec))
-        return env
+        return self.manager.attempt_env(self.spec, token, tmpdir)
 
     def _adoptable(self, cwd: str) -> Prestarted | None:
         """The early-started process of this very attempt, if the manager holds one (see resurgo._launch)."""
         pre = self.manager.take_prestarted(self.spec.session_id)
         if pre is None:
-            return None
+            return self._standby(cwd)
         tmp = pre.tmpdir if self.spec.private_tmp else None
         why = pre.matches(self._argv, cwd, self._env_with(pre.token, tmp)) if self._stdin is None else "stdin prompt"
         if why is not None or (tmp is None) != (pre.tmpdir is None):
@@ -783,6 +791,44 @@ class Attempt:
         self.token = pre.token
         self._tmpdir = pre.tmpdir
         self.started_at = pre.started_at
+        return pre
+
+    def _standby(self, cwd: str) -> Prestarted | None:
+        """The manager's idle CLI for this resume (:meth:`ProcessManager.prepare_standby`), if it fits exactly.
+
+        It fits when this attempt's command line is the standby's plus the
+        prompt, and its folder and environment are the same; the prompt is then
+        fed on the standby's stdin (:attr:`_feed`).  Anything else, or a standby
+        that died while it waited, is discarded and the attempt starts as usual.
+        """
+        spec = self.spec
+        if spec.mode != "resume":
+            return None
+        pre = self.manager.take_standby(spec.session_id)
+        if pre is None:
+            return None
+        if self._stdin is not None:
+            argv, data = self._argv, self._stdin
+        elif len(self._argv) >= 2 and self._argv[-2] == "--":
+            argv, data = self._argv[:-2], self._argv[-1].encode()
+        else:
+            argv, data = self._argv, b""
+        tmp = pre.tmpdir if spec.private_tmp else None
+        why = ("it has ended" if not pre.alive else
+               pre.matches(argv, cwd, self._env_with(pre.token, tmp)) if data else "no prompt to give it")
+        if why is None and (tmp is None) != (pre.tmpdir is None):
+            why = "private temp folder differs"
+        if why is not None:
+            log.info("not adopting the standby CLI pid=%s for session %s: %s", pre.pid, spec.session_id, why)
+            if not pre.alive:
+                self.manager.standby_died(pre)
+            self.manager.drop(pre)
+            return None
+        pre.adopted = True
+        self.manager.standby_stats["adopted"] += 1
+        self.token = pre.token
+        self._tmpdir = pre.tmpdir
+        self._feed = data  # self.started_at stays this attempt's: the restart is timed from now
         return pre
 
     async def _pass_gate(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -817,6 +863,13 @@ class Attempt:
         pre = self._adoptable(cwd)
         if pre is not None:
             self._proc = await _adopt(pre, exited, loop, limit=1 << 20)
+            if self._feed is not None:
+                data, self._feed = self._feed, None
+                if len(data) <= _FEED_INLINE:
+                    with contextlib.suppress(OSError):  # ended meanwhile: its exit is the attempt's outcome
+                        pre.feed(data)
+                else:  # more than a pipe holds: the CLI reads it while we read its output
+                    threading.Thread(target=_feed_quietly, args=(pre, data), daemon=True).start()
         else:
             await self._pass_gate(loop)
             try:
@@ -1275,6 +1328,13 @@ class ProcessManager:
         self._pending: set[Attempt] = set()
         #: CLIs started early (``resurgo run``), by session id, until their attempt adopts them
         self._prestarted: dict[str, Prestarted] = {p.session_id: p for p in prestarted}
+        #: idle CLIs booted ahead of a resume, by session id (:meth:`prepare_standby`)
+        self._standby: dict[str, Prestarted] = {}
+        self._dropping: set[Prestarted] = set()
+        self.standby_stats: Counter[str] = Counter()
+        #: why standbys were turned off (they died unadopted: a CLI that does not wait on stdin), or None
+        self.standby_broken: str | None = None
+        self._standby_spawned = -math.inf
 
     def offer_prestarted(self, pre: Prestarted) -> None:
         """Hold an early-started CLI for the attempt of its session (``resurgo run``; see resurgo._launch)."""
@@ -1296,6 +1356,132 @@ class ProcessManager:
             _, pre = self._prestarted.popitem()
             pre.discard()
 
+    # -- standbys: a CLI booted ahead of a resume ---------------------------------------------------------
+    def attempt_env(self, spec: AttemptSpec, token: str, tmpdir: str | None) -> dict[str, str]:
+        """The whole environment of an attempt (or of a standby for it): the job's, its hooks', our markers."""
+        env = attempt_env(spec.env, token=token, owner=self.owner, tmpdir=tmpdir, inherit=spec.inherit_env)
+        for hook in self.env_hooks:  # e.g. the trace context of this attempt (resurgo.otel)
+            env.update(hook(spec))
+        return env
+
+    def prepare_standby(self, spec: AttemptSpec) -> bool:
+        """Boot an idle CLI now for a later ``resume`` of ``spec``'s session; True if one is ready or booting.
+
+        Restarting a killed CLI costs its boot, ~0.4 s on the machines we
+        measured, most of the whole recovery: a standby has booted already and
+        only waits for its prompt on stdin (it reads the session once the
+        prompt comes, so the work done meanwhile is not lost; see
+        :func:`resurgo._launch.spawn_early`).  The attempt that resumes this
+        session adopts it when its command line, folder and environment are
+        exactly the standby's (:meth:`Attempt._standby`); its prompt then
+        reaches the CLI in ~0.1 s.  The cost: one idle CLI (~150 MB resident)
+        per standby and its boot's CPU, so the supervisor keeps them only for
+        running jobs while restarts are frequent (``SupervisorConfig.standby``).
+        """
+        if (self.shutting_down or self.standby_broken or spec.mode != "resume" or spec.command is not None
+                or not spec.session_id):
+            return False
+        old = self._standby.get(spec.session_id)
+        if old is not None:
+            if old.alive:
+                return True
+            self.standby_died(self._standby.pop(spec.session_id))
+            self.drop(old)
+            if self.standby_broken:
+                return False
+        argv, _ = cli_argv(self.claude, prompt=None, mode="resume", session_id=spec.session_id, model=spec.model,
+                           claude_args=spec.claude_args)
+        token = uuid.uuid4().hex
+        try:
+            tmpdir = make_tmpdir(self.tmp_root) if spec.private_tmp else None
+        except OSError:  # the attempt itself will report an unsafe temp folder
+            return False
+        pre = spawn_early(argv, cwd=os.fspath(spec.cwd), env=self.attempt_env(spec, token, tmpdir),
+                          session_id=spec.session_id, token=token, owner=self.owner, tmpdir=tmpdir, standby=True)
+        if pre is None:
+            return False
+        self._standby[spec.session_id] = pre
+        self._standby_spawned = self.clock.monotonic()
+        self.standby_stats["started"] += 1
+        return True
+
+    def standby_died(self, pre: Prestarted) -> None:
+        """A standby ended while it waited.  Three in a row, none ever adopted: standbys are off for good.
+
+        A CLI version that does not wait for its prompt on stdin would make every
+        standby a boot's CPU spent for nothing; say so once and stop.
+        """
+        self.standby_stats["died"] += 1
+        if self.standby_stats["died"] >= 3 and not self.standby_stats["adopted"] and not self.standby_broken:
+            err = b""
+            with contextlib.suppress(OSError, ValueError):
+                if pre.popen.stderr is not None:
+                    err = pre.popen.stderr.read(2000)
+            self.standby_broken = (f"{self.standby_stats['died']} standby CLIs ended before their prompt came "
+                                   f"(last said: {redact_text(err.decode(errors='replace').strip()[:300])!r})")
+            log.warning("standby CLIs are off: %s", self.standby_broken)
+
+    def take_standby(self, session_id: str | None) -> Prestarted | None:
+        """The standby for this session, handed over once (the caller adopts it or :meth:`drop` s it)."""
+        if session_id is None or not self._standby:
+            return None
+        return self._standby.pop(session_id, None)
+
+    def has_standby(self, session_id: str | None) -> bool:
+        return session_id is not None and session_id in self._standby
+
+    @property
+    def quiet(self) -> bool:
+        """No CLI is booting now: no attempt between its spawn and its first event, no standby booting.
+
+        A standby's boot is ~0.35 s of CPU; booted beside an attempt's CLI it
+        slows the start a job is waiting for.
+        """
+        if any(a.first_event_at is None and a.outcome is None for a in self._pending):
+            return False
+        return self.clock.monotonic() - self._standby_spawned >= _STANDBY_BOOT
+
+    @property
+    def standbys(self) -> int:
+        """Standbys held now (booting or idle)."""
+        return len(self._standby)
+
+    @property
+    def standby_tmpdirs(self) -> set[str]:
+        """The private temp folders of the standbys held now (in use: not leaked)."""
+        return {p.tmpdir for p in self._standby.values() if p.tmpdir is not None}
+
+    def discard_standby(self, session_id: str | None) -> None:
+        """End this session's standby, if any (the job ended, or its next run will not resume it)."""
+        pre = self.take_standby(session_id)
+        if pre is not None:
+            self.drop(pre)
+
+    def drop(self, pre: Prestarted) -> None:
+        """End an unadopted standby: SIGKILL its group now; reap it and remove its temp folder off the loop."""
+        if pre.adopted:
+            return
+        self.standby_stats["discarded"] += 1
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pre.popen.pid, _signal.SIGKILL)
+        self._dropping.add(pre)
+        t = threading.Thread(target=self._reap, args=(pre,), name=f"resurgo-standby-{pre.pid}", daemon=True)
+        t.start()
+
+    def _reap(self, pre: Prestarted) -> None:
+        try:
+            pre.discard()
+        finally:
+            self._dropping.discard(pre)
+
+    def _end_standbys(self) -> None:
+        """Every standby ended and reaped, and its temp folder removed (shutdown)."""
+        while self._standby:
+            _, pre = self._standby.popitem()
+            pre.discard()
+        for pre in list(self._dropping):
+            pre.popen.wait()  # SIGKILLed already: only its reaping thread may not have run yet
+
     @property
     def claude(self) -> str:
         """The CLI's path, resolved on first use (raises :class:`ClaudeNotFoundError`)."""
@@ -1316,7 +1502,7 @@ class ProcessManager:
     @property
     def leaders(self) -> set[int]:
         """Pids of the CLIs this manager runs now: asyncio's child watcher owns their exit status."""
-        early = {p.pid for p in self._prestarted.values()}
+        early = {p.pid for p in (*self._prestarted.values(), *self._standby.values(), *self._dropping)}
         return {a.pid for a in self._pending if a.pid is not None} | set(self._active) | early
 
     def _register(self, a: Attempt) -> None:
@@ -1353,6 +1539,7 @@ class ProcessManager:
         """End every running attempt with ``killed_by="shutdown"``; returns their outcomes."""
         self.shutting_down = True
         self.discard_prestarted()
+        await asyncio.to_thread(self._end_standbys)
         attempts = list(self._pending | set(self._active.values()))
         return list(await asyncio.gather(*(a.stop("shutdown", reason) for a in attempts)))
 

@@ -375,11 +375,27 @@ class ApiRelay:
     def running(self) -> bool:
         return self._server is not None
 
-    def register(self, upstream: str, endpoint: _EndpointLike, *, job_id: str, **kw: Any) -> RelayRoute:
-        """A route for one attempt; ``url(route)`` is what the CLI's ``ANTHROPIC_BASE_URL`` becomes."""
-        route = RelayRoute(token=secrets.token_urlsafe(12), upstream=upstream, endpoint=endpoint, job_id=job_id, **kw)
+    def register(self, upstream: str, endpoint: _EndpointLike, *, job_id: str, token: str | None = None,
+                 **kw: Any) -> RelayRoute:
+        """A route for one attempt; ``url(route)`` is what the CLI's ``ANTHROPIC_BASE_URL`` becomes.
+
+        ``token``: one handed out earlier by :meth:`new_token` (a standby CLI was
+        started with its URL before the attempt existed); a new one otherwise.
+        """
+        if token is None or token in self._routes:
+            token = self.new_token()
+        route = RelayRoute(token=token, upstream=upstream, endpoint=endpoint, job_id=job_id, **kw)
         self._routes[route.token] = route
         return route
+
+    @staticmethod
+    def new_token() -> str:
+        """A route token nobody can guess (the relay listens on loopback, but other local users exist)."""
+        return secrets.token_urlsafe(12)
+
+    def url_for(self, token: str) -> str:
+        """The base URL of the route that ``token`` names or will name."""
+        return f"http://127.0.0.1:{self._port}/r/{token}"
 
     def unregister(self, route: RelayRoute) -> None:
         """The attempt ended: its requests in flight are dropped (the CLI is gone anyway)."""
@@ -388,7 +404,7 @@ class ApiRelay:
             t.cancel()
 
     def url(self, route: RelayRoute) -> str:
-        return f"http://127.0.0.1:{self._port}/r/{route.token}"
+        return self.url_for(route.token)
 
     # -- the CLI's side -----------------------------------------------------------------------------
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -930,8 +946,8 @@ class ApiRelay:
                         asyncio.StreamReader, asyncio.StreamWriter, int, list[tuple[str, str]], float]:
         """The first response head of this try, hedged: ``(reader, writer, status, headers, sent)``.
 
-        A try with no head after ``hedge_delay`` (a third of the hang limit: the
-        slowest recent answer, at least 2/3 s) gets a second copy of its request
+        A try with no head after ``hedge_delay`` (the slowest recent answer, at
+        least 0.5 s) gets a second copy of its request
         on a new connection, if the endpoint's retry budget has a token; the
         first head of the two wins and the other connection is aborted.  The
         first one is not ended: a slow answer still wins if it comes first, so
@@ -949,7 +965,8 @@ class ApiRelay:
         first = asyncio.ensure_future(self._ask(route, req, target))
         racing: dict[asyncio.Future[Any], float] = {first: t_sent}  # each copy -> when it was sent
         hedge_in = self.hedge_delay(watch.limit(recent=True) if route.watch else None,
-                                    answer_timeout=route.answer_timeout if route.watch else None)
+                                    answer_timeout=route.answer_timeout if route.watch else None,
+                                    slowest=watch.slowest(recent=True) if route.watch else None)
         next_hedge = None if hedge_in is None else t_sent + hedge_in
         copies_left = _MAX_HEDGES
         hedged_at: float | None = None  # wall clock of the first copy, for the records
@@ -1006,19 +1023,22 @@ class ApiRelay:
                     _, uw2, _, _ = await t
                     uw2.transport.abort()  # answered too late: the winner's answer is the one forwarded
 
-    def hedge_delay(self, first_limit: float | None, *, answer_timeout: float | None = None) -> float | None:
+    def hedge_delay(self, first_limit: float | None, *, answer_timeout: float | None = None,
+                    slowest: float | None = None) -> float | None:
         """When a try without a head gets a second copy (None: never; see :meth:`_head`).
 
         With a learned limit (the hang limit of the endpoint's last 50 answers,
-        ``ResponseTimes(recent=...)``): a third of it, the slowest of those
-        answers (the limit is 3x it, at least 2 s), so in a steady state at most
-        about one request in 50 gets a copy, and never before ``_HEDGE_FLOOR``.
-        A copy ends nothing -- the first request still wins if it answers first
-        -- so its cost is one duplicate request, paid from the retry budget; at
-        1 s instead of 2/3 s every hang of a chaos run cost its job a third of a
-        second more, with no healthy answer of the stand-in slower than 0.4 s
-        outside the latency phases (which raise the slowest answer, and so the
-        delay, themselves).
+        ``ResponseTimes(recent=...)``): the slowest of those answers
+        (``slowest``; without it a third of the limit, which is 3x it but at
+        least 2 s), so in a steady state at most about one request in 50 gets a
+        copy, and never before ``_HEDGE_FLOOR``.  A copy ends nothing -- the
+        first request still wins if it answers first -- so its cost is one
+        duplicate request, paid from the retry budget.  Hedging at a third of
+        the limit's 2 s floor (2/3 s) instead of the slowest answer with a
+        0.5 s floor cost every hang of a chaos run a sixth of a second per
+        copy, with no healthy answer of the stand-in slower than 0.4 s outside
+        the latency phases (which raise the slowest answer, and so the delay,
+        themselves).
 
         Nothing learned yet (a fresh supervisor on a fresh store): a third of
         ``answer_timeout``, the CLI's own wait for a head, when given.  Without
@@ -1029,13 +1049,14 @@ class ApiRelay:
             return None
         if first_limit is None:
             return answer_timeout / 3 if answer_timeout is not None and answer_timeout > 0 else None
-        d = max(_HEDGE_FLOOR, first_limit / 3)
+        d = max(_HEDGE_FLOOR, first_limit / 3 if slowest is None else slowest)
         return d if d < first_limit else None
 
     def _hedge_won(self, route: RelayRoute, st: _State, hedged_at: float, waited: float,
                    first_limit: float | None, watch: RequestWatch) -> None:
         """The copy answered first: the first try had stalled, and this is its recovery (a ``stall`` failure)."""
-        why = (f"a third of the hang limit of {first_limit:.2f} s: {watch.describe()}" if first_limit is not None
+        why = (f"the slowest of the endpoint's recent answers, at least {_HEDGE_FLOOR:g} s (hang limit "
+               f"{first_limit:.2f} s: {watch.describe()})" if first_limit is not None
                else f"a third of the CLI's request timeout of {route.answer_timeout:g} s: nothing learned yet")
         err = self.sink.classify(TimeoutError(
             f"a second copy of a request answered first: the API had not answered it for {waited:.1f} s "

@@ -172,6 +172,15 @@ class ResponseTimes:
         """
         return self._limit(self._recent if recent else self._first, self.floor)
 
+    def slowest(self, *, recent: bool = False) -> float | None:
+        """The slowest first answer among the endpoint's last ones (None: fewer than ``min_samples``).
+
+        What hedging waits for: a request slower than every recent answer gets
+        a copy (:meth:`resurgo.supervise._relay.ApiRelay.hedge_delay`).
+        """
+        w = self._recent if recent else self._first
+        return w.max if len(w) >= self.min_samples else None
+
     def gap_limit(self) -> float | None:
         """Seconds an answer may stay silent between two events (None: not learned yet)."""
         return self._limit(self._gap, self.gap_floor)
@@ -206,6 +215,11 @@ class RequestWatch:
         """
         lim = self.times.gap_limit() if gap else self.times.first_answer_limit(recent=recent)
         return None if lim is None else lim * self.scale
+
+    def slowest(self, *, recent: bool = False) -> float | None:
+        """The endpoint's slowest recent first answer, times this job's scale (None: not learned yet)."""
+        v = self.times.slowest(recent=recent)
+        return None if v is None else v * self.scale
 
     def describe(self, *, gap: bool = False) -> str:
         """Where the limit comes from, for the kill reason a user reads."""
