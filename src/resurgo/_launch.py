@@ -32,6 +32,9 @@ ARGV_PROMPT_LIMIT = 100_000
 ATTEMPT_ENV = "RESURGO_ATTEMPT"
 #: The supervisor (``host:pid:start``) that started a process; lets a restarted one find strays.
 OWNER_ENV = "RESURGO_SUPERVISOR"
+#: What a standby CLI is sent at once so that it waits for its prompt past the CLI's 3 s stdin timeout
+#: (see :func:`spawn_early`); the prompt then starts with it.
+STANDBY_KEEPALIVE = b"\n"
 #: Keys of an attempt's environment that are the attempt's own, not the job's (compared apart).
 VOLATILE_ENV = (ATTEMPT_ENV, "TMPDIR")
 
@@ -380,8 +383,9 @@ def spawn_early(
         # changes nothing the model reads (checked with 2.1.197 and 2.1.332).
         assert popen.stdin is not None
         try:
-            popen.stdin.write(b"\n")
-            popen.stdin.flush()
+            if STANDBY_KEEPALIVE:
+                popen.stdin.write(STANDBY_KEEPALIVE)
+                popen.stdin.flush()
         except OSError:
             pass  # it died at once: the attempt finds it dead and starts as usual
     return Prestarted(
@@ -402,6 +406,7 @@ __all__ = [
     "ATTEMPT_ENV",
     "OWNER_ENV",
     "PARTIAL_FLAG",
+    "STANDBY_KEEPALIVE",
     "ClaudeNotFoundError",
     "Prestarted",
     "attempt_env",

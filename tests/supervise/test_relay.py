@@ -336,6 +336,10 @@ async def test_a_request_slower_than_any_recent_answer_is_hedged_and_the_copy_an
     assert relay.hedge_delay(2.4) == pytest.approx(0.8) and relay.hedge_delay(6.0) == pytest.approx(2.0)
     assert relay.hedge_delay(0.9) == pytest.approx(0.5)  # never sooner than the floor
     assert relay.hedge_delay(0.4) is None  # the floor would be past the limit itself
+    # with the slowest recent answer known, the copy goes out when a request is slower than all of them
+    assert relay.hedge_delay(3.6, slowest=1.2) == pytest.approx(1.2)
+    assert relay.hedge_delay(2.4, slowest=0.1) == pytest.approx(0.5)  # not 0.8, a third of the floored limit
+    assert relay.hedge_delay(2.4, slowest=2.4) is None  # a copy at the limit itself is no copy
     async with sdk(relay, route) as c:
         await ask_streamed(c)
         api.set_faults(Faults(hang=True, count=1))
@@ -354,6 +358,9 @@ async def test_a_request_slower_than_any_recent_answer_is_hedged_and_the_copy_an
     assert route.hedges == 1 and route.watch_kills == 0
     assert "second copy" in inc.error.description
     assert inc.detected_at - inc.sent_at < 2.4  # at the hedge delay, not the limit
+    slowest = route.endpoint.times.slowest(recent=True)
+    assert slowest is not None and slowest < 0.5  # the stand-in's answer: the copy went at the 0.5 s floor
+    assert "hedged at the slowest" in inc.error.description
 
 
 async def test_a_copy_that_fails_while_the_first_still_waits_is_replaced_at_once(

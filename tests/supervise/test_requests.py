@@ -41,6 +41,18 @@ def test_no_limit_before_min_samples_then_factor_times_the_slowest_never_below_t
     assert t.gap_limit() is None  # gaps are learned on their own
 
 
+def test_the_slowest_answer_is_known_once_learned_and_scaled_per_job() -> None:
+    """What hedging waits for: the slowest recent answer itself, unfloored, times the job's scale."""
+    t = ResponseTimes(factor=3.0, floor=2.0, min_samples=2, window=4, recent=2)
+    t.first_answer(0.3)
+    assert t.slowest() is None and t.slowest(recent=True) is None  # not learned yet
+    t.first_answer(0.2)
+    assert t.slowest() == pytest.approx(0.3) and t.first_answer_limit() == pytest.approx(2.0)  # the limit floors
+    t.first_answer(0.1)
+    assert t.slowest(recent=True) == pytest.approx(0.2) and t.slowest() == pytest.approx(0.3)
+    assert RequestWatch(t, scale=2.0).slowest(recent=True) == pytest.approx(0.4)
+
+
 def test_the_window_forgets_old_slow_answers() -> None:
     t = ResponseTimes(factor=2.0, floor=0.1, min_samples=2, window=3)
     for v in (5.0, 0.2, 0.3):
