@@ -360,7 +360,6 @@ async def test_a_request_slower_than_any_recent_answer_is_hedged_and_the_copy_an
     assert inc.detected_at - inc.sent_at < 2.4  # at the hedge delay, not the limit
     slowest = route.endpoint.times.slowest(recent=True)
     assert slowest is not None and slowest < 0.5  # the stand-in's answer: the copy went at the 0.5 s floor
-    assert "hedged at the slowest" in inc.error.description
 
 
 async def test_a_copy_that_fails_while_the_first_still_waits_is_replaced_at_once(
