@@ -27,6 +27,7 @@ import sqlite3
 import subprocess
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,27 @@ def _text(e: dict[str, Any]) -> str:
     return c if isinstance(c, str) else " ".join(str(b.get("text", "")) for b in c if isinstance(b, dict))
 
 
+async def _with_session(mgr: ProcessManager, cwd: Path, env: dict[str, str]) -> str:
+    """A session with one finished turn (what a standby resumes); its id."""
+    sid = str(uuid.uuid4())
+    first = await mgr.run(AttemptSpec(prompt="one [[text: one]]", cwd=cwd, session_id=sid, env=env,
+                                      inherit_env=False))
+    assert first.result_ok
+    return sid
+
+
+@pytest.fixture
+async def resumable(claude_bin: str, claude_env: dict[str, str], mock_api: MockServer,
+                    tmp_path: Path) -> AsyncIterator[tuple[ProcessManager, str, dict[str, str]]]:
+    """A manager, a session with one finished turn, and the environment that reaches the stand-in."""
+    env = {**claude_env, "ANTHROPIC_BASE_URL": mock_api.url}
+    mgr = ProcessManager(claude=claude_bin, subreaper=False)
+    try:
+        yield mgr, await _with_session(mgr, tmp_path, env), env
+    finally:
+        await mgr.shutdown()
+
+
 @pytest.mark.cli_versions
 @pytest.mark.parametrize("keepalive", [True, False], ids=["newline-sent", "broken-no-newline"])
 async def test_a_standby_outlives_the_stdin_timeout_and_resumes_from_the_latest_turn(
@@ -74,13 +96,10 @@ async def test_a_standby_outlives_the_stdin_timeout_and_resumes_from_the_latest_
     if not keepalive:
         monkeypatch.setattr(launch, "STANDBY_KEEPALIVE", b"")
     env = {**claude_env, "ANTHROPIC_BASE_URL": mock_api.url}
-    sid = str(uuid.uuid4())
     mgr = ProcessManager(claude=claude_bin, subreaper=False)
     other = ProcessManager(claude=claude_bin, subreaper=False)  # writes a turn without touching the standby
     try:
-        first = await mgr.run(AttemptSpec(prompt="one [[text: one]]", cwd=tmp_path, session_id=sid, env=env,
-                                          inherit_env=False))
-        assert first.result_ok
+        sid = await _with_session(mgr, tmp_path, env)
         resume = AttemptSpec(prompt="three [[text: three]]", cwd=tmp_path, mode="resume", session_id=sid, env=env,
                              inherit_env=False)
         t0 = time.monotonic()
@@ -107,55 +126,41 @@ async def test_a_standby_outlives_the_stdin_timeout_and_resumes_from_the_latest_
 
 
 async def test_a_standby_that_differs_is_ended_and_the_attempt_starts_as_usual(
-    claude_bin: str, claude_env: dict[str, str], mock_api: MockServer, tmp_path: Path
+    resumable: tuple[ProcessManager, str, dict[str, str]], tmp_path: Path
 ) -> None:
-    env = {**claude_env, "ANTHROPIC_BASE_URL": mock_api.url}
-    sid = str(uuid.uuid4())
-    mgr = ProcessManager(claude=claude_bin, subreaper=False)
-    try:
-        assert (await mgr.run(AttemptSpec(prompt="[[text: one]]", cwd=tmp_path, session_id=sid, env=env,
-                                          inherit_env=False))).result_ok
-        base = AttemptSpec(prompt="[[text: two]]", cwd=tmp_path, mode="resume", session_id=sid,
-                           env={**env, "RESURGO_TEST_MARK": "a"}, inherit_env=False)
-        assert mgr.prepare_standby(base)
-        pre = mgr._standby[sid]
-        tmp = pre.tmpdir
-        out = await mgr.run(AttemptSpec(prompt="[[text: two]]", cwd=tmp_path, mode="resume", session_id=sid,
-                                        env={**env, "RESURGO_TEST_MARK": "b"}, inherit_env=False))
-        assert out.result_ok and out.result is not None and out.result.get("result") == "two"
-        assert out.pid != pre.pid and mgr.standby_stats["adopted"] == 0 and mgr.standby_stats["discarded"] == 1
-        for _ in range(50):  # ended and reaped off the loop
-            if _gone(pre.pid) and (tmp is None or not os.path.exists(tmp)):
-                break
-            await asyncio.sleep(0.1)
-        assert _gone(pre.pid)
-        assert tmp is not None and not os.path.exists(tmp)
-    finally:
-        await mgr.shutdown()
+    mgr, sid, env = resumable
+    base = AttemptSpec(prompt="[[text: two]]", cwd=tmp_path, mode="resume", session_id=sid,
+                       env={**env, "RESURGO_TEST_MARK": "a"}, inherit_env=False)
+    assert mgr.prepare_standby(base)
+    pre = mgr._standby[sid]
+    tmp = pre.tmpdir
+    out = await mgr.run(AttemptSpec(prompt="[[text: two]]", cwd=tmp_path, mode="resume", session_id=sid,
+                                    env={**env, "RESURGO_TEST_MARK": "b"}, inherit_env=False))
+    assert out.result_ok and out.result is not None and out.result.get("result") == "two"
+    assert out.pid != pre.pid and mgr.standby_stats["adopted"] == 0 and mgr.standby_stats["discarded"] == 1
+    for _ in range(50):  # ended and reaped off the loop
+        if _gone(pre.pid) and (tmp is None or not os.path.exists(tmp)):
+            break
+        await asyncio.sleep(0.1)
+    assert _gone(pre.pid)
+    assert tmp is not None and not os.path.exists(tmp)
 
 
 async def test_standbys_that_keep_dying_unadopted_are_turned_off(
-    claude_bin: str, claude_env: dict[str, str], mock_api: MockServer, tmp_path: Path
+    resumable: tuple[ProcessManager, str, dict[str, str]], tmp_path: Path
 ) -> None:
-    env = {**claude_env, "ANTHROPIC_BASE_URL": mock_api.url}
-    sid = str(uuid.uuid4())
-    mgr = ProcessManager(claude=claude_bin, subreaper=False)
-    try:
-        assert (await mgr.run(AttemptSpec(prompt="[[text: one]]", cwd=tmp_path, session_id=sid, env=env,
-                                          inherit_env=False))).result_ok
-        spec = AttemptSpec(prompt="[[text: again]]", cwd=tmp_path, mode="resume", session_id=sid, env=env,
-                           inherit_env=False)
-        for i in range(3):
-            assert mgr.prepare_standby(spec), i
-            pre = mgr._standby[sid]
-            os.kill(pre.pid, signal.SIGKILL)  # what a CLI that does not wait on stdin amounts to
-            pre.popen.wait(5)
-            out = await mgr.run(spec)
-            assert out.result_ok and out.pid != pre.pid
-        assert mgr.standby_stats["died"] == 3 and mgr.standby_broken is not None
-        assert not mgr.prepare_standby(spec) and mgr.standbys == 0
-    finally:
-        await mgr.shutdown()
+    mgr, sid, env = resumable
+    spec = AttemptSpec(prompt="[[text: again]]", cwd=tmp_path, mode="resume", session_id=sid, env=env,
+                       inherit_env=False)
+    for i in range(3):
+        assert mgr.prepare_standby(spec), i
+        pre = mgr._standby[sid]
+        os.kill(pre.pid, signal.SIGKILL)  # what a CLI that does not wait on stdin amounts to
+        pre.popen.wait(5)
+        out = await mgr.run(spec)
+        assert out.result_ok and out.pid != pre.pid
+    assert mgr.standby_stats["died"] == 3 and mgr.standby_broken is not None
+    assert not mgr.prepare_standby(spec) and mgr.standbys == 0
 
 
 def _config(tmp_path: Path, claude_bin: str, env: dict[str, str], **kw: Any) -> SupervisorConfig:
