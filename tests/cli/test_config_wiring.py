@@ -191,3 +191,23 @@ def test_relay_hedge_is_wired_from_the_config_file_to_the_relay(tmp_path: Path) 
     assert SupervisorConfig().relay_hedge is True
     with pytest.raises(ValueError, match="relay_hedge"):
         SupervisorConfig(relay_hedge="no")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("value", "ok"), [(0, True), (8, True), (1024, True), (-1, False), (2000, False),
+                                           ("many", False), (True, False)])
+def test_standby_agrees_between_schema_and_supervisor(tmp_path: Path, value: object, ok: bool) -> None:
+    conf = tmp_path / "c.toml"
+    conf.write_text(f"[supervisor]\nstandby = {json.dumps(value)}\nstandby_window = \"5m\"\n")
+    s = load_settings(config_file=conf, environ={}, user=False)
+    try:
+        SupervisorConfig(standby=value)  # type: ignore[arg-type]
+        class_ok = True
+    except ValueError:
+        class_ok = False
+    assert (not s.problems, class_ok) == (ok, ok), s.problems
+    if ok:
+        assert s.get("supervisor", "standby") == value and s.get("supervisor", "standby_window") == 300.0
+    d = SupervisorConfig()
+    assert load_settings(cwd=tmp_path, environ={}, user=False).get("supervisor", "standby") == d.standby == 8
+    with pytest.raises(ValueError, match="standby_window"):
+        SupervisorConfig(standby_window=0)

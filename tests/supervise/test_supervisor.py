@@ -69,11 +69,11 @@ def test_config_from_dict_checks_keys_and_takes_a_breaker_table() -> None:
         SupervisorConfig.from_dict({"breaker": {"failure_rate": 50}})
 
 
-@pytest.mark.parametrize(("probes", "closes"), [(3, True), (1, False)])
+@pytest.mark.parametrize(("probes", "closes"), [(10, True), (3, True), (1, False)])
 def test_one_background_failure_among_the_probes_does_not_reopen_the_breaker(probes: int, closes: bool) -> None:
-    """The supervisor's breaker probes three requests: one scattered failure is not the API down.
+    """The supervisor's breaker probes ten requests: one scattered failure is not the API down.
 
-    With a single probe (the old default, the second case) that one failure reopens it
+    With a single probe (an old default, the last case) that one failure reopens it
     and doubles every job's wait.
     """
     from dataclasses import replace
@@ -83,7 +83,7 @@ def test_one_background_failure_among_the_probes_does_not_reopen_the_breaker(pro
 
     clock = FakeClock()
     th = default_breaker_thresholds()
-    assert th.half_open_max_calls == 3
+    assert th.half_open_max_calls == 10
     br = CircuitBreaker("t", thresholds=replace(th, half_open_max_calls=probes), clock=clock)
     br.open(wait=2.0)
     clock.advance(2.0)
@@ -92,6 +92,35 @@ def test_one_background_failure_among_the_probes_does_not_reopen_the_breaker(pro
     for p in permits[1:]:
         p.on_success()
     assert (br.state is CircuitState.CLOSED) is closes
+
+
+@pytest.mark.parametrize("probes", [10, 3])
+def test_every_waiting_job_gets_a_probe_after_a_storm(probes: int) -> None:
+    """Six jobs' requests held by the open breaker all go out when it half-opens (ten probes).
+
+    With three probes (the broken variant) three of them are refused and wait
+    for the close: a probe's answer, then their own.
+    """
+    from dataclasses import replace
+
+    from resurgo.breaker import CircuitBreaker, CircuitOpenError, CircuitState
+    from resurgo.supervise._config import default_breaker_thresholds
+
+    clock = FakeClock()
+    th = default_breaker_thresholds()
+    br = CircuitBreaker("t", thresholds=replace(th, half_open_max_calls=probes), clock=clock)
+    br.open(wait=1.0)
+    clock.advance(1.0)
+    admitted, refused = [], 0
+    for _ in range(6):
+        try:
+            admitted.append(br.acquire())
+        except CircuitOpenError:
+            refused += 1
+    assert (len(admitted), refused) == ((6, 0) if probes == 10 else (3, 3))
+    for p in admitted:
+        p.on_success()
+    assert br.state is CircuitState.CLOSED
 
 
 def test_exit_statuses_say_how_a_job_ended() -> None:

@@ -556,7 +556,7 @@ class HalfOpenState(State):
             return Transition(self.ctx.closed(now), f"{m} probes under the thresholds")
         # Optimistic verdict: even if every probe still out fails (and is slow), the rates stay
         # under: close now.  Waiting for the last probes' answers only held every caller back
-        # (the supervisor's 3 probes are real requests: a chaos run waited 7.5 s in half-open
+        # (the supervisor's probes are real requests: a chaos run waited 7.5 s in half-open
         # for the third answer after two had already decided it).  Their late outcomes are stale.
         left = m - self.recorded
         if (w.failures + left) / m < t.failure_rate and (w.slow + left) / m < t.slow_call_rate:

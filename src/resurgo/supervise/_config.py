@@ -51,14 +51,19 @@ def default_breaker_thresholds() -> CircuitThresholds:
     In chaos runs a window of the last 10 calls instead opened 13 times in 176 s
     under scattered 20 % faults.
 
-    Half-open lets three probes through and opens again once two of them
-    failed (the failure rate of the probes reaching 50 %).  With a single
-    probe, the API's background failures decided alone: under the chaos
-    profile's 20 % of scattered faults, one probe in five failed with the API
-    healthy, and two unlucky probes in a row after a 4 s storm held every job
-    for 14 s (2 + 4 + 8).  Three probes reopen a healthy API's breaker about
-    one time in ten (two of three failing at 20 %), and a sustained outage
-    fails all three.  Through the relay a probe is one request.
+    Half-open lets ten probes through (resilience4j's default) and opens again
+    once five of them failed (the failure rate of the probes reaching 50 %);
+    it closes as soon as six have succeeded.  With a single probe, the API's
+    background failures decided alone: under the chaos profile's 20 % of
+    scattered faults, one probe in five failed with the API healthy, and two
+    unlucky probes in a row after a 4 s storm held every job for 14 s
+    (2 + 4 + 8).  Ten probes reopen a healthy API's breaker about one time in
+    thirty (five of ten failing at 20 %), and a sustained outage fails them
+    all.  Through the relay a probe is one request, and every job waiting on
+    the breaker has one: with three probes, the other jobs' requests waited
+    for the close (a probe's answer, 1.2 s in a chaos latency phase) and then
+    for their own answer; with ten, up to ten jobs' requests are answered in
+    the same round.
 
     The first open wait is short (1 s, growing 1.5x on every failed probe round
     up to 120 s): a half-open probe here is a real job's request (or its attempt,
@@ -68,18 +73,18 @@ def default_breaker_thresholds() -> CircuitThresholds:
     within its last second every time, so all of its open wait past the storm
     was every job standing still: with 2 s, about 1.8 s x 6 jobs per storm.  A
     long outage still reaches long waits after a few failed probe rounds (1,
-    1.5, 2.3, 3.4 ... 120 s, 13 rounds), at three probes a round.  Doubling
+    1.5, 2.3, 3.4 ... 120 s, 13 rounds), at ten probes a round at most.  Doubling
     (1, 2, 4 ...) reached 120 s in 8 rounds, but the round that failed within
     a storm then held every job up to 2 s past its end (1.9 s on average in
     two seeds' storms); a breaker that is only ever half a wait behind the
-    API's recovery costs the API three requests per round.
+    API's recovery costs the API at most ten requests per round.
     """
     return CircuitThresholds(
         failure_rate=0.5,
         min_calls=10,
         sliding_window=60.0,
         consecutive_failures=8,
-        half_open_max_calls=3,
+        half_open_max_calls=10,
         half_open_lease=600.0,
         slow_call_duration=3600.0,
         wait_in_open=1.0,
