@@ -122,12 +122,26 @@ def _config(tmp: Path, env: dict[str, str], **kw: Any) -> SupervisorConfig:
 
 
 async def bench_recovery(tmp: Path, url: str, kills: int) -> dict[str, Any]:
-    env = _env(tmp / "home-rec", url)
+    """A CLI SIGKILLed mid-tool, ``kills`` jobs in a row, with the default standby CLIs and without.
+
+    The first kill of a supervisor finds no standby (none is kept before a
+    session was resumed); each later job's CLI has one booted by the time it
+    is killed, so the figures are the steady state of a supervisor that sees
+    crashes.  ``standby_off`` is the same run with ``standby=0``: every restart
+    boots a CLI.
+    """
+    on = await _bench_recovery(tmp, url, kills, "rec", standby=8)
+    off = await _bench_recovery(tmp, url, kills, "rec-off", standby=0)
+    return {**on, "standby_off": off}
+
+
+async def _bench_recovery(tmp: Path, url: str, kills: int, tag: str, *, standby: int) -> dict[str, Any]:
+    env = _env(tmp / f"home-{tag}", url)
     Path(env["HOME"]).mkdir()
-    work = tmp / "work-rec"
+    work = tmp / f"work-{tag}"
     work.mkdir()
     from_kill: list[float] = []
-    async with Supervisor(_config(tmp, env, store=str(tmp / "rec.db"))) as sup:
+    async with Supervisor(_config(tmp, env, store=str(tmp / f"{tag}.db"), standby=standby)) as sup:
         for i in range(kills):
             h = sup.submit(f"run {i} [[bash: sleep 1; echo x]] [[text: ok]]", cwd=work)
             async for ev in h.events():
@@ -143,7 +157,8 @@ async def bench_recovery(tmp: Path, url: str, kills: int) -> dict[str, Any]:
                 raise RuntimeError(f"recovery run {i} did not succeed: {res.reason}")
             (row,) = sup.store.query("SELECT restored_at FROM recoveries WHERE job_id=?", (res.job_id,))
             from_kill.append(row["restored_at"] - t_kill)
-    st = Store(str(tmp / "rec.db"))
+        adopted = sup.manager.standby_stats["adopted"]
+    st = Store(str(tmp / f"{tag}.db"))
     rows = st.query("SELECT detected_at, restored_at, waited_s FROM recoveries WHERE restored_at IS NOT NULL")
     st.close()
     vals = [max(0.0, r["restored_at"] - r["detected_at"] - r["waited_s"]) for r in rows]
@@ -156,6 +171,8 @@ async def bench_recovery(tmp: Path, url: str, kills: int) -> dict[str, Any]:
         # stricter: from the SIGKILL itself (includes noticing the exit and ending the orphaned tool)
         "kill_to_restored_median_s": round(statistics.median(from_kill), 3),
         "kill_to_restored_p95_s": round(_pct(from_kill, 95), 3),
+        "standby": standby,
+        "standby_adopted": adopted,
         "goal_median_s": 2.0,
     }
 
@@ -384,7 +401,10 @@ async def main() -> None:
                 print(
                     f"recovery: median {r['median_s']} s, p95 {r['p95_s']} s over {r['recoveries']} kills "
                     f"(goal median < 2 s: ratio {r['median_s'] / 2.0:.2f}); from the SIGKILL itself: median "
-                    f"{r['kill_to_restored_median_s']} s, p95 {r['kill_to_restored_p95_s']} s"
+                    f"{r['kill_to_restored_median_s']} s, p95 {r['kill_to_restored_p95_s']} s; "
+                    f"{r['standby_adopted']} standby CLI(s) adopted; with standby=0: median "
+                    f"{r['standby_off']['median_s']} s, from the SIGKILL "
+                    f"{r['standby_off']['kill_to_restored_median_s']} s"
                 )
             if "overhead" not in args.skip:
                 out["overhead"] = await bench_overhead(tmp, srv.url, args.runs)
