@@ -1205,7 +1205,7 @@ class Orchestrator:
                 watch=self.config.request_watch, retry_overload=run.endpoint.limiter is None,
                 scale=run.request_scale, max_wait=self._relay_max_wait(), answer_timeout=self._api_timeout(run),
             )
-            spec = replace(spec, env={**run.env, "ANTHROPIC_BASE_URL": self.relay.url(run.route)})
+            spec = self._via_relay(spec, run, run.route.token)
             if run.call is not None:
                 # the relay asks the breaker for every request (a half-open breaker's probe is the
                 # first one); the admission only held the job back while the circuit was open
@@ -1265,6 +1265,11 @@ class Orchestrator:
             job_id=run.rec.id,
         ).with_session()
 
+    def _via_relay(self, spec: AttemptSpec, run: _JobRun, token: str) -> AttemptSpec:
+        """``spec`` with the CLI pointed at the relay route ``token`` (an attempt's, or its standby's)."""
+        assert self.relay is not None
+        return replace(spec, env={**run.env, "ANTHROPIC_BASE_URL": self.relay.url_for(token)})
+
     def _want_standby(self, run: _JobRun) -> bool:
         """Whether the running attempt of ``run`` should get a standby CLI for its session's next resume.
 
@@ -1294,7 +1299,7 @@ class Orchestrator:
         if relayed:
             assert self.relay is not None
             token = self.relay.new_token()
-            spec = replace(spec, env={**run.env, "ANTHROPIC_BASE_URL": self.relay.url_for(token)})
+            spec = self._via_relay(spec, run, token)
         try:
             ok = self.manager.prepare_standby(spec)
         except Exception:  # a standby is an optimisation: never fail the job over it
